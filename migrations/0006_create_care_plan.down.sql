@@ -1,0 +1,2 @@
+-- Undo 0006: drop care plans.
+DROP TABLE care_plan;

@@ -1,0 +1,106 @@
+//! Command-line arguments (clap derive). Structs only: `commands` resolves them.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Roll a database upgrade out across many trust databases in waves, check each one, and stop
+/// before a bad upgrade spreads.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about, long_about = None)]
+pub struct Cli {
+    /// The estate file.
+    #[arg(long, global = true, default_value = "trusts.yaml", value_name = "FILE")]
+    pub inventory: PathBuf,
+
+    /// The migrations directory.
+    #[arg(long, global = true, default_value = "migrations", value_name = "DIR")]
+    pub migrations: PathBuf,
+
+    /// Plain lines instead of progress bars, even on a terminal.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    /// Format of diagnostic logs on stderr (RUST_LOG filters them).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More diagnostics (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output format of reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the inventory, the migrations and (optionally) a plan. No database is touched.
+    Validate {
+        /// A plan to validate too.
+        plan: Option<PathBuf>,
+    },
+    /// Show what a rollout would do, per wave and trust. Reads databases read-only.
+    Plan {
+        /// The plan file.
+        plan: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Print the exact statements, including flotilla's lock and tracking-table writes.
+        #[arg(long)]
+        sql: bool,
+    },
+    /// Roll a plan out, wave by wave.
+    Rollout {
+        /// The plan file.
+        plan: PathBuf,
+        /// Do not ask for confirmation; approve waves marked `approval: required`.
+        #[arg(long)]
+        yes: bool,
+        /// Also write every event as a JSON line to FILE (`-` for stdout).
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
+    },
+    /// Every trust's current version, release and pending migrations.
+    Status {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Create the sample estate at release 5.0 with synthetic patients, then roll out
+    /// plans/rio-5.1.yaml with the real engine.
+    Demo {
+        /// Stop after seeding.
+        #[arg(long)]
+        seed_only: bool,
+        /// Synthetic patients per trust.
+        #[arg(long, default_value_t = 2000, value_name = "N")]
+        patients: usize,
+        /// The plan to run after seeding.
+        #[arg(long, default_value = "plans/rio-5.1.yaml", value_name = "FILE")]
+        plan: PathBuf,
+        /// The release the estate is seeded at.
+        #[arg(long, default_value = "5.0", value_name = "RELEASE")]
+        seed_release: String,
+    },
+}

@@ -1,0 +1,491 @@
+//! One function per subcommand: resolve arguments into typed configuration, call the library,
+//! print, and return the documented exit code.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+use serde_json::json;
+
+use crate::cli::Format;
+use crate::config::{ConfigError, Inventory, Plan, Wave};
+use crate::db::sql;
+use crate::engine::events::Fanout;
+use crate::engine::run::{read_state, READ_CONCURRENCY};
+use crate::engine::{preflight, Approver, Engine, EventSink, RunOutcome, TrustOutcome};
+use crate::exit_codes::ExitCode;
+use crate::migrations::{Catalog, CatalogError};
+use crate::plan::{Action, RolloutPlan};
+use crate::report::{Human, JsonLines};
+
+/// A command that could not do its job: the exit code and the message for stderr.
+#[derive(Debug)]
+pub struct Failure {
+    /// Documented exit code.
+    pub code: ExitCode,
+    /// What went wrong, naming the file, trust or migration.
+    pub message: String,
+}
+
+impl Failure {
+    fn new(code: ExitCode, message: impl Into<String>) -> Failure {
+        Failure { code, message: message.into() }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::new(ExitCode::Config, e.to_string())
+    }
+}
+
+impl From<CatalogError> for Failure {
+    fn from(e: CatalogError) -> Self {
+        Failure::new(ExitCode::Config, e.to_string())
+    }
+}
+
+/// The result of a command.
+pub type Outcome = Result<(), Failure>;
+
+/// Options shared by every command.
+pub struct Globals {
+    /// The estate file.
+    pub inventory: PathBuf,
+    /// The migrations directory.
+    pub migrations: PathBuf,
+    /// Progress bars allowed (stdout is a terminal and `--no-progress` was not given).
+    pub progress: bool,
+}
+
+impl Globals {
+    fn load(&self) -> Result<(Inventory, Catalog), Failure> {
+        let inventory = Inventory::load(&self.inventory)?;
+        let catalog = Catalog::load(&self.migrations)?;
+        Ok((inventory, catalog))
+    }
+
+    fn load_plan(&self, plan: &Path) -> Result<(Inventory, Catalog, Plan), Failure> {
+        let (inventory, catalog) = self.load()?;
+        let plan = Plan::load(plan, &inventory, &catalog)?;
+        Ok((inventory, catalog, plan))
+    }
+}
+
+/// `flotilla validate [PLAN]`.
+pub fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
+    let (inventory, catalog) = g.load()?;
+    let mut regions: Vec<(String, usize)> = Vec::new();
+    for t in &inventory.trusts {
+        match regions.iter_mut().find(|(r, _)| *r == t.region) {
+            Some((_, n)) => *n += 1,
+            None => regions.push((t.region.clone(), 1)),
+        }
+    }
+    let regions: Vec<String> = regions.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    println!("{}: {} trusts ({})", inventory.path.display(), inventory.trusts.len(), regions.join(", "));
+    let releases: Vec<String> = catalog.releases().map(|(n, v)| format!("{n} (to {v})")).collect();
+    println!(
+        "{}: {} migrations, releases: {}",
+        catalog.dir().display(),
+        catalog.migrations().len(),
+        if releases.is_empty() { "none".into() } else { releases.join(", ") }
+    );
+    if let Some(path) = plan {
+        let plan = Plan::load(path, &inventory, &catalog)?;
+        println!(
+            "{}: plan {}, {} waves, {} trusts, target {}",
+            path.display(),
+            plan.name,
+            plan.waves.len(),
+            plan.trusts().count(),
+            describe_target(&plan)
+        );
+        for w in &plan.waves {
+            println!("  wave {}: {} trusts, {} at a time{}", w.name, w.trusts.len(), w.concurrency, approval_note(w));
+        }
+    }
+    println!("ok: valid");
+    Ok(())
+}
+
+fn describe_target(plan: &Plan) -> String {
+    match &plan.target.release {
+        Some(r) => format!("release {r} (version {})", plan.target.version),
+        None => format!("version {}", plan.target.version),
+    }
+}
+
+fn approval_note(w: &Wave) -> &'static str {
+    match w.approval {
+        crate::config::plan::Approval::Required => ", needs approval",
+        crate::config::plan::Approval::None => "",
+    }
+}
+
+/// `flotilla plan PLAN`.
+pub async fn plan(g: &Globals, path: &Path, format: Format, with_sql: bool) -> Outcome {
+    let (inventory, catalog, plan) = g.load_plan(path)?;
+    let planned = preflight(&inventory, &catalog, &plan).await;
+    match (format, with_sql) {
+        (Format::Json, _) => println!("{}", plan_json(&planned, &catalog, with_sql, &inventory)),
+        (Format::Text, false) => print_plan_text(&planned, &catalog),
+        (Format::Text, true) => print_plan_sql(&planned, &catalog, &inventory),
+    }
+    blocked_failure(&planned)
+}
+
+fn blocked_failure(planned: &RolloutPlan) -> Outcome {
+    let blocked: Vec<_> = planned.blocked().collect();
+    match blocked.first() {
+        None => Ok(()),
+        Some((_, first)) => {
+            let lines: Vec<String> = blocked.iter().map(|(id, b)| format!("  trust '{id}': {b}")).collect();
+            Err(Failure::new(
+                first.exit_code(),
+                format!("nothing was changed: {} trust(s) cannot be migrated:\n{}", blocked.len(), lines.join("\n")),
+            ))
+        }
+    }
+}
+
+fn dialect_of(inventory: &Inventory, id: &str) -> crate::db::Dialect {
+    match inventory.get(id).map(|t| &t.database) {
+        Some(crate::config::DatabaseTarget::Postgres { .. }) => crate::db::Dialect::Postgres,
+        _ => crate::db::Dialect::Sqlite,
+    }
+}
+
+/// The statements a trust's upgrade runs, in order, including flotilla's own.
+fn trust_sql(catalog: &Catalog, inventory: &Inventory, id: &str, action: &Action) -> Vec<String> {
+    let Action::Upgrade { steps } = action else { return Vec::new() };
+    let dialect = dialect_of(inventory, id);
+    let mut out = vec![sql::lock_statement(dialect), format!("{};", sql::CREATE_TRACKING_TABLE)];
+    for step in steps {
+        if let Some(m) = catalog.get(step.version) {
+            out.extend(sql::render_apply(m));
+        }
+    }
+    out.push(sql::unlock_statement(dialect));
+    out
+}
+
+fn plan_json(planned: &RolloutPlan, catalog: &Catalog, with_sql: bool, inventory: &Inventory) -> serde_json::Value {
+    let waves: Vec<serde_json::Value> = planned
+        .waves
+        .iter()
+        .map(|w| {
+            let trusts: Vec<serde_json::Value> = w
+                .trusts
+                .iter()
+                .map(|t| {
+                    let (action, migrations, reason) = match &t.action {
+                        Action::UpToDate => ("up-to-date", vec![], None),
+                        Action::Upgrade { steps } => ("upgrade", steps.iter().map(|s| s.version).collect(), None),
+                        Action::Blocked { blocker } => ("blocked", vec![], Some(blocker.to_string())),
+                    };
+                    let mut v = json!({
+                        "id": t.id,
+                        "current_version": t.current_version,
+                        "current_release": catalog.describe(t.current_version),
+                        "action": action,
+                        "migrations": migrations,
+                        "reason": reason,
+                    });
+                    if with_sql {
+                        v["sql"] = json!(trust_sql(catalog, inventory, &t.id, &t.action));
+                    }
+                    v
+                })
+                .collect();
+            json!({ "name": w.name, "concurrency": w.concurrency, "approval": w.approval, "trusts": trusts })
+        })
+        .collect();
+    json!({
+        "plan": planned.plan,
+        "target_version": planned.target.version,
+        "target_release": planned.target.release,
+        "migrations": planned.migration_count(),
+        "waves": waves,
+    })
+}
+
+fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
+    println!(
+        "plan {}: target {} (version {}), {} migrations to apply",
+        planned.plan,
+        planned.target.release.as_deref().unwrap_or("-"),
+        planned.target.version,
+        planned.migration_count()
+    );
+    for (i, w) in planned.waves.iter().enumerate() {
+        println!(
+            "wave {} {}: {} trusts, {} at a time{}",
+            i + 1,
+            w.name,
+            w.trusts.len(),
+            w.concurrency,
+            if w.approval { ", needs approval" } else { "" }
+        );
+        for t in &w.trusts {
+            let from = catalog.describe(t.current_version);
+            match &t.action {
+                Action::UpToDate => println!("  {:<22} {from}: up to date", t.id),
+                Action::Upgrade { steps } => {
+                    let versions: Vec<String> = steps.iter().map(|s| s.version.to_string()).collect();
+                    println!(
+                        "  {:<22} {from} → {}: apply {}",
+                        t.id,
+                        catalog.describe(Some(planned.target.version)),
+                        versions.join(", ")
+                    );
+                }
+                Action::Blocked { blocker } => println!("  {:<22} BLOCKED: {blocker}", t.id),
+            }
+        }
+    }
+}
+
+fn print_plan_sql(planned: &RolloutPlan, catalog: &Catalog, inventory: &Inventory) {
+    println!("-- flotilla plan {} → version {}", planned.plan, planned.target.version);
+    for w in &planned.waves {
+        println!("\n-- ===== wave {} ({} at a time) =====", w.name, w.concurrency);
+        for t in &w.trusts {
+            let target = inventory.get(&t.id).map(|t| t.database.redacted()).unwrap_or_default();
+            match &t.action {
+                Action::Upgrade { .. } => {
+                    println!("\n-- ----- trust {} ({target}) -----", t.id);
+                    for stmt in trust_sql(catalog, inventory, &t.id, &t.action) {
+                        println!("{stmt}");
+                    }
+                }
+                Action::UpToDate => println!("\n-- trust {}: up to date, nothing runs", t.id),
+                Action::Blocked { blocker } => println!("\n-- trust {}: BLOCKED, nothing runs: {blocker}", t.id),
+            }
+        }
+    }
+}
+
+/// Asks on the terminal, or approves everything under `--yes`.
+struct Prompt {
+    yes: bool,
+}
+
+fn ask(question: &str) -> bool {
+    tokio::task::block_in_place(|| {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{question} [y/N] ");
+        let _ = err.flush();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes")
+    })
+}
+
+impl Approver for Prompt {
+    fn approve(&self, wave: &Wave) -> Option<String> {
+        if self.yes {
+            return Some("--yes".into());
+        }
+        if std::io::stdin().is_terminal()
+            && ask(&format!("Start wave {} ({} trusts, approval required)?", wave.name, wave.trusts.len()))
+        {
+            return Some("operator".into());
+        }
+        None
+    }
+}
+
+fn event_sinks(g: &Globals, events: Option<&Path>) -> Result<Fanout, Failure> {
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Human::new(g.progress))];
+    match events {
+        None => {}
+        Some(p) if p == Path::new("-") => sinks.push(Box::new(JsonLines::new(std::io::stdout()))),
+        Some(p) => {
+            let file = std::fs::File::create(p).map_err(|e| {
+                Failure::new(ExitCode::Config, format!("cannot create events file {}: {e}", p.display()))
+            })?;
+            sinks.push(Box::new(JsonLines::new(std::io::BufWriter::new(file))));
+        }
+    }
+    Ok(Fanout(sinks))
+}
+
+/// `flotilla rollout PLAN`.
+pub async fn rollout(g: &Globals, path: &Path, yes: bool, events: Option<&Path>) -> Outcome {
+    let (inventory, catalog, plan) = g.load_plan(path)?;
+    run_rollout(g, &inventory, &catalog, &plan, yes, events).await
+}
+
+async fn run_rollout(
+    g: &Globals,
+    inventory: &Inventory,
+    catalog: &Catalog,
+    plan: &Plan,
+    yes: bool,
+    events: Option<&Path>,
+) -> Outcome {
+    let interactive = std::io::stdin().is_terminal();
+    if !yes && !interactive {
+        return Err(Failure::new(
+            ExitCode::Config,
+            format!(
+                "refusing to roll out {} without confirmation: stdin is not a terminal; pass --yes",
+                plan.path.display()
+            ),
+        ));
+    }
+    let planned = preflight(inventory, catalog, plan).await;
+    let sinks = event_sinks(g, events)?;
+    if planned.blocked().next().is_none() && !yes {
+        print_plan_text(&planned, catalog);
+        if planned.migration_count() > 0
+            && !ask(&format!("Roll out {} ({} migrations)?", plan.name, planned.migration_count()))
+        {
+            return Err(Failure::new(ExitCode::Config, "rollout not confirmed; nothing was changed"));
+        }
+    }
+    let engine = Engine { inventory, catalog, plan, events: &sinks, approver: &Prompt { yes } };
+    let summary = engine.run(&planned).await;
+    match summary.outcome {
+        RunOutcome::Completed => Ok(()),
+        RunOutcome::Blocked { .. } => blocked_failure(&planned),
+        RunOutcome::Failed { wave, trusts } => {
+            let reasons: Vec<String> = summary
+                .trusts
+                .iter()
+                .filter(|(id, _)| trusts.contains(id))
+                .map(|(id, o)| match o {
+                    TrustOutcome::Failed { error } => format!("  trust '{id}': {error}"),
+                    _ => format!("  trust '{id}'"),
+                })
+                .collect();
+            Err(Failure::new(
+                ExitCode::MigrationFailed,
+                format!(
+                    "rollout {} stopped in wave '{wave}': {} trust(s) failed and were left at their last committed version; later waves were not started:\n{}",
+                    plan.name,
+                    trusts.len(),
+                    reasons.join("\n")
+                ),
+            ))
+        }
+        RunOutcome::NotApproved { wave } => Err(Failure::new(
+            ExitCode::Config,
+            format!("wave '{wave}' was not approved; the rollout stopped before it (run rollout again to continue)"),
+        )),
+    }
+}
+
+/// `flotilla status`.
+pub async fn status(g: &Globals, format: Format) -> Outcome {
+    let (inventory, catalog) = g.load()?;
+    let latest = catalog.latest();
+    let states: HashMap<String, crate::plan::TrustState> = stream::iter(&inventory.trusts)
+        .map(|t| async move { (t.id.clone(), read_state(t).await) })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect()
+        .await;
+    let mut first_error = None;
+    let rows: Vec<serde_json::Value> = inventory
+        .trusts
+        .iter()
+        .map(|t| {
+            let (version, error) = match states.get(&t.id) {
+                Some(Ok(applied)) => (applied.iter().map(|a| a.version).max(), None),
+                Some(Err(b)) => {
+                    first_error.get_or_insert(b.exit_code());
+                    (None, Some(b.to_string()))
+                }
+                None => (None, Some("not read".to_string())),
+            };
+            let pending = match (&error, latest) {
+                (None, Some(l)) => catalog.range(version, l).count(),
+                _ => 0,
+            };
+            json!({
+                "id": t.id,
+                "name": t.name,
+                "region": t.region,
+                "version": version,
+                "release": if error.is_some() { None } else { Some(catalog.describe(version)) },
+                "pending": pending,
+                "error": error,
+            })
+        })
+        .collect();
+    match format {
+        Format::Json => println!("{}", json!({ "latest_version": latest, "trusts": rows })),
+        Format::Text => {
+            println!("{:<24} {:<8} {:>7}  {:<8} {:>7}", "TRUST", "REGION", "VERSION", "RELEASE", "PENDING");
+            for r in &rows {
+                let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+                match r["error"].as_str() {
+                    Some(e) => println!("{:<24} {:<8} {e}", s("id"), s("region")),
+                    None => println!(
+                        "{:<24} {:<8} {:>7}  {:<8} {:>7}",
+                        s("id"),
+                        s("region"),
+                        r["version"].as_i64().map(|v| v.to_string()).unwrap_or("-".into()),
+                        s("release"),
+                        r["pending"]
+                    ),
+                }
+            }
+        }
+    }
+    match first_error {
+        None => Ok(()),
+        Some(code) => Err(Failure::new(code, "some trusts could not be read (see above)")),
+    }
+}
+
+/// `flotilla demo`.
+pub async fn demo(
+    g: &Globals,
+    seed_only: bool,
+    patients: usize,
+    plan_path: &Path,
+    seed_release: &str,
+) -> Outcome {
+    let (inventory, catalog) = g.load()?;
+    let version = catalog.release_version(seed_release).ok_or_else(|| {
+        Failure::new(
+            ExitCode::Config,
+            format!("release '{seed_release}' is not in {}", catalog.releases_path().display()),
+        )
+    })?;
+    // Resolve the plan before seeding, so a broken plan fails before anything is written.
+    let plan = if seed_only { None } else { Some(Plan::load(plan_path, &inventory, &catalog)?) };
+    let started = Instant::now();
+    let results: Vec<(String, Result<crate::demo::Seeded, crate::demo::DemoError>)> = stream::iter(&inventory.trusts)
+        .map(|t| {
+            let catalog = &catalog;
+            async move { (t.id.clone(), crate::demo::seed_trust(t, catalog, version, patients).await) }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err().map(|e| format!("  {e}")))
+        .collect();
+    if !failures.is_empty() {
+        return Err(Failure::new(
+            ExitCode::Config,
+            format!("could not seed {} trust(s):\n{}", failures.len(), failures.join("\n")),
+        ));
+    }
+    let notes: usize = results.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|s| s.notes).sum();
+    println!(
+        "seeded {} trusts at release {seed_release} (version {version}): {patients} patients and {} clinical notes each, in {:.1} s",
+        inventory.trusts.len(),
+        notes / inventory.trusts.len().max(1),
+        started.elapsed().as_secs_f64()
+    );
+    match plan {
+        None => Ok(()),
+        Some(plan) => run_rollout(g, &inventory, &catalog, &plan, true, None).await,
+    }
+}

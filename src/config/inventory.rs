@@ -1,0 +1,359 @@
+//! `trusts.yaml`: the estate. Every trust, its region, tags and database.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{yaml, ConfigError};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InventoryFile {
+    #[serde(default)]
+    defaults: Option<DefaultsFile>,
+    trusts: Vec<TrustFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultsFile {
+    database: Option<Spanned<DatabaseFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustFile {
+    id: Spanned<String>,
+    name: String,
+    region: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    database: Option<Spanned<DatabaseFile>>,
+    maintenance_window: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseFile {
+    url: Option<String>,
+    url_env: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+}
+
+/// The resolved estate, in file order.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Every trust, in the order the file lists them.
+    pub trusts: Vec<Trust>,
+    index: HashMap<String, usize>,
+    lines: HashMap<String, u64>,
+}
+
+/// One trust of the estate.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// Unique slug, e.g. `camden`.
+    pub id: String,
+    /// Display name, e.g. `Camden PCT`.
+    pub name: String,
+    /// Region, e.g. `london`.
+    pub region: String,
+    /// Free-form tags used by plan selections.
+    pub tags: BTreeSet<String>,
+    /// Where its database lives.
+    pub database: DatabaseTarget,
+    /// Optional maintenance window, informational.
+    pub maintenance_window: Option<String>,
+}
+
+/// Where a trust's database lives. Secrets are never held here: only where to find them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    /// An SQLite file. It must exist: flotilla never creates a trust database by accident.
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL database.
+    Postgres {
+        url: UrlSource,
+        password: PasswordSource,
+    },
+}
+
+/// Where a Postgres URL comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlSource {
+    /// Written in the inventory (never with a password in it).
+    Inline(String),
+    /// Read from this environment variable at connect time.
+    Env(String),
+}
+
+/// Where a Postgres password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// No password (trust/peer auth, or one inside a URL taken from the environment).
+    None,
+    /// Read from this environment variable at connect time.
+    Env(String),
+    /// Read from this file at connect time (trailing newline removed).
+    File(PathBuf),
+}
+
+impl DatabaseTarget {
+    /// A description safe for logs and reports: never contains a password.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseTarget::Sqlite { path } => format!("sqlite://{}", path.display()),
+            DatabaseTarget::Postgres { url, .. } => match url {
+                UrlSource::Inline(u) => u.clone(),
+                UrlSource::Env(var) => format!("${var}"),
+            },
+        }
+    }
+}
+
+impl Inventory {
+    /// Read and validate an inventory file.
+    pub fn load(path: &Path) -> Result<Inventory, ConfigError> {
+        let file: InventoryFile = yaml::load(path)?;
+        Self::resolve(path, file)
+    }
+
+    /// Parse an inventory from text, as if read from `path` (relative SQLite paths resolve
+    /// against `path`'s directory).
+    pub fn parse(path: &Path, text: &str) -> Result<Inventory, ConfigError> {
+        let file: InventoryFile = yaml::parse(path, text)?;
+        Self::resolve(path, file)
+    }
+
+    fn resolve(path: &Path, file: InventoryFile) -> Result<Inventory, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        if file.trusts.is_empty() {
+            return Err(ConfigError::invalid(path, None, "the estate lists no trusts"));
+        }
+        let default_db = file.defaults.and_then(|d| d.database);
+        let mut trusts = Vec::with_capacity(file.trusts.len());
+        let mut index = HashMap::new();
+        let mut lines = HashMap::new();
+        for t in file.trusts {
+            let id = t.id.value.clone();
+            let at = Some(t.id.referenced);
+            if !is_slug(&id) {
+                return Err(ConfigError::invalid(
+                    path,
+                    at,
+                    format!("trust id '{id}' must be a slug: lowercase letters, digits and '-'"),
+                ));
+            }
+            if index.contains_key(&id) {
+                return Err(ConfigError::invalid(
+                    path,
+                    at,
+                    format!(
+                        "duplicate trust id '{id}' (first defined at line {})",
+                        lines[&id]
+                    ),
+                ));
+            }
+            let (db, db_at) = match (&t.database, &default_db) {
+                (Some(db), _) | (None, Some(db)) => (db.value.clone(), db.referenced),
+                (None, None) => {
+                    return Err(ConfigError::invalid(
+                        path,
+                        at,
+                        format!("trust '{id}' has no database and there is no defaults.database"),
+                    ))
+                }
+            };
+            let database = resolve_database(&base, &id, &db)
+                .map_err(|msg| ConfigError::invalid(path, Some(db_at), format!("trust '{id}': {msg}")))?;
+            index.insert(id.clone(), trusts.len());
+            lines.insert(id.clone(), t.id.referenced.line());
+            trusts.push(Trust {
+                id,
+                name: t.name,
+                region: t.region,
+                tags: t.tags.into_iter().collect(),
+                database,
+                maintenance_window: t.maintenance_window,
+            });
+        }
+        Ok(Inventory {
+            path: path.to_path_buf(),
+            trusts,
+            index,
+            lines,
+        })
+    }
+
+    /// The trust with this id.
+    pub fn get(&self, id: &str) -> Option<&Trust> {
+        self.index.get(id).map(|&i| &self.trusts[i])
+    }
+
+    /// The line of the inventory where this trust is defined.
+    pub fn line_of(&self, id: &str) -> Option<u64> {
+        self.lines.get(id).copied()
+    }
+}
+
+fn is_slug(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !id.starts_with('-')
+}
+
+/// Expand `{id}` (the slug) and `{ID}` (upper case, `-` → `_`, for environment variable names).
+fn expand(template: &str, id: &str) -> String {
+    template
+        .replace("{id}", id)
+        .replace("{ID}", &id.to_ascii_uppercase().replace('-', "_"))
+}
+
+fn resolve_database(base: &Path, id: &str, db: &DatabaseFile) -> Result<DatabaseTarget, String> {
+    let url = match (&db.url, &db.url_env) {
+        (Some(_), Some(_)) => return Err("database has both url and url_env; give one".into()),
+        (None, None) => return Err("database needs url or url_env".into()),
+        (Some(url), None) => Some(expand(url, id)),
+        (None, Some(_)) => None,
+    };
+    let password = match (&db.password_env, &db.password_file) {
+        (Some(_), Some(_)) => {
+            return Err("database has both password_env and password_file; give one".into())
+        }
+        (Some(var), None) => PasswordSource::Env(expand(var, id)),
+        (None, Some(file)) => {
+            let p = PathBuf::from(expand(file, id));
+            PasswordSource::File(if p.is_absolute() { p } else { base.join(p) })
+        }
+        (None, None) => PasswordSource::None,
+    };
+    match url {
+        Some(url) if url.starts_with("sqlite:") => {
+            if password != PasswordSource::None {
+                return Err("an SQLite database takes no password".into());
+            }
+            let rest = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or_default();
+            if rest.is_empty() || rest.contains('?') || rest == ":memory:" {
+                return Err(format!(
+                    "'{url}' is not a usable SQLite URL: give a file path (sqlite://estate/{id}.db) without options"
+                ));
+            }
+            let p = PathBuf::from(rest);
+            let path = if p.is_absolute() { p } else { base.join(p) };
+            Ok(DatabaseTarget::Sqlite { path })
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let parsed = url::Url::parse(&url).map_err(|e| {
+                format!("invalid Postgres URL: {e}")
+            })?;
+            if parsed.password().is_some() {
+                return Err(
+                    "the Postgres URL holds a password; passwords never go in trusts.yaml: \
+                     use password_env or password_file (or url_env)"
+                        .into(),
+                );
+            }
+            Ok(DatabaseTarget::Postgres {
+                url: UrlSource::Inline(url),
+                password,
+            })
+        }
+        Some(url) => Err(format!(
+            "unsupported database URL scheme in '{}': use sqlite:// or postgres://",
+            url.split(':').next().unwrap_or_default()
+        )),
+        None => Ok(DatabaseTarget::Postgres {
+            url: UrlSource::Env(expand(db.url_env.as_deref().unwrap_or_default(), id)),
+            password,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Inventory, ConfigError> {
+        Inventory::parse(Path::new("/estate/trusts.yaml"), text)
+    }
+
+    #[test]
+    fn default_database_template_expands_per_trust_relative_to_the_file() {
+        let inv = parse(
+            "defaults:\n  database:\n    url: sqlite://estate/{id}.db\ntrusts:\n  - id: camden\n    name: Camden PCT\n    region: london\n",
+        )
+        .unwrap();
+        assert_eq!(
+            inv.get("camden").unwrap().database,
+            DatabaseTarget::Sqlite {
+                path: PathBuf::from("/estate/estate/camden.db")
+            }
+        );
+    }
+
+    #[test]
+    fn duplicate_trust_id_is_refused_with_its_line() {
+        let err = parse(
+            "defaults: {database: {url: 'sqlite://x/{id}.db'}}\ntrusts:\n  - {id: a, name: A, region: r}\n  - {id: a, name: B, region: r}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("duplicate trust id 'a'"), "{err}");
+        assert!(err.contains("trusts.yaml:4:"), "{err}");
+    }
+
+    #[test]
+    fn inline_password_is_refused_without_echoing_it() {
+        let err = parse(
+            "trusts:\n  - id: a\n    name: A\n    region: r\n    database: {url: 'postgres://u:hunter2@h/db'}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("password"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_location() {
+        let err = parse("trusts:\n  - {id: a, name: A, region: r, colour: blue}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+        assert!(err.contains("trusts.yaml:2:"), "{err}");
+    }
+
+    #[test]
+    fn env_templates_use_upper_snake_ids() {
+        let inv = parse(
+            "defaults: {database: {url_env: 'DB_{ID}_URL', password_env: 'DB_{ID}_PASSWORD'}}\ntrusts:\n  - {id: west-london, name: W, region: london}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            inv.get("west-london").unwrap().database,
+            DatabaseTarget::Postgres {
+                url: UrlSource::Env("DB_WEST_LONDON_URL".into()),
+                password: PasswordSource::Env("DB_WEST_LONDON_PASSWORD".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn sqlite_url_with_options_is_refused_so_nothing_is_created_by_mode_rwc() {
+        let err = parse(
+            "trusts:\n  - {id: a, name: A, region: r, database: {url: 'sqlite://a.db?mode=rwc'}}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not a usable SQLite URL"), "{err}");
+    }
+}

@@ -1,0 +1,63 @@
+//! The files the user writes: the estate (`trusts.yaml`) and rollout plans (`plans/*.yaml`),
+//! parsed into YAML models and resolved into typed, validated configuration.
+
+pub mod inventory;
+pub mod plan;
+mod yaml;
+
+pub(crate) use yaml::load as load_yaml;
+
+use std::path::PathBuf;
+
+pub use inventory::{DatabaseTarget, Inventory, Trust};
+pub use plan::{Plan, Target, Wave};
+
+/// A problem with a configuration file. Every variant names the file; where the YAML parser or a
+/// spanned value knows it, the line and column too.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{path}{}: {message}", location_suffix(*line, *column))]
+    Invalid {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+}
+
+fn location_suffix(line: u64, column: u64) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}:{column}")
+    }
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(
+        path: &std::path::Path,
+        at: Option<serde_saphyr::Location>,
+        message: impl Into<String>,
+    ) -> Self {
+        let (line, column) = at.map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! `plans/*.yaml`: a rollout in waves. Resolved against the estate and the migration catalog
+//! into a typed [`Plan`]: every trust named exactly once, every wave non-empty, the target a
+//! real version.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{yaml, ConfigError, Inventory};
+use crate::migrations::Catalog;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    name: String,
+    release: Option<Spanned<String>>,
+    target_version: Option<Spanned<i64>>,
+    concurrency: Option<Spanned<usize>>,
+    waves: Spanned<Vec<WaveFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaveFile {
+    name: Spanned<String>,
+    trusts: Option<Vec<Spanned<String>>>,
+    select: Option<SelectFile>,
+    concurrency: Option<Spanned<usize>>,
+    #[serde(default)]
+    approval: Approval,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectFile {
+    region: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// Whether a wave waits for an operator before it starts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Approval {
+    /// Starts as soon as the previous wave is done.
+    #[default]
+    None,
+    /// Needs `--yes` or an operator's "y".
+    Required,
+}
+
+/// The default number of trusts migrated at once in a wave.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// A resolved rollout plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The plan's name, e.g. `rio-5.1`.
+    pub name: String,
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The version every trust of the plan should end at.
+    pub target: Target,
+    /// Waves, in order.
+    pub waves: Vec<Wave>,
+}
+
+/// The version a plan rolls out to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Target {
+    /// Last migration version to apply.
+    pub version: i64,
+    /// The release name, when the plan named one (or the version is a release's last).
+    pub release: Option<String>,
+}
+
+/// One resolved wave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wave {
+    /// Name, unique in the plan.
+    pub name: String,
+    /// Trust ids, in inventory order for selections, in the written order for explicit lists.
+    pub trusts: Vec<String>,
+    /// Trusts migrated at once.
+    pub concurrency: usize,
+    /// Whether an operator must approve the wave before it starts.
+    pub approval: Approval,
+}
+
+impl Plan {
+    /// Read and resolve a plan against the estate and the migration catalog.
+    pub fn load(path: &Path, inventory: &Inventory, catalog: &Catalog) -> Result<Plan, ConfigError> {
+        let file: PlanFile = yaml::load(path)?;
+        resolve(path, file, inventory, catalog)
+    }
+
+    /// Parse and resolve a plan from text, as if read from `path`.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        inventory: &Inventory,
+        catalog: &Catalog,
+    ) -> Result<Plan, ConfigError> {
+        let file: PlanFile = yaml::parse(path, text)?;
+        resolve(path, file, inventory, catalog)
+    }
+
+    /// Every trust of the plan, wave by wave.
+    pub fn trusts(&self) -> impl Iterator<Item = &str> {
+        self.waves.iter().flat_map(|w| w.trusts.iter().map(String::as_str))
+    }
+}
+
+fn resolve(
+    path: &Path,
+    file: PlanFile,
+    inventory: &Inventory,
+    catalog: &Catalog,
+) -> Result<Plan, ConfigError> {
+    let err = |at: Option<serde_saphyr::Location>, msg: String| ConfigError::invalid(path, at, msg);
+    let target = match (&file.release, &file.target_version) {
+        (Some(_), Some(t)) => {
+            return Err(err(
+                Some(t.referenced),
+                "give either release or target_version, not both".into(),
+            ))
+        }
+        (None, None) => return Err(err(None, "the plan needs a release or a target_version".into())),
+        (Some(r), None) => {
+            let version = catalog.release_version(&r.value).ok_or_else(|| {
+                let known: Vec<&str> = catalog.releases().map(|(n, _)| n).collect();
+                err(
+                    Some(r.referenced),
+                    format!(
+                        "release '{}' is not in {} (known: {})",
+                        r.value,
+                        catalog.releases_path().display(),
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                    ),
+                )
+            })?;
+            Target { version, release: Some(r.value.clone()) }
+        }
+        (None, Some(v)) => {
+            if catalog.get(v.value).is_none() {
+                return Err(err(
+                    Some(v.referenced),
+                    format!("target_version {} is not a migration in {}", v.value, catalog.dir().display()),
+                ));
+            }
+            Target { version: v.value, release: catalog.release_at(v.value).map(str::to_string) }
+        }
+    };
+    let default_concurrency = match &file.concurrency {
+        Some(c) => positive(path, c)?,
+        None => DEFAULT_CONCURRENCY,
+    };
+    if file.waves.value.is_empty() {
+        return Err(err(Some(file.waves.referenced), "the plan has no waves".into()));
+    }
+
+    // Which wave each trust went to, and where that was written.
+    let mut placed: HashMap<String, String> = HashMap::new();
+    let mut wave_names = BTreeSet::new();
+    let mut waves = Vec::with_capacity(file.waves.value.len());
+    for w in &file.waves.value {
+        let name = w.name.value.clone();
+        if !wave_names.insert(name.clone()) {
+            return Err(err(Some(w.name.referenced), format!("duplicate wave name '{name}'")));
+        }
+        let trusts: Vec<String> = match (&w.trusts, &w.select) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    Some(w.name.referenced),
+                    format!("wave '{name}' has both trusts and select; give one"),
+                ))
+            }
+            (None, None) => {
+                return Err(err(
+                    Some(w.name.referenced),
+                    format!("wave '{name}' names no trusts: give trusts or select"),
+                ))
+            }
+            (Some(list), None) => {
+                let mut out = Vec::with_capacity(list.len());
+                for id in list {
+                    if inventory.get(&id.value).is_none() {
+                        return Err(err(
+                            Some(id.referenced),
+                            format!(
+                                "wave '{name}': unknown trust '{}' (not in {})",
+                                id.value,
+                                inventory.path.display()
+                            ),
+                        ));
+                    }
+                    if let Some(other) = placed.get(&id.value) {
+                        return Err(err(
+                            Some(id.referenced),
+                            format!(
+                                "wave '{name}': trust '{}' is already in wave '{other}'; a trust is rolled out once",
+                                id.value
+                            ),
+                        ));
+                    }
+                    placed.insert(id.value.clone(), name.clone());
+                    out.push(id.value.clone());
+                }
+                out
+            }
+            (None, Some(sel)) => {
+                let picked: Vec<String> = inventory
+                    .trusts
+                    .iter()
+                    .filter(|t| sel.region.as_ref().is_none_or(|r| &t.region == r))
+                    .filter(|t| sel.tags.iter().all(|tag| t.tags.contains(tag)))
+                    .filter(|t| !placed.contains_key(&t.id))
+                    .map(|t| t.id.clone())
+                    .collect();
+                for id in &picked {
+                    placed.insert(id.clone(), name.clone());
+                }
+                picked
+            }
+        };
+        if trusts.is_empty() {
+            return Err(err(
+                Some(w.name.referenced),
+                format!("wave '{name}' resolves to no trusts (an empty wave is a mistake in the plan)"),
+            ));
+        }
+        let concurrency = match &w.concurrency {
+            Some(c) => positive(path, c)?,
+            None => default_concurrency,
+        };
+        waves.push(Wave { name, trusts, concurrency, approval: w.approval });
+    }
+    Ok(Plan { name: file.name, path: path.to_path_buf(), target, waves })
+}
+
+fn positive(path: &Path, c: &Spanned<usize>) -> Result<usize, ConfigError> {
+    if c.value == 0 {
+        Err(ConfigError::invalid(path, Some(c.referenced), "concurrency must be at least 1"))
+    } else {
+        Ok(c.value)
+    }
+}

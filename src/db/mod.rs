@@ -1,0 +1,8 @@
+//! The per-trust database port: the narrow set of operations flotilla performs on a trust
+//! database (connect, lock, tracking table, applied history, apply, revert, query), on SQLite and
+//! PostgreSQL through sqlx.
+
+pub mod port;
+pub mod sql;
+
+pub use port::{Access, AppliedMigration, DbError, Dialect, TrustDb};

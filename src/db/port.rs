@@ -1,0 +1,529 @@
+//! [`TrustDb`]: one connection to one trust's database, and everything flotilla does with it.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection};
+
+use super::sql;
+use crate::config::inventory::{PasswordSource, UrlSource};
+use crate::config::{DatabaseTarget, Trust};
+use crate::migrations::{Migration, Mode};
+
+/// Which SQL dialect a trust speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// SQLite (the embedded default).
+    Sqlite,
+    /// PostgreSQL (production).
+    Postgres,
+}
+
+/// Whether a connection may change anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `plan`, `status`, preflight: SQLite opened read-only, Postgres sessions read-only.
+    ReadOnly,
+    /// `rollout`, `demo`.
+    ReadWrite,
+}
+
+/// A row of the tracking table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppliedMigration {
+    /// Migration version.
+    pub version: i64,
+    /// Description recorded when applied.
+    pub description: String,
+    /// Checksum of the up file when applied.
+    pub checksum: String,
+    /// True while a non-transactional or batch script has not finished.
+    pub dirty: bool,
+}
+
+/// What went wrong with a trust database. Every variant names the trust.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("trust '{trust}': database file {path} does not exist (flotilla never creates a trust database; check the path in the inventory)")]
+    MissingSqliteFile { trust: String, path: PathBuf },
+    #[error("trust '{trust}': environment variable {var} ({what}) is not set")]
+    MissingEnv {
+        trust: String,
+        var: String,
+        what: &'static str,
+    },
+    #[error("trust '{trust}': cannot read password file {path}: {source}")]
+    PasswordFile {
+        trust: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("trust '{trust}': invalid database URL in {var}: {message}")]
+    BadUrl {
+        trust: String,
+        var: String,
+        message: String,
+    },
+    #[error("trust '{trust}': cannot connect to {target}: {message}")]
+    Unreachable {
+        trust: String,
+        target: String,
+        message: String,
+    },
+    #[error("trust '{trust}': database is locked by another flotilla run ({detail})")]
+    Locked { trust: String, detail: String },
+    #[error("trust '{trust}': {context}: {source}")]
+    Query {
+        trust: String,
+        context: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("trust '{trust}': migration {version} ({path}) failed, rolled back: {source}")]
+    MigrationFailed {
+        trust: String,
+        version: i64,
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("trust '{trust}': batch migration {version} ({path}) still changed rows after {batches} batches; is its statement idempotent and LIMITed?")]
+    BatchDidNotConverge {
+        trust: String,
+        version: i64,
+        path: PathBuf,
+        batches: u64,
+    },
+}
+
+impl DbError {
+    /// The trust the error is about.
+    pub fn trust(&self) -> &str {
+        match self {
+            DbError::MissingSqliteFile { trust, .. }
+            | DbError::MissingEnv { trust, .. }
+            | DbError::PasswordFile { trust, .. }
+            | DbError::BadUrl { trust, .. }
+            | DbError::Unreachable { trust, .. }
+            | DbError::Locked { trust, .. }
+            | DbError::Query { trust, .. }
+            | DbError::MigrationFailed { trust, .. }
+            | DbError::BatchDidNotConverge { trust, .. } => trust,
+        }
+    }
+}
+
+enum Conn {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// Run the same code against whichever connection this is. The body is compiled once per
+/// driver, so it may only use what both offer (which is all flotilla needs).
+macro_rules! on_conn {
+    ($self:expr, $c:ident => $body:expr) => {
+        match &mut $self.conn {
+            Conn::Sqlite($c) => $body,
+            Conn::Postgres($c) => $body,
+        }
+    };
+}
+
+/// An open connection to one trust database.
+pub struct TrustDb {
+    trust: String,
+    conn: Conn,
+    sqlite_path: Option<PathBuf>,
+    lock_file: Option<File>,
+    pg_locked: bool,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const MAX_BATCHES: u64 = 1_000_000;
+
+impl TrustDb {
+    /// Connect to a trust's database. An SQLite file must already exist.
+    pub async fn connect(trust: &Trust, access: Access) -> Result<TrustDb, DbError> {
+        match &trust.database {
+            DatabaseTarget::Sqlite { path } => {
+                if !path.is_file() {
+                    return Err(DbError::MissingSqliteFile { trust: trust.id.clone(), path: path.clone() });
+                }
+                Self::connect_sqlite(&trust.id, path, access, false).await
+            }
+            DatabaseTarget::Postgres { .. } => {
+                let options = pg_options(trust, access)?;
+                let conn = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+                    .await
+                    .map_err(|_| DbError::Unreachable {
+                        trust: trust.id.clone(),
+                        target: trust.database.redacted(),
+                        message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                    })?
+                    .map_err(|e| DbError::Unreachable {
+                        trust: trust.id.clone(),
+                        target: trust.database.redacted(),
+                        message: e.to_string(),
+                    })?;
+                Ok(TrustDb {
+                    trust: trust.id.clone(),
+                    conn: Conn::Postgres(conn),
+                    sqlite_path: None,
+                    lock_file: None,
+                    pg_locked: false,
+                })
+            }
+        }
+    }
+
+    /// Create (or open) an SQLite file. Only `demo` does this, for the sample estate.
+    pub async fn create_sqlite(trust: &str, path: &std::path::Path) -> Result<TrustDb, DbError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| DbError::Unreachable {
+                trust: trust.to_string(),
+                target: path.display().to_string(),
+                message: format!("cannot create directory {}: {e}", dir.display()),
+            })?;
+        }
+        Self::connect_sqlite(trust, path, Access::ReadWrite, true).await
+    }
+
+    async fn connect_sqlite(
+        trust: &str,
+        path: &std::path::Path,
+        access: Access,
+        create: bool,
+    ) -> Result<TrustDb, DbError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(create)
+            .read_only(access == Access::ReadOnly)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30))
+            .disable_statement_logging();
+        let conn = options.connect().await.map_err(|e| DbError::Unreachable {
+            trust: trust.to_string(),
+            target: format!("sqlite://{}", path.display()),
+            message: e.to_string(),
+        })?;
+        Ok(TrustDb {
+            trust: trust.to_string(),
+            conn: Conn::Sqlite(conn),
+            sqlite_path: Some(path.to_path_buf()),
+            lock_file: None,
+            pg_locked: false,
+        })
+    }
+
+    /// The trust this connection belongs to.
+    pub fn trust(&self) -> &str {
+        &self.trust
+    }
+
+    /// The SQL dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self.conn {
+            Conn::Sqlite(_) => Dialect::Sqlite,
+            Conn::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    fn query_err(&self, context: &str) -> impl FnOnce(sqlx::Error) -> DbError {
+        let trust = self.trust.clone();
+        let context = context.to_string();
+        move |source| DbError::Query { trust, context, source }
+    }
+
+    /// Take the per-trust migration lock: a session advisory lock on Postgres, an exclusive
+    /// `flock` on `<file>.flotilla-lock` for SQLite. Both are released if the process dies.
+    pub async fn lock(&mut self) -> Result<(), DbError> {
+        let trust = self.trust.clone();
+        match &mut self.conn {
+            Conn::Postgres(c) => {
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(sql::PG_LOCK_KEY)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(|source| DbError::Query { trust: trust.clone(), context: "taking the advisory lock".into(), source })?;
+                if !got {
+                    return Err(DbError::Locked {
+                        trust,
+                        detail: format!("pg advisory lock {} is held by another session", sql::PG_LOCK_KEY),
+                    });
+                }
+                self.pg_locked = true;
+                Ok(())
+            }
+            Conn::Sqlite(_) => {
+                let path = self.sqlite_path.clone().unwrap_or_default();
+                let lock_path = lock_path(&path);
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(|e| DbError::Locked { trust: trust.clone(), detail: format!("cannot open {}: {e}", lock_path.display()) })?;
+                match file.try_lock() {
+                    Ok(()) => {
+                        self.lock_file = Some(file);
+                        Ok(())
+                    }
+                    Err(std::fs::TryLockError::WouldBlock) => Err(DbError::Locked {
+                        trust,
+                        detail: format!("{} is held by another process", lock_path.display()),
+                    }),
+                    Err(std::fs::TryLockError::Error(e)) => Err(DbError::Locked {
+                        trust,
+                        detail: format!("cannot lock {}: {e}", lock_path.display()),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Release the lock and close the connection.
+    pub async fn close(mut self) {
+        if self.pg_locked {
+            if let Conn::Postgres(c) = &mut self.conn {
+                let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(sql::PG_LOCK_KEY)
+                    .execute(&mut *c)
+                    .await;
+            }
+        }
+        let _ = match self.conn {
+            Conn::Sqlite(c) => c.close().await,
+            Conn::Postgres(c) => c.close().await,
+        };
+        // The lock file is released after the connection is closed.
+        drop(self.lock_file.take());
+    }
+
+    /// Create the tracking table if it is missing.
+    pub async fn ensure_tracking_table(&mut self) -> Result<(), DbError> {
+        let err = self.query_err("creating the tracking table");
+        on_conn!(self, c => sqlx::raw_sql(sql::CREATE_TRACKING_TABLE).execute(&mut *c).await.map(|_| ()).map_err(err))
+    }
+
+    /// The applied history, ascending. Empty when the tracking table does not exist.
+    pub async fn applied(&mut self) -> Result<Vec<AppliedMigration>, DbError> {
+        let dialect = self.dialect();
+        let err = self.query_err("reading the tracking table");
+        let exists: i64 = on_conn!(self, c => sqlx::query_scalar(sql::tracking_table_exists(dialect)).fetch_one(&mut *c).await)
+            .map_err(err)?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
+        let err = self.query_err("reading the tracking table");
+        let rows: Vec<(i64, String, String, bool)> =
+            on_conn!(self, c => sqlx::query_as(sql::SELECT_APPLIED).fetch_all(&mut *c).await).map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(version, description, checksum, dirty)| AppliedMigration { version, description, checksum, dirty })
+            .collect())
+    }
+
+    /// Apply `m`'s up script with its tracking row. `resume_dirty` continues a batch migration
+    /// whose dirty row is already recorded.
+    pub async fn apply(&mut self, m: &Migration, resume_dirty: bool) -> Result<Duration, DbError> {
+        let started = Instant::now();
+        let failed = |trust: &str, source| DbError::MigrationFailed {
+            trust: trust.to_string(),
+            version: m.version,
+            path: m.up.path.clone(),
+            source,
+        };
+        let trust = self.trust.clone();
+        match m.up.mode {
+            Mode::Transaction => {
+                on_conn!(self, c => {
+                    let mut tx = c.begin().await.map_err(|e| failed(&trust, e))?;
+                    sqlx::raw_sql(&m.up.sql).execute(&mut *tx).await.map_err(|e| failed(&trust, e))?;
+                    sqlx::query(sql::INSERT_APPLIED)
+                        .bind(m.version)
+                        .bind(&m.description)
+                        .bind(&m.checksum)
+                        .bind(millis(started.elapsed()))
+                        .bind(false)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| failed(&trust, e))?;
+                    tx.commit().await.map_err(|e| failed(&trust, e))?;
+                });
+            }
+            Mode::NoTransaction | Mode::Batch => {
+                if !resume_dirty {
+                    on_conn!(self, c => sqlx::query(sql::INSERT_APPLIED)
+                        .bind(m.version)
+                        .bind(&m.description)
+                        .bind(&m.checksum)
+                        .bind(0_i64)
+                        .bind(true)
+                        .execute(&mut *c)
+                        .await
+                        .map(|_| ()))
+                    .map_err(|e| failed(&trust, e))?;
+                }
+                if m.up.mode == Mode::Batch {
+                    self.run_batches(m, &m.up).await?;
+                } else {
+                    on_conn!(self, c => sqlx::raw_sql(&m.up.sql).execute(&mut *c).await.map(|_| ())).map_err(|e| failed(&trust, e))?;
+                }
+                on_conn!(self, c => sqlx::query(sql::MARK_CLEAN)
+                    .bind(m.version)
+                    .bind(millis(started.elapsed()))
+                    .execute(&mut *c)
+                    .await
+                    .map(|_| ()))
+                .map_err(|e| failed(&trust, e))?;
+            }
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Run `m`'s down script and forget its tracking row.
+    pub async fn revert(&mut self, m: &Migration) -> Result<Duration, DbError> {
+        let started = Instant::now();
+        let trust = self.trust.clone();
+        let failed = |trust: &str, source| DbError::MigrationFailed {
+            trust: trust.to_string(),
+            version: m.version,
+            path: m.down.path.clone(),
+            source,
+        };
+        match m.down.mode {
+            Mode::Transaction => {
+                on_conn!(self, c => {
+                    let mut tx = c.begin().await.map_err(|e| failed(&trust, e))?;
+                    sqlx::raw_sql(&m.down.sql).execute(&mut *tx).await.map_err(|e| failed(&trust, e))?;
+                    sqlx::query(sql::DELETE_APPLIED).bind(m.version).execute(&mut *tx).await.map_err(|e| failed(&trust, e))?;
+                    tx.commit().await.map_err(|e| failed(&trust, e))?;
+                });
+            }
+            Mode::NoTransaction | Mode::Batch => {
+                on_conn!(self, c => sqlx::query(sql::MARK_DIRTY).bind(m.version).execute(&mut *c).await.map(|_| ()))
+                    .map_err(|e| failed(&trust, e))?;
+                if m.down.mode == Mode::Batch {
+                    self.run_batches(m, &m.down).await?;
+                } else {
+                    on_conn!(self, c => sqlx::raw_sql(&m.down.sql).execute(&mut *c).await.map(|_| ())).map_err(|e| failed(&trust, e))?;
+                }
+                on_conn!(self, c => sqlx::query(sql::DELETE_APPLIED).bind(m.version).execute(&mut *c).await.map(|_| ()))
+                    .map_err(|e| failed(&trust, e))?;
+            }
+        }
+        Ok(started.elapsed())
+    }
+
+    async fn run_batches(&mut self, m: &Migration, script: &crate::migrations::Script) -> Result<(), DbError> {
+        let trust = self.trust.clone();
+        let failed = |source| DbError::MigrationFailed {
+            trust: trust.clone(),
+            version: m.version,
+            path: script.path.clone(),
+            source,
+        };
+        for _ in 0..MAX_BATCHES {
+            let changed = on_conn!(self, c => {
+                let mut tx = c.begin().await.map_err(failed)?;
+                let done = sqlx::raw_sql(&script.sql).execute(&mut *tx).await.map_err(failed)?;
+                tx.commit().await.map_err(failed)?;
+                done.rows_affected()
+            });
+            if changed == 0 {
+                return Ok(());
+            }
+        }
+        Err(DbError::BatchDidNotConverge {
+            trust: self.trust.clone(),
+            version: m.version,
+            path: script.path.clone(),
+            batches: MAX_BATCHES,
+        })
+    }
+
+    /// Run a script as-is (used to seed the demo estate).
+    pub async fn execute_script(&mut self, script: &str, context: &str) -> Result<u64, DbError> {
+        let err = self.query_err(context);
+        on_conn!(self, c => sqlx::raw_sql(script).execute(&mut *c).await.map(|r| r.rows_affected()).map_err(err))
+    }
+
+    /// A single integer from a query (e.g. a row count).
+    pub async fn query_i64(&mut self, query: &str, context: &str) -> Result<i64, DbError> {
+        let err = self.query_err(context);
+        on_conn!(self, c => sqlx::query_scalar::<_, i64>(query).fetch_one(&mut *c).await.map_err(err))
+    }
+
+    /// Names of the user tables in the database (excluding SQLite internals).
+    pub async fn table_names(&mut self) -> Result<Vec<String>, DbError> {
+        let query = match self.dialect() {
+            Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            Dialect::Postgres => "SELECT tablename::text FROM pg_catalog.pg_tables WHERE schemaname = current_schema() ORDER BY tablename",
+        };
+        let err = self.query_err("listing tables");
+        on_conn!(self, c => sqlx::query_scalar::<_, String>(query).fetch_all(&mut *c).await.map_err(err))
+    }
+}
+
+fn lock_path(db: &std::path::Path) -> PathBuf {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".flotilla-lock");
+    db.with_file_name(name)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn pg_options(trust: &Trust, access: Access) -> Result<PgConnectOptions, DbError> {
+    let DatabaseTarget::Postgres { url, password } = &trust.database else {
+        unreachable!("pg_options is only called for Postgres targets")
+    };
+    let (url_text, var) = match url {
+        UrlSource::Inline(u) => (u.clone(), "trusts.yaml".to_string()),
+        UrlSource::Env(var) => (
+            std::env::var(var).map_err(|_| DbError::MissingEnv {
+                trust: trust.id.clone(),
+                var: var.clone(),
+                what: "url_env",
+            })?,
+            var.clone(),
+        ),
+    };
+    let mut options = PgConnectOptions::from_str(&url_text).map_err(|e| DbError::BadUrl {
+        trust: trust.id.clone(),
+        var,
+        // sqlx's parse errors do not echo the URL, so no secret can leak through here.
+        message: e.to_string(),
+    })?;
+    match password {
+        PasswordSource::None => {}
+        PasswordSource::Env(var) => {
+            let pw = std::env::var(var).map_err(|_| DbError::MissingEnv {
+                trust: trust.id.clone(),
+                var: var.clone(),
+                what: "password_env",
+            })?;
+            options = options.password(&pw);
+        }
+        PasswordSource::File(path) => {
+            let pw = std::fs::read_to_string(path).map_err(|source| DbError::PasswordFile {
+                trust: trust.id.clone(),
+                path: path.clone(),
+                source,
+            })?;
+            options = options.password(pw.trim_end_matches(['\r', '\n']));
+        }
+    }
+    options = options.application_name("flotilla").disable_statement_logging();
+    if access == Access::ReadOnly {
+        options = options.options([("default_transaction_read_only", "on")]);
+    }
+    Ok(options)
+}

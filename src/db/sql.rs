@@ -1,0 +1,125 @@
+//! The SQL flotilla itself runs on a trust database. One source for both execution and the
+//! `plan --sql` / dry-run rendering, so what is shown is what runs.
+
+use super::Dialect;
+use crate::migrations::Migration;
+
+/// The tracking table, like sqlx's `_sqlx_migrations`.
+pub const TRACKING_TABLE: &str = "_flotilla_migrations";
+
+/// Advisory lock key on Postgres: "flotilla" in ASCII.
+pub const PG_LOCK_KEY: i64 = 0x666c_6f74_696c_6c61;
+
+/// Creates the tracking table when missing.
+pub const CREATE_TRACKING_TABLE: &str = "CREATE TABLE IF NOT EXISTS _flotilla_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    dirty BOOLEAN NOT NULL DEFAULT FALSE
+)";
+
+/// Reads the applied history.
+pub const SELECT_APPLIED: &str =
+    "SELECT version, description, checksum, dirty FROM _flotilla_migrations ORDER BY version";
+
+/// Records a migration. `dirty` is TRUE for a row written before a non-transactional or batch
+/// script runs, FALSE for one committed with its script.
+pub const INSERT_APPLIED: &str = "INSERT INTO _flotilla_migrations \
+     (version, description, checksum, applied_at, duration_ms, dirty) \
+     VALUES ($1, $2, $3, CAST(CURRENT_TIMESTAMP AS TEXT), $4, $5)";
+
+/// Marks a dirty row clean once its script has finished.
+pub const MARK_CLEAN: &str = "UPDATE _flotilla_migrations \
+     SET dirty = FALSE, duration_ms = $2, applied_at = CAST(CURRENT_TIMESTAMP AS TEXT) \
+     WHERE version = $1";
+
+/// Marks a row dirty before a non-transactional or batch down script runs.
+pub const MARK_DIRTY: &str = "UPDATE _flotilla_migrations SET dirty = TRUE WHERE version = $1";
+
+/// Forgets a reverted migration.
+pub const DELETE_APPLIED: &str = "DELETE FROM _flotilla_migrations WHERE version = $1";
+
+/// Does the tracking table exist? (read-only; never creates it)
+pub fn tracking_table_exists(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_flotilla_migrations'"
+        }
+        Dialect::Postgres => {
+            "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '_flotilla_migrations' AND schemaname = current_schema()"
+        }
+    }
+}
+
+/// The statement that takes the per-trust lock, as shown to users.
+pub fn lock_statement(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => "-- lock: exclusive advisory lock (flock) on <database file>.flotilla-lock".into(),
+        Dialect::Postgres => format!("SELECT pg_try_advisory_lock({PG_LOCK_KEY});"),
+    }
+}
+
+/// The statement that releases the per-trust lock, as shown to users.
+pub fn unlock_statement(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => "-- unlock: release the lock file".into(),
+        Dialect::Postgres => format!("SELECT pg_advisory_unlock({PG_LOCK_KEY});"),
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn bind(sql: &str, values: &[String]) -> String {
+    // Replace from the highest index down so $1 does not clobber $10.
+    let mut out = sql.to_string();
+    for (i, v) in values.iter().enumerate().rev() {
+        out = out.replace(&format!("${}", i + 1), v);
+    }
+    out
+}
+
+/// Render, in execution order, the statements that apply `m`.
+pub fn render_apply(m: &Migration) -> Vec<String> {
+    use crate::migrations::Mode;
+    let insert = |dirty: bool| {
+        bind(
+            INSERT_APPLIED,
+            &[
+                m.version.to_string(),
+                quote(&m.description),
+                quote(&m.checksum),
+                "0 /* duration, measured at run time */".into(),
+                if dirty { "TRUE" } else { "FALSE" }.into(),
+            ],
+        ) + ";"
+    };
+    let clean = bind(MARK_CLEAN, &[m.version.to_string(), "0 /* duration */".into()]) + ";";
+    let header = format!("-- migration {} ({})", m, m.up.path.display());
+    match m.up.mode {
+        Mode::Transaction => vec![
+            header,
+            "BEGIN;".into(),
+            m.up.sql.trim_end().to_string(),
+            insert(false),
+            "COMMIT;".into(),
+        ],
+        Mode::NoTransaction => vec![
+            header + " [no-transaction: marked dirty while it runs]",
+            insert(true),
+            m.up.sql.trim_end().to_string(),
+            clean,
+        ],
+        Mode::Batch => vec![
+            header + " [batch: repeated, one transaction per batch, until a batch changes no rows]",
+            insert(true),
+            "BEGIN;".into(),
+            m.up.sql.trim_end().to_string(),
+            "COMMIT; -- repeated while rows change".into(),
+            clean,
+        ],
+    }
+}

@@ -1,0 +1,98 @@
+//! Typed events emitted by the engine. Reporters (terminal, JSON lines) consume them; field names
+//! are stable because `--events` writes them as they are.
+
+use serde::Serialize;
+
+/// How one trust's part of a run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum TrustOutcome {
+    /// Every planned migration was applied.
+    Upgraded { migrations: usize },
+    /// Nothing to do.
+    UpToDate,
+    /// A migration failed (rolled back) or the trust could not be reached or locked.
+    Failed { error: String },
+    /// Not started because the wave or run stopped first.
+    Skipped,
+}
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Preflight passed; the run starts.
+    RunStarted {
+        plan: String,
+        target_version: i64,
+        target_release: Option<String>,
+        waves: usize,
+        trusts: usize,
+        migrations: usize,
+    },
+    /// Preflight found a trust that cannot be migrated; nothing will run.
+    TrustBlocked { wave: String, trust: String, reason: String },
+    /// A wave begins.
+    WaveStarted {
+        wave: String,
+        index: usize,
+        trusts: usize,
+        to_upgrade: usize,
+        concurrency: usize,
+    },
+    /// An approval wave was approved (by `--yes` or an operator).
+    WaveApproved { wave: String, by: String },
+    /// An approval wave was not approved: the run stops before it.
+    WaveNotApproved { wave: String },
+    /// Work on a trust begins.
+    TrustStarted {
+        wave: String,
+        trust: String,
+        from: String,
+        to: String,
+        migrations: usize,
+    },
+    /// A migration begins on a trust.
+    MigrationStarted { trust: String, version: i64, description: String },
+    /// A migration committed on a trust, with its tracking row.
+    MigrationApplied { trust: String, version: i64, duration_ms: u64 },
+    /// A migration failed on a trust; its transaction rolled back.
+    MigrationFailed { trust: String, version: i64, error: String },
+    /// Work on a trust ended.
+    TrustFinished {
+        wave: String,
+        trust: String,
+        version: Option<i64>,
+        release: String,
+        #[serde(flatten)]
+        outcome: TrustOutcome,
+        duration_ms: u64,
+    },
+    /// A wave ended.
+    WaveFinished {
+        wave: String,
+        upgraded: usize,
+        up_to_date: usize,
+        failed: usize,
+        skipped: usize,
+    },
+    /// The run ended.
+    RunFinished { outcome: String, exit_code: u8, duration_ms: u64 },
+}
+
+/// Receives events. Implementations must be cheap: the engine calls them inline.
+pub trait EventSink: Send + Sync {
+    /// Handle one event.
+    fn emit(&self, event: &Event);
+}
+
+/// Sends every event to several sinks, in order.
+pub struct Fanout(pub Vec<Box<dyn EventSink>>);
+
+impl EventSink for Fanout {
+    fn emit(&self, event: &Event) {
+        for sink in &self.0 {
+            sink.emit(event);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Health measurements and the statistics that judge them.
+
+pub mod stats;

@@ -1,0 +1,61 @@
+//! The `flotilla` binary: parse arguments, install tracing, run the command, map the result to
+//! a documented exit code.
+
+use std::io::IsTerminal;
+use std::process::ExitCode as StdExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use flotilla::cli::{Cli, Command, LogFormat};
+use flotilla::commands::{self, Globals};
+use flotilla::ExitCode;
+
+fn install_tracing(cli: &Cli) {
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "warn,flotilla=debug",
+        _ => "info,flotilla=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).init(),
+    }
+}
+
+fn main() -> StdExitCode {
+    let cli = Cli::parse();
+    install_tracing(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::Internal.into();
+        }
+    };
+    let globals = Globals {
+        inventory: cli.inventory.clone(),
+        migrations: cli.migrations.clone(),
+        progress: !cli.no_progress && std::io::stdout().is_terminal(),
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Validate { plan } => commands::validate(&globals, plan.as_deref()),
+            Command::Plan { plan, format, sql } => commands::plan(&globals, plan, *format, *sql).await,
+            Command::Rollout { plan, yes, events } => commands::rollout(&globals, plan, *yes, events.as_deref()).await,
+            Command::Status { format } => commands::status(&globals, *format).await,
+            Command::Demo { seed_only, patients, plan, seed_release } => {
+                commands::demo(&globals, *seed_only, *patients, plan, seed_release).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::Success.into(),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            failure.code.into()
+        }
+    }
+}

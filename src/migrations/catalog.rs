@@ -1,0 +1,515 @@
+//! Loads `migrations/`: `<version>_<description>.up.sql` with a matching `.down.sql` (the naming
+//! sqlx-cli uses), `releases.yaml`, and first-line `-- flotilla:` directives. Checksums are
+//! computed once here, never per trust.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::ConfigError;
+
+/// A problem with the migration files. Nothing has been run when one of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot read migrations directory {path}: {source}")]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a migration file name; expected <version>_<description>.up.sql or .down.sql")]
+    BadFileName { path: PathBuf },
+    #[error("two migrations have version {version}: {first} and {second}")]
+    DuplicateVersion {
+        version: i64,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("{up}: migration {version} has no down file (expected {expected})")]
+    MissingDown {
+        version: i64,
+        up: PathBuf,
+        expected: PathBuf,
+    },
+    #[error("{down}: down migration {version} has no up file")]
+    MissingUp { version: i64, down: PathBuf },
+    #[error("{path}:1: unknown directive '{word}' (known: no-transaction, batch, irreversible)")]
+    UnknownDirective { path: PathBuf, word: String },
+    #[error("{path}:1: directives no-transaction and batch cannot be combined")]
+    ConflictingDirectives { path: PathBuf },
+    #[error(transparent)]
+    Releases(#[from] ConfigError),
+    #[error("{path}: release '{release}' ends at version {version}, which is not a migration")]
+    ReleaseUnknownVersion {
+        path: PathBuf,
+        release: String,
+        version: i64,
+    },
+}
+
+/// How a script is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// One transaction with its tracking row (the default).
+    Transaction,
+    /// Outside a transaction (e.g. `CREATE INDEX CONCURRENTLY`): the tracking row is marked
+    /// dirty before and clean after, and a dirty trust stops the run.
+    NoTransaction,
+    /// An idempotent, LIMITed statement executed repeatedly, each execution in its own
+    /// transaction, until one affects no rows; then the tracking row is marked clean.
+    Batch,
+}
+
+/// Whether a migration can be rolled back automatically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reversibility {
+    /// Its down script undoes it.
+    Reversible,
+    /// Marked `irreversible`: automatic rollback across it is refused.
+    Irreversible,
+}
+
+/// One SQL file.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The whole file, run as one multi-statement script.
+    pub sql: String,
+    /// How it runs.
+    pub mode: Mode,
+}
+
+/// One versioned migration.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// Version (the numeric prefix of the file name).
+    pub version: i64,
+    /// Description (the rest of the file name).
+    pub description: String,
+    /// The up script.
+    pub up: Script,
+    /// The down script.
+    pub down: Script,
+    /// Whether automatic rollback may cross it.
+    pub reversibility: Reversibility,
+    /// Hex SHA-256 of the up file's bytes.
+    pub checksum: String,
+}
+
+/// All migrations of a directory, in version order, with the releases they form.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    dir: PathBuf,
+    migrations: Vec<Migration>,
+    releases: Vec<(String, i64)>,
+}
+
+#[derive(Default)]
+struct Pair {
+    description: String,
+    up: Option<(PathBuf, String)>,
+    down: Option<(PathBuf, String)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Down,
+}
+
+impl Catalog {
+    /// Load every migration in `dir` and `dir/releases.yaml` (optional).
+    pub fn load(dir: &Path) -> Result<Catalog, CatalogError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::ReadDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut pairs: BTreeMap<i64, Pair> = BTreeMap::new();
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| CatalogError::ReadDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("sql") {
+                files.push(path);
+            }
+        }
+        files.sort();
+        for path in files {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let (version, description, direction) =
+                parse_file_name(name).ok_or_else(|| CatalogError::BadFileName { path: path.clone() })?;
+            let sql = std::fs::read_to_string(&path).map_err(|source| CatalogError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            let pair = pairs.entry(version).or_default();
+            let slot = match direction {
+                Direction::Up => &mut pair.up,
+                Direction::Down => &mut pair.down,
+            };
+            if let Some((first, _)) = slot {
+                return Err(CatalogError::DuplicateVersion {
+                    version,
+                    first: first.clone(),
+                    second: path,
+                });
+            }
+            if !pair.description.is_empty() && pair.description != description {
+                let first = pair
+                    .up
+                    .as_ref()
+                    .or(pair.down.as_ref())
+                    .map(|(p, _)| p.clone())
+                    .unwrap_or_default();
+                return Err(CatalogError::DuplicateVersion { version, first, second: path });
+            }
+            pair.description = description.to_string();
+            *slot = Some((path, sql));
+        }
+        let mut migrations = Vec::with_capacity(pairs.len());
+        for (version, pair) in pairs {
+            let (up_path, up_sql) = match pair.up {
+                Some(up) => up,
+                None => {
+                    let down = pair.down.map(|(p, _)| p).unwrap_or_default();
+                    return Err(CatalogError::MissingUp { version, down });
+                }
+            };
+            let (down_path, down_sql) = match pair.down {
+                Some(down) => down,
+                None => {
+                    let expected = up_path.with_file_name(format!(
+                        "{}.down.sql",
+                        up_path
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .and_then(|n| n.strip_suffix(".up.sql"))
+                            .unwrap_or_default()
+                    ));
+                    return Err(CatalogError::MissingDown { version, up: up_path, expected });
+                }
+            };
+            migrations.push(Migration::new(
+                version,
+                pair.description,
+                (up_path, up_sql),
+                (down_path, down_sql),
+            )?);
+        }
+        let releases_path = dir.join("releases.yaml");
+        let releases = if releases_path.exists() {
+            let map: BTreeMap<String, i64> = crate::config::load_yaml(&releases_path)?;
+            let mut releases: Vec<(String, i64)> = map.into_iter().collect();
+            releases.sort_by_key(|(name, v)| (*v, name.clone()));
+            releases
+        } else {
+            Vec::new()
+        };
+        let catalog = Catalog { dir: dir.to_path_buf(), migrations, releases };
+        for (release, version) in &catalog.releases {
+            if catalog.get(*version).is_none() {
+                return Err(CatalogError::ReleaseUnknownVersion {
+                    path: releases_path,
+                    release: release.clone(),
+                    version: *version,
+                });
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// A catalog built in memory (tests, generated estates).
+    pub fn from_parts(dir: &Path, migrations: Vec<Migration>, releases: Vec<(String, i64)>) -> Catalog {
+        let mut migrations = migrations;
+        migrations.sort_by_key(|m| m.version);
+        Catalog { dir: dir.to_path_buf(), migrations, releases }
+    }
+
+    /// The directory the migrations came from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where releases are defined.
+    pub fn releases_path(&self) -> PathBuf {
+        self.dir.join("releases.yaml")
+    }
+
+    /// Every migration, in version order.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    /// The migration with this version.
+    pub fn get(&self, version: i64) -> Option<&Migration> {
+        self.migrations
+            .binary_search_by_key(&version, |m| m.version)
+            .ok()
+            .map(|i| &self.migrations[i])
+    }
+
+    /// The highest version in the catalog.
+    pub fn latest(&self) -> Option<i64> {
+        self.migrations.last().map(|m| m.version)
+    }
+
+    /// Releases in version order, as (name, last version).
+    pub fn releases(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.releases.iter().map(|(n, v)| (n.as_str(), *v))
+    }
+
+    /// The last version of a named release.
+    pub fn release_version(&self, name: &str) -> Option<i64> {
+        self.releases.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// The release that ends exactly at `version`.
+    pub fn release_at(&self, version: i64) -> Option<&str> {
+        self.releases.iter().find(|(_, v)| *v == version).map(|(n, _)| n.as_str())
+    }
+
+    /// Describe a version for humans: `5.1`, `5.0+2` (two migrations past 5.0), or `v12`.
+    pub fn describe(&self, version: Option<i64>) -> String {
+        let Some(version) = version else { return "empty".into() };
+        if let Some(name) = self.release_at(version) {
+            return name.to_string();
+        }
+        match self.releases.iter().rev().find(|(_, v)| *v < version) {
+            Some((name, v)) => {
+                let past = self
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version > *v && m.version <= version)
+                    .count();
+                format!("{name}+{past}")
+            }
+            None => format!("v{version}"),
+        }
+    }
+
+    /// Migrations with `from < version <= to`, ascending.
+    pub fn range(&self, from: Option<i64>, to: i64) -> impl Iterator<Item = &Migration> {
+        self.migrations
+            .iter()
+            .filter(move |m| from.is_none_or(|f| m.version > f) && m.version <= to)
+    }
+}
+
+impl Migration {
+    /// Build a migration from its two files' paths and contents.
+    pub fn new(
+        version: i64,
+        description: String,
+        (up_path, up_sql): (PathBuf, String),
+        (down_path, down_sql): (PathBuf, String),
+    ) -> Result<Migration, CatalogError> {
+        let (up_mode, up_irreversible) = directives(&up_path, &up_sql)?;
+        let (down_mode, _) = directives(&down_path, &down_sql)?;
+        let checksum = hex::encode(Sha256::digest(up_sql.as_bytes()));
+        Ok(Migration {
+            version,
+            description,
+            reversibility: if up_irreversible {
+                Reversibility::Irreversible
+            } else {
+                Reversibility::Reversible
+            },
+            up: Script { path: up_path, sql: up_sql, mode: up_mode },
+            down: Script { path: down_path, sql: down_sql, mode: down_mode },
+            checksum,
+        })
+    }
+}
+
+impl fmt::Display for Migration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.version, self.description)
+    }
+}
+
+fn parse_file_name(name: &str) -> Option<(i64, &str, Direction)> {
+    let (stem, direction) = if let Some(s) = name.strip_suffix(".up.sql") {
+        (s, Direction::Up)
+    } else if let Some(s) = name.strip_suffix(".down.sql") {
+        (s, Direction::Down)
+    } else {
+        return None;
+    };
+    let (version, description) = stem.split_once('_')?;
+    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) || description.is_empty() {
+        return None;
+    }
+    Some((version.parse().ok()?, description, direction))
+}
+
+/// Parse the first-line directive: `-- flotilla: no-transaction, irreversible`.
+fn directives(path: &Path, sql: &str) -> Result<(Mode, bool), CatalogError> {
+    let first = sql.lines().next().unwrap_or_default().trim();
+    let Some(rest) = first
+        .strip_prefix("--")
+        .map(str::trim_start)
+        .and_then(|r| r.strip_prefix("flotilla:"))
+    else {
+        return Ok((Mode::Transaction, false));
+    };
+    let mut mode = Mode::Transaction;
+    let mut irreversible = false;
+    for word in rest.split([',', ' ']).map(str::trim).filter(|w| !w.is_empty()) {
+        let wanted = match word {
+            "no-transaction" => Mode::NoTransaction,
+            "batch" => Mode::Batch,
+            "irreversible" => {
+                irreversible = true;
+                continue;
+            }
+            other => {
+                return Err(CatalogError::UnknownDirective {
+                    path: path.to_path_buf(),
+                    word: other.to_string(),
+                })
+            }
+        };
+        if mode != Mode::Transaction && mode != wanted {
+            return Err(CatalogError::ConflictingDirectives { path: path.to_path_buf() });
+        }
+        mode = wanted;
+    }
+    Ok((mode, irreversible))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            std::fs::write(dir.path().join(name), body).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn pairs_up_and_down_files_in_version_order() {
+        let dir = dir_with(&[
+            ("0002_b.up.sql", "CREATE TABLE b (id INT);"),
+            ("0002_b.down.sql", "DROP TABLE b;"),
+            ("0001_a.up.sql", "CREATE TABLE a (id INT);"),
+            ("0001_a.down.sql", "DROP TABLE a;"),
+        ]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        let versions: Vec<i64> = cat.migrations().iter().map(|m| m.version).collect();
+        assert_eq!(versions, vec![1, 2]);
+        assert_eq!(cat.get(2).unwrap().description, "b");
+    }
+
+    #[test]
+    fn accepts_version_zero_and_timestamp_versions() {
+        let dir = dir_with(&[
+            ("0_init.up.sql", "SELECT 1;"),
+            ("0_init.down.sql", "SELECT 1;"),
+            ("20240312090000_later.up.sql", "SELECT 1;"),
+            ("20240312090000_later.down.sql", "SELECT 1;"),
+        ]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.latest(), Some(20240312090000));
+        assert!(cat.get(0).is_some());
+    }
+
+    #[test]
+    fn refuses_a_migration_without_its_down_file() {
+        let dir = dir_with(&[("0001_a.up.sql", "SELECT 1;")]);
+        let err = Catalog::load(dir.path()).unwrap_err();
+        assert!(matches!(err, CatalogError::MissingDown { version: 1, .. }), "{err}");
+        assert!(err.to_string().contains("0001_a.down.sql"), "{err}");
+    }
+
+    #[test]
+    fn refuses_two_migrations_with_one_version() {
+        let dir = dir_with(&[
+            ("0001_a.up.sql", "SELECT 1;"),
+            ("0001_a.down.sql", "SELECT 1;"),
+            ("1_b.up.sql", "SELECT 1;"),
+            ("1_b.down.sql", "SELECT 1;"),
+        ]);
+        let err = Catalog::load(dir.path()).unwrap_err();
+        assert!(matches!(err, CatalogError::DuplicateVersion { version: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_named_like_a_migration() {
+        let dir = dir_with(&[("setup.sql", "SELECT 1;")]);
+        assert!(matches!(
+            Catalog::load(dir.path()).unwrap_err(),
+            CatalogError::BadFileName { .. }
+        ));
+    }
+
+    #[test]
+    fn reads_first_line_directives_and_refuses_unknown_ones() {
+        let dir = dir_with(&[
+            ("0001_a.up.sql", "-- flotilla: batch\nUPDATE t SET x = 1 WHERE id IN (SELECT id FROM t LIMIT 10);"),
+            ("0001_a.down.sql", "SELECT 1;"),
+            ("0002_b.up.sql", "-- flotilla: no-transaction, irreversible\nSELECT 1;"),
+            ("0002_b.down.sql", "SELECT 1;"),
+        ]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.get(1).unwrap().up.mode, Mode::Batch);
+        assert_eq!(cat.get(2).unwrap().up.mode, Mode::NoTransaction);
+        assert_eq!(cat.get(2).unwrap().reversibility, Reversibility::Irreversible);
+
+        let bad = dir_with(&[("0001_a.up.sql", "-- flotilla: no-transacton\nSELECT 1;"), ("0001_a.down.sql", "")]);
+        assert!(matches!(
+            Catalog::load(bad.path()).unwrap_err(),
+            CatalogError::UnknownDirective { .. }
+        ));
+    }
+
+    #[test]
+    fn checksum_changes_when_the_up_file_is_edited() {
+        let a = dir_with(&[("0001_a.up.sql", "SELECT 1;"), ("0001_a.down.sql", "")]);
+        let b = dir_with(&[("0001_a.up.sql", "SELECT 2;"), ("0001_a.down.sql", "")]);
+        let ca = Catalog::load(a.path()).unwrap();
+        let cb = Catalog::load(b.path()).unwrap();
+        assert_ne!(ca.get(1).unwrap().checksum, cb.get(1).unwrap().checksum);
+        assert_eq!(ca.get(1).unwrap().checksum.len(), 64);
+    }
+
+    #[test]
+    fn releases_must_end_at_a_real_version_and_describe_versions_between_them() {
+        let dir = dir_with(&[
+            ("1_a.up.sql", ""),
+            ("1_a.down.sql", ""),
+            ("2_b.up.sql", ""),
+            ("2_b.down.sql", ""),
+            ("3_c.up.sql", ""),
+            ("3_c.down.sql", ""),
+            ("releases.yaml", "\"5.0\": 1\n\"5.1\": 3\n"),
+        ]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.release_version("5.1"), Some(3));
+        assert_eq!(cat.describe(Some(1)), "5.0");
+        assert_eq!(cat.describe(Some(2)), "5.0+1");
+        assert_eq!(cat.describe(None), "empty");
+
+        std::fs::write(dir.path().join("releases.yaml"), "\"5.2\": 9\n").unwrap();
+        assert!(matches!(
+            Catalog::load(dir.path()).unwrap_err(),
+            CatalogError::ReleaseUnknownVersion { version: 9, .. }
+        ));
+    }
+}

@@ -1,0 +1,5 @@
+//! The migration catalog: versioned up/down scripts, their checksums and the releases they form.
+
+pub mod catalog;
+
+pub use catalog::{Catalog, CatalogError, Migration, Mode, Reversibility, Script};

@@ -1,0 +1,400 @@
+//! The pure planner: migration catalog + each trust's applied history + a rollout plan → what
+//! would run, per wave and trust. No I/O: `plan`, dry-runs and the engine's preflight all use it,
+//! so what is previewed is what runs.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::config::plan::Approval;
+use crate::config::{Plan, Target};
+use crate::db::AppliedMigration;
+use crate::exit_codes::ExitCode;
+use crate::migrations::{Catalog, Migration, Mode};
+
+/// One migration to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// The migration version.
+    pub version: i64,
+    /// Continue a batch migration whose dirty tracking row is already recorded.
+    pub resume_dirty: bool,
+}
+
+/// Why a trust cannot be migrated. Nothing is run on a blocked trust.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Blocker {
+    /// An applied migration's file was edited since it was applied.
+    #[error("checksum drift: migration {version} was applied with checksum {applied} but its file now has {file}; applied history must not be edited")]
+    ChecksumDrift {
+        version: i64,
+        applied: String,
+        file: String,
+    },
+    /// The trust has a version the catalog does not know (file deleted, or a newer catalog).
+    #[error("migration {version} is applied on the trust but not in the migrations directory")]
+    UnknownApplied { version: i64 },
+    /// A catalog version lower than the trust's latest was never applied: history diverged.
+    #[error("migration {version} is in the catalog but was never applied, while later migration {later} was; history diverged")]
+    Divergent { version: i64, later: i64 },
+    /// A non-transactional migration did not finish.
+    #[error("migration {version} is marked dirty: a no-transaction migration started and did not finish; check the database by hand, then clear the mark")]
+    Dirty { version: i64 },
+    /// The trust is past the plan's target: that is a rollback, not a rollout.
+    #[error("the trust is at version {current}, past the plan's target {target}; use rollback to go down")]
+    AheadOfTarget { current: i64, target: i64 },
+    /// The trust's database could not be read.
+    #[error("{message}")]
+    Unreadable { message: String, exit: ExitCode },
+}
+
+impl Blocker {
+    /// The exit code a run stopped by this blocker returns.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Blocker::ChecksumDrift { .. } | Blocker::UnknownApplied { .. } | Blocker::Divergent { .. } => {
+                ExitCode::ChecksumDrift
+            }
+            Blocker::Dirty { .. } => ExitCode::MigrationFailed,
+            Blocker::AheadOfTarget { .. } => ExitCode::Config,
+            Blocker::Unreadable { exit, .. } => *exit,
+        }
+    }
+}
+
+/// What happens to one trust.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Already at the target.
+    UpToDate,
+    /// These migrations, in order.
+    Upgrade { steps: Vec<Step> },
+    /// Nothing can run.
+    Blocked { blocker: Blocker },
+}
+
+/// Check a trust's applied history against the catalog and compute the steps to `target`, the
+/// way refinery's `verify_migrations` does: any edited, unknown or skipped applied migration
+/// blocks the trust before anything runs.
+pub fn verify(catalog: &Catalog, applied: &[AppliedMigration], target: i64) -> Action {
+    let mut resume = None;
+    for a in applied {
+        let Some(m) = catalog.get(a.version) else {
+            return Action::Blocked { blocker: Blocker::UnknownApplied { version: a.version } };
+        };
+        if m.checksum != a.checksum {
+            return Action::Blocked {
+                blocker: Blocker::ChecksumDrift {
+                    version: a.version,
+                    applied: a.checksum.clone(),
+                    file: m.checksum.clone(),
+                },
+            };
+        }
+        if a.dirty {
+            if m.up.mode == Mode::Batch {
+                // Batches are idempotent by contract: continue where the last run stopped.
+                resume = Some(a.version);
+            } else {
+                return Action::Blocked { blocker: Blocker::Dirty { version: a.version } };
+            }
+        }
+    }
+    let current = applied.iter().map(|a| a.version).max();
+    if let Some(current) = current {
+        if let Some(skipped) = catalog
+            .migrations()
+            .iter()
+            .take_while(|m| m.version < current)
+            .find(|m| !applied.iter().any(|a| a.version == m.version))
+        {
+            return Action::Blocked {
+                blocker: Blocker::Divergent { version: skipped.version, later: current },
+            };
+        }
+        if current > target {
+            return Action::Blocked { blocker: Blocker::AheadOfTarget { current, target } };
+        }
+    }
+    let mut steps: Vec<Step> = Vec::new();
+    if let Some(version) = resume {
+        steps.push(Step { version, resume_dirty: true });
+    }
+    steps.extend(
+        catalog
+            .range(current, target)
+            .map(|m: &Migration| Step { version: m.version, resume_dirty: false }),
+    );
+    if steps.is_empty() {
+        Action::UpToDate
+    } else {
+        Action::Upgrade { steps }
+    }
+}
+
+/// What a trust's database told us.
+pub type TrustState = Result<Vec<AppliedMigration>, Blocker>;
+
+/// One trust in a rendered plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustPlan {
+    /// Trust id.
+    pub id: String,
+    /// Highest applied version, when readable.
+    pub current_version: Option<i64>,
+    /// What will happen.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// One wave in a rendered plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct WavePlan {
+    /// Wave name.
+    pub name: String,
+    /// Trusts migrated at once.
+    pub concurrency: usize,
+    /// Whether an operator must approve the wave.
+    pub approval: bool,
+    /// Trusts, in order.
+    pub trusts: Vec<TrustPlan>,
+}
+
+/// The whole rollout, as it would run now.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutPlan {
+    /// Plan name.
+    pub plan: String,
+    /// Target.
+    pub target: Target,
+    /// Waves, in order.
+    pub waves: Vec<WavePlan>,
+}
+
+impl RolloutPlan {
+    /// Every blocked trust, with its blocker.
+    pub fn blocked(&self) -> impl Iterator<Item = (&str, &Blocker)> {
+        self.waves.iter().flat_map(|w| {
+            w.trusts.iter().filter_map(|t| match &t.action {
+                Action::Blocked { blocker } => Some((t.id.as_str(), blocker)),
+                _ => None,
+            })
+        })
+    }
+
+    /// Number of migrations that would run, over all trusts.
+    pub fn migration_count(&self) -> usize {
+        self.waves
+            .iter()
+            .flat_map(|w| &w.trusts)
+            .map(|t| match &t.action {
+                Action::Upgrade { steps } => steps.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// Plan the whole rollout from each trust's state. A trust missing from `states` is blocked.
+pub fn plan_rollout(catalog: &Catalog, plan: &Plan, states: &HashMap<String, TrustState>) -> RolloutPlan {
+    let waves = plan
+        .waves
+        .iter()
+        .map(|w| WavePlan {
+            name: w.name.clone(),
+            concurrency: w.concurrency,
+            approval: w.approval == Approval::Required,
+            trusts: w
+                .trusts
+                .iter()
+                .map(|id| {
+                    let (current_version, action) = match states.get(id) {
+                        Some(Ok(applied)) => (
+                            applied.iter().map(|a| a.version).max(),
+                            verify(catalog, applied, plan.target.version),
+                        ),
+                        Some(Err(blocker)) => (None, Action::Blocked { blocker: blocker.clone() }),
+                        None => (
+                            None,
+                            Action::Blocked {
+                                blocker: Blocker::Unreadable {
+                                    message: "not read".into(),
+                                    exit: ExitCode::Internal,
+                                },
+                            },
+                        ),
+                    };
+                    TrustPlan { id: id.clone(), current_version, action }
+                })
+                .collect(),
+        })
+        .collect();
+    RolloutPlan { plan: plan.name.clone(), target: plan.target.clone(), waves }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn catalog(versions: &[(i64, Mode)]) -> Catalog {
+        let migrations = versions
+            .iter()
+            .map(|&(v, mode)| {
+                let first = match mode {
+                    Mode::Transaction => "",
+                    Mode::NoTransaction => "-- flotilla: no-transaction\n",
+                    Mode::Batch => "-- flotilla: batch\n",
+                };
+                Migration::new(
+                    v,
+                    format!("m{v}"),
+                    (PathBuf::from(format!("{v}_m{v}.up.sql")), format!("{first}SELECT {v};")),
+                    (PathBuf::from(format!("{v}_m{v}.down.sql")), "SELECT 0;".into()),
+                )
+                .unwrap()
+            })
+            .collect();
+        Catalog::from_parts(Path::new("migrations"), migrations, vec![])
+    }
+
+    fn simple(versions: &[i64]) -> Catalog {
+        catalog(&versions.iter().map(|&v| (v, Mode::Transaction)).collect::<Vec<_>>())
+    }
+
+    fn applied(cat: &Catalog, versions: &[i64]) -> Vec<AppliedMigration> {
+        versions
+            .iter()
+            .map(|&v| AppliedMigration {
+                version: v,
+                description: format!("m{v}"),
+                checksum: cat.get(v).map(|m| m.checksum.clone()).unwrap_or_default(),
+                dirty: false,
+            })
+            .collect()
+    }
+
+    fn versions(action: &Action) -> Vec<i64> {
+        match action {
+            Action::Upgrade { steps } => steps.iter().map(|s| s.version).collect(),
+            other => panic!("expected an upgrade, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fresh_trust_gets_every_migration_up_to_the_target() {
+        let cat = simple(&[1, 2, 3, 4]);
+        assert_eq!(versions(&verify(&cat, &[], 3)), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn partially_upgraded_trust_gets_only_the_missing_tail() {
+        let cat = simple(&[1, 2, 3, 4]);
+        assert_eq!(versions(&verify(&cat, &applied(&cat, &[1, 2]), 4)), vec![3, 4]);
+    }
+
+    #[test]
+    fn trust_at_target_is_up_to_date() {
+        let cat = simple(&[1, 2]);
+        assert_eq!(verify(&cat, &applied(&cat, &[1, 2]), 2), Action::UpToDate);
+    }
+
+    #[test]
+    fn verify_fails_on_edited_applied_migration() {
+        let cat = simple(&[1, 2]);
+        let mut history = applied(&cat, &[1]);
+        history[0].checksum = "0000".into();
+        assert!(matches!(
+            verify(&cat, &history, 2),
+            Action::Blocked { blocker: Blocker::ChecksumDrift { version: 1, .. } }
+        ));
+    }
+
+    #[test]
+    fn verify_fails_on_applied_version_missing_from_catalog() {
+        let cat = simple(&[1, 2]);
+        let mut history = applied(&cat, &[1]);
+        history.push(AppliedMigration { version: 7, description: "x".into(), checksum: "c".into(), dirty: false });
+        assert!(matches!(
+            verify(&cat, &history, 2),
+            Action::Blocked { blocker: Blocker::UnknownApplied { version: 7 } }
+        ));
+    }
+
+    #[test]
+    fn verify_fails_on_divergent_history_with_a_skipped_version() {
+        let cat = simple(&[1, 2, 3]);
+        let history = applied(&cat, &[1, 3]);
+        assert!(matches!(
+            verify(&cat, &history, 3),
+            Action::Blocked { blocker: Blocker::Divergent { version: 2, later: 3 } }
+        ));
+    }
+
+    #[test]
+    fn dirty_no_transaction_migration_blocks_the_trust() {
+        let cat = catalog(&[(1, Mode::Transaction), (2, Mode::NoTransaction), (3, Mode::Transaction)]);
+        let mut history = applied(&cat, &[1, 2]);
+        history[1].dirty = true;
+        let action = verify(&cat, &history, 3);
+        assert!(matches!(action, Action::Blocked { blocker: Blocker::Dirty { version: 2 } }));
+        if let Action::Blocked { blocker } = action {
+            assert_eq!(blocker.exit_code(), ExitCode::MigrationFailed);
+        }
+    }
+
+    #[test]
+    fn dirty_batch_migration_resumes_before_the_rest() {
+        let cat = catalog(&[(1, Mode::Transaction), (2, Mode::Batch), (3, Mode::Transaction)]);
+        let mut history = applied(&cat, &[1, 2]);
+        history[1].dirty = true;
+        match verify(&cat, &history, 3) {
+            Action::Upgrade { steps } => assert_eq!(
+                steps,
+                vec![Step { version: 2, resume_dirty: true }, Step { version: 3, resume_dirty: false }]
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn trust_past_the_target_is_not_rolled_back_by_a_rollout() {
+        let cat = simple(&[1, 2, 3]);
+        let action = verify(&cat, &applied(&cat, &[1, 2, 3]), 2);
+        assert!(matches!(action, Action::Blocked { blocker: Blocker::AheadOfTarget { current: 3, target: 2 } }));
+    }
+
+    #[test]
+    fn drift_blockers_exit_with_the_checksum_code() {
+        let b = Blocker::ChecksumDrift { version: 1, applied: "a".into(), file: "b".into() };
+        assert_eq!(b.exit_code(), ExitCode::ChecksumDrift);
+        assert_eq!(Blocker::UnknownApplied { version: 1 }.exit_code(), ExitCode::ChecksumDrift);
+    }
+
+    #[test]
+    fn rollout_plan_keeps_wave_order_and_marks_unread_trusts_blocked() {
+        let cat = simple(&[1, 2]);
+        let plan = Plan {
+            name: "p".into(),
+            path: PathBuf::from("p.yaml"),
+            target: Target { version: 2, release: None },
+            waves: vec![
+                crate::config::Wave { name: "a".into(), trusts: vec!["x".into()], concurrency: 1, approval: Approval::None },
+                crate::config::Wave { name: "b".into(), trusts: vec!["y".into(), "z".into()], concurrency: 2, approval: Approval::Required },
+            ],
+        };
+        let mut states = HashMap::new();
+        states.insert("x".to_string(), Ok(applied(&cat, &[1])));
+        states.insert("y".to_string(), Ok(applied(&cat, &[1, 2])));
+        let rendered = plan_rollout(&cat, &plan, &states);
+        assert_eq!(rendered.waves.len(), 2);
+        assert_eq!(versions(&rendered.waves[0].trusts[0].action), vec![2]);
+        assert_eq!(rendered.waves[1].trusts[0].action, Action::UpToDate);
+        assert!(rendered.waves[1].approval);
+        let blocked: Vec<&str> = rendered.blocked().map(|(id, _)| id).collect();
+        assert_eq!(blocked, vec!["z"]);
+        assert_eq!(rendered.migration_count(), 1);
+    }
+}

@@ -1,0 +1,179 @@
+//! The human reporter: indicatif progress bars (one for the wave, one per trust in flight) when
+//! stdout is a terminal, plain lines otherwise.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::engine::{Event, EventSink, TrustOutcome};
+
+/// Prints events for people.
+pub struct Human {
+    bars: Option<Bars>,
+    state: Mutex<State>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    wave_style: ProgressStyle,
+    trust_style: ProgressStyle,
+}
+
+#[derive(Default)]
+struct State {
+    wave: Option<ProgressBar>,
+    trusts: HashMap<String, ProgressBar>,
+}
+
+impl Human {
+    /// Bars when `interactive`, plain lines otherwise.
+    pub fn new(interactive: bool) -> Human {
+        let bars = interactive.then(|| Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+            wave_style: ProgressStyle::with_template("{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} trusts {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            trust_style: ProgressStyle::with_template("  {prefix:24} [{bar:20}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        });
+        Human { bars, state: Mutex::new(State::default()) }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bars {
+            Some(b) => {
+                let _ = b.multi.println(text);
+            }
+            None => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+            }
+        }
+    }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.1} s", Duration::from_millis(ms).as_secs_f64())
+}
+
+/// The plain-text line for an event, if it deserves one.
+pub fn describe(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::RunStarted { plan, target_version, target_release, waves, trusts, migrations } => format!(
+            "rollout {plan} to {} (version {target_version}): {waves} waves, {trusts} trusts, {migrations} migrations to apply",
+            target_release.as_deref().unwrap_or("target")
+        ),
+        Event::TrustBlocked { wave, trust, reason } => format!("  ✗ {trust} (wave {wave}) blocked: {reason}"),
+        Event::WaveStarted { wave, index, trusts, to_upgrade, concurrency } => format!(
+            "wave {} {wave}: {trusts} trusts, {to_upgrade} to upgrade, {concurrency} at a time",
+            index + 1
+        ),
+        Event::WaveApproved { wave, by } => format!("wave {wave} approved ({by})"),
+        Event::WaveNotApproved { wave } => format!("wave {wave} not approved: stopping before it"),
+        Event::TrustStarted { trust, from, to, migrations, .. } => {
+            format!("  {trust}: {from} → {to}, {migrations} migrations")
+        }
+        Event::MigrationStarted { .. } | Event::MigrationApplied { .. } => return None,
+        Event::MigrationFailed { trust, version, error } => {
+            format!("  ✗ {trust}: migration {version} failed and was rolled back: {error}")
+        }
+        Event::TrustFinished { trust, release, outcome, duration_ms, .. } => match outcome {
+            TrustOutcome::Upgraded { migrations } => {
+                format!("  ✓ {trust} at {release} ({migrations} migrations, {})", secs(*duration_ms))
+            }
+            TrustOutcome::UpToDate => format!("  = {trust} already at {release}"),
+            TrustOutcome::Failed { error } => format!("  ✗ {trust} FAILED at {release}: {error}"),
+            TrustOutcome::Skipped => format!("  - {trust} skipped (the wave stopped)"),
+        },
+        Event::WaveFinished { wave, upgraded, up_to_date, failed, skipped } => format!(
+            "wave {wave} done: {upgraded} upgraded, {up_to_date} already up to date, {failed} failed, {skipped} skipped"
+        ),
+        Event::RunFinished { outcome, duration_ms, .. } => format!("rollout {outcome} in {}", secs(*duration_ms)),
+    })
+}
+
+impl EventSink for Human {
+    fn emit(&self, event: &Event) {
+        let Some(bars) = &self.bars else {
+            if let Some(text) = describe(event) {
+                self.line(text);
+            }
+            return;
+        };
+        let Ok(mut state) = self.state.lock() else { return };
+        match event {
+            Event::WaveStarted { wave, trusts, .. } => {
+                let bar = bars.multi.add(ProgressBar::new(*trusts as u64));
+                bar.set_style(bars.wave_style.clone());
+                bar.set_prefix(format!("wave {wave}"));
+                bar.enable_steady_tick(Duration::from_millis(200));
+                state.wave = Some(bar);
+            }
+            Event::TrustStarted { trust, from, to, migrations, .. } => {
+                let bar = bars.multi.add(ProgressBar::new(*migrations as u64));
+                bar.set_style(bars.trust_style.clone());
+                bar.set_prefix(trust.clone());
+                bar.set_message(format!("{from} → {to}"));
+                state.trusts.insert(trust.clone(), bar);
+            }
+            Event::MigrationStarted { trust, version, description } => {
+                if let Some(bar) = state.trusts.get(trust) {
+                    bar.set_message(format!("{version} {description}"));
+                }
+            }
+            Event::MigrationApplied { trust, .. } => {
+                if let Some(bar) = state.trusts.get(trust) {
+                    bar.inc(1);
+                }
+            }
+            Event::TrustFinished { trust, .. } => {
+                if let Some(bar) = state.trusts.remove(trust) {
+                    bar.finish_and_clear();
+                    bars.multi.remove(&bar);
+                }
+                if let Some(wave) = &state.wave {
+                    wave.inc(1);
+                }
+            }
+            Event::WaveFinished { .. } => {
+                if let Some(bar) = state.wave.take() {
+                    bar.finish_and_clear();
+                    bars.multi.remove(&bar);
+                }
+            }
+            _ => {}
+        }
+        drop(state);
+        if let Some(text) = describe(event) {
+            self.line(text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_trust_line_names_trust_release_and_error() {
+        let line = describe(&Event::TrustFinished {
+            wave: "pilot".into(),
+            trust: "camden".into(),
+            version: Some(8),
+            release: "5.0".into(),
+            outcome: TrustOutcome::Failed { error: "boom".into() },
+            duration_ms: 10,
+        })
+        .unwrap();
+        assert_eq!(line, "  ✗ camden FAILED at 5.0: boom");
+    }
+
+    #[test]
+    fn per_migration_progress_is_not_printed_as_lines() {
+        assert!(describe(&Event::MigrationApplied { trust: "a".into(), version: 1, duration_ms: 1 }).is_none());
+    }
+}
