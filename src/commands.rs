@@ -20,6 +20,13 @@ use crate::migrations::{Catalog, CatalogError};
 use crate::plan::{Action, RolloutPlan};
 use crate::report::{Human, JsonLines};
 
+/// `println!` that never panics: a closed pipe (`flotilla status | head`) is not an error.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// A command that could not do its job: the exit code and the message for stderr.
 #[derive(Debug)]
 pub struct Failure {
@@ -85,9 +92,9 @@ pub fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
         }
     }
     let regions: Vec<String> = regions.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    println!("{}: {} trusts ({})", inventory.path.display(), inventory.trusts.len(), regions.join(", "));
+    outln!("{}: {} trusts ({})", inventory.path.display(), inventory.trusts.len(), regions.join(", "));
     let releases: Vec<String> = catalog.releases().map(|(n, v)| format!("{n} (to {v})")).collect();
-    println!(
+    outln!(
         "{}: {} migrations, releases: {}",
         catalog.dir().display(),
         catalog.migrations().len(),
@@ -95,7 +102,7 @@ pub fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
     );
     if let Some(path) = plan {
         let plan = Plan::load(path, &inventory, &catalog)?;
-        println!(
+        outln!(
             "{}: plan {}, {} waves, {} trusts, target {}",
             path.display(),
             plan.name,
@@ -104,10 +111,10 @@ pub fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
             describe_target(&plan)
         );
         for w in &plan.waves {
-            println!("  wave {}: {} trusts, {} at a time{}", w.name, w.trusts.len(), w.concurrency, approval_note(w));
+            outln!("  wave {}: {} trusts, {} at a time{}", w.name, w.trusts.len(), w.concurrency, approval_note(w));
         }
     }
-    println!("ok: valid");
+    outln!("ok: valid");
     Ok(())
 }
 
@@ -130,7 +137,7 @@ pub async fn plan(g: &Globals, path: &Path, format: Format, with_sql: bool) -> O
     let (inventory, catalog, plan) = g.load_plan(path)?;
     let planned = preflight(&inventory, &catalog, &plan).await;
     match (format, with_sql) {
-        (Format::Json, _) => println!("{}", plan_json(&planned, &catalog, with_sql, &inventory)),
+        (Format::Json, _) => outln!("{}", plan_json(&planned, &catalog, with_sql, &inventory)),
         (Format::Text, false) => print_plan_text(&planned, &catalog),
         (Format::Text, true) => print_plan_sql(&planned, &catalog, &inventory),
     }
@@ -213,7 +220,7 @@ fn plan_json(planned: &RolloutPlan, catalog: &Catalog, with_sql: bool, inventory
 }
 
 fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
-    println!(
+    outln!(
         "plan {}: target {} (version {}), {} migrations to apply",
         planned.plan,
         planned.target.release.as_deref().unwrap_or("-"),
@@ -221,7 +228,7 @@ fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
         planned.migration_count()
     );
     for (i, w) in planned.waves.iter().enumerate() {
-        println!(
+        outln!(
             "wave {} {}: {} trusts, {} at a time{}",
             i + 1,
             w.name,
@@ -232,37 +239,37 @@ fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
         for t in &w.trusts {
             let from = catalog.describe(t.current_version);
             match &t.action {
-                Action::UpToDate => println!("  {:<22} {from}: up to date", t.id),
+                Action::UpToDate => outln!("  {:<22} {from}: up to date", t.id),
                 Action::Upgrade { steps } => {
                     let versions: Vec<String> = steps.iter().map(|s| s.version.to_string()).collect();
-                    println!(
+                    outln!(
                         "  {:<22} {from} → {}: apply {}",
                         t.id,
                         catalog.describe(Some(planned.target.version)),
                         versions.join(", ")
                     );
                 }
-                Action::Blocked { blocker } => println!("  {:<22} BLOCKED: {blocker}", t.id),
+                Action::Blocked { blocker } => outln!("  {:<22} BLOCKED: {blocker}", t.id),
             }
         }
     }
 }
 
 fn print_plan_sql(planned: &RolloutPlan, catalog: &Catalog, inventory: &Inventory) {
-    println!("-- flotilla plan {} → version {}", planned.plan, planned.target.version);
+    outln!("-- flotilla plan {} → version {}", planned.plan, planned.target.version);
     for w in &planned.waves {
-        println!("\n-- ===== wave {} ({} at a time) =====", w.name, w.concurrency);
+        outln!("\n-- ===== wave {} ({} at a time) =====", w.name, w.concurrency);
         for t in &w.trusts {
             let target = inventory.get(&t.id).map(|t| t.database.redacted()).unwrap_or_default();
             match &t.action {
                 Action::Upgrade { .. } => {
-                    println!("\n-- ----- trust {} ({target}) -----", t.id);
+                    outln!("\n-- ----- trust {} ({target}) -----", t.id);
                     for stmt in trust_sql(catalog, inventory, &t.id, &t.action) {
-                        println!("{stmt}");
+                        outln!("{stmt}");
                     }
                 }
-                Action::UpToDate => println!("\n-- trust {}: up to date, nothing runs", t.id),
-                Action::Blocked { blocker } => println!("\n-- trust {}: BLOCKED, nothing runs: {blocker}", t.id),
+                Action::UpToDate => outln!("\n-- trust {}: up to date, nothing runs", t.id),
+                Action::Blocked { blocker } => outln!("\n-- trust {}: BLOCKED, nothing runs: {blocker}", t.id),
             }
         }
     }
@@ -416,14 +423,14 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
         })
         .collect();
     match format {
-        Format::Json => println!("{}", json!({ "latest_version": latest, "trusts": rows })),
+        Format::Json => outln!("{}", json!({ "latest_version": latest, "trusts": rows })),
         Format::Text => {
-            println!("{:<24} {:<8} {:>7}  {:<8} {:>7}", "TRUST", "REGION", "VERSION", "RELEASE", "PENDING");
+            outln!("{:<24} {:<8} {:>7}  {:<8} {:>7}", "TRUST", "REGION", "VERSION", "RELEASE", "PENDING");
             for r in &rows {
                 let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
                 match r["error"].as_str() {
-                    Some(e) => println!("{:<24} {:<8} {e}", s("id"), s("region")),
-                    None => println!(
+                    Some(e) => outln!("{:<24} {:<8} {e}", s("id"), s("region")),
+                    None => outln!(
                         "{:<24} {:<8} {:>7}  {:<8} {:>7}",
                         s("id"),
                         s("region"),
@@ -478,7 +485,7 @@ pub async fn demo(
         ));
     }
     let notes: usize = results.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|s| s.notes).sum();
-    println!(
+    outln!(
         "seeded {} trusts at release {seed_release} (version {version}): {patients} patients and {} clinical notes each, in {:.1} s",
         inventory.trusts.len(),
         notes / inventory.trusts.len().max(1),
