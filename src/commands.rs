@@ -16,7 +16,7 @@ use crate::engine::events::Fanout;
 use crate::engine::run::{read_state, READ_CONCURRENCY};
 use crate::engine::{preflight, Approver, Engine, EventSink, RunOutcome, TrustOutcome};
 use crate::exit_codes::ExitCode;
-use crate::migrations::{Catalog, CatalogError};
+use crate::migrations::{Catalog, CatalogError, Catalogs};
 use crate::plan::{Action, RolloutPlan};
 use crate::report::{Human, JsonLines};
 
@@ -68,22 +68,23 @@ pub struct Globals {
 }
 
 impl Globals {
-    fn load(&self) -> Result<(Inventory, Catalog), Failure> {
+    fn load(&self) -> Result<(Inventory, Catalogs), Failure> {
         let inventory = Inventory::load(&self.inventory)?;
-        let catalog = Catalog::load(&self.migrations)?;
-        Ok((inventory, catalog))
+        let catalogs = Catalogs::load(Catalog::load(&self.migrations)?, &inventory)?;
+        Ok((inventory, catalogs))
     }
 
-    fn load_plan(&self, plan: &Path) -> Result<(Inventory, Catalog, Plan), Failure> {
-        let (inventory, catalog) = self.load()?;
-        let plan = Plan::load(plan, &inventory, &catalog)?;
-        Ok((inventory, catalog, plan))
+    fn load_plan(&self, plan: &Path) -> Result<(Inventory, Catalogs, Plan), Failure> {
+        let (inventory, catalogs) = self.load()?;
+        let plan = Plan::load(plan, &inventory, catalogs.base())?;
+        Ok((inventory, catalogs, plan))
     }
 }
 
 /// `flotilla validate [PLAN]`.
 pub fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
-    let (inventory, catalog) = g.load()?;
+    let (inventory, catalogs) = g.load()?;
+    let catalog = catalogs.base();
     let mut regions: Vec<(String, usize)> = Vec::new();
     for t in &inventory.trusts {
         match regions.iter_mut().find(|(r, _)| *r == t.region) {
@@ -101,7 +102,7 @@ pub fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
         if releases.is_empty() { "none".into() } else { releases.join(", ") }
     );
     if let Some(path) = plan {
-        let plan = Plan::load(path, &inventory, &catalog)?;
+        let plan = Plan::load(path, &inventory, catalog)?;
         outln!(
             "{}: plan {}, {} waves, {} trusts, target {}",
             path.display(),
@@ -134,12 +135,12 @@ fn approval_note(w: &Wave) -> &'static str {
 
 /// `flotilla plan PLAN`.
 pub async fn plan(g: &Globals, path: &Path, format: Format, with_sql: bool) -> Outcome {
-    let (inventory, catalog, plan) = g.load_plan(path)?;
-    let planned = preflight(&inventory, &catalog, &plan).await;
+    let (inventory, catalogs, plan) = g.load_plan(path)?;
+    let planned = preflight(&inventory, &catalogs, &plan).await.plan;
     match (format, with_sql) {
-        (Format::Json, _) => outln!("{}", plan_json(&planned, &catalog, with_sql, &inventory)),
-        (Format::Text, false) => print_plan_text(&planned, &catalog),
-        (Format::Text, true) => print_plan_sql(&planned, &catalog, &inventory),
+        (Format::Json, _) => outln!("{}", plan_json(&planned, &catalogs, with_sql, &inventory)),
+        (Format::Text, false) => print_plan_text(&planned, catalogs.base()),
+        (Format::Text, true) => print_plan_sql(&planned, &catalogs, &inventory),
     }
     blocked_failure(&planned)
 }
@@ -166,8 +167,9 @@ fn dialect_of(inventory: &Inventory, id: &str) -> crate::db::Dialect {
 }
 
 /// The statements a trust's upgrade runs, in order, including flotilla's own.
-fn trust_sql(catalog: &Catalog, inventory: &Inventory, id: &str, action: &Action) -> Vec<String> {
+fn trust_sql(catalogs: &Catalogs, inventory: &Inventory, id: &str, action: &Action) -> Vec<String> {
     let Action::Upgrade { steps } = action else { return Vec::new() };
+    let catalog = catalogs.for_trust(id);
     let dialect = dialect_of(inventory, id);
     let mut out = vec![sql::lock_statement(dialect), format!("{};", sql::CREATE_TRACKING_TABLE)];
     for step in steps {
@@ -179,7 +181,8 @@ fn trust_sql(catalog: &Catalog, inventory: &Inventory, id: &str, action: &Action
     out
 }
 
-fn plan_json(planned: &RolloutPlan, catalog: &Catalog, with_sql: bool, inventory: &Inventory) -> serde_json::Value {
+fn plan_json(planned: &RolloutPlan, catalogs: &Catalogs, with_sql: bool, inventory: &Inventory) -> serde_json::Value {
+    let catalog = catalogs.base();
     let waves: Vec<serde_json::Value> = planned
         .waves
         .iter()
@@ -202,7 +205,7 @@ fn plan_json(planned: &RolloutPlan, catalog: &Catalog, with_sql: bool, inventory
                         "reason": reason,
                     });
                     if with_sql {
-                        v["sql"] = json!(trust_sql(catalog, inventory, &t.id, &t.action));
+                        v["sql"] = json!(trust_sql(catalogs, inventory, &t.id, &t.action));
                     }
                     v
                 })
@@ -255,7 +258,7 @@ fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
     }
 }
 
-fn print_plan_sql(planned: &RolloutPlan, catalog: &Catalog, inventory: &Inventory) {
+fn print_plan_sql(planned: &RolloutPlan, catalogs: &Catalogs, inventory: &Inventory) {
     outln!("-- flotilla plan {} → version {}", planned.plan, planned.target.version);
     for w in &planned.waves {
         outln!("\n-- ===== wave {} ({} at a time) =====", w.name, w.concurrency);
@@ -264,7 +267,7 @@ fn print_plan_sql(planned: &RolloutPlan, catalog: &Catalog, inventory: &Inventor
             match &t.action {
                 Action::Upgrade { .. } => {
                     outln!("\n-- ----- trust {} ({target}) -----", t.id);
-                    for stmt in trust_sql(catalog, inventory, &t.id, &t.action) {
+                    for stmt in trust_sql(catalogs, inventory, &t.id, &t.action) {
                         outln!("{stmt}");
                     }
                 }
@@ -321,14 +324,14 @@ fn event_sinks(g: &Globals, events: Option<&Path>) -> Result<Fanout, Failure> {
 
 /// `flotilla rollout PLAN`.
 pub async fn rollout(g: &Globals, path: &Path, yes: bool, events: Option<&Path>) -> Outcome {
-    let (inventory, catalog, plan) = g.load_plan(path)?;
-    run_rollout(g, &inventory, &catalog, &plan, yes, events).await
+    let (inventory, catalogs, plan) = g.load_plan(path)?;
+    run_rollout(g, &inventory, &catalogs, &plan, yes, events).await
 }
 
 async fn run_rollout(
     g: &Globals,
     inventory: &Inventory,
-    catalog: &Catalog,
+    catalogs: &Catalogs,
     plan: &Plan,
     yes: bool,
     events: Option<&Path>,
@@ -343,21 +346,48 @@ async fn run_rollout(
             ),
         ));
     }
-    let planned = preflight(inventory, catalog, plan).await;
+    let checked = preflight(inventory, catalogs, plan).await;
+    let planned = &checked.plan;
     let sinks = event_sinks(g, events)?;
     if planned.blocked().next().is_none() && !yes {
-        print_plan_text(&planned, catalog);
+        print_plan_text(planned, catalogs.base());
         if planned.migration_count() > 0
             && !ask(&format!("Roll out {} ({} migrations)?", plan.name, planned.migration_count()))
         {
             return Err(Failure::new(ExitCode::Config, "rollout not confirmed; nothing was changed"));
         }
     }
-    let engine = Engine { inventory, catalog, plan, events: &sinks, approver: &Prompt { yes } };
-    let summary = engine.run(&planned).await;
+    let engine = Engine { inventory, catalogs, plan, events: &sinks, approver: &Prompt { yes } };
+    let summary = engine.run(&checked).await;
     match summary.outcome {
         RunOutcome::Completed => Ok(()),
-        RunOutcome::Blocked { .. } => blocked_failure(&planned),
+        RunOutcome::Blocked { .. } => blocked_failure(planned),
+        RunOutcome::Halted { wave, trusts, reasons } => Err(Failure::new(
+            ExitCode::HealthGate,
+            format!(
+                "rollout {} halted by the health gate in wave '{wave}' (trusts: {}); no later wave was started:\n  {}",
+                plan.name,
+                trusts.join(", "),
+                reasons.join("\n  ")
+            ),
+        )),
+        RunOutcome::Paused { wave, trusts, reasons } => Err(Failure::new(
+            ExitCode::HealthGate,
+            format!(
+                "rollout {} paused in wave '{wave}': the health gate could not decide for {}; an operator must look:\n  {}",
+                plan.name,
+                trusts.join(", "),
+                reasons.join("\n  ")
+            ),
+        )),
+        RunOutcome::RollbackFailed { trusts, reasons } => Err(Failure::new(
+            ExitCode::RollbackFailed,
+            format!(
+                "rollback failed for {}: operator needed:\n  {}",
+                trusts.join(", "),
+                reasons.join("\n  ")
+            ),
+        )),
         RunOutcome::Failed { wave, trusts } => {
             let reasons: Vec<String> = summary
                 .trusts
@@ -387,8 +417,8 @@ async fn run_rollout(
 
 /// `flotilla status`.
 pub async fn status(g: &Globals, format: Format) -> Outcome {
-    let (inventory, catalog) = g.load()?;
-    let latest = catalog.latest();
+    let (inventory, catalogs) = g.load()?;
+    let catalog = catalogs.base();
     let states: HashMap<String, crate::plan::TrustState> = stream::iter(&inventory.trusts)
         .map(|t| async move { (t.id.clone(), read_state(t).await) })
         .buffer_unordered(READ_CONCURRENCY)
@@ -407,8 +437,9 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
                 }
                 None => (None, Some("not read".to_string())),
             };
-            let pending = match (&error, latest) {
-                (None, Some(l)) => catalog.range(version, l).count(),
+            let own = catalogs.for_trust(&t.id);
+            let pending = match (&error, own.latest()) {
+                (None, Some(l)) => own.range(version, l).count(),
                 _ => 0,
             };
             json!({
@@ -423,7 +454,7 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
         })
         .collect();
     match format {
-        Format::Json => outln!("{}", json!({ "latest_version": latest, "trusts": rows })),
+        Format::Json => outln!("{}", json!({ "latest_version": catalog.latest(), "trusts": rows })),
         Format::Text => {
             outln!("{:<24} {:<8} {:>7}  {:<8} {:>7}", "TRUST", "REGION", "VERSION", "RELEASE", "PENDING");
             for r in &rows {
@@ -456,7 +487,8 @@ pub async fn demo(
     plan_path: &Path,
     seed_release: &str,
 ) -> Outcome {
-    let (inventory, catalog) = g.load()?;
+    let (inventory, catalogs) = g.load()?;
+    let catalog = catalogs.base();
     let version = catalog.release_version(seed_release).ok_or_else(|| {
         Failure::new(
             ExitCode::Config,
@@ -464,11 +496,11 @@ pub async fn demo(
         )
     })?;
     // Resolve the plan before seeding, so a broken plan fails before anything is written.
-    let plan = if seed_only { None } else { Some(Plan::load(plan_path, &inventory, &catalog)?) };
+    let plan = if seed_only { None } else { Some(Plan::load(plan_path, &inventory, catalog)?) };
     let started = Instant::now();
     let results: Vec<(String, Result<crate::demo::Seeded, crate::demo::DemoError>)> = stream::iter(&inventory.trusts)
         .map(|t| {
-            let catalog = &catalog;
+            let catalog = catalogs.for_trust(&t.id);
             async move { (t.id.clone(), crate::demo::seed_trust(t, catalog, version, patients).await) }
         })
         .buffer_unordered(4)
@@ -493,6 +525,6 @@ pub async fn demo(
     );
     match plan {
         None => Ok(()),
-        Some(plan) => run_rollout(g, &inventory, &catalog, &plan, true, None).await,
+        Some(plan) => run_rollout(g, &inventory, &catalogs, &plan, true, None).await,
     }
 }

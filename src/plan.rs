@@ -10,7 +10,7 @@ use crate::config::plan::Approval;
 use crate::config::{Plan, Target};
 use crate::db::AppliedMigration;
 use crate::exit_codes::ExitCode;
-use crate::migrations::{Catalog, Migration, Mode};
+use crate::migrations::{Catalog, Catalogs, Migration, Mode};
 
 /// One migration to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -198,7 +198,7 @@ impl RolloutPlan {
 }
 
 /// Plan the whole rollout from each trust's state. A trust missing from `states` is blocked.
-pub fn plan_rollout(catalog: &Catalog, plan: &Plan, states: &HashMap<String, TrustState>) -> RolloutPlan {
+pub fn plan_rollout(catalogs: &Catalogs, plan: &Plan, states: &HashMap<String, TrustState>) -> RolloutPlan {
     let waves = plan
         .waves
         .iter()
@@ -213,7 +213,7 @@ pub fn plan_rollout(catalog: &Catalog, plan: &Plan, states: &HashMap<String, Tru
                     let (current_version, action) = match states.get(id) {
                         Some(Ok(applied)) => (
                             applied.iter().map(|a| a.version).max(),
-                            verify(catalog, applied, plan.target.version),
+                            verify(catalogs.for_trust(id), applied, plan.target.version),
                         ),
                         Some(Err(blocker)) => (None, Action::Blocked { blocker: blocker.clone() }),
                         None => (
@@ -381,14 +381,17 @@ mod tests {
             path: PathBuf::from("p.yaml"),
             target: Target { version: 2, release: None },
             waves: vec![
-                crate::config::Wave { name: "a".into(), trusts: vec!["x".into()], concurrency: 1, approval: Approval::None },
-                crate::config::Wave { name: "b".into(), trusts: vec!["y".into(), "z".into()], concurrency: 2, approval: Approval::Required },
+                crate::config::Wave { name: "a".into(), trusts: vec!["x".into()], concurrency: 1, approval: Approval::None, soak: None },
+                crate::config::Wave { name: "b".into(), trusts: vec!["y".into(), "z".into()], concurrency: 2, approval: Approval::Required, soak: None },
             ],
+            health: Default::default(),
+            on_regression: Default::default(),
+            max_failed_trusts: 0,
         };
         let mut states = HashMap::new();
         states.insert("x".to_string(), Ok(applied(&cat, &[1])));
         states.insert("y".to_string(), Ok(applied(&cat, &[1, 2])));
-        let rendered = plan_rollout(&cat, &plan, &states);
+        let rendered = plan_rollout(&Catalogs::shared(cat.clone()), &plan, &states);
         assert_eq!(rendered.waves.len(), 2);
         assert_eq!(versions(&rendered.waves[0].trusts[0].action), vec![2]);
         assert_eq!(rendered.waves[1].trusts[0].action, Action::UpToDate);

@@ -20,6 +20,7 @@ struct InventoryFile {
 #[serde(deny_unknown_fields)]
 struct DefaultsFile {
     database: Option<Spanned<DatabaseFile>>,
+    local_migrations: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +32,7 @@ struct TrustFile {
     #[serde(default)]
     tags: Vec<String>,
     database: Option<Spanned<DatabaseFile>>,
+    local_migrations: Option<String>,
     maintenance_window: Option<String>,
 }
 
@@ -67,6 +69,9 @@ pub struct Trust {
     pub tags: BTreeSet<String>,
     /// Where its database lives.
     pub database: DatabaseTarget,
+    /// The trust's own migrations (local customisations), interleaved with the shared ones by
+    /// version. A directory that does not exist means none.
+    pub local_migrations: Option<PathBuf>,
     /// Optional maintenance window, informational.
     pub maintenance_window: Option<String>,
 }
@@ -135,7 +140,10 @@ impl Inventory {
         if file.trusts.is_empty() {
             return Err(ConfigError::invalid(path, None, "the estate lists no trusts"));
         }
-        let default_db = file.defaults.and_then(|d| d.database);
+        let (default_db, default_local) = match file.defaults {
+            Some(d) => (d.database, d.local_migrations),
+            None => (None, None),
+        };
         let mut trusts = Vec::with_capacity(file.trusts.len());
         let mut index = HashMap::new();
         let mut lines = HashMap::new();
@@ -171,6 +179,14 @@ impl Inventory {
             };
             let database = resolve_database(&base, &id, &db)
                 .map_err(|msg| ConfigError::invalid(path, Some(db_at), format!("trust '{id}': {msg}")))?;
+            let local_migrations = t.local_migrations.as_ref().or(default_local.as_ref()).map(|dir| {
+                let p = PathBuf::from(expand(dir, &id));
+                if p.is_absolute() {
+                    p
+                } else {
+                    base.join(p)
+                }
+            });
             index.insert(id.clone(), trusts.len());
             lines.insert(id.clone(), t.id.referenced.line());
             trusts.push(Trust {
@@ -179,6 +195,7 @@ impl Inventory {
                 region: t.region,
                 tags: t.tags.into_iter().collect(),
                 database,
+                local_migrations,
                 maintenance_window: t.maintenance_window,
             });
         }

@@ -1,6 +1,7 @@
 //! The files the user writes: the estate (`trusts.yaml`) and rollout plans (`plans/*.yaml`),
 //! parsed into YAML models and resolved into typed, validated configuration.
 
+pub mod health;
 pub mod inventory;
 pub mod plan;
 mod yaml;

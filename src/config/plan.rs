@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::health::{Health, OnRegression, Soak};
 use super::{yaml, ConfigError, Inventory};
 use crate::migrations::Catalog;
 
@@ -19,6 +20,11 @@ struct PlanFile {
     target_version: Option<Spanned<i64>>,
     concurrency: Option<Spanned<usize>>,
     waves: Spanned<Vec<WaveFile>>,
+    health: Option<Spanned<Health>>,
+    #[serde(default)]
+    on_regression: OnRegression,
+    #[serde(default)]
+    max_failed_trusts: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -30,6 +36,7 @@ struct WaveFile {
     concurrency: Option<Spanned<usize>>,
     #[serde(default)]
     approval: Approval,
+    soak: Option<Soak>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +72,12 @@ pub struct Plan {
     pub target: Target,
     /// Waves, in order.
     pub waves: Vec<Wave>,
+    /// What to measure on each trust, and the thresholds.
+    pub health: Health,
+    /// What a failed verdict leads to.
+    pub on_regression: OnRegression,
+    /// Failed trusts a wave tolerates (rolled back per policy) before the run halts.
+    pub max_failed_trusts: usize,
 }
 
 /// The version a plan rolls out to.
@@ -87,6 +100,8 @@ pub struct Wave {
     pub concurrency: usize,
     /// Whether an operator must approve the wave before it starts.
     pub approval: Approval,
+    /// Checks repeated after the wave before the next starts.
+    pub soak: Option<Soak>,
 }
 
 impl Plan {
@@ -235,9 +250,27 @@ fn resolve(
             Some(c) => positive(path, c)?,
             None => default_concurrency,
         };
-        waves.push(Wave { name, trusts, concurrency, approval: w.approval });
+        let soak = w.soak.or(file.health.as_ref().and_then(|h| h.value.soak));
+        waves.push(Wave { name, trusts, concurrency, approval: w.approval, soak });
     }
-    Ok(Plan { name: file.name, path: path.to_path_buf(), target, waves })
+    let health = match file.health {
+        Some(h) => {
+            if let Some(problem) = h.value.static_problems().into_iter().next() {
+                return Err(err(Some(h.referenced), format!("health: {problem}")));
+            }
+            h.value
+        }
+        None => Health::default(),
+    };
+    Ok(Plan {
+        name: file.name,
+        path: path.to_path_buf(),
+        target,
+        waves,
+        health,
+        on_regression: file.on_regression,
+        max_failed_trusts: file.max_failed_trusts,
+    })
 }
 
 fn positive(path: &Path, c: &Spanned<usize>) -> Result<usize, ConfigError> {

@@ -460,6 +460,67 @@ impl TrustDb {
         on_conn!(self, c => sqlx::query_scalar::<_, i64>(query).fetch_one(&mut *c).await.map_err(err))
     }
 
+    /// Run `query` (binding `param` as `$1` when given), fetch every row, and report how long
+    /// that took and how many rows came back.
+    pub async fn timed_query(&mut self, query: &str, param: Option<i64>, context: &str) -> Result<(Duration, usize), DbError> {
+        let err = self.query_err(context);
+        let started = Instant::now();
+        let rows = on_conn!(self, c => {
+            let q = sqlx::query(query);
+            let q = match param { Some(p) => q.bind(p), None => q };
+            q.fetch_all(&mut *c).await.map(|rows| rows.len())
+        })
+        .map_err(err)?;
+        Ok((started.elapsed(), rows))
+    }
+
+    /// The first column of every row, as integers (probe parameters).
+    pub async fn query_i64_column(&mut self, query: &str, context: &str) -> Result<Vec<i64>, DbError> {
+        let err = self.query_err(context);
+        on_conn!(self, c => sqlx::query_scalar::<_, i64>(query).fetch_all(&mut *c).await.map_err(err))
+    }
+
+    /// Every row of `query` as text columns (NULL as None): the input of integrity hashes.
+    pub async fn text_rows(&mut self, query: &str, columns: usize, context: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
+        use sqlx::Row;
+        let err = self.query_err(context);
+        on_conn!(self, c => {
+            let rows = sqlx::query(query).fetch_all(&mut *c).await.map_err(err)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut values = Vec::with_capacity(columns);
+                for i in 0..columns {
+                    let v: Option<String> = row.try_get(i).map_err(|source| DbError::Query {
+                        trust: self.trust.clone(),
+                        context: format!("{context}: column {i} is not text"),
+                        source,
+                    })?;
+                    values.push(v);
+                }
+                out.push(values);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Execute a statement binding `$1` (integer) and `$2` (text); rows affected.
+    pub async fn execute_with(&mut self, query: &str, id: i64, token: &str, context: &str) -> Result<u64, DbError> {
+        let err = self.query_err(context);
+        on_conn!(self, c => sqlx::query(query).bind(id).bind(token).execute(&mut *c).await.map(|r| r.rows_affected()).map_err(err))
+    }
+
+    /// Execute a statement binding `$1` (integer); rows affected.
+    pub async fn execute_with_id(&mut self, query: &str, id: i64, context: &str) -> Result<u64, DbError> {
+        let err = self.query_err(context);
+        on_conn!(self, c => sqlx::query(query).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()).map_err(err))
+    }
+
+    /// The single text value a query returns for `$1`, if any row comes back.
+    pub async fn text_for(&mut self, query: &str, id: i64, context: &str) -> Result<Option<String>, DbError> {
+        let err = self.query_err(context);
+        on_conn!(self, c => sqlx::query_scalar::<_, Option<String>>(query).bind(id).fetch_optional(&mut *c).await.map(Option::flatten).map_err(err))
+    }
+
     /// Names of the user tables in the database (excluding SQLite internals).
     pub async fn table_names(&mut self) -> Result<Vec<String>, DbError> {
         let query = match self.dialect() {

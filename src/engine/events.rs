@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+use crate::health::gate::{LatencyComparison, Verdict, Window};
+use crate::health::probes::Snapshot;
+
 /// How one trust's part of a run ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
@@ -68,6 +71,27 @@ pub enum Event {
         outcome: TrustOutcome,
         duration_ms: u64,
     },
+    /// Figures measured on a trust (`window`: baseline, post-upgrade, soak-N, after-rollback).
+    HealthMeasured { trust: String, window: String, snapshot: Snapshot },
+    /// The gate's verdict on a trust for a window, with reasons and latency figures.
+    HealthVerdict {
+        wave: String,
+        trust: String,
+        window: Window,
+        #[serde(flatten)]
+        verdict: Verdict,
+        latency: Vec<LatencyComparison>,
+    },
+    /// A soak round after a wave.
+    SoakRound { wave: String, round: u32, of: u32, trusts: usize },
+    /// A trust is being rolled back to its pre-upgrade version.
+    RollbackStarted { trust: String, from: String, to: String, migrations: usize },
+    /// A rollback finished and its integrity figures equal the pre-upgrade ones.
+    RollbackFinished { trust: String, version: Option<i64>, release: String },
+    /// A rollback failed or could not be verified: an operator is needed.
+    RollbackFailed { trust: String, error: String },
+    /// The gate stopped the run.
+    Halted { wave: String, reason: String },
     /// A wave ended.
     WaveFinished {
         wave: String,

@@ -3,7 +3,8 @@
 //! consume the events.
 
 pub mod events;
+pub mod policy;
 pub mod run;
 
 pub use events::{Event, EventSink, TrustOutcome};
-pub use run::{preflight, Approver, Engine, RunOutcome, RunSummary};
+pub use run::{preflight, Approver, Engine, Preflight, RunOutcome, RunSummary};

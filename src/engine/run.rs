@@ -1,19 +1,25 @@
-//! Runs a rollout: preflight every trust (read-only), then wave by wave, trusts concurrently up
-//! to the wave's concurrency. A failed trust stops the wave from starting anything new and stops
-//! the run; trusts already in flight finish their own migrations.
+//! Runs a rollout. Preflight reads every trust of the plan read-only (and draws the health
+//! probes' parameters from each trust's own data), so nothing runs when any trust is blocked.
+//! Then, wave by wave: approval → baseline on every trust to upgrade → migrate concurrently →
+//! post-upgrade checks → verdicts → policy (continue / roll back and halt / pause) → soak rounds.
+//! While a wave migrates, trusts of earlier waves keep being checked in the background.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
 use super::events::{Event, EventSink, TrustOutcome};
+use super::policy::{decide, Next};
 use crate::config::plan::Approval;
 use crate::config::{Inventory, Plan, Trust, Wave};
 use crate::db::{Access, DbError, TrustDb};
 use crate::exit_codes::ExitCode;
-use crate::migrations::Catalog;
+use crate::health::gate::{judge, Verdict, Window};
+use crate::health::probes::{draw_params, measure, ProbeParams, Scope, Snapshot};
+use crate::migrations::{Catalog, Catalogs, Reversibility};
 use crate::plan::{plan_rollout, verify, Action, Blocker, RolloutPlan, Step, TrustState};
 
 /// How many trust databases preflight and `status` read at once.
@@ -32,8 +38,14 @@ pub enum RunOutcome {
     Completed,
     /// Preflight found blocked trusts: nothing ran.
     Blocked { exit: ExitCode },
-    /// A trust failed; the run stopped after that wave's in-flight trusts finished.
+    /// A migration failed; the run stopped after that wave's in-flight trusts finished.
     Failed { wave: String, trusts: Vec<String> },
+    /// The health gate found a regression and stopped the run (after the policy's rollbacks).
+    Halted { wave: String, trusts: Vec<String>, reasons: Vec<String> },
+    /// The gate could not decide (inconclusive, probe errors): an operator must look.
+    Paused { wave: String, trusts: Vec<String>, reasons: Vec<String> },
+    /// A rollback failed or its integrity check did not match: an operator is needed.
+    RollbackFailed { trusts: Vec<String>, reasons: Vec<String> },
     /// An approval wave was declined.
     NotApproved { wave: String },
 }
@@ -45,6 +57,8 @@ impl RunOutcome {
             RunOutcome::Completed => ExitCode::Success,
             RunOutcome::Blocked { exit } => *exit,
             RunOutcome::Failed { .. } => ExitCode::MigrationFailed,
+            RunOutcome::Halted { .. } | RunOutcome::Paused { .. } => ExitCode::HealthGate,
+            RunOutcome::RollbackFailed { .. } => ExitCode::RollbackFailed,
             RunOutcome::NotApproved { .. } => ExitCode::Config,
         }
     }
@@ -54,6 +68,9 @@ impl RunOutcome {
             RunOutcome::Completed => "completed",
             RunOutcome::Blocked { .. } => "blocked",
             RunOutcome::Failed { .. } => "failed",
+            RunOutcome::Halted { .. } => "halted",
+            RunOutcome::Paused { .. } => "paused",
+            RunOutcome::RollbackFailed { .. } => "rollback-failed",
             RunOutcome::NotApproved { .. } => "not-approved",
         }
     }
@@ -70,10 +87,9 @@ pub struct RunSummary {
 
 fn blocker_from(err: &DbError) -> Blocker {
     let exit = match err {
-        DbError::MissingSqliteFile { .. }
-        | DbError::MissingEnv { .. }
-        | DbError::PasswordFile { .. }
-        | DbError::BadUrl { .. } => ExitCode::Config,
+        DbError::MissingSqliteFile { .. } | DbError::MissingEnv { .. } | DbError::PasswordFile { .. } | DbError::BadUrl { .. } => {
+            ExitCode::Config
+        }
         DbError::Locked { .. } => ExitCode::Locked,
         _ => ExitCode::MigrationFailed,
     };
@@ -88,23 +104,66 @@ pub async fn read_state(trust: &Trust) -> TrustState {
     applied
 }
 
-/// Read every trust of the plan (read-only, concurrently) and plan the rollout.
-pub async fn preflight(inventory: &Inventory, catalog: &Catalog, plan: &Plan) -> RolloutPlan {
+/// The result of preflight: the planned rollout and each trust's probe parameters.
+pub struct Preflight {
+    /// What would run.
+    pub plan: RolloutPlan,
+    /// Probe parameters drawn from each trust to upgrade.
+    pub params: HashMap<String, ProbeParams>,
+}
+
+/// Read every trust of the plan (read-only, concurrently), plan the rollout, and draw the
+/// health probes' parameters from every trust that would be upgraded: a probe that cannot run
+/// on a trust blocks the run before anything changes.
+pub async fn preflight(inventory: &Inventory, catalogs: &Catalogs, plan: &Plan) -> Preflight {
     let trusts: Vec<&Trust> = plan.trusts().filter_map(|id| inventory.get(id)).collect();
     let states: HashMap<String, TrustState> = stream::iter(trusts)
         .map(|t| async move { (t.id.clone(), read_state(t).await) })
         .buffer_unordered(READ_CONCURRENCY)
         .collect()
         .await;
-    plan_rollout(catalog, plan, &states)
+    let mut planned = plan_rollout(catalogs, plan, &states);
+    let mut params = HashMap::new();
+    if !plan.health.is_empty() {
+        let to_upgrade: Vec<&Trust> = planned
+            .waves
+            .iter()
+            .flat_map(|w| &w.trusts)
+            .filter(|t| matches!(t.action, Action::Upgrade { .. }))
+            .filter_map(|t| inventory.get(&t.id))
+            .collect();
+        let drawn: Vec<(String, Result<ProbeParams, String>)> = stream::iter(to_upgrade)
+            .map(|t| async move { (t.id.clone(), draw_params(t, &plan.health).await) })
+            .buffer_unordered(READ_CONCURRENCY)
+            .collect()
+            .await;
+        for (id, result) in drawn {
+            match result {
+                Ok(p) => {
+                    params.insert(id, p);
+                }
+                Err(message) => {
+                    for t in planned.waves.iter_mut().flat_map(|w| &mut w.trusts).filter(|t| t.id == id) {
+                        t.action = Action::Blocked {
+                            blocker: Blocker::Unreadable {
+                                message: format!("trust '{id}': health probes cannot run: {message}"),
+                                exit: ExitCode::Config,
+                            },
+                        };
+                    }
+                }
+            }
+        }
+    }
+    Preflight { plan: planned, params }
 }
 
 /// Everything a run needs.
 pub struct Engine<'a> {
     /// The estate.
     pub inventory: &'a Inventory,
-    /// The migrations.
-    pub catalog: &'a Catalog,
+    /// The migrations (shared, and per trust with local ones).
+    pub catalogs: &'a Catalogs,
     /// The plan being rolled out.
     pub plan: &'a Plan,
     /// Where events go.
@@ -113,31 +172,53 @@ pub struct Engine<'a> {
     pub approver: &'a dyn Approver,
 }
 
+/// What the gate knows about an upgraded trust.
+#[derive(Clone)]
+struct Watched {
+    wave: String,
+    from: Option<i64>,
+    baseline: Snapshot,
+    params: ProbeParams,
+    rewrites: BTreeSet<(String, String)>,
+}
+
+#[derive(Default)]
+struct RunState {
+    results: Vec<(String, TrustOutcome)>,
+    /// Upgraded trusts still on the new version, with their baselines (soak and background).
+    watched: Vec<(String, Watched)>,
+    failed_trusts: usize,
+}
+
 impl Engine<'_> {
+    fn gated(&self) -> bool {
+        !self.plan.health.is_empty()
+    }
+
     /// Run a preflighted plan to the end, or to the first failure.
-    pub async fn run(&self, planned: &RolloutPlan) -> RunSummary {
+    pub async fn run(&self, preflight: &Preflight) -> RunSummary {
         let started = Instant::now();
-        let mut results = Vec::new();
-        let outcome = self.run_waves(planned, &mut results).await;
+        let mut state = RunState::default();
+        let outcome = self.run_waves(preflight, &mut state).await;
+        if let RunOutcome::Halted { wave, reasons, .. } | RunOutcome::Paused { wave, reasons, .. } = &outcome {
+            self.events.emit(&Event::Halted { wave: wave.clone(), reason: reasons.join("; ") });
+        }
         self.events.emit(&Event::RunFinished {
             outcome: outcome.label().into(),
             exit_code: outcome.exit_code().code(),
             duration_ms: elapsed_ms(started),
         });
-        RunSummary { outcome, trusts: results }
+        RunSummary { outcome, trusts: state.results }
     }
 
-    async fn run_waves(&self, planned: &RolloutPlan, results: &mut Vec<(String, TrustOutcome)>) -> RunOutcome {
+    async fn run_waves(&self, preflight: &Preflight, state: &mut RunState) -> RunOutcome {
+        let planned = &preflight.plan;
         let blocked: Vec<_> = planned.blocked().collect();
         if let Some((_, first)) = blocked.first() {
             for w in &planned.waves {
                 for t in &w.trusts {
                     if let Action::Blocked { blocker } = &t.action {
-                        self.events.emit(&Event::TrustBlocked {
-                            wave: w.name.clone(),
-                            trust: t.id.clone(),
-                            reason: blocker.to_string(),
-                        });
+                        self.events.emit(&Event::TrustBlocked { wave: w.name.clone(), trust: t.id.clone(), reason: blocker.to_string() });
                     }
                 }
             }
@@ -152,13 +233,15 @@ impl Engine<'_> {
             migrations: planned.migration_count(),
         });
         for (index, (wave, wave_plan)) in self.plan.waves.iter().zip(&planned.waves).enumerate() {
-            let to_upgrade: Vec<&str> = wave_plan
+            let upgrades: Vec<(&str, Option<i64>, &[Step])> = wave_plan
                 .trusts
                 .iter()
-                .filter(|t| matches!(t.action, Action::Upgrade { .. }))
-                .map(|t| t.id.as_str())
+                .filter_map(|t| match &t.action {
+                    Action::Upgrade { steps } => Some((t.id.as_str(), t.current_version, steps.as_slice())),
+                    _ => None,
+                })
                 .collect();
-            if wave.approval == Approval::Required && !to_upgrade.is_empty() {
+            if wave.approval == Approval::Required && !upgrades.is_empty() {
                 match self.approver.approve(wave) {
                     Some(by) => self.events.emit(&Event::WaveApproved { wave: wave.name.clone(), by }),
                     None => {
@@ -171,83 +254,335 @@ impl Engine<'_> {
                 wave: wave.name.clone(),
                 index,
                 trusts: wave.trusts.len(),
-                to_upgrade: to_upgrade.len(),
+                to_upgrade: upgrades.len(),
                 concurrency: wave.concurrency,
             });
-            let stop = AtomicBool::new(false);
-            let mut wave_results: Vec<(String, TrustOutcome)> = wave_plan
-                .trusts
-                .iter()
-                .filter(|t| t.action == Action::UpToDate)
-                .map(|t| {
-                    self.events.emit(&Event::TrustFinished {
-                        wave: wave.name.clone(),
-                        trust: t.id.clone(),
-                        version: t.current_version,
-                        release: self.catalog.describe(t.current_version),
-                        outcome: TrustOutcome::UpToDate,
-                        duration_ms: 0,
-                    });
-                    (t.id.clone(), TrustOutcome::UpToDate)
-                })
-                .collect();
-            let migrated: Vec<(String, TrustOutcome)> = stream::iter(wave_plan.trusts.iter().filter_map(|t| match &t.action {
-                Action::Upgrade { steps } => Some((t, steps)),
-                _ => None,
-            }))
-            .map(|(t, steps)| {
-                let stop = &stop;
-                async move {
-                    let outcome = self.migrate_trust(&wave.name, &t.id, t.current_version, steps, stop).await;
-                    if matches!(outcome, TrustOutcome::Failed { .. }) {
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                    (t.id.clone(), outcome)
-                }
-            })
-            .buffer_unordered(wave.concurrency)
-            .collect()
-            .await;
-            wave_results.extend(migrated);
-            let count = |f: fn(&TrustOutcome) -> bool| wave_results.iter().filter(|(_, o)| f(o)).count();
-            let failed: Vec<String> = wave_results
-                .iter()
-                .filter(|(_, o)| matches!(o, TrustOutcome::Failed { .. }))
-                .map(|(id, _)| id.clone())
-                .collect();
-            self.events.emit(&Event::WaveFinished {
-                wave: wave.name.clone(),
-                upgraded: count(|o| matches!(o, TrustOutcome::Upgraded { .. })),
-                up_to_date: count(|o| matches!(o, TrustOutcome::UpToDate)),
-                failed: failed.len(),
-                skipped: count(|o| matches!(o, TrustOutcome::Skipped)),
-            });
-            results.extend(wave_results);
-            if !failed.is_empty() {
-                return RunOutcome::Failed { wave: wave.name.clone(), trusts: failed };
+            if let Some(outcome) = self.run_wave(wave, wave_plan, &upgrades, preflight, state).await {
+                return outcome;
             }
         }
         RunOutcome::Completed
     }
 
-    async fn migrate_trust(
+    /// One wave. `Some(outcome)` stops the run.
+    async fn run_wave(
+        &self,
+        wave: &Wave,
+        wave_plan: &crate::plan::WavePlan,
+        upgrades: &[(&str, Option<i64>, &[Step])],
+        preflight: &Preflight,
+        state: &mut RunState,
+    ) -> Option<RunOutcome> {
+        let mut wave_results: Vec<(String, TrustOutcome)> = Vec::new();
+        for t in wave_plan.trusts.iter().filter(|t| t.action == Action::UpToDate) {
+            self.emit_finished(&wave.name, &t.id, t.current_version, TrustOutcome::UpToDate, 0);
+            wave_results.push((t.id.clone(), TrustOutcome::UpToDate));
+        }
+
+        // Baseline, sequentially: the same conditions as the post-upgrade window.
+        let mut baselines: HashMap<String, Watched> = HashMap::new();
+        if self.gated() {
+            let mut broken = Vec::new();
+            for (id, from, steps) in upgrades {
+                let Some(trust) = self.inventory.get(id) else { continue };
+                let params = preflight.params.get(*id).cloned().unwrap_or_default();
+                let rewrites = self.rewrites(id, steps);
+                let baseline = measure(trust, &self.plan.health, &params, &rewrites, Scope::Full).await;
+                self.events.emit(&Event::HealthMeasured { trust: id.to_string(), window: "baseline".into(), snapshot: baseline.clone() });
+                let problems = snapshot_errors(&baseline);
+                if !problems.is_empty() {
+                    let verdict = Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
+                    self.emit_verdict(&wave.name, id, Window::PostUpgrade, &verdict, Vec::new());
+                    broken.push((id.to_string(), verdict));
+                }
+                baselines.insert(id.to_string(), Watched { wave: wave.name.clone(), from: *from, baseline, params, rewrites });
+            }
+            if !broken.is_empty() {
+                state.results.extend(wave_results);
+                return Some(RunOutcome::Paused {
+                    wave: wave.name.clone(),
+                    trusts: broken.iter().map(|(t, _)| t.clone()).collect(),
+                    reasons: broken.iter().flat_map(|(t, v)| v.reasons().iter().map(move |r| format!("{t}: {r}"))).collect(),
+                });
+            }
+        }
+
+        // Migrate, while earlier waves' trusts keep being checked in the background.
+        let stop = AtomicBool::new(false);
+        let done = AtomicBool::new(false);
+        let late: Mutex<Vec<(String, Verdict)>> = Mutex::new(Vec::new());
+        let migrate = async {
+            let out: Vec<(String, TrustOutcome)> = stream::iter(upgrades.iter())
+                .map(|(id, from, steps)| {
+                    let stop = &stop;
+                    async move {
+                        let outcome = self.migrate_trust(&wave.name, id, *from, steps, stop).await;
+                        if matches!(outcome, TrustOutcome::Failed { .. }) {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        (id.to_string(), outcome)
+                    }
+                })
+                .buffer_unordered(wave.concurrency)
+                .collect()
+                .await;
+            done.store(true, Ordering::SeqCst);
+            out
+        };
+        let background = self.watch_earlier_waves(&wave.name, &state.watched, &done, &stop, &late);
+        let (migrated, ()) = futures::join!(migrate, background);
+        wave_results.extend(migrated);
+
+        let failed_migrations: Vec<String> = wave_results
+            .iter()
+            .filter(|(_, o)| matches!(o, TrustOutcome::Failed { .. }))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let upgraded: Vec<String> = wave_results
+            .iter()
+            .filter(|(_, o)| matches!(o, TrustOutcome::Upgraded { .. }))
+            .map(|(id, _)| id.clone())
+            .collect();
+
+        // Post-upgrade checks and the policy.
+        let mut verdicts: Vec<(String, Verdict)> = Vec::new();
+        if self.gated() {
+            for id in &upgraded {
+                let (Some(trust), Some(w)) = (self.inventory.get(id), baselines.get(id)) else { continue };
+                let post = measure(trust, &self.plan.health, &w.params, &w.rewrites, Scope::Full).await;
+                self.events.emit(&Event::HealthMeasured { trust: id.clone(), window: "post-upgrade".into(), snapshot: post.clone() });
+                let j = judge(&self.plan.health, &w.baseline, &post, Window::PostUpgrade);
+                self.emit_verdict(&wave.name, id, Window::PostUpgrade, &j.verdict, j.latency);
+                verdicts.push((id.clone(), j.verdict));
+            }
+        }
+        let late_verdicts = late.into_inner().unwrap_or_default();
+        self.emit_wave_finished(&wave.name, &wave_results);
+        state.results.extend(wave_results);
+        for id in &upgraded {
+            if let Some(w) = baselines.remove(id) {
+                state.watched.push((id.clone(), w));
+            }
+        }
+        if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
+            return Some(outcome);
+        }
+        if let Some(outcome) = self.apply_policy(&wave.name, &late_verdicts, state).await {
+            return Some(outcome);
+        }
+        if !failed_migrations.is_empty() {
+            return Some(RunOutcome::Failed { wave: wave.name.clone(), trusts: failed_migrations });
+        }
+        self.soak(wave, state).await
+    }
+
+    /// Turn verdicts into rollbacks and the next step.
+    async fn apply_policy(&self, wave: &str, verdicts: &[(String, Verdict)], state: &mut RunState) -> Option<RunOutcome> {
+        if verdicts.is_empty() {
+            return None;
+        }
+        let decision = decide(verdicts, self.plan.on_regression, self.plan.max_failed_trusts, state.failed_trusts);
+        state.failed_trusts += verdicts.iter().filter(|(_, v)| matches!(v, Verdict::Fail(_))).count();
+        let mut rollback_failures = Vec::new();
+        for id in &decision.rollback {
+            let Some(pos) = state.watched.iter().position(|(t, _)| t == id) else { continue };
+            let (_, watched) = state.watched.remove(pos);
+            if let Err(e) = self.rollback_trust(id, &watched).await {
+                self.events.emit(&Event::RollbackFailed { trust: id.clone(), error: e.clone() });
+                rollback_failures.push(format!("{id}: {e}"));
+            }
+        }
+        let reasons: Vec<String> = verdicts
+            .iter()
+            .filter(|(_, v)| *v != Verdict::Pass)
+            .flat_map(|(t, v)| v.reasons().iter().map(move |r| format!("{t}: {r}")))
+            .collect();
+        let trusts: Vec<String> = verdicts.iter().filter(|(_, v)| *v != Verdict::Pass).map(|(t, _)| t.clone()).collect();
+        if !rollback_failures.is_empty() {
+            return Some(RunOutcome::RollbackFailed { trusts: decision.rollback.clone(), reasons: rollback_failures });
+        }
+        match decision.then {
+            Next::Continue => None,
+            Next::Halt => Some(RunOutcome::Halted { wave: wave.to_string(), trusts, reasons }),
+            Next::Pause => Some(RunOutcome::Paused { wave: wave.to_string(), trusts, reasons }),
+        }
+    }
+
+    /// Soak: `rounds` passing rounds over every upgraded trust before the next wave.
+    async fn soak(&self, wave: &Wave, state: &mut RunState) -> Option<RunOutcome> {
+        let soak = wave.soak?;
+        if !self.gated() || state.watched.is_empty() {
+            return None;
+        }
+        for round in 1..=soak.rounds {
+            tokio::time::sleep(soak.interval).await;
+            self.events.emit(&Event::SoakRound { wave: wave.name.clone(), round, of: soak.rounds, trusts: state.watched.len() });
+            let watched = state.watched.clone();
+            let mut verdicts = Vec::new();
+            for (id, w) in &watched {
+                verdicts.push((id.clone(), self.soak_check(&wave.name, id, w, &format!("soak-{round}")).await));
+            }
+            if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
+                return Some(outcome);
+            }
+        }
+        None
+    }
+
+    async fn soak_check(&self, wave: &str, id: &str, w: &Watched, window: &str) -> Verdict {
+        let Some(trust) = self.inventory.get(id) else {
+            return Verdict::Error(vec![format!("trust '{id}' is not in the inventory")]);
+        };
+        let snap = measure(trust, &self.plan.health, &w.params, &w.rewrites, Scope::Soak).await;
+        self.events.emit(&Event::HealthMeasured { trust: id.to_string(), window: window.to_string(), snapshot: snap.clone() });
+        let j = judge(&self.plan.health, &w.baseline, &snap, Window::Soak);
+        if j.verdict != Verdict::Pass || wave == w.wave {
+            self.emit_verdict(wave, id, Window::Soak, &j.verdict, j.latency);
+        }
+        j.verdict
+    }
+
+    /// While a wave migrates, keep checking the trusts of earlier waves every soak interval.
+    /// A late regression stops the wave from starting new trusts and is judged after it.
+    async fn watch_earlier_waves(
         &self,
         wave: &str,
-        id: &str,
-        planned_from: Option<i64>,
-        planned: &[Step],
+        watched: &[(String, Watched)],
+        done: &AtomicBool,
         stop: &AtomicBool,
-    ) -> TrustOutcome {
+        late: &Mutex<Vec<(String, Verdict)>>,
+    ) {
+        let Some(interval) = self.plan.waves.iter().find(|w| w.name == wave).and_then(|w| w.soak).map(|s| s.interval) else {
+            return;
+        };
+        if !self.gated() || watched.is_empty() {
+            return;
+        }
+        let tick = interval.max(Duration::from_millis(100));
+        let mut round = 0;
+        loop {
+            let deadline = Instant::now() + tick;
+            while Instant::now() < deadline {
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            round += 1;
+            for (id, w) in watched {
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                let verdict = self.soak_check(wave, id, w, &format!("background-{round}")).await;
+                if verdict != Verdict::Pass {
+                    stop.store(true, Ordering::SeqCst);
+                    if let Ok(mut l) = late.lock() {
+                        l.push((id.clone(), verdict));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Down migrations in reverse to the version the trust was at, then integrity must equal
+    /// the pre-upgrade figures.
+    async fn rollback_trust(&self, id: &str, w: &Watched) -> Result<(), String> {
+        let trust = self.inventory.get(id).ok_or_else(|| format!("trust '{id}' is not in the inventory"))?;
+        let catalog = self.catalogs.for_trust(id);
+        let mut db = TrustDb::connect(trust, Access::ReadWrite).await.map_err(|e| e.to_string())?;
+        let result = self.revert_locked(&mut db, catalog, w.from).await;
+        db.close().await;
+        let version = result?;
+        let after = measure(trust, &self.plan.health, &w.params, &w.rewrites, Scope::Integrity).await;
+        self.events.emit(&Event::HealthMeasured { trust: id.to_string(), window: "after-rollback".into(), snapshot: after.clone() });
+        let j = judge(&self.plan.health, &w.baseline, &after, Window::AfterRollback);
+        self.emit_verdict(&w.wave, id, Window::AfterRollback, &j.verdict, Vec::new());
+        match j.verdict {
+            Verdict::Pass => {
+                self.events.emit(&Event::RollbackFinished {
+                    trust: id.to_string(),
+                    version,
+                    release: self.catalogs.base().describe(version),
+                })
+            }
+            other => {
+                return Err(format!(
+                    "rolled back to {} but the data does not match the pre-upgrade figures: {}",
+                    self.catalogs.base().describe(version),
+                    other.reasons().join("; ")
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    async fn revert_locked(&self, db: &mut TrustDb, catalog: &Catalog, to: Option<i64>) -> Result<Option<i64>, String> {
+        db.lock().await.map_err(|e| e.to_string())?;
+        let applied = db.applied().await.map_err(|e| e.to_string())?;
+        let mut current = applied.iter().map(|a| a.version).max();
+        let mut undo = Vec::new();
+        for a in applied.iter().rev().filter(|a| to.is_none_or(|t| a.version > t)) {
+            let m = catalog.get(a.version).ok_or_else(|| format!("migration {} is not in the catalog: cannot roll it back", a.version))?;
+            if m.reversibility == Reversibility::Irreversible {
+                return Err(format!("migration {m} is marked irreversible: refusing to roll it back automatically"));
+            }
+            undo.push(m);
+        }
+        self.events.emit(&Event::RollbackStarted {
+            trust: db.trust().to_string(),
+            from: self.catalogs.base().describe(current),
+            to: self.catalogs.base().describe(to),
+            migrations: undo.len(),
+        });
+        for m in undo {
+            db.revert(m).await.map_err(|e| e.to_string())?;
+            current = applied.iter().map(|a| a.version).filter(|v| *v < m.version).max();
+        }
+        Ok(current)
+    }
+
+    fn rewrites(&self, id: &str, steps: &[Step]) -> BTreeSet<(String, String)> {
+        let catalog = self.catalogs.for_trust(id);
+        steps.iter().filter_map(|s| catalog.get(s.version)).flat_map(|m| m.rewrites.iter().cloned()).collect()
+    }
+
+    fn emit_verdict(&self, wave: &str, trust: &str, window: Window, verdict: &Verdict, latency: Vec<crate::health::gate::LatencyComparison>) {
+        self.events.emit(&Event::HealthVerdict {
+            wave: wave.to_string(),
+            trust: trust.to_string(),
+            window,
+            verdict: verdict.clone(),
+            latency,
+        });
+    }
+
+    fn emit_finished(&self, wave: &str, trust: &str, version: Option<i64>, outcome: TrustOutcome, duration_ms: u64) {
+        self.events.emit(&Event::TrustFinished {
+            wave: wave.to_string(),
+            trust: trust.to_string(),
+            version,
+            release: self.catalogs.base().describe(version),
+            outcome,
+            duration_ms,
+        });
+    }
+
+    fn emit_wave_finished(&self, wave: &str, results: &[(String, TrustOutcome)]) {
+        let count = |f: fn(&TrustOutcome) -> bool| results.iter().filter(|(_, o)| f(o)).count();
+        self.events.emit(&Event::WaveFinished {
+            wave: wave.to_string(),
+            upgraded: count(|o| matches!(o, TrustOutcome::Upgraded { .. })),
+            up_to_date: count(|o| matches!(o, TrustOutcome::UpToDate)),
+            failed: count(|o| matches!(o, TrustOutcome::Failed { .. })),
+            skipped: count(|o| matches!(o, TrustOutcome::Skipped)),
+        });
+    }
+
+    async fn migrate_trust(&self, wave: &str, id: &str, planned_from: Option<i64>, planned: &[Step], stop: &AtomicBool) -> TrustOutcome {
         let started = Instant::now();
         let finish = |version: Option<i64>, outcome: TrustOutcome| {
-            self.events.emit(&Event::TrustFinished {
-                wave: wave.to_string(),
-                trust: id.to_string(),
-                version,
-                release: self.catalog.describe(version),
-                outcome: outcome.clone(),
-                duration_ms: elapsed_ms(started),
-            });
+            self.emit_finished(wave, id, version, outcome.clone(), elapsed_ms(started));
             outcome
         };
         if stop.load(Ordering::SeqCst) {
@@ -263,7 +598,7 @@ impl Engine<'_> {
         let result = self.migrate_locked(wave, &mut db, planned_from, planned).await;
         db.close().await;
         match result {
-            Ok((version, n)) if n == 0 => finish(version, TrustOutcome::UpToDate),
+            Ok((version, 0)) => finish(version, TrustOutcome::UpToDate),
             Ok((version, n)) => finish(version, TrustOutcome::Upgraded { migrations: n }),
             Err((version, e)) => finish(version, TrustOutcome::Failed { error: e }),
         }
@@ -279,11 +614,12 @@ impl Engine<'_> {
         planned: &[Step],
     ) -> Result<(Option<i64>, usize), (Option<i64>, String)> {
         let id = db.trust().to_string();
+        let catalog = self.catalogs.for_trust(&id);
         db.lock().await.map_err(|e| (planned_from, e.to_string()))?;
         db.ensure_tracking_table().await.map_err(|e| (planned_from, e.to_string()))?;
         let applied = db.applied().await.map_err(|e| (planned_from, e.to_string()))?;
         let mut version = applied.iter().map(|a| a.version).max();
-        let steps = match verify(self.catalog, &applied, self.plan.target.version) {
+        let steps = match verify(catalog, &applied, self.plan.target.version) {
             Action::UpToDate => return Ok((version, 0)),
             Action::Upgrade { steps } => steps,
             Action::Blocked { blocker } => return Err((version, blocker.to_string())),
@@ -294,19 +630,15 @@ impl Engine<'_> {
         self.events.emit(&Event::TrustStarted {
             wave: wave.to_string(),
             trust: id.clone(),
-            from: self.catalog.describe(version),
-            to: self.catalog.describe(Some(self.plan.target.version)),
+            from: self.catalogs.base().describe(version),
+            to: self.catalogs.base().describe(Some(self.plan.target.version)),
             migrations: steps.len(),
         });
         for step in &steps {
-            let Some(m) = self.catalog.get(step.version) else {
+            let Some(m) = catalog.get(step.version) else {
                 return Err((version, format!("migration {} vanished from the catalog", step.version)));
             };
-            self.events.emit(&Event::MigrationStarted {
-                trust: id.clone(),
-                version: m.version,
-                description: m.description.clone(),
-            });
+            self.events.emit(&Event::MigrationStarted { trust: id.clone(), version: m.version, description: m.description.clone() });
             match db.apply(m, step.resume_dirty).await {
                 Ok(took) => {
                     version = Some(m.version);
@@ -317,17 +649,28 @@ impl Engine<'_> {
                     });
                 }
                 Err(e) => {
-                    self.events.emit(&Event::MigrationFailed {
-                        trust: id.clone(),
-                        version: m.version,
-                        error: e.to_string(),
-                    });
+                    self.events.emit(&Event::MigrationFailed { trust: id.clone(), version: m.version, error: e.to_string() });
                     return Err((version, e.to_string()));
                 }
             }
         }
         Ok((version, steps.len()))
     }
+}
+
+/// Every measurement of a snapshot that could not be taken.
+fn snapshot_errors(s: &Snapshot) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    out.extend(s.latency.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("latency probe '{n}': {e}"))));
+    out.extend(s.integrity.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("integrity of '{n}': {e}"))));
+    out.extend(s.invariants.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("invariant '{n}': {e}"))));
+    if let Some(Err(e)) = &s.write {
+        out.push(format!("write probe: {e}"));
+    }
+    if let Some(Ok(crate::health::probes::WriteOutcome::Lost { detail })) = &s.write {
+        out.push(format!("write probe: data not reliably saved even before the upgrade: {detail}"));
+    }
+    out
 }
 
 fn elapsed_ms(started: Instant) -> u64 {

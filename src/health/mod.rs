@@ -1,3 +1,5 @@
-//! Health measurements and the statistics that judge them.
+//! Health measurements and the statistics and gate that judge them.
 
+pub mod gate;
+pub mod probes;
 pub mod stats;

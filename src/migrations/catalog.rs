@@ -2,7 +2,8 @@
 //! sqlx-cli uses), `releases.yaml`, and first-line `-- flotilla:` directives. Checksums are
 //! computed once here, never per trust.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -41,7 +42,7 @@ pub enum CatalogError {
     },
     #[error("{down}: down migration {version} has no up file")]
     MissingUp { version: i64, down: PathBuf },
-    #[error("{path}:1: unknown directive '{word}' (known: no-transaction, batch, irreversible)")]
+    #[error("{path}:1: unknown directive '{word}' (known: no-transaction, batch, irreversible, rewrites:TABLE.COLUMN)")]
     UnknownDirective { path: PathBuf, word: String },
     #[error("{path}:1: directives no-transaction and batch cannot be combined")]
     ConflictingDirectives { path: PathBuf },
@@ -105,6 +106,9 @@ pub struct Migration {
     pub reversibility: Reversibility,
     /// Hex SHA-256 of the up file's bytes.
     pub checksum: String,
+    /// Columns the up script declares it rewrites (`rewrites:TABLE.COLUMN`), so the health gate
+    /// does not count their change as corruption.
+    pub rewrites: Vec<(String, String)>,
 }
 
 /// All migrations of a directory, in version order, with the releases they form.
@@ -113,6 +117,41 @@ pub struct Catalog {
     dir: PathBuf,
     migrations: Vec<Migration>,
     releases: Vec<(String, i64)>,
+}
+
+/// The shared catalog and, for trusts with local migrations, their own merged catalogs.
+#[derive(Debug, Clone)]
+pub struct Catalogs {
+    base: Arc<Catalog>,
+    local: HashMap<String, Arc<Catalog>>,
+}
+
+impl Catalogs {
+    /// Merge each trust's local migrations (when its directory exists) into the shared catalog.
+    pub fn load(base: Catalog, inventory: &crate::config::Inventory) -> Result<Catalogs, CatalogError> {
+        let mut local = HashMap::new();
+        for t in &inventory.trusts {
+            if let Some(dir) = t.local_migrations.as_ref().filter(|d| d.is_dir()) {
+                local.insert(t.id.clone(), Arc::new(base.with_local(dir)?));
+            }
+        }
+        Ok(Catalogs { base: Arc::new(base), local })
+    }
+
+    /// Only the shared catalog.
+    pub fn shared(base: Catalog) -> Catalogs {
+        Catalogs { base: Arc::new(base), local: HashMap::new() }
+    }
+
+    /// The shared catalog (releases, plan targets).
+    pub fn base(&self) -> &Catalog {
+        &self.base
+    }
+
+    /// The catalog that applies to a trust.
+    pub fn for_trust(&self, id: &str) -> &Catalog {
+        self.local.get(id).unwrap_or(&self.base)
+    }
 }
 
 #[derive(Default)]
@@ -131,85 +170,7 @@ enum Direction {
 impl Catalog {
     /// Load every migration in `dir` and `dir/releases.yaml` (optional).
     pub fn load(dir: &Path) -> Result<Catalog, CatalogError> {
-        let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::ReadDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let mut pairs: BTreeMap<i64, Pair> = BTreeMap::new();
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| CatalogError::ReadDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) == Some("sql") {
-                files.push(path);
-            }
-        }
-        files.sort();
-        for path in files {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let (version, description, direction) =
-                parse_file_name(name).ok_or_else(|| CatalogError::BadFileName { path: path.clone() })?;
-            let sql = std::fs::read_to_string(&path).map_err(|source| CatalogError::ReadFile {
-                path: path.clone(),
-                source,
-            })?;
-            let pair = pairs.entry(version).or_default();
-            let slot = match direction {
-                Direction::Up => &mut pair.up,
-                Direction::Down => &mut pair.down,
-            };
-            if let Some((first, _)) = slot {
-                return Err(CatalogError::DuplicateVersion {
-                    version,
-                    first: first.clone(),
-                    second: path,
-                });
-            }
-            if !pair.description.is_empty() && pair.description != description {
-                let first = pair
-                    .up
-                    .as_ref()
-                    .or(pair.down.as_ref())
-                    .map(|(p, _)| p.clone())
-                    .unwrap_or_default();
-                return Err(CatalogError::DuplicateVersion { version, first, second: path });
-            }
-            pair.description = description.to_string();
-            *slot = Some((path, sql));
-        }
-        let mut migrations = Vec::with_capacity(pairs.len());
-        for (version, pair) in pairs {
-            let (up_path, up_sql) = match pair.up {
-                Some(up) => up,
-                None => {
-                    let down = pair.down.map(|(p, _)| p).unwrap_or_default();
-                    return Err(CatalogError::MissingUp { version, down });
-                }
-            };
-            let (down_path, down_sql) = match pair.down {
-                Some(down) => down,
-                None => {
-                    let expected = up_path.with_file_name(format!(
-                        "{}.down.sql",
-                        up_path
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .and_then(|n| n.strip_suffix(".up.sql"))
-                            .unwrap_or_default()
-                    ));
-                    return Err(CatalogError::MissingDown { version, up: up_path, expected });
-                }
-            };
-            migrations.push(Migration::new(
-                version,
-                pair.description,
-                (up_path, up_sql),
-                (down_path, down_sql),
-            )?);
-        }
+        let migrations = load_migrations(dir)?;
         let releases_path = dir.join("releases.yaml");
         let releases = if releases_path.exists() {
             let map: BTreeMap<String, i64> = crate::config::load_yaml(&releases_path)?;
@@ -230,6 +191,25 @@ impl Catalog {
             }
         }
         Ok(catalog)
+    }
+
+    /// This catalog plus a trust's local migrations (its own customisations) from `dir`, which
+    /// interleave with the shared ones by version. Releases stay those of the shared catalog.
+    pub fn with_local(&self, dir: &Path) -> Result<Catalog, CatalogError> {
+        let local = load_migrations(dir)?;
+        let mut migrations = self.migrations.clone();
+        for m in local {
+            if let Some(shared) = self.get(m.version) {
+                return Err(CatalogError::DuplicateVersion {
+                    version: m.version,
+                    first: shared.up.path.clone(),
+                    second: m.up.path,
+                });
+            }
+            migrations.push(m);
+        }
+        migrations.sort_by_key(|m| m.version);
+        Ok(Catalog { dir: self.dir.clone(), migrations, releases: self.releases.clone() })
     }
 
     /// A catalog built in memory (tests, generated estates).
@@ -317,20 +297,21 @@ impl Migration {
         (up_path, up_sql): (PathBuf, String),
         (down_path, down_sql): (PathBuf, String),
     ) -> Result<Migration, CatalogError> {
-        let (up_mode, up_irreversible) = directives(&up_path, &up_sql)?;
-        let (down_mode, _) = directives(&down_path, &down_sql)?;
+        let up = directives(&up_path, &up_sql)?;
+        let down = directives(&down_path, &down_sql)?;
         let checksum = hex::encode(Sha256::digest(up_sql.as_bytes()));
         Ok(Migration {
             version,
             description,
-            reversibility: if up_irreversible {
+            reversibility: if up.irreversible {
                 Reversibility::Irreversible
             } else {
                 Reversibility::Reversible
             },
-            up: Script { path: up_path, sql: up_sql, mode: up_mode },
-            down: Script { path: down_path, sql: down_sql, mode: down_mode },
+            up: Script { path: up_path, sql: up_sql, mode: up.mode },
+            down: Script { path: down_path, sql: down_sql, mode: down.mode },
             checksum,
+            rewrites: up.rewrites,
         })
     }
 }
@@ -339,6 +320,91 @@ impl fmt::Display for Migration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.version, self.description)
     }
+}
+
+
+/// Every migration in `dir` (no releases).
+fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::ReadDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut pairs: BTreeMap<i64, Pair> = BTreeMap::new();
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| CatalogError::ReadDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("sql") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    for path in files {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let (version, description, direction) =
+            parse_file_name(name).ok_or_else(|| CatalogError::BadFileName { path: path.clone() })?;
+        let sql = std::fs::read_to_string(&path).map_err(|source| CatalogError::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        let pair = pairs.entry(version).or_default();
+        let slot = match direction {
+            Direction::Up => &mut pair.up,
+            Direction::Down => &mut pair.down,
+        };
+        if let Some((first, _)) = slot {
+            return Err(CatalogError::DuplicateVersion {
+                version,
+                first: first.clone(),
+                second: path,
+            });
+        }
+        if !pair.description.is_empty() && pair.description != description {
+            let first = pair
+                .up
+                .as_ref()
+                .or(pair.down.as_ref())
+                .map(|(p, _)| p.clone())
+                .unwrap_or_default();
+            return Err(CatalogError::DuplicateVersion { version, first, second: path });
+        }
+        pair.description = description.to_string();
+        *slot = Some((path, sql));
+    }
+    let mut migrations = Vec::with_capacity(pairs.len());
+    for (version, pair) in pairs {
+        let (up_path, up_sql) = match pair.up {
+            Some(up) => up,
+            None => {
+                let down = pair.down.map(|(p, _)| p).unwrap_or_default();
+                return Err(CatalogError::MissingUp { version, down });
+            }
+        };
+        let (down_path, down_sql) = match pair.down {
+            Some(down) => down,
+            None => {
+                let expected = up_path.with_file_name(format!(
+                    "{}.down.sql",
+                    up_path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.strip_suffix(".up.sql"))
+                        .unwrap_or_default()
+                ));
+                return Err(CatalogError::MissingDown { version, up: up_path, expected });
+            }
+        };
+        migrations.push(Migration::new(
+            version,
+            pair.description,
+            (up_path, up_sql),
+            (down_path, down_sql),
+        )?);
+    }
+    Ok(migrations)
 }
 
 fn parse_file_name(name: &str) -> Option<(i64, &str, Direction)> {
@@ -356,19 +422,40 @@ fn parse_file_name(name: &str) -> Option<(i64, &str, Direction)> {
     Some((version.parse().ok()?, description, direction))
 }
 
+struct Directives {
+    mode: Mode,
+    irreversible: bool,
+    rewrites: Vec<(String, String)>,
+}
+
 /// Parse the first-line directive: `-- flotilla: no-transaction, irreversible`.
-fn directives(path: &Path, sql: &str) -> Result<(Mode, bool), CatalogError> {
+fn directives(path: &Path, sql: &str) -> Result<Directives, CatalogError> {
     let first = sql.lines().next().unwrap_or_default().trim();
     let Some(rest) = first
         .strip_prefix("--")
         .map(str::trim_start)
         .and_then(|r| r.strip_prefix("flotilla:"))
     else {
-        return Ok((Mode::Transaction, false));
+        return Ok(Directives { mode: Mode::Transaction, irreversible: false, rewrites: Vec::new() });
     };
     let mut mode = Mode::Transaction;
     let mut irreversible = false;
+    let mut rewrites = Vec::new();
     for word in rest.split([',', ' ']).map(str::trim).filter(|w| !w.is_empty()) {
+        if let Some(target) = word.strip_prefix("rewrites:") {
+            match target.split_once('.') {
+                Some((t, c)) if !t.is_empty() && !c.is_empty() => {
+                    rewrites.push((t.to_string(), c.to_string()));
+                    continue;
+                }
+                _ => {
+                    return Err(CatalogError::UnknownDirective {
+                        path: path.to_path_buf(),
+                        word: format!("{word} (expected rewrites:TABLE.COLUMN)"),
+                    })
+                }
+            }
+        }
         let wanted = match word {
             "no-transaction" => Mode::NoTransaction,
             "batch" => Mode::Batch,
@@ -388,7 +475,7 @@ fn directives(path: &Path, sql: &str) -> Result<(Mode, bool), CatalogError> {
         }
         mode = wanted;
     }
-    Ok((mode, irreversible))
+    Ok(Directives { mode, irreversible, rewrites })
 }
 
 #[cfg(test)]
@@ -464,13 +551,14 @@ mod tests {
         let dir = dir_with(&[
             ("0001_a.up.sql", "-- flotilla: batch\nUPDATE t SET x = 1 WHERE id IN (SELECT id FROM t LIMIT 10);"),
             ("0001_a.down.sql", "SELECT 1;"),
-            ("0002_b.up.sql", "-- flotilla: no-transaction, irreversible\nSELECT 1;"),
+            ("0002_b.up.sql", "-- flotilla: no-transaction, irreversible, rewrites:patient.nhs_number\nSELECT 1;"),
             ("0002_b.down.sql", "SELECT 1;"),
         ]);
         let cat = Catalog::load(dir.path()).unwrap();
         assert_eq!(cat.get(1).unwrap().up.mode, Mode::Batch);
         assert_eq!(cat.get(2).unwrap().up.mode, Mode::NoTransaction);
         assert_eq!(cat.get(2).unwrap().reversibility, Reversibility::Irreversible);
+        assert_eq!(cat.get(2).unwrap().rewrites, vec![("patient".to_string(), "nhs_number".to_string())]);
 
         let bad = dir_with(&[("0001_a.up.sql", "-- flotilla: no-transacton\nSELECT 1;"), ("0001_a.down.sql", "")]);
         assert!(matches!(

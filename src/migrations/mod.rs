@@ -2,4 +2,4 @@
 
 pub mod catalog;
 
-pub use catalog::{Catalog, CatalogError, Migration, Mode, Reversibility, Script};
+pub use catalog::{Catalog, CatalogError, Catalogs, Migration, Mode, Reversibility, Script};

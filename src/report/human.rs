@@ -9,6 +9,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::{Event, EventSink, TrustOutcome};
+use crate::health::gate::{Verdict, Window};
 
 /// Prints events for people.
 pub struct Human {
@@ -93,6 +94,39 @@ pub fn describe(event: &Event) -> Option<String> {
             "wave {wave} done: {upgraded} upgraded, {up_to_date} already up to date, {failed} failed, {skipped} skipped"
         ),
         Event::RunFinished { outcome, duration_ms, .. } => format!("rollout {outcome} in {}", secs(*duration_ms)),
+        Event::HealthMeasured { .. } => return None,
+        Event::HealthVerdict { trust, window, verdict, latency, .. } => {
+            let figures: Vec<String> = latency
+                .iter()
+                .map(|c| format!("{} {:.2}→{:.2} ms", c.probe, c.baseline_median_ms, c.median_ms))
+                .collect();
+            let figures = if figures.is_empty() { String::new() } else { format!(" ({})", figures.join(", ")) };
+            let window = match window {
+                Window::PostUpgrade => "after upgrade",
+                Window::Soak => "in soak",
+                Window::AfterRollback => "after rollback",
+            };
+            match verdict {
+                Verdict::Pass => format!("  ✓ {trust} healthy {window}{figures}"),
+                other => {
+                    let mut text = format!("  ✗ {trust} {} {window}:", other.label().to_uppercase());
+                    for r in other.reasons() {
+                        text.push_str("\n      ");
+                        text.push_str(r);
+                    }
+                    text
+                }
+            }
+        }
+        Event::SoakRound { wave, round, of, trusts } => format!("soak after wave {wave}: round {round}/{of} over {trusts} trusts"),
+        Event::RollbackStarted { trust, from, to, migrations } => {
+            format!("  ↩ {trust}: rolling back {from} → {to} ({migrations} down migrations)")
+        }
+        Event::RollbackFinished { trust, release, .. } => {
+            format!("  ↩ {trust} rolled back to {release}; integrity matches the pre-upgrade figures")
+        }
+        Event::RollbackFailed { trust, error } => format!("  ✗ {trust} ROLLBACK FAILED: {error}"),
+        Event::Halted { wave, .. } => format!("HALTED in wave {wave}: no further trust will be touched"),
     })
 }
 

@@ -1,4 +1,4 @@
--- Undo 0009: remove smartcard authentication (the flag column is neither
+-- Undo 0090: remove smartcard authentication (the flag column is neither
 -- indexed nor unique, so SQLite can drop it).
 ALTER TABLE staff DROP COLUMN smartcard_required;
 DROP INDEX staff_smartcard_staff_idx;

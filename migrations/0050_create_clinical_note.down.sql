@@ -1,3 +1,3 @@
--- Undo 0005: drop clinical notes and their patient index.
+-- Undo 0050: drop clinical notes and their patient index.
 DROP INDEX clinical_note_patient_idx;
 DROP TABLE clinical_note;

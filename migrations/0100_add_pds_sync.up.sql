@@ -2,7 +2,7 @@
 -- pds_sync holds one row per patient checked against the Personal
 -- Demographics Service (outcome: pending, matched, updated, not-found, ...).
 -- patient gains its verification state, plus nhs_number_raw, which keeps the
--- NHS number as captured so that 0011 (normalisation) can be undone.
+-- NHS number as captured so that 0110 (normalisation) can be undone.
 -- The new columns carry no UNIQUE/index so that SQLite can drop them again.
 CREATE TABLE pds_sync (
     patient_id BIGINT PRIMARY KEY REFERENCES patient (id),

@@ -1,3 +1,3 @@
--- Undo 0003: drop referrals and their patient index.
+-- Undo 0030: drop referrals and their patient index.
 DROP INDEX referral_patient_idx;
 DROP TABLE referral;

@@ -1,5 +1,5 @@
 -- flotilla: batch
--- Undo 0011: restore NHS numbers as captured from nhs_number_raw and clear it,
+-- Undo 0110: restore NHS numbers as captured from nhs_number_raw and clear it,
 -- 1000 patients per batch, until a run changes no rows.
 UPDATE patient
 SET nhs_number = nhs_number_raw,

@@ -1,4 +1,4 @@
--- flotilla: batch
+-- flotilla: batch, rewrites:patient.nhs_number
 -- Release 5.1: normalise NHS numbers to 10 bare digits ('943 476 5919' and
 -- '943-476-5919' become '9434765919'), keeping the captured value in
 -- nhs_number_raw. Idempotent and LIMITed: flotilla runs it repeatedly, one

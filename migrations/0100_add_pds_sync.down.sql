@@ -1,4 +1,4 @@
--- Undo 0010: remove PDS synchronisation (columns in reverse order of adding).
+-- Undo 0100: remove PDS synchronisation (columns in reverse order of adding).
 ALTER TABLE patient DROP COLUMN nhs_number_raw;
 ALTER TABLE patient DROP COLUMN pds_checked_at;
 ALTER TABLE patient DROP COLUMN pds_verified;

@@ -1,3 +1,0 @@
--- Undo 0002: drop patient demographics and the name-search index.
-DROP INDEX patient_family_name_idx;
-DROP TABLE patient;

@@ -1,3 +1,0 @@
--- Undo 0004: drop appointments and the patient timeline index.
-DROP INDEX appointment_patient_idx;
-DROP TABLE appointment;

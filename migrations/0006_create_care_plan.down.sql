@@ -1,2 +1,0 @@
--- Undo 0006: drop care plans.
-DROP TABLE care_plan;

@@ -1,2 +1,0 @@
--- Undo 0007: drop the audit trail.
-DROP TABLE audit_log;

@@ -1,0 +1,2 @@
+-- Undo 0060: drop care plans.
+DROP TABLE care_plan;

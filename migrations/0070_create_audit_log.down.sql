@@ -1,0 +1,2 @@
+-- Undo 0070: drop the audit trail.
+DROP TABLE audit_log;
