@@ -102,5 +102,20 @@ pub enum Command {
         /// The release the estate is seeded at.
         #[arg(long, default_value = "5.0", value_name = "RELEASE")]
         seed_release: String,
+        /// Plant a fault in one trust's upgrade: TRUST:KIND with KIND slow, lost-writes or
+        /// data-loss (repeatable).
+        #[arg(long, value_name = "TRUST:KIND")]
+        inject_regression: Vec<String>,
+    },
+    /// Run a plan's health checks on trusts now and print the figures.
+    Health {
+        /// The plan whose health section to run.
+        #[arg(long, value_name = "FILE")]
+        plan: PathBuf,
+        /// Trusts to check (all trusts of the plan when none are given).
+        trusts: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }

@@ -486,8 +486,24 @@ pub async fn demo(
     patients: usize,
     plan_path: &Path,
     seed_release: &str,
+    inject: &[String],
 ) -> Outcome {
     let (inventory, catalogs) = g.load()?;
+    let mut faults = Vec::new();
+    for spec in inject {
+        let (trust, kind) = spec
+            .split_once(':')
+            .ok_or_else(|| Failure::new(ExitCode::Config, format!("--inject-regression '{spec}': expected TRUST:KIND")))?;
+        let fault: crate::demo::Fault = kind.parse().map_err(|e: String| Failure::new(ExitCode::Config, e))?;
+        let trust = inventory
+            .get(trust)
+            .ok_or_else(|| Failure::new(ExitCode::Config, format!("--inject-regression: unknown trust '{trust}'")))?;
+        faults.push((trust, fault));
+    }
+    crate::demo::clear_faults(&inventory.trusts)
+        .map_err(|e| Failure::new(ExitCode::Config, format!("cannot clear earlier injected faults: {e}")))?;
+    // Reload: the catalogs read above may hold faults planted by an earlier run.
+    let catalogs = Catalogs::load(catalogs.base().clone(), &inventory)?;
     let catalog = catalogs.base();
     let version = catalog.release_version(seed_release).ok_or_else(|| {
         Failure::new(
@@ -523,8 +539,115 @@ pub async fn demo(
         notes / inventory.trusts.len().max(1),
         started.elapsed().as_secs_f64()
     );
+    for (trust, fault) in &faults {
+        let path = crate::demo::plant_fault(trust, *fault).map_err(|e| Failure::new(ExitCode::Config, e))?;
+        outln!("planted fault in trust {}: {}", trust.id, path.display());
+    }
+    let catalogs = if faults.is_empty() { catalogs } else { Catalogs::load(catalogs.base().clone(), &inventory)? };
     match plan {
         None => Ok(()),
         Some(plan) => run_rollout(g, &inventory, &catalogs, &plan, true, None).await,
+    }
+}
+
+/// `flotilla health --plan PLAN [TRUST...]`: measure now and print the figures.
+pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Format) -> Outcome {
+    use crate::health::probes::{draw_params, measure, Scope, WriteOutcome};
+    use crate::health::stats::percentile;
+    let (inventory, _catalogs, plan) = g.load_plan(plan_path)?;
+    if plan.health.is_empty() {
+        return Err(Failure::new(ExitCode::Config, format!("{} has no health section", plan_path.display())));
+    }
+    let ids: Vec<String> = if trusts.is_empty() { plan.trusts().map(str::to_string).collect() } else { trusts.to_vec() };
+    let mut selected = Vec::new();
+    for id in &ids {
+        selected.push(
+            inventory
+                .get(id)
+                .ok_or_else(|| Failure::new(ExitCode::Config, format!("unknown trust '{id}' (not in {})", inventory.path.display())))?,
+        );
+    }
+    let mut problems = Vec::new();
+    let mut reports = Vec::new();
+    for trust in selected {
+        let params = match draw_params(trust, &plan.health).await {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(format!("trust '{}': {e}", trust.id));
+                Default::default()
+            }
+        };
+        let snap = measure(trust, &plan.health, &params, &Default::default(), Scope::Full).await;
+        for (name, r) in &snap.latency {
+            if let Err(e) = r {
+                problems.push(format!("trust '{}': latency probe '{name}': {e}", trust.id));
+            }
+        }
+        match &snap.write {
+            Some(Ok(WriteOutcome::Lost { detail })) => problems.push(format!("trust '{}': write probe: data not reliably saved: {detail}", trust.id)),
+            Some(Err(e)) => problems.push(format!("trust '{}': write probe: {e}", trust.id)),
+            _ => {}
+        }
+        for (name, r) in &snap.integrity {
+            if let Err(e) = r {
+                problems.push(format!("trust '{}': integrity of '{name}': {e}", trust.id));
+            }
+        }
+        for inv in &plan.health.invariants {
+            match snap.invariants.get(&inv.name) {
+                Some(Ok(v)) if *v == inv.expect => {}
+                Some(Ok(v)) => problems.push(format!("trust '{}': invariant '{}' returned {v}, expected {}", trust.id, inv.name, inv.expect)),
+                Some(Err(e)) => problems.push(format!("trust '{}': invariant '{}': {e}", trust.id, inv.name)),
+                None => {}
+            }
+        }
+        if format == Format::Text {
+            outln!("{} ({})", trust.id, trust.database.redacted());
+            for (name, r) in &snap.latency {
+                match r {
+                    Ok(s) => {
+                        let mut sorted = s.ms.clone();
+                        sorted.sort_by(f64::total_cmp);
+                        let p = |q| percentile(&sorted, q).unwrap_or(f64::NAN);
+                        outln!(
+                            "  latency {name}: median {:.3} ms, p95 {:.3} ms, p99 {:.3} ms over {} samples ({} rows)",
+                            p(0.5),
+                            p(0.95),
+                            p(0.99),
+                            s.ms.len(),
+                            s.rows
+                        );
+                    }
+                    Err(e) => outln!("  latency {name}: ERROR {e}"),
+                }
+            }
+            match &snap.write {
+                Some(Ok(WriteOutcome::Durable)) => outln!("  write probe: durable (read back on a fresh connection)"),
+                Some(Ok(WriteOutcome::Lost { detail })) => outln!("  write probe: LOST: {detail}"),
+                Some(Err(e)) => outln!("  write probe: ERROR {e}"),
+                None => {}
+            }
+            for (name, r) in &snap.integrity {
+                match r {
+                    Ok(f) => outln!("  integrity {name}: {} rows, key hash {}", f.rows, &f.hash[..16]),
+                    Err(e) => outln!("  integrity {name}: ERROR {e}"),
+                }
+            }
+            for (name, r) in &snap.invariants {
+                match r {
+                    Ok(v) => outln!("  invariant {name}: {v}"),
+                    Err(e) => outln!("  invariant {name}: ERROR {e}"),
+                }
+            }
+        }
+        reports.push(json!({ "trust": trust.id, "snapshot": snap }));
+    }
+    if format == Format::Json {
+        outln!("{}", json!({ "plan": plan.name, "trusts": reports }));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(ExitCode::HealthGate, format!("health checks found problems:\n  {}", problems.join("\n  "))))
     }
 }

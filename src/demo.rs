@@ -36,6 +36,105 @@ pub enum DemoError {
     },
 }
 
+/// A fault `demo --inject-regression TRUST:KIND` plants in one trust, through the mechanism a
+/// real faulty upgrade would use: a migration of the trust's own (a local customisation) that
+/// runs inside the 5.1 upgrade. The gate is never told about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Drops the indexes that opening a patient record relies on.
+    Slow,
+    /// A trigger (SQLite) or rule (Postgres) that discards newly written clinical notes.
+    LostWrites,
+    /// A botched "archive old notes" step that moves half the clinical notes out of the table.
+    DataLoss,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "slow" => Ok(Fault::Slow),
+            "lost-writes" => Ok(Fault::LostWrites),
+            "data-loss" => Ok(Fault::DataLoss),
+            other => Err(format!("unknown regression kind '{other}' (known: slow, lost-writes, data-loss)")),
+        }
+    }
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Slow => "slow",
+            Fault::LostWrites => "lost-writes",
+            Fault::DataLoss => "data-loss",
+        }
+    }
+
+    /// The (up, down) SQL of the faulty local migration for a dialect.
+    pub fn migration(self, dialect: crate::db::Dialect) -> (String, String) {
+        use crate::db::Dialect;
+        let header = format!("-- Injected by `flotilla demo --inject-regression`: {}.\n", self.name());
+        let (up, down) = match (self, dialect) {
+            (Fault::Slow, _) => (
+                "DROP INDEX clinical_note_patient_idx;\nDROP INDEX appointment_patient_idx;\nDROP INDEX referral_patient_idx;\n",
+                "CREATE INDEX clinical_note_patient_idx ON clinical_note (patient_id, written_at);\n\
+                 CREATE INDEX appointment_patient_idx ON appointment (patient_id, starts_at);\n\
+                 CREATE INDEX referral_patient_idx ON referral (patient_id);\n",
+            ),
+            (Fault::LostWrites, Dialect::Sqlite) => (
+                "CREATE TRIGGER injected_discard_notes AFTER INSERT ON clinical_note\nBEGIN\n    DELETE FROM clinical_note WHERE id = NEW.id;\nEND;\n",
+                "DROP TRIGGER injected_discard_notes;\n",
+            ),
+            (Fault::LostWrites, Dialect::Postgres) => (
+                "CREATE RULE injected_discard_notes AS ON INSERT TO clinical_note DO INSTEAD NOTHING;\n",
+                "DROP RULE injected_discard_notes ON clinical_note;\n",
+            ),
+            (Fault::DataLoss, _) => (
+                "CREATE TABLE clinical_note_archive AS SELECT * FROM clinical_note WHERE id % 2 = 0;\n\
+                 DELETE FROM clinical_note WHERE id % 2 = 0;\n",
+                "INSERT INTO clinical_note SELECT * FROM clinical_note_archive;\nDROP TABLE clinical_note_archive;\n",
+            ),
+        };
+        (format!("{header}{up}"), format!("{header}{down}"))
+    }
+}
+
+/// The version of an injected local migration: inside release 5.1 (between 0120 and 0130).
+pub const FAULT_VERSION: i64 = 125;
+
+/// Remove faults planted by earlier demo runs from every trust's local migrations.
+pub fn clear_faults(trusts: &[Trust]) -> std::io::Result<()> {
+    for t in trusts {
+        let Some(dir) = t.local_migrations.as_ref().filter(|d| d.is_dir()) else { continue };
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains("_injected_")) {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Plant a fault as a local migration of `trust`. Returns the up file written.
+pub fn plant_fault(trust: &Trust, fault: Fault) -> Result<std::path::PathBuf, String> {
+    let dir = trust.local_migrations.as_ref().ok_or_else(|| {
+        format!("trust '{}' has no local_migrations directory in the inventory to plant the fault in", trust.id)
+    })?;
+    let dialect = match trust.database {
+        DatabaseTarget::Sqlite { .. } => crate::db::Dialect::Sqlite,
+        DatabaseTarget::Postgres { .. } => crate::db::Dialect::Postgres,
+    };
+    let (up, down) = fault.migration(dialect);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let stem = format!("{FAULT_VERSION:04}_injected_{}", fault.name().replace('-', "_"));
+    let up_path = dir.join(format!("{stem}.up.sql"));
+    std::fs::write(&up_path, up).map_err(|e| format!("cannot write {}: {e}", up_path.display()))?;
+    let down_path = dir.join(format!("{stem}.down.sql"));
+    std::fs::write(&down_path, down).map_err(|e| format!("cannot write {}: {e}", down_path.display()))?;
+    Ok(up_path)
+}
+
 /// Figures for one seeded trust.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seeded {

@@ -46,9 +46,10 @@ fn main() -> StdExitCode {
             Command::Plan { plan, format, sql } => commands::plan(&globals, plan, *format, *sql).await,
             Command::Rollout { plan, yes, events } => commands::rollout(&globals, plan, *yes, events.as_deref()).await,
             Command::Status { format } => commands::status(&globals, *format).await,
-            Command::Demo { seed_only, patients, plan, seed_release } => {
-                commands::demo(&globals, *seed_only, *patients, plan, seed_release).await
+            Command::Demo { seed_only, patients, plan, seed_release, inject_regression } => {
+                commands::demo(&globals, *seed_only, *patients, plan, seed_release, inject_regression).await
             }
+            Command::Health { plan, trusts, format } => commands::health(&globals, plan, trusts, *format).await,
         }
     });
     match result {
