@@ -82,7 +82,7 @@ impl Globals {
 }
 
 /// `flotilla validate [PLAN]`.
-pub fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
+pub async fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
     let (inventory, catalogs) = g.load()?;
     let catalog = catalogs.base();
     let mut regions: Vec<(String, usize)> = Vec::new();
@@ -113,6 +113,20 @@ pub fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
         );
         for w in &plan.waves {
             outln!("  wave {}: {} trusts, {} at a time{}", w.name, w.trusts.len(), w.concurrency, approval_note(w));
+        }
+        if !plan.health.is_empty() {
+            crate::health::probes::check_against_schema(&plan.health, catalog, plan.target.version)
+                .await
+                .map_err(|e| Failure::new(ExitCode::Config, format!("{}: health: {e}", path.display())))?;
+            let h = &plan.health;
+            outln!(
+                "  health: {} latency probes, {}write probe, {} integrity tables, {} invariants; checked against the schema at version {}",
+                h.latency_probes.len(),
+                if h.write_probe.is_some() { "a " } else { "no " },
+                h.integrity.len(),
+                h.invariants.len(),
+                plan.target.version
+            );
         }
     }
     outln!("ok: valid");

@@ -42,7 +42,7 @@ fn main() -> StdExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            Command::Validate { plan } => commands::validate(&globals, plan.as_deref()),
+            Command::Validate { plan } => commands::validate(&globals, plan.as_deref()).await,
             Command::Plan { plan, format, sql } => commands::plan(&globals, plan, *format, *sql).await,
             Command::Rollout { plan, yes, events } => commands::rollout(&globals, plan, *yes, events.as_deref()).await,
             Command::Status { format } => commands::status(&globals, *format).await,

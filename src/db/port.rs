@@ -521,6 +521,28 @@ impl TrustDb {
         on_conn!(self, c => sqlx::query_scalar::<_, Option<String>>(query).bind(id).fetch_optional(&mut *c).await.map(Option::flatten).map_err(err))
     }
 
+    /// Compile a statement without running it: catches syntax errors and unknown tables or
+    /// columns before anything runs.
+    pub async fn prepare(&mut self, query: &str, context: &str) -> Result<(), DbError> {
+        use sqlx::Executor;
+        let err = self.query_err(context);
+        on_conn!(self, c => (&mut *c).prepare(query).await.map(|_| ()).map_err(err))
+    }
+
+    /// A private in-memory SQLite database (schema checks at `validate`).
+    pub async fn scratch() -> Result<TrustDb, DbError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| DbError::Unreachable { trust: "schema-check".into(), target: "sqlite::memory:".into(), message: e.to_string() })?
+            .foreign_keys(true)
+            .disable_statement_logging();
+        let conn = options.connect().await.map_err(|e| DbError::Unreachable {
+            trust: "schema-check".into(),
+            target: "sqlite::memory:".into(),
+            message: e.to_string(),
+        })?;
+        Ok(TrustDb { trust: "schema-check".into(), conn: Conn::Sqlite(conn), sqlite_path: None, lock_file: None, pg_locked: false })
+    }
+
     /// Names of the user tables in the database (excluding SQLite internals).
     pub async fn table_names(&mut self) -> Result<Vec<String>, DbError> {
         let query = match self.dialect() {

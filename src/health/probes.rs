@@ -76,16 +76,70 @@ pub enum Scope {
 
 const WARM_UP: usize = 3;
 
-/// Draw each probe's parameters from the trust's data. A probe whose parameter query returns
-/// no rows is an error: it would measure nothing.
+/// Every statement of the health section, with what it is (for error messages).
+pub fn statements(health: &Health) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in &health.latency_probes {
+        out.push((format!("latency probe '{}'", p.name), p.sql.clone()));
+        if let Some(params) = &p.params {
+            out.push((format!("latency probe '{}' params", p.name), params.clone()));
+        }
+    }
+    if let Some(w) = &health.write_probe {
+        out.push(("write probe insert".into(), w.insert.clone()));
+        out.push(("write probe read_back".into(), w.read_back.clone()));
+        out.push(("write probe cleanup".into(), w.cleanup.clone()));
+    }
+    for (table, columns) in &health.integrity {
+        out.push((format!("integrity table '{table}'"), integrity_query(table, columns)));
+    }
+    for i in &health.invariants {
+        out.push((format!("invariant '{}'", i.name), i.sql.clone()));
+    }
+    out
+}
+
+fn integrity_query(table: &str, columns: &[String]) -> String {
+    let select: Vec<String> = columns.iter().map(|c| format!("CAST({c} AS TEXT)")).collect();
+    format!("SELECT {} FROM {table}", select.join(", "))
+}
+
+/// Check the health section against the schema the plan targets, without any trust database:
+/// the shared migrations are applied to a private in-memory SQLite database and every health
+/// statement is compiled there (syntax, tables, columns). Probe SQL must therefore be portable
+/// between SQLite and PostgreSQL, as the migrations are.
+pub async fn check_against_schema(health: &Health, catalog: &crate::migrations::Catalog, target: i64) -> Result<(), String> {
+    let mut db = TrustDb::scratch().await.map_err(|e| e.to_string())?;
+    let result = async {
+        db.ensure_tracking_table().await.map_err(|e| e.to_string())?;
+        for m in catalog.range(None, target) {
+            db.apply(m, false)
+                .await
+                .map_err(|e| format!("cannot build the schema to check probes against: {e}"))?;
+        }
+        prepare_all(&mut db, health).await
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+/// Compile every health statement on `db` without running it.
+pub async fn prepare_all(db: &mut TrustDb, health: &Health) -> Result<(), String> {
+    for (what, sql) in statements(health) {
+        db.prepare(&sql, &what).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Check the trust can run every probe (each statement compiles against its real schema) and
+/// draw each probe's parameters from its data. A probe whose parameter query returns no rows is
+/// an error: it would measure nothing.
 pub async fn draw_params(trust: &Trust, health: &Health) -> Result<ProbeParams, String> {
     let mut out = ProbeParams::new();
-    if health.latency_probes.iter().all(|p| p.params.is_none()) {
-        return Ok(out);
-    }
     let mut db = TrustDb::connect(trust, Access::ReadOnly).await.map_err(|e| e.to_string())?;
-    let mut result = Ok(());
-    for p in &health.latency_probes {
+    let mut result = prepare_all(&mut db, health).await;
+    for p in health.latency_probes.iter().filter(|_| result.is_ok()) {
         let Some(sql) = &p.params else { continue };
         match db.query_i64_column(sql, &format!("latency probe '{}' params", p.name)).await {
             Ok(values) if values.is_empty() => {
@@ -194,8 +248,7 @@ async fn table_figures(
     columns: &[String],
     rewrites: &BTreeSet<(String, String)>,
 ) -> Measured<TableFigures> {
-    let select: Vec<String> = columns.iter().map(|c| format!("CAST({c} AS TEXT)")).collect();
-    let query = format!("SELECT {} FROM {table}", select.join(", "));
+    let query = integrity_query(table, columns);
     let rows = db
         .text_rows(&query, columns.len(), &format!("integrity of table '{table}'"))
         .await
