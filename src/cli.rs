@@ -17,6 +17,10 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "migrations", value_name = "DIR")]
     pub migrations: PathBuf,
 
+    /// flotilla's own state database (runs and every event: measurements, verdicts, steps).
+    #[arg(long, global = true, default_value = crate::journal::DEFAULT_STATE, value_name = "FILE")]
+    pub state: PathBuf,
+
     /// Plain lines instead of progress bars, even on a terminal.
     #[arg(long, global = true)]
     pub no_progress: bool,

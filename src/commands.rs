@@ -63,6 +63,8 @@ pub struct Globals {
     pub inventory: PathBuf,
     /// The migrations directory.
     pub migrations: PathBuf,
+    /// flotilla's state database.
+    pub state: PathBuf,
     /// Progress bars allowed (stdout is a terminal and `--no-progress` was not given).
     pub progress: bool,
 }
@@ -362,7 +364,13 @@ async fn run_rollout(
     }
     let checked = preflight(inventory, catalogs, plan).await;
     let planned = &checked.plan;
-    let sinks = event_sinks(g, events)?;
+    let mut sinks = event_sinks(g, events)?;
+    let journal = std::sync::Arc::new(
+        crate::journal::Journal::start(&g.state, &plan.name, &plan.path)
+            .await
+            .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?,
+    );
+    sinks.0.push(Box::new(journal.clone()));
     if planned.blocked().next().is_none() && !yes {
         print_plan_text(planned, catalogs.base());
         if planned.migration_count() > 0
@@ -373,6 +381,10 @@ async fn run_rollout(
     }
     let engine = Engine { inventory, catalogs, plan, events: &sinks, approver: &Prompt { yes } };
     let summary = engine.run(&checked).await;
+    if let Err(e) = journal.finish().await {
+        return Err(Failure::new(ExitCode::Internal, format!("the run ended ({:?}) but its journal is incomplete: {e}", summary.outcome)));
+    }
+    tracing::info!(run = journal.run_id(), state = %g.state.display(), "run recorded in the journal");
     match summary.outcome {
         RunOutcome::Completed => Ok(()),
         RunOutcome::Blocked { .. } => blocked_failure(planned),

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod engine;
 pub mod exit_codes;
 pub mod health;
+pub mod journal;
 pub mod migrations;
 pub mod plan;
 pub mod report;

@@ -38,6 +38,7 @@ fn main() -> StdExitCode {
     let globals = Globals {
         inventory: cli.inventory.clone(),
         migrations: cli.migrations.clone(),
+        state: cli.state.clone(),
         progress: !cli.no_progress && std::io::stdout().is_terminal(),
     };
     let result = runtime.block_on(async {

@@ -120,3 +120,9 @@ impl EventSink for Fanout {
         }
     }
 }
+
+impl<T: EventSink + ?Sized> EventSink for std::sync::Arc<T> {
+    fn emit(&self, event: &Event) {
+        (**self).emit(event);
+    }
+}

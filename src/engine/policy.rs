@@ -75,20 +75,20 @@ mod tests {
     /// Every verdict × policy combination, with no tolerated failures.
     #[test]
     fn every_verdict_and_policy_combination() {
-        use Next::*;
-        use OnRegression::*;
+        use Next::{Continue, Pause};
+        use OnRegression::{RollbackTrustAndHalt, RollbackWaveAndHalt};
         // (verdicts of t0 (and t1 passing), policy, expected rollback, expected next)
         let table: Vec<(&str, OnRegression, Vec<&str>, Next)> = vec![
-            ("pass", Halt, vec![], Continue),
+            ("pass", OnRegression::Halt, vec![], Continue),
             ("pass", RollbackTrustAndHalt, vec![], Continue),
             ("pass", RollbackWaveAndHalt, vec![], Continue),
-            ("fail", Halt, vec![], Next::Halt),
+            ("fail", OnRegression::Halt, vec![], Next::Halt),
             ("fail", RollbackTrustAndHalt, vec!["t0"], Next::Halt),
             ("fail", RollbackWaveAndHalt, vec!["t0", "t1"], Next::Halt),
-            ("inconclusive", Halt, vec![], Pause),
+            ("inconclusive", OnRegression::Halt, vec![], Pause),
             ("inconclusive", RollbackTrustAndHalt, vec![], Pause),
             ("inconclusive", RollbackWaveAndHalt, vec![], Pause),
-            ("error", Halt, vec![], Pause),
+            ("error", OnRegression::Halt, vec![], Pause),
             ("error", RollbackTrustAndHalt, vec![], Pause),
             ("error", RollbackWaveAndHalt, vec![], Pause),
         ];

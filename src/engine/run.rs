@@ -17,10 +17,13 @@ use crate::config::plan::Approval;
 use crate::config::{Inventory, Plan, Trust, Wave};
 use crate::db::{Access, DbError, TrustDb};
 use crate::exit_codes::ExitCode;
-use crate::health::gate::{judge, Verdict, Window};
+use crate::health::gate::{judge, Judgement, Verdict, Window};
 use crate::health::probes::{draw_params, measure, ProbeParams, Scope, Snapshot};
 use crate::migrations::{Catalog, Catalogs, Reversibility};
 use crate::plan::{plan_rollout, verify, Action, Blocker, RolloutPlan, Step, TrustState};
+
+/// Pause before a window that did not pass is measured again.
+const CONFIRM_PAUSE: Duration = Duration::from_millis(500);
 
 /// How many trust databases preflight and `status` read at once.
 pub const READ_CONCURRENCY: usize = 16;
@@ -329,7 +332,7 @@ impl Engine<'_> {
             done.store(true, Ordering::SeqCst);
             out
         };
-        let background = self.watch_earlier_waves(&wave.name, &state.watched, &done, &stop, &late);
+        let background = self.watch_earlier_waves(&wave.name, &state.watched, &done, &late);
         let (migrated, ()) = futures::join!(migrate, background);
         wave_results.extend(migrated);
 
@@ -348,15 +351,22 @@ impl Engine<'_> {
         let mut verdicts: Vec<(String, Verdict)> = Vec::new();
         if self.gated() {
             for id in &upgraded {
-                let (Some(trust), Some(w)) = (self.inventory.get(id), baselines.get(id)) else { continue };
-                let post = measure(trust, &self.plan.health, &w.params, &w.rewrites, Scope::Full).await;
-                self.events.emit(&Event::HealthMeasured { trust: id.clone(), window: "post-upgrade".into(), snapshot: post.clone() });
-                let j = judge(&self.plan.health, &w.baseline, &post, Window::PostUpgrade);
+                let Some(w) = baselines.get(id) else { continue };
+                let j = self.confirmed(id, w, Scope::Full, Window::PostUpgrade, "post-upgrade").await;
                 self.emit_verdict(&wave.name, id, Window::PostUpgrade, &j.verdict, j.latency);
                 verdicts.push((id.clone(), j.verdict));
             }
         }
-        let late_verdicts = late.into_inner().unwrap_or_default();
+        // Suspects seen in the background, under the load of this wave's migrations, are
+        // checked again now that it is quiet: only a confirmed regression counts.
+        let suspects = late.into_inner().unwrap_or_default();
+        let mut late_verdicts = Vec::new();
+        for (id, _) in suspects {
+            let Some((_, w)) = state.watched.iter().find(|(t, _)| *t == id) else { continue };
+            let j = self.confirmed(&id, w, Scope::Soak, Window::Soak, "late-check").await;
+            self.emit_verdict(&wave.name, &id, Window::Soak, &j.verdict, j.latency);
+            late_verdicts.push((id, j.verdict));
+        }
         self.emit_wave_finished(&wave.name, &wave_results);
         state.results.extend(wave_results);
         for id in &upgraded {
@@ -408,19 +418,22 @@ impl Engine<'_> {
         }
     }
 
-    /// Soak: `rounds` passing rounds over every upgraded trust before the next wave.
+    /// Soak: `rounds` passing rounds over the trusts this wave upgraded before the next wave
+    /// starts. (Trusts of earlier waves are watched in the background while later waves run.)
     async fn soak(&self, wave: &Wave, state: &mut RunState) -> Option<RunOutcome> {
         let soak = wave.soak?;
-        if !self.gated() || state.watched.is_empty() {
+        let this_wave: Vec<(String, Watched)> = state.watched.iter().filter(|(_, w)| w.wave == wave.name).cloned().collect();
+        if !self.gated() || this_wave.is_empty() {
             return None;
         }
         for round in 1..=soak.rounds {
             tokio::time::sleep(soak.interval).await;
-            self.events.emit(&Event::SoakRound { wave: wave.name.clone(), round, of: soak.rounds, trusts: state.watched.len() });
-            let watched = state.watched.clone();
+            self.events.emit(&Event::SoakRound { wave: wave.name.clone(), round, of: soak.rounds, trusts: this_wave.len() });
             let mut verdicts = Vec::new();
-            for (id, w) in &watched {
-                verdicts.push((id.clone(), self.soak_check(&wave.name, id, w, &format!("soak-{round}")).await));
+            for (id, w) in &this_wave {
+                let j = self.confirmed(id, w, Scope::Soak, Window::Soak, &format!("soak-{round}")).await;
+                self.emit_verdict(&wave.name, id, Window::Soak, &j.verdict, j.latency);
+                verdicts.push((id.clone(), j.verdict));
             }
             if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
                 return Some(outcome);
@@ -429,27 +442,39 @@ impl Engine<'_> {
         None
     }
 
-    async fn soak_check(&self, wave: &str, id: &str, w: &Watched, window: &str) -> Verdict {
+    /// Measure a trust and judge the window against its baseline.
+    async fn judged(&self, id: &str, w: &Watched, scope: Scope, kind: Window, label: &str) -> Judgement {
         let Some(trust) = self.inventory.get(id) else {
-            return Verdict::Error(vec![format!("trust '{id}' is not in the inventory")]);
+            return Judgement { verdict: Verdict::Error(vec![format!("trust '{id}' is not in the inventory")]), latency: Vec::new() };
         };
-        let snap = measure(trust, &self.plan.health, &w.params, &w.rewrites, Scope::Soak).await;
-        self.events.emit(&Event::HealthMeasured { trust: id.to_string(), window: window.to_string(), snapshot: snap.clone() });
-        let j = judge(&self.plan.health, &w.baseline, &snap, Window::Soak);
-        if j.verdict != Verdict::Pass || wave == w.wave {
-            self.emit_verdict(wave, id, Window::Soak, &j.verdict, j.latency);
+        let snap = measure(trust, &self.plan.health, &w.params, &w.rewrites, scope).await;
+        self.events.emit(&Event::HealthMeasured { trust: id.to_string(), window: label.to_string(), snapshot: snap.clone() });
+        judge(&self.plan.health, &w.baseline, &snap, kind)
+    }
+
+    /// Like [`judged`](Self::judged), but a window that does not pass is measured once more
+    /// after a pause, and that second window decides: a real regression persists, a burst of
+    /// load on a shared machine does not.
+    async fn confirmed(&self, id: &str, w: &Watched, scope: Scope, kind: Window, label: &str) -> Judgement {
+        let first = self.judged(id, w, scope, kind, label).await;
+        if first.verdict == Verdict::Pass {
+            return first;
         }
-        j.verdict
+        tokio::time::sleep(CONFIRM_PAUSE).await;
+        let second = self.judged(id, w, scope, kind, &format!("{label}-confirm")).await;
+        if second.verdict == Verdict::Pass {
+            tracing::info!(trust = id, first = ?first.verdict, "not confirmed on a second measurement: treated as noise");
+        }
+        second
     }
 
     /// While a wave migrates, keep checking the trusts of earlier waves every soak interval.
-    /// A late regression stops the wave from starting new trusts and is judged after it.
+    /// Anything that does not pass is a suspect, checked again once the wave's migrations end.
     async fn watch_earlier_waves(
         &self,
         wave: &str,
         watched: &[(String, Watched)],
         done: &AtomicBool,
-        stop: &AtomicBool,
         late: &Mutex<Vec<(String, Verdict)>>,
     ) {
         let Some(interval) = self.plan.waves.iter().find(|w| w.name == wave).and_then(|w| w.soak).map(|s| s.interval) else {
@@ -473,13 +498,13 @@ impl Engine<'_> {
                 if done.load(Ordering::SeqCst) {
                     return;
                 }
-                let verdict = self.soak_check(wave, id, w, &format!("background-{round}")).await;
-                if verdict != Verdict::Pass {
-                    stop.store(true, Ordering::SeqCst);
+                let j = self.judged(id, w, Scope::Soak, Window::Soak, &format!("background-{round}")).await;
+                if j.verdict != Verdict::Pass {
                     if let Ok(mut l) = late.lock() {
-                        l.push((id.clone(), verdict));
+                        if !l.iter().any(|(t, _)| t == id) {
+                            l.push((id.clone(), j.verdict));
+                        }
                     }
-                    return;
                 }
             }
         }
