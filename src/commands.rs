@@ -54,6 +54,15 @@ impl From<CatalogError> for Failure {
     }
 }
 
+/// `trust 'id': message`, without saying the trust twice when the message already names it.
+fn about_trust(id: &str, message: &str) -> String {
+    if message.starts_with(&format!("trust '{id}'")) {
+        message.to_string()
+    } else {
+        format!("trust '{id}': {message}")
+    }
+}
+
 /// The result of a command.
 pub type Outcome = Result<(), Failure>;
 
@@ -166,7 +175,7 @@ fn blocked_failure(planned: &RolloutPlan) -> Outcome {
     match blocked.first() {
         None => Ok(()),
         Some((_, first)) => {
-            let lines: Vec<String> = blocked.iter().map(|(id, b)| format!("  trust '{id}': {b}")).collect();
+            let lines: Vec<String> = blocked.iter().map(|(id, b)| format!("  {}", about_trust(id, &b.to_string()))).collect();
             Err(Failure::new(
                 first.exit_code(),
                 format!("nothing was changed: {} trust(s) cannot be migrated:\n{}", blocked.len(), lines.join("\n")),
@@ -420,7 +429,7 @@ async fn run_rollout(
                 .iter()
                 .filter(|(id, _)| trusts.contains(id))
                 .map(|(id, o)| match o {
-                    TrustOutcome::Failed { error } => format!("  trust '{id}': {error}"),
+                    TrustOutcome::Failed { error } => format!("  {}", about_trust(id, error)),
                     _ => format!("  trust '{id}'"),
                 })
                 .collect();
@@ -465,8 +474,9 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
             };
             let own = catalogs.for_trust(&t.id);
             let pending = match (&error, own.latest()) {
-                (None, Some(l)) => own.range(version, l).count(),
-                _ => 0,
+                (None, Some(l)) => Some(own.range(version, l).count()),
+                (None, None) => Some(0),
+                (Some(_), _) => None,
             };
             json!({
                 "id": t.id,

@@ -31,8 +31,27 @@ pub(crate) fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, C
     })
 }
 
-/// serde-saphyr renders a snippet of the source under its message; the message line is what
-/// belongs in a one-line error (the location is reported separately).
+/// serde-saphyr renders a snippet of the source under its message, and may start it with
+/// `error: line L column C: `; the bare message is what belongs after our own `file:line:col:`.
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_string()
+    let line = message.lines().next().unwrap_or(message).trim();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    let line = match line.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((position, rest)) if position.contains("column") => rest,
+        _ => line,
+    };
+    line.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_error_names_file_line_and_column_once() {
+        let err = parse::<serde_json::Value>(Path::new("bad.yaml"), "a: 1\nb: [1, 2\nc: d: e\n").unwrap_err().to_string();
+        assert!(err.starts_with("bad.yaml:"), "{err}");
+        assert!(!err.contains("error:"), "{err}");
+        assert_eq!(err.matches("line").count(), 0, "{err}");
+    }
 }

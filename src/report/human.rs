@@ -173,6 +173,11 @@ impl EventSink for Human {
                     wave.inc(1);
                 }
             }
+            Event::HealthMeasured { trust, window, .. } => {
+                if let Some(wave) = &state.wave {
+                    wave.set_message(format!("measured {trust} ({window})"));
+                }
+            }
             Event::WaveFinished { .. } => {
                 if let Some(bar) = state.wave.take() {
                     bar.finish_and_clear();
