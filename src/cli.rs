@@ -10,7 +10,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "flotilla", version, about, long_about = None)]
 pub struct Cli {
     /// The estate file.
-    #[arg(long, global = true, default_value = "trusts.yaml", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "trusts.yaml",
+        value_name = "FILE"
+    )]
     pub inventory: PathBuf,
 
     /// The migrations directory.

@@ -38,7 +38,10 @@ pub struct Failure {
 
 impl Failure {
     fn new(code: ExitCode, message: impl Into<String>) -> Failure {
-        Failure { code, message: message.into() }
+        Failure {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -104,13 +107,25 @@ pub async fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
         }
     }
     let regions: Vec<String> = regions.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    outln!("{}: {} trusts ({})", inventory.path.display(), inventory.trusts.len(), regions.join(", "));
-    let releases: Vec<String> = catalog.releases().map(|(n, v)| format!("{n} (to {v})")).collect();
+    outln!(
+        "{}: {} trusts ({})",
+        inventory.path.display(),
+        inventory.trusts.len(),
+        regions.join(", ")
+    );
+    let releases: Vec<String> = catalog
+        .releases()
+        .map(|(n, v)| format!("{n} (to {v})"))
+        .collect();
     outln!(
         "{}: {} migrations, releases: {}",
         catalog.dir().display(),
         catalog.migrations().len(),
-        if releases.is_empty() { "none".into() } else { releases.join(", ") }
+        if releases.is_empty() {
+            "none".into()
+        } else {
+            releases.join(", ")
+        }
     );
     if let Some(path) = plan {
         let plan = Plan::load(path, &inventory, catalog)?;
@@ -123,12 +138,20 @@ pub async fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
             describe_target(&plan)
         );
         for w in &plan.waves {
-            outln!("  wave {}: {} trusts, {} at a time{}", w.name, w.trusts.len(), w.concurrency, approval_note(w));
+            outln!(
+                "  wave {}: {} trusts, {} at a time{}",
+                w.name,
+                w.trusts.len(),
+                w.concurrency,
+                approval_note(w)
+            );
         }
         if !plan.health.is_empty() {
             crate::health::probes::check_against_schema(&plan.health, catalog, plan.target.version)
                 .await
-                .map_err(|e| Failure::new(ExitCode::Config, format!("{}: health: {e}", path.display())))?;
+                .map_err(|e| {
+                    Failure::new(ExitCode::Config, format!("{}: health: {e}", path.display()))
+                })?;
             let h = &plan.health;
             outln!(
                 "  health: {} latency probes, {}write probe, {} integrity tables, {} invariants; checked against the schema at version {}",
@@ -175,10 +198,17 @@ fn blocked_failure(planned: &RolloutPlan) -> Outcome {
     match blocked.first() {
         None => Ok(()),
         Some((_, first)) => {
-            let lines: Vec<String> = blocked.iter().map(|(id, b)| format!("  {}", about_trust(id, &b.to_string()))).collect();
+            let lines: Vec<String> = blocked
+                .iter()
+                .map(|(id, b)| format!("  {}", about_trust(id, &b.to_string())))
+                .collect();
             Err(Failure::new(
                 first.exit_code(),
-                format!("nothing was changed: {} trust(s) cannot be migrated:\n{}", blocked.len(), lines.join("\n")),
+                format!(
+                    "nothing was changed: {} trust(s) cannot be migrated:\n{}",
+                    blocked.len(),
+                    lines.join("\n")
+                ),
             ))
         }
     }
@@ -193,10 +223,15 @@ fn dialect_of(inventory: &Inventory, id: &str) -> crate::db::Dialect {
 
 /// The statements a trust's upgrade runs, in order, including flotilla's own.
 fn trust_sql(catalogs: &Catalogs, inventory: &Inventory, id: &str, action: &Action) -> Vec<String> {
-    let Action::Upgrade { steps } = action else { return Vec::new() };
+    let Action::Upgrade { steps } = action else {
+        return Vec::new();
+    };
     let catalog = catalogs.for_trust(id);
     let dialect = dialect_of(inventory, id);
-    let mut out = vec![sql::lock_statement(dialect), format!("{};", sql::CREATE_TRACKING_TABLE)];
+    let mut out = vec![
+        sql::lock_statement(dialect),
+        format!("{};", sql::CREATE_TRACKING_TABLE),
+    ];
     for step in steps {
         if let Some(m) = catalog.get(step.version) {
             out.extend(sql::render_apply(m));
@@ -206,7 +241,12 @@ fn trust_sql(catalogs: &Catalogs, inventory: &Inventory, id: &str, action: &Acti
     out
 }
 
-fn plan_json(planned: &RolloutPlan, catalogs: &Catalogs, with_sql: bool, inventory: &Inventory) -> serde_json::Value {
+fn plan_json(
+    planned: &RolloutPlan,
+    catalogs: &Catalogs,
+    with_sql: bool,
+    inventory: &Inventory,
+) -> serde_json::Value {
     let catalog = catalogs.base();
     let waves: Vec<serde_json::Value> = planned
         .waves
@@ -269,7 +309,8 @@ fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
             match &t.action {
                 Action::UpToDate => outln!("  {:<22} {from}: up to date", t.id),
                 Action::Upgrade { steps } => {
-                    let versions: Vec<String> = steps.iter().map(|s| s.version.to_string()).collect();
+                    let versions: Vec<String> =
+                        steps.iter().map(|s| s.version.to_string()).collect();
                     outln!(
                         "  {:<22} {from} → {}: apply {}",
                         t.id,
@@ -284,11 +325,22 @@ fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
 }
 
 fn print_plan_sql(planned: &RolloutPlan, catalogs: &Catalogs, inventory: &Inventory) {
-    outln!("-- flotilla plan {} → version {}", planned.plan, planned.target.version);
+    outln!(
+        "-- flotilla plan {} → version {}",
+        planned.plan,
+        planned.target.version
+    );
     for w in &planned.waves {
-        outln!("\n-- ===== wave {} ({} at a time) =====", w.name, w.concurrency);
+        outln!(
+            "\n-- ===== wave {} ({} at a time) =====",
+            w.name,
+            w.concurrency
+        );
         for t in &w.trusts {
-            let target = inventory.get(&t.id).map(|t| t.database.redacted()).unwrap_or_default();
+            let target = inventory
+                .get(&t.id)
+                .map(|t| t.database.redacted())
+                .unwrap_or_default();
             match &t.action {
                 Action::Upgrade { .. } => {
                     outln!("\n-- ----- trust {} ({target}) -----", t.id);
@@ -297,7 +349,9 @@ fn print_plan_sql(planned: &RolloutPlan, catalogs: &Catalogs, inventory: &Invent
                     }
                 }
                 Action::UpToDate => outln!("\n-- trust {}: up to date, nothing runs", t.id),
-                Action::Blocked { blocker } => outln!("\n-- trust {}: BLOCKED, nothing runs: {blocker}", t.id),
+                Action::Blocked { blocker } => {
+                    outln!("\n-- trust {}: BLOCKED, nothing runs: {blocker}", t.id)
+                }
             }
         }
     }
@@ -314,7 +368,8 @@ fn ask(question: &str) -> bool {
         let _ = write!(err, "{question} [y/N] ");
         let _ = err.flush();
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).is_ok() && matches!(line.trim(), "y" | "Y" | "yes")
+        std::io::stdin().lock().read_line(&mut line).is_ok()
+            && matches!(line.trim(), "y" | "Y" | "yes")
     })
 }
 
@@ -324,7 +379,11 @@ impl Approver for Prompt {
             return Some("--yes".into());
         }
         if std::io::stdin().is_terminal()
-            && ask(&format!("Start wave {} ({} trusts, approval required)?", wave.name, wave.trusts.len()))
+            && ask(&format!(
+                "Start wave {} ({} trusts, approval required)?",
+                wave.name,
+                wave.trusts.len()
+            ))
         {
             return Some("operator".into());
         }
@@ -339,7 +398,10 @@ fn event_sinks(g: &Globals, events: Option<&Path>) -> Result<Fanout, Failure> {
         Some(p) if p == Path::new("-") => sinks.push(Box::new(JsonLines::new(std::io::stdout()))),
         Some(p) => {
             let file = std::fs::File::create(p).map_err(|e| {
-                Failure::new(ExitCode::Config, format!("cannot create events file {}: {e}", p.display()))
+                Failure::new(
+                    ExitCode::Config,
+                    format!("cannot create events file {}: {e}", p.display()),
+                )
             })?;
             sinks.push(Box::new(JsonLines::new(std::io::BufWriter::new(file))));
         }
@@ -383,15 +445,34 @@ async fn run_rollout(
     if planned.blocked().next().is_none() && !yes {
         print_plan_text(planned, catalogs.base());
         if planned.migration_count() > 0
-            && !ask(&format!("Roll out {} ({} migrations)?", plan.name, planned.migration_count()))
+            && !ask(&format!(
+                "Roll out {} ({} migrations)?",
+                plan.name,
+                planned.migration_count()
+            ))
         {
-            return Err(Failure::new(ExitCode::Config, "rollout not confirmed; nothing was changed"));
+            return Err(Failure::new(
+                ExitCode::Config,
+                "rollout not confirmed; nothing was changed",
+            ));
         }
     }
-    let engine = Engine { inventory, catalogs, plan, events: &sinks, approver: &Prompt { yes } };
+    let engine = Engine {
+        inventory,
+        catalogs,
+        plan,
+        events: &sinks,
+        approver: &Prompt { yes },
+    };
     let summary = engine.run(&checked).await;
     if let Err(e) = journal.finish().await {
-        return Err(Failure::new(ExitCode::Internal, format!("the run ended ({:?}) but its journal is incomplete: {e}", summary.outcome)));
+        return Err(Failure::new(
+            ExitCode::Internal,
+            format!(
+                "the run ended ({:?}) but its journal is incomplete: {e}",
+                summary.outcome
+            ),
+        ));
     }
     tracing::info!(run = journal.run_id(), state = %g.state.display(), "run recorded in the journal");
     match summary.outcome {
@@ -490,9 +571,19 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
         })
         .collect();
     match format {
-        Format::Json => outln!("{}", json!({ "latest_version": catalog.latest(), "trusts": rows })),
+        Format::Json => outln!(
+            "{}",
+            json!({ "latest_version": catalog.latest(), "trusts": rows })
+        ),
         Format::Text => {
-            outln!("{:<24} {:<8} {:>7}  {:<8} {:>7}", "TRUST", "REGION", "VERSION", "RELEASE", "PENDING");
+            outln!(
+                "{:<24} {:<8} {:>7}  {:<8} {:>7}",
+                "TRUST",
+                "REGION",
+                "VERSION",
+                "RELEASE",
+                "PENDING"
+            );
             for r in &rows {
                 let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
                 match r["error"].as_str() {
@@ -501,7 +592,10 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
                         "{:<24} {:<8} {:>7}  {:<8} {:>7}",
                         s("id"),
                         s("region"),
-                        r["version"].as_i64().map(|v| v.to_string()).unwrap_or("-".into()),
+                        r["version"]
+                            .as_i64()
+                            .map(|v| v.to_string())
+                            .unwrap_or("-".into()),
                         s("release"),
                         r["pending"]
                     ),
@@ -511,7 +605,10 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
     }
     match first_error {
         None => Ok(()),
-        Some(code) => Err(Failure::new(code, "some trusts could not be read (see above)")),
+        Some(code) => Err(Failure::new(
+            code,
+            "some trusts could not be read (see above)",
+        )),
     }
 }
 
@@ -527,37 +624,62 @@ pub async fn demo(
     let (inventory, catalogs) = g.load()?;
     let mut faults = Vec::new();
     for spec in inject {
-        let (trust, kind) = spec
-            .split_once(':')
-            .ok_or_else(|| Failure::new(ExitCode::Config, format!("--inject-regression '{spec}': expected TRUST:KIND")))?;
-        let fault: crate::demo::Fault = kind.parse().map_err(|e: String| Failure::new(ExitCode::Config, e))?;
-        let trust = inventory
-            .get(trust)
-            .ok_or_else(|| Failure::new(ExitCode::Config, format!("--inject-regression: unknown trust '{trust}'")))?;
+        let (trust, kind) = spec.split_once(':').ok_or_else(|| {
+            Failure::new(
+                ExitCode::Config,
+                format!("--inject-regression '{spec}': expected TRUST:KIND"),
+            )
+        })?;
+        let fault: crate::demo::Fault = kind
+            .parse()
+            .map_err(|e: String| Failure::new(ExitCode::Config, e))?;
+        let trust = inventory.get(trust).ok_or_else(|| {
+            Failure::new(
+                ExitCode::Config,
+                format!("--inject-regression: unknown trust '{trust}'"),
+            )
+        })?;
         faults.push((trust, fault));
     }
-    crate::demo::clear_faults(&inventory.trusts)
-        .map_err(|e| Failure::new(ExitCode::Config, format!("cannot clear earlier injected faults: {e}")))?;
+    crate::demo::clear_faults(&inventory.trusts).map_err(|e| {
+        Failure::new(
+            ExitCode::Config,
+            format!("cannot clear earlier injected faults: {e}"),
+        )
+    })?;
     // Reload: the catalogs read above may hold faults planted by an earlier run.
     let catalogs = Catalogs::load(catalogs.base().clone(), &inventory)?;
     let catalog = catalogs.base();
     let version = catalog.release_version(seed_release).ok_or_else(|| {
         Failure::new(
             ExitCode::Config,
-            format!("release '{seed_release}' is not in {}", catalog.releases_path().display()),
+            format!(
+                "release '{seed_release}' is not in {}",
+                catalog.releases_path().display()
+            ),
         )
     })?;
     // Resolve the plan before seeding, so a broken plan fails before anything is written.
-    let plan = if seed_only { None } else { Some(Plan::load(plan_path, &inventory, catalog)?) };
+    let plan = if seed_only {
+        None
+    } else {
+        Some(Plan::load(plan_path, &inventory, catalog)?)
+    };
     let started = Instant::now();
-    let results: Vec<(String, Result<crate::demo::Seeded, crate::demo::DemoError>)> = stream::iter(&inventory.trusts)
-        .map(|t| {
-            let catalog = catalogs.for_trust(&t.id);
-            async move { (t.id.clone(), crate::demo::seed_trust(t, catalog, version, patients).await) }
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
+    let results: Vec<(String, Result<crate::demo::Seeded, crate::demo::DemoError>)> =
+        stream::iter(&inventory.trusts)
+            .map(|t| {
+                let catalog = catalogs.for_trust(&t.id);
+                async move {
+                    (
+                        t.id.clone(),
+                        crate::demo::seed_trust(t, catalog, version, patients).await,
+                    )
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
     let failures: Vec<String> = results
         .iter()
         .filter_map(|(_, r)| r.as_ref().err().map(|e| format!("  {e}")))
@@ -565,10 +687,18 @@ pub async fn demo(
     if !failures.is_empty() {
         return Err(Failure::new(
             ExitCode::Config,
-            format!("could not seed {} trust(s):\n{}", failures.len(), failures.join("\n")),
+            format!(
+                "could not seed {} trust(s):\n{}",
+                failures.len(),
+                failures.join("\n")
+            ),
         ));
     }
-    let notes: usize = results.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|s| s.notes).sum();
+    let notes: usize = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|s| s.notes)
+        .sum();
     outln!(
         "seeded {} trusts at release {seed_release} (version {version}): {patients} patients and {} clinical notes each, in {:.1} s",
         inventory.trusts.len(),
@@ -576,10 +706,15 @@ pub async fn demo(
         started.elapsed().as_secs_f64()
     );
     for (trust, fault) in &faults {
-        let path = crate::demo::plant_fault(trust, *fault).map_err(|e| Failure::new(ExitCode::Config, e))?;
+        let path = crate::demo::plant_fault(trust, *fault)
+            .map_err(|e| Failure::new(ExitCode::Config, e))?;
         outln!("planted fault in trust {}: {}", trust.id, path.display());
     }
-    let catalogs = if faults.is_empty() { catalogs } else { Catalogs::load(catalogs.base().clone(), &inventory)? };
+    let catalogs = if faults.is_empty() {
+        catalogs
+    } else {
+        Catalogs::load(catalogs.base().clone(), &inventory)?
+    };
     match plan {
         None => Ok(()),
         Some(plan) => run_rollout(g, &inventory, &catalogs, &plan, true, None).await,
@@ -592,16 +727,24 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
     use crate::health::stats::percentile;
     let (inventory, _catalogs, plan) = g.load_plan(plan_path)?;
     if plan.health.is_empty() {
-        return Err(Failure::new(ExitCode::Config, format!("{} has no health section", plan_path.display())));
+        return Err(Failure::new(
+            ExitCode::Config,
+            format!("{} has no health section", plan_path.display()),
+        ));
     }
-    let ids: Vec<String> = if trusts.is_empty() { plan.trusts().map(str::to_string).collect() } else { trusts.to_vec() };
+    let ids: Vec<String> = if trusts.is_empty() {
+        plan.trusts().map(str::to_string).collect()
+    } else {
+        trusts.to_vec()
+    };
     let mut selected = Vec::new();
     for id in &ids {
-        selected.push(
-            inventory
-                .get(id)
-                .ok_or_else(|| Failure::new(ExitCode::Config, format!("unknown trust '{id}' (not in {})", inventory.path.display())))?,
-        );
+        selected.push(inventory.get(id).ok_or_else(|| {
+            Failure::new(
+                ExitCode::Config,
+                format!("unknown trust '{id}' (not in {})", inventory.path.display()),
+            )
+        })?);
     }
     let mut problems = Vec::new();
     let mut reports = Vec::new();
@@ -613,14 +756,24 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
                 Default::default()
             }
         };
-        let snap = measure(trust, &plan.health, &params, &Default::default(), Scope::Full).await;
+        let snap = measure(
+            trust,
+            &plan.health,
+            &params,
+            &Default::default(),
+            Scope::Full,
+        )
+        .await;
         for (name, r) in &snap.latency {
             if let Err(e) = r {
                 problems.push(format!("trust '{}': latency probe '{name}': {e}", trust.id));
             }
         }
         match &snap.write {
-            Some(Ok(WriteOutcome::Lost { detail })) => problems.push(format!("trust '{}': write probe: data not reliably saved: {detail}", trust.id)),
+            Some(Ok(WriteOutcome::Lost { detail })) => problems.push(format!(
+                "trust '{}': write probe: data not reliably saved: {detail}",
+                trust.id
+            )),
             Some(Err(e)) => problems.push(format!("trust '{}': write probe: {e}", trust.id)),
             _ => {}
         }
@@ -632,8 +785,14 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
         for inv in &plan.health.invariants {
             match snap.invariants.get(&inv.name) {
                 Some(Ok(v)) if *v == inv.expect => {}
-                Some(Ok(v)) => problems.push(format!("trust '{}': invariant '{}' returned {v}, expected {}", trust.id, inv.name, inv.expect)),
-                Some(Err(e)) => problems.push(format!("trust '{}': invariant '{}': {e}", trust.id, inv.name)),
+                Some(Ok(v)) => problems.push(format!(
+                    "trust '{}': invariant '{}' returned {v}, expected {}",
+                    trust.id, inv.name, inv.expect
+                )),
+                Some(Err(e)) => problems.push(format!(
+                    "trust '{}': invariant '{}': {e}",
+                    trust.id, inv.name
+                )),
                 None => {}
             }
         }
@@ -658,14 +817,20 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
                 }
             }
             match &snap.write {
-                Some(Ok(WriteOutcome::Durable)) => outln!("  write probe: durable (read back on a fresh connection)"),
+                Some(Ok(WriteOutcome::Durable)) => {
+                    outln!("  write probe: durable (read back on a fresh connection)")
+                }
                 Some(Ok(WriteOutcome::Lost { detail })) => outln!("  write probe: LOST: {detail}"),
                 Some(Err(e)) => outln!("  write probe: ERROR {e}"),
                 None => {}
             }
             for (name, r) in &snap.integrity {
                 match r {
-                    Ok(f) => outln!("  integrity {name}: {} rows, key hash {}", f.rows, &f.hash[..16]),
+                    Ok(f) => outln!(
+                        "  integrity {name}: {} rows, key hash {}",
+                        f.rows,
+                        &f.hash[..16]
+                    ),
                     Err(e) => outln!("  integrity {name}: ERROR {e}"),
                 }
             }
@@ -684,6 +849,9 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Failure::new(ExitCode::HealthGate, format!("health checks found problems:\n  {}", problems.join("\n  "))))
+        Err(Failure::new(
+            ExitCode::HealthGate,
+            format!("health checks found problems:\n  {}", problems.join("\n  ")),
+        ))
     }
 }

@@ -56,7 +56,9 @@ impl std::str::FromStr for Fault {
             "slow" => Ok(Fault::Slow),
             "lost-writes" => Ok(Fault::LostWrites),
             "data-loss" => Ok(Fault::DataLoss),
-            other => Err(format!("unknown regression kind '{other}' (known: slow, lost-writes, data-loss)")),
+            other => Err(format!(
+                "unknown regression kind '{other}' (known: slow, lost-writes, data-loss)"
+            )),
         }
     }
 }
@@ -73,7 +75,10 @@ impl Fault {
     /// The (up, down) SQL of the faulty local migration for a dialect.
     pub fn migration(self, dialect: crate::db::Dialect) -> (String, String) {
         use crate::db::Dialect;
-        let header = format!("-- Injected by `flotilla demo --inject-regression`: {}.\n", self.name());
+        let header = format!(
+            "-- Injected by `flotilla demo --inject-regression`: {}.\n",
+            self.name()
+        );
         let (up, down) = match (self, dialect) {
             (Fault::Slow, _) => (
                 "DROP INDEX clinical_note_patient_idx;\nDROP INDEX appointment_patient_idx;\nDROP INDEX referral_patient_idx;\n",
@@ -105,10 +110,16 @@ pub const FAULT_VERSION: i64 = 125;
 /// Remove faults planted by earlier demo runs from every trust's local migrations.
 pub fn clear_faults(trusts: &[Trust]) -> std::io::Result<()> {
     for t in trusts {
-        let Some(dir) = t.local_migrations.as_ref().filter(|d| d.is_dir()) else { continue };
+        let Some(dir) = t.local_migrations.as_ref().filter(|d| d.is_dir()) else {
+            continue;
+        };
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
-            if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains("_injected_")) {
+            if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains("_injected_"))
+            {
                 std::fs::remove_file(&path)?;
             }
         }
@@ -119,7 +130,10 @@ pub fn clear_faults(trusts: &[Trust]) -> std::io::Result<()> {
 /// Plant a fault as a local migration of `trust`. Returns the up file written.
 pub fn plant_fault(trust: &Trust, fault: Fault) -> Result<std::path::PathBuf, String> {
     let dir = trust.local_migrations.as_ref().ok_or_else(|| {
-        format!("trust '{}' has no local_migrations directory in the inventory to plant the fault in", trust.id)
+        format!(
+            "trust '{}' has no local_migrations directory in the inventory to plant the fault in",
+            trust.id
+        )
     })?;
     let dialect = match trust.database {
         DatabaseTarget::Sqlite { .. } => crate::db::Dialect::Sqlite,
@@ -127,11 +141,15 @@ pub fn plant_fault(trust: &Trust, fault: Fault) -> Result<std::path::PathBuf, St
     };
     let (up, down) = fault.migration(dialect);
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let stem = format!("{FAULT_VERSION:04}_injected_{}", fault.name().replace('-', "_"));
+    let stem = format!(
+        "{FAULT_VERSION:04}_injected_{}",
+        fault.name().replace('-', "_")
+    );
     let up_path = dir.join(format!("{stem}.up.sql"));
     std::fs::write(&up_path, up).map_err(|e| format!("cannot write {}: {e}", up_path.display()))?;
     let down_path = dir.join(format!("{stem}.down.sql"));
-    std::fs::write(&down_path, down).map_err(|e| format!("cannot write {}: {e}", down_path.display()))?;
+    std::fs::write(&down_path, down)
+        .map_err(|e| format!("cannot write {}: {e}", down_path.display()))?;
     Ok(up_path)
 }
 
@@ -147,14 +165,25 @@ pub struct Seeded {
 }
 
 /// Seed one trust: reset it if it is a demo database, migrate it to `version`, fill it.
-pub async fn seed_trust(trust: &Trust, catalog: &Catalog, version: i64, patients: usize) -> Result<Seeded, DemoError> {
+pub async fn seed_trust(
+    trust: &Trust,
+    catalog: &Catalog,
+    version: i64,
+    patients: usize,
+) -> Result<Seeded, DemoError> {
     let mut db = open_fresh(trust).await?;
     let result = fill(&mut db, trust, catalog, version, patients).await;
     db.close().await;
     result
 }
 
-async fn fill(db: &mut TrustDb, trust: &Trust, catalog: &Catalog, version: i64, patients: usize) -> Result<Seeded, DemoError> {
+async fn fill(
+    db: &mut TrustDb,
+    trust: &Trust,
+    catalog: &Catalog,
+    version: i64,
+    patients: usize,
+) -> Result<Seeded, DemoError> {
     db.ensure_tracking_table().await?;
     let mut migrations = 0;
     for m in catalog.range(None, version) {
@@ -178,7 +207,11 @@ async fn fill(db: &mut TrustDb, trust: &Trust, catalog: &Catalog, version: i64, 
         }
     }
     db.execute_script("COMMIT", "seeding").await?;
-    Ok(Seeded { patients, notes: data.notes, migrations })
+    Ok(Seeded {
+        patients,
+        notes: data.notes,
+        migrations,
+    })
 }
 
 async fn open_fresh(trust: &Trust) -> Result<TrustDb, DemoError> {
@@ -224,8 +257,12 @@ async fn open_fresh(trust: &Trust) -> Result<TrustDb, DemoError> {
                         tables: tables.join(", "),
                     });
                 }
-                let drops: String = tables.iter().map(|t| format!("DROP TABLE IF EXISTS \"{t}\" CASCADE;\n")).collect();
-                db.execute_script(&drops, "resetting the demo database").await?;
+                let drops: String = tables
+                    .iter()
+                    .map(|t| format!("DROP TABLE IF EXISTS \"{t}\" CASCADE;\n"))
+                    .collect();
+                db.execute_script(&drops, "resetting the demo database")
+                    .await?;
             }
             Ok(db)
         }
@@ -241,30 +278,65 @@ pub struct Generated {
 }
 
 const FAMILY: &[&str] = &[
-    "Smith", "Jones", "Williams", "Taylor", "Brown", "Davies", "Evans", "Wilson", "Thomas", "Johnson", "Roberts",
-    "Robinson", "Thompson", "Wright", "Walker", "White", "Edwards", "Hughes", "Green", "Hall", "Lewis", "Harris",
-    "Clarke", "Patel", "Khan", "Begum", "Ahmed", "Ali", "Okafor", "Mensah", "Nowak", "Kowalski", "Murphy", "O'Brien",
-    "Kelly", "Chen", "Nguyen", "Silva", "Santos", "Adeyemi", "Hussain", "Shah", "Singh", "Kaur", "Campbell",
+    "Smith", "Jones", "Williams", "Taylor", "Brown", "Davies", "Evans", "Wilson", "Thomas",
+    "Johnson", "Roberts", "Robinson", "Thompson", "Wright", "Walker", "White", "Edwards", "Hughes",
+    "Green", "Hall", "Lewis", "Harris", "Clarke", "Patel", "Khan", "Begum", "Ahmed", "Ali",
+    "Okafor", "Mensah", "Nowak", "Kowalski", "Murphy", "O'Brien", "Kelly", "Chen", "Nguyen",
+    "Silva", "Santos", "Adeyemi", "Hussain", "Shah", "Singh", "Kaur", "Campbell",
 ];
 const GIVEN: &[&str] = &[
-    "Oliver", "Amelia", "George", "Isla", "Harry", "Ava", "Noah", "Mia", "Jack", "Ivy", "Leo", "Lily", "Arthur",
-    "Grace", "Muhammad", "Sophia", "Oscar", "Freya", "Mohammed", "Aisha", "Yusuf", "Zara", "Kwame", "Chloe", "Tomasz",
-    "Maria", "Sean", "Siobhan", "Priya", "Ravi", "Margaret", "Patricia", "John", "David", "Susan", "Michael",
+    "Oliver", "Amelia", "George", "Isla", "Harry", "Ava", "Noah", "Mia", "Jack", "Ivy", "Leo",
+    "Lily", "Arthur", "Grace", "Muhammad", "Sophia", "Oscar", "Freya", "Mohammed", "Aisha",
+    "Yusuf", "Zara", "Kwame", "Chloe", "Tomasz", "Maria", "Sean", "Siobhan", "Priya", "Ravi",
+    "Margaret", "Patricia", "John", "David", "Susan", "Michael",
 ];
-const ROLES: &[&str] = &["nurse", "nurse", "nurse", "psychiatrist", "psychologist", "social-worker", "therapist", "admin"];
+const ROLES: &[&str] = &[
+    "nurse",
+    "nurse",
+    "nurse",
+    "psychiatrist",
+    "psychologist",
+    "social-worker",
+    "therapist",
+    "admin",
+];
 const TEAMS: &[&str] = &[
-    "Community Mental Health Team", "Home Treatment Team", "Early Intervention in Psychosis", "District Nursing",
-    "Children and Young People", "Memory Service", "Crisis Resolution", "Perinatal Mental Health",
+    "Community Mental Health Team",
+    "Home Treatment Team",
+    "Early Intervention in Psychosis",
+    "District Nursing",
+    "Children and Young People",
+    "Memory Service",
+    "Crisis Resolution",
+    "Perinatal Mental Health",
 ];
 const SOURCES: &[&str] = &["gp", "gp", "gp", "a-and-e", "self", "police", "school"];
 const PRIORITIES: &[&str] = &["routine", "routine", "routine", "urgent", "emergency"];
 const REFERRAL_STATUS: &[&str] = &["open", "accepted", "accepted", "discharged", "rejected"];
 const LOCATIONS: &[&str] = &["clinic", "home-visit", "phone", "video"];
-const APPOINTMENT_STATUS: &[&str] = &["attended", "attended", "attended", "booked", "dna", "cancelled"];
-const NOTE_TYPES: &[&str] = &["progress", "progress", "contact", "mental-state", "risk-assessment", "discharge"];
+const APPOINTMENT_STATUS: &[&str] = &[
+    "attended",
+    "attended",
+    "attended",
+    "booked",
+    "dna",
+    "cancelled",
+];
+const NOTE_TYPES: &[&str] = &[
+    "progress",
+    "progress",
+    "contact",
+    "mental-state",
+    "risk-assessment",
+    "discharge",
+];
 const NOTE_OPENINGS: &[&str] = &[
-    "Seen at home with partner present.", "Telephone contact with patient.", "Reviewed in clinic.",
-    "Joint visit with care coordinator.", "Discussed at team meeting.", "Video consultation.",
+    "Seen at home with partner present.",
+    "Telephone contact with patient.",
+    "Reviewed in clinic.",
+    "Joint visit with care coordinator.",
+    "Discussed at team meeting.",
+    "Video consultation.",
 ];
 const NOTE_FINDINGS: &[&str] = &[
     "Mood reported as low but stable; sleeping better since last review.",
@@ -276,10 +348,17 @@ const NOTE_FINDINGS: &[&str] = &[
     "Blood pressure 132/84; diabetic foot check completed.",
 ];
 const NOTE_PLANS: &[&str] = &[
-    "Plan: review in two weeks.", "Plan: continue current care plan.", "Plan: refer to psychology for assessment.",
-    "Plan: GP to review medication.", "Plan: safety plan updated and copy given.", "Plan: discharge to GP care.",
+    "Plan: review in two weeks.",
+    "Plan: continue current care plan.",
+    "Plan: refer to psychology for assessment.",
+    "Plan: GP to review medication.",
+    "Plan: safety plan updated and copy given.",
+    "Plan: discharge to GP care.",
 ];
-const POSTCODES: &[&str] = &["NW1", "N1", "E8", "SE1", "W6", "E17", "DA6", "RM9", "EN5", "KT1", "BN1", "SO14", "PO1", "OX4", "RG1", "PL1", "BS1", "ME4"];
+const POSTCODES: &[&str] = &[
+    "NW1", "N1", "E8", "SE1", "W6", "E17", "DA6", "RM9", "EN5", "KT1", "BN1", "SO14", "PO1", "OX4",
+    "RG1", "PL1", "BS1", "ME4",
+];
 
 fn pick<'a>(rng: &mut ChaCha8Rng, items: &'a [&'a str]) -> &'a str {
     items[rng.random_range(0..items.len())]
@@ -295,14 +374,24 @@ fn nhs_number(rng: &mut ChaCha8Rng, seen: &mut HashSet<u64>) -> String {
         let digits: Vec<u32> = std::iter::once(rng.random_range(4..=7))
             .chain((0..8).map(|_| rng.random_range(0..=9)))
             .collect();
-        let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (10 - i as u32)).sum();
+        let sum: u32 = digits
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d * (10 - i as u32))
+            .sum();
         let check = match 11 - (sum % 11) {
             11 => 0,
             10 => continue,
             c => c,
         };
-        let number: String = digits.iter().chain(std::iter::once(&check)).map(|d| char::from(b'0' + *d as u8)).collect();
-        let Ok(key) = number.parse::<u64>() else { continue };
+        let number: String = digits
+            .iter()
+            .chain(std::iter::once(&check))
+            .map(|d| char::from(b'0' + *d as u8))
+            .collect();
+        let Ok(key) = number.parse::<u64>() else {
+            continue;
+        };
         if seen.insert(key) {
             return number;
         }
@@ -319,11 +408,21 @@ fn as_captured(rng: &mut ChaCha8Rng, n: &str) -> String {
 }
 
 fn date(rng: &mut ChaCha8Rng, from_year: i32, to_year: i32) -> String {
-    format!("{}-{:02}-{:02}", rng.random_range(from_year..=to_year), rng.random_range(1..=12), rng.random_range(1..=28))
+    format!(
+        "{}-{:02}-{:02}",
+        rng.random_range(from_year..=to_year),
+        rng.random_range(1..=12),
+        rng.random_range(1..=28)
+    )
 }
 
 fn timestamp(rng: &mut ChaCha8Rng, year: i32) -> String {
-    format!("{} {:02}:{:02}:00", date(rng, year, year), rng.random_range(8..=19), rng.random_range(0..4) * 15)
+    format!(
+        "{} {:02}:{:02}:00",
+        date(rng, year, year),
+        rng.random_range(8..=19),
+        rng.random_range(0..4) * 15
+    )
 }
 
 struct Batcher {
@@ -336,7 +435,11 @@ impl Batcher {
     const ROWS: usize = 500;
 
     fn new(head: &str) -> Batcher {
-        Batcher { statements: Vec::new(), head: head.to_string(), rows: Vec::new() }
+        Batcher {
+            statements: Vec::new(),
+            head: head.to_string(),
+            rows: Vec::new(),
+        }
     }
 
     fn row(&mut self, values: String) {
@@ -370,12 +473,16 @@ impl Batcher {
 
 /// Deterministic synthetic records for a trust: the same id and count give the same rows.
 pub fn generate(trust_id: &str, patients: usize) -> Generated {
-    let seed = trust_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let seed = trust_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let staff_count = (patients / 40).max(20);
     let mut statements = Vec::new();
 
-    let mut staff = Batcher::new("INSERT INTO staff (id, staff_number, family_name, given_name, role, team, active)");
+    let mut staff = Batcher::new(
+        "INSERT INTO staff (id, staff_number, family_name, given_name, role, team, active)",
+    );
     for id in 1..=staff_count {
         let values = format!(
             "{id}, {}, {}, {}, {}, {}, {}",
@@ -384,7 +491,11 @@ pub fn generate(trust_id: &str, patients: usize) -> Generated {
             q(pick(&mut rng, GIVEN)),
             q(pick(&mut rng, ROLES)),
             q(pick(&mut rng, TEAMS)),
-            if rng.random_range(0..20) == 0 { "FALSE" } else { "TRUE" }
+            if rng.random_range(0..20) == 0 {
+                "FALSE"
+            } else {
+                "TRUE"
+            }
         );
         staff.row(values);
     }
@@ -403,7 +514,13 @@ pub fn generate(trust_id: &str, patients: usize) -> Generated {
             q(pick(&mut rng, GIVEN)),
             q(&date(&mut rng, 1930, 2010)),
             q(["F", "M", "F", "M", "U"][rng.random_range(0..5)]),
-            q(&format!("{} {}{}{}", pick(&mut rng, POSTCODES), rng.random_range(1..=9), char::from(b'A' + rng.random_range(0..26u8)), char::from(b'A' + rng.random_range(0..26u8)))),
+            q(&format!(
+                "{} {}{}{}",
+                pick(&mut rng, POSTCODES),
+                rng.random_range(1..=9),
+                char::from(b'A' + rng.random_range(0..26u8)),
+                char::from(b'A' + rng.random_range(0..26u8))
+            )),
             q(&format!("F{:05}", rng.random_range(80000..90000))),
         );
         patient.row(values);
@@ -411,13 +528,18 @@ pub fn generate(trust_id: &str, patients: usize) -> Generated {
     statements.extend(patient.finish());
 
     let staff_id = |rng: &mut ChaCha8Rng| rng.random_range(1..=staff_count);
-    let mut referral = Batcher::new("INSERT INTO referral (id, patient_id, team, source, priority, received_on, status)");
+    let mut referral = Batcher::new(
+        "INSERT INTO referral (id, patient_id, team, source, priority, received_on, status)",
+    );
     let mut appointment =
         Batcher::new("INSERT INTO appointment (id, patient_id, staff_id, starts_at, duration_minutes, location, status)");
-    let mut note = Batcher::new("INSERT INTO clinical_note (id, patient_id, author_id, written_at, note_type, body)");
+    let mut note = Batcher::new(
+        "INSERT INTO clinical_note (id, patient_id, author_id, written_at, note_type, body)",
+    );
     let mut care_plan =
         Batcher::new("INSERT INTO care_plan (id, patient_id, care_coordinator_id, starts_on, review_on, cpa_level, summary)");
-    let mut audit = Batcher::new("INSERT INTO audit_log (id, at, staff_id, action, entity, entity_id)");
+    let mut audit =
+        Batcher::new("INSERT INTO audit_log (id, at, staff_id, action, entity, entity_id)");
     let (mut appointments, mut notes, mut plans, mut audits) = (0, 0, 0, 0);
     for pid in 1..=patients {
         referral.row(format!(
@@ -442,7 +564,12 @@ pub fn generate(trust_id: &str, patients: usize) -> Generated {
         }
         for _ in 0..3 {
             notes += 1;
-            let body = format!("{} {} {}", pick(&mut rng, NOTE_OPENINGS), pick(&mut rng, NOTE_FINDINGS), pick(&mut rng, NOTE_PLANS));
+            let body = format!(
+                "{} {} {}",
+                pick(&mut rng, NOTE_OPENINGS),
+                pick(&mut rng, NOTE_FINDINGS),
+                pick(&mut rng, NOTE_PLANS)
+            );
             let values = format!(
                 "{notes}, {pid}, {}, {}, {}, {}",
                 staff_id(&mut rng),
@@ -503,7 +630,11 @@ mod tests {
             let n = nhs_number(&mut rng, &mut seen);
             assert_eq!(n.len(), 10);
             let d: Vec<u32> = n.chars().map(|c| c.to_digit(10).unwrap()).collect();
-            let sum: u32 = d[..9].iter().enumerate().map(|(i, x)| x * (10 - i as u32)).sum();
+            let sum: u32 = d[..9]
+                .iter()
+                .enumerate()
+                .map(|(i, x)| x * (10 - i as u32))
+                .sum();
             let check = (11 - sum % 11) % 11;
             assert_eq!(check, d[9], "{n}");
         }
@@ -513,7 +644,12 @@ mod tests {
     #[test]
     fn some_nhs_numbers_are_captured_with_spaces_or_dashes() {
         let g = generate("barnet", 200);
-        let patients: String = g.statements.iter().filter(|s| s.starts_with("INSERT INTO patient")).cloned().collect();
+        let patients: String = g
+            .statements
+            .iter()
+            .filter(|s| s.starts_with("INSERT INTO patient"))
+            .cloned()
+            .collect();
         assert!(has_grouped(&patients, b' '), "no spaced NHS numbers");
         assert!(has_grouped(&patients, b'-'), "no dashed NHS numbers");
     }
@@ -521,7 +657,9 @@ mod tests {
     /// Three digits, the separator, three digits: "943 476" or "943-476".
     fn has_grouped(s: &str, sep: u8) -> bool {
         s.as_bytes().windows(7).any(|w| {
-            w[..3].iter().all(u8::is_ascii_digit) && w[3] == sep && w[4..].iter().all(u8::is_ascii_digit)
+            w[..3].iter().all(u8::is_ascii_digit)
+                && w[3] == sep
+                && w[4..].iter().all(u8::is_ascii_digit)
         })
     }
 }

@@ -18,17 +18,24 @@ fn install_tracing(cli: &Cli) {
         _ => "info,flotilla=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
     }
 }
 
 fn main() -> StdExitCode {
     let cli = Cli::parse();
     install_tracing(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -44,13 +51,35 @@ fn main() -> StdExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Validate { plan } => commands::validate(&globals, plan.as_deref()).await,
-            Command::Plan { plan, format, sql } => commands::plan(&globals, plan, *format, *sql).await,
-            Command::Rollout { plan, yes, events } => commands::rollout(&globals, plan, *yes, events.as_deref()).await,
-            Command::Status { format } => commands::status(&globals, *format).await,
-            Command::Demo { seed_only, patients, plan, seed_release, inject_regression } => {
-                commands::demo(&globals, *seed_only, *patients, plan, seed_release, inject_regression).await
+            Command::Plan { plan, format, sql } => {
+                commands::plan(&globals, plan, *format, *sql).await
             }
-            Command::Health { plan, trusts, format } => commands::health(&globals, plan, trusts, *format).await,
+            Command::Rollout { plan, yes, events } => {
+                commands::rollout(&globals, plan, *yes, events.as_deref()).await
+            }
+            Command::Status { format } => commands::status(&globals, *format).await,
+            Command::Demo {
+                seed_only,
+                patients,
+                plan,
+                seed_release,
+                inject_regression,
+            } => {
+                commands::demo(
+                    &globals,
+                    *seed_only,
+                    *patients,
+                    plan,
+                    seed_release,
+                    inject_regression,
+                )
+                .await
+            }
+            Command::Health {
+                plan,
+                trusts,
+                format,
+            } => commands::health(&globals, plan, trusts, *format).await,
         }
     });
     match result {

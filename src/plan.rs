@@ -53,9 +53,9 @@ impl Blocker {
     /// The exit code a run stopped by this blocker returns.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Blocker::ChecksumDrift { .. } | Blocker::UnknownApplied { .. } | Blocker::Divergent { .. } => {
-                ExitCode::ChecksumDrift
-            }
+            Blocker::ChecksumDrift { .. }
+            | Blocker::UnknownApplied { .. }
+            | Blocker::Divergent { .. } => ExitCode::ChecksumDrift,
             Blocker::Dirty { .. } => ExitCode::MigrationFailed,
             Blocker::AheadOfTarget { .. } => ExitCode::Config,
             Blocker::Unreadable { exit, .. } => *exit,
@@ -82,7 +82,9 @@ pub fn verify(catalog: &Catalog, applied: &[AppliedMigration], target: i64) -> A
     let mut resume = None;
     for a in applied {
         let Some(m) = catalog.get(a.version) else {
-            return Action::Blocked { blocker: Blocker::UnknownApplied { version: a.version } };
+            return Action::Blocked {
+                blocker: Blocker::UnknownApplied { version: a.version },
+            };
         };
         if m.checksum != a.checksum {
             return Action::Blocked {
@@ -98,7 +100,9 @@ pub fn verify(catalog: &Catalog, applied: &[AppliedMigration], target: i64) -> A
                 // Batches are idempotent by contract: continue where the last run stopped.
                 resume = Some(a.version);
             } else {
-                return Action::Blocked { blocker: Blocker::Dirty { version: a.version } };
+                return Action::Blocked {
+                    blocker: Blocker::Dirty { version: a.version },
+                };
             }
         }
     }
@@ -111,22 +115,29 @@ pub fn verify(catalog: &Catalog, applied: &[AppliedMigration], target: i64) -> A
             .find(|m| !applied.iter().any(|a| a.version == m.version))
         {
             return Action::Blocked {
-                blocker: Blocker::Divergent { version: skipped.version, later: current },
+                blocker: Blocker::Divergent {
+                    version: skipped.version,
+                    later: current,
+                },
             };
         }
         if current > target {
-            return Action::Blocked { blocker: Blocker::AheadOfTarget { current, target } };
+            return Action::Blocked {
+                blocker: Blocker::AheadOfTarget { current, target },
+            };
         }
     }
     let mut steps: Vec<Step> = Vec::new();
     if let Some(version) = resume {
-        steps.push(Step { version, resume_dirty: true });
+        steps.push(Step {
+            version,
+            resume_dirty: true,
+        });
     }
-    steps.extend(
-        catalog
-            .range(current, target)
-            .map(|m: &Migration| Step { version: m.version, resume_dirty: false }),
-    );
+    steps.extend(catalog.range(current, target).map(|m: &Migration| Step {
+        version: m.version,
+        resume_dirty: false,
+    }));
     if steps.is_empty() {
         Action::UpToDate
     } else {
@@ -198,7 +209,11 @@ impl RolloutPlan {
 }
 
 /// Plan the whole rollout from each trust's state. A trust missing from `states` is blocked.
-pub fn plan_rollout(catalogs: &Catalogs, plan: &Plan, states: &HashMap<String, TrustState>) -> RolloutPlan {
+pub fn plan_rollout(
+    catalogs: &Catalogs,
+    plan: &Plan,
+    states: &HashMap<String, TrustState>,
+) -> RolloutPlan {
     let waves = plan
         .waves
         .iter()
@@ -215,7 +230,12 @@ pub fn plan_rollout(catalogs: &Catalogs, plan: &Plan, states: &HashMap<String, T
                             applied.iter().map(|a| a.version).max(),
                             verify(catalogs.for_trust(id), applied, plan.target.version),
                         ),
-                        Some(Err(blocker)) => (None, Action::Blocked { blocker: blocker.clone() }),
+                        Some(Err(blocker)) => (
+                            None,
+                            Action::Blocked {
+                                blocker: blocker.clone(),
+                            },
+                        ),
                         None => (
                             None,
                             Action::Blocked {
@@ -226,12 +246,20 @@ pub fn plan_rollout(catalogs: &Catalogs, plan: &Plan, states: &HashMap<String, T
                             },
                         ),
                     };
-                    TrustPlan { id: id.clone(), current_version, action }
+                    TrustPlan {
+                        id: id.clone(),
+                        current_version,
+                        action,
+                    }
                 })
                 .collect(),
         })
         .collect();
-    RolloutPlan { plan: plan.name.clone(), target: plan.target.clone(), waves }
+    RolloutPlan {
+        plan: plan.name.clone(),
+        target: plan.target.clone(),
+        waves,
+    }
 }
 
 #[cfg(test)]
@@ -251,8 +279,14 @@ mod tests {
                 Migration::new(
                     v,
                     format!("m{v}"),
-                    (PathBuf::from(format!("{v}_m{v}.up.sql")), format!("{first}SELECT {v};")),
-                    (PathBuf::from(format!("{v}_m{v}.down.sql")), "SELECT 0;".into()),
+                    (
+                        PathBuf::from(format!("{v}_m{v}.up.sql")),
+                        format!("{first}SELECT {v};"),
+                    ),
+                    (
+                        PathBuf::from(format!("{v}_m{v}.down.sql")),
+                        "SELECT 0;".into(),
+                    ),
                 )
                 .unwrap()
             })
@@ -261,7 +295,12 @@ mod tests {
     }
 
     fn simple(versions: &[i64]) -> Catalog {
-        catalog(&versions.iter().map(|&v| (v, Mode::Transaction)).collect::<Vec<_>>())
+        catalog(
+            &versions
+                .iter()
+                .map(|&v| (v, Mode::Transaction))
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn applied(cat: &Catalog, versions: &[i64]) -> Vec<AppliedMigration> {
@@ -292,7 +331,10 @@ mod tests {
     #[test]
     fn partially_upgraded_trust_gets_only_the_missing_tail() {
         let cat = simple(&[1, 2, 3, 4]);
-        assert_eq!(versions(&verify(&cat, &applied(&cat, &[1, 2]), 4)), vec![3, 4]);
+        assert_eq!(
+            versions(&verify(&cat, &applied(&cat, &[1, 2]), 4)),
+            vec![3, 4]
+        );
     }
 
     #[test]
@@ -308,7 +350,9 @@ mod tests {
         history[0].checksum = "0000".into();
         assert!(matches!(
             verify(&cat, &history, 2),
-            Action::Blocked { blocker: Blocker::ChecksumDrift { version: 1, .. } }
+            Action::Blocked {
+                blocker: Blocker::ChecksumDrift { version: 1, .. }
+            }
         ));
     }
 
@@ -316,10 +360,17 @@ mod tests {
     fn verify_fails_on_applied_version_missing_from_catalog() {
         let cat = simple(&[1, 2]);
         let mut history = applied(&cat, &[1]);
-        history.push(AppliedMigration { version: 7, description: "x".into(), checksum: "c".into(), dirty: false });
+        history.push(AppliedMigration {
+            version: 7,
+            description: "x".into(),
+            checksum: "c".into(),
+            dirty: false,
+        });
         assert!(matches!(
             verify(&cat, &history, 2),
-            Action::Blocked { blocker: Blocker::UnknownApplied { version: 7 } }
+            Action::Blocked {
+                blocker: Blocker::UnknownApplied { version: 7 }
+            }
         ));
     }
 
@@ -329,17 +380,31 @@ mod tests {
         let history = applied(&cat, &[1, 3]);
         assert!(matches!(
             verify(&cat, &history, 3),
-            Action::Blocked { blocker: Blocker::Divergent { version: 2, later: 3 } }
+            Action::Blocked {
+                blocker: Blocker::Divergent {
+                    version: 2,
+                    later: 3
+                }
+            }
         ));
     }
 
     #[test]
     fn dirty_no_transaction_migration_blocks_the_trust() {
-        let cat = catalog(&[(1, Mode::Transaction), (2, Mode::NoTransaction), (3, Mode::Transaction)]);
+        let cat = catalog(&[
+            (1, Mode::Transaction),
+            (2, Mode::NoTransaction),
+            (3, Mode::Transaction),
+        ]);
         let mut history = applied(&cat, &[1, 2]);
         history[1].dirty = true;
         let action = verify(&cat, &history, 3);
-        assert!(matches!(action, Action::Blocked { blocker: Blocker::Dirty { version: 2 } }));
+        assert!(matches!(
+            action,
+            Action::Blocked {
+                blocker: Blocker::Dirty { version: 2 }
+            }
+        ));
         if let Action::Blocked { blocker } = action {
             assert_eq!(blocker.exit_code(), ExitCode::MigrationFailed);
         }
@@ -347,13 +412,26 @@ mod tests {
 
     #[test]
     fn dirty_batch_migration_resumes_before_the_rest() {
-        let cat = catalog(&[(1, Mode::Transaction), (2, Mode::Batch), (3, Mode::Transaction)]);
+        let cat = catalog(&[
+            (1, Mode::Transaction),
+            (2, Mode::Batch),
+            (3, Mode::Transaction),
+        ]);
         let mut history = applied(&cat, &[1, 2]);
         history[1].dirty = true;
         match verify(&cat, &history, 3) {
             Action::Upgrade { steps } => assert_eq!(
                 steps,
-                vec![Step { version: 2, resume_dirty: true }, Step { version: 3, resume_dirty: false }]
+                vec![
+                    Step {
+                        version: 2,
+                        resume_dirty: true
+                    },
+                    Step {
+                        version: 3,
+                        resume_dirty: false
+                    }
+                ]
             ),
             other => panic!("{other:?}"),
         }
@@ -363,14 +441,29 @@ mod tests {
     fn trust_past_the_target_is_not_rolled_back_by_a_rollout() {
         let cat = simple(&[1, 2, 3]);
         let action = verify(&cat, &applied(&cat, &[1, 2, 3]), 2);
-        assert!(matches!(action, Action::Blocked { blocker: Blocker::AheadOfTarget { current: 3, target: 2 } }));
+        assert!(matches!(
+            action,
+            Action::Blocked {
+                blocker: Blocker::AheadOfTarget {
+                    current: 3,
+                    target: 2
+                }
+            }
+        ));
     }
 
     #[test]
     fn drift_blockers_exit_with_the_checksum_code() {
-        let b = Blocker::ChecksumDrift { version: 1, applied: "a".into(), file: "b".into() };
+        let b = Blocker::ChecksumDrift {
+            version: 1,
+            applied: "a".into(),
+            file: "b".into(),
+        };
         assert_eq!(b.exit_code(), ExitCode::ChecksumDrift);
-        assert_eq!(Blocker::UnknownApplied { version: 1 }.exit_code(), ExitCode::ChecksumDrift);
+        assert_eq!(
+            Blocker::UnknownApplied { version: 1 }.exit_code(),
+            ExitCode::ChecksumDrift
+        );
     }
 
     #[test]
@@ -379,10 +472,25 @@ mod tests {
         let plan = Plan {
             name: "p".into(),
             path: PathBuf::from("p.yaml"),
-            target: Target { version: 2, release: None },
+            target: Target {
+                version: 2,
+                release: None,
+            },
             waves: vec![
-                crate::config::Wave { name: "a".into(), trusts: vec!["x".into()], concurrency: 1, approval: Approval::None, soak: None },
-                crate::config::Wave { name: "b".into(), trusts: vec!["y".into(), "z".into()], concurrency: 2, approval: Approval::Required, soak: None },
+                crate::config::Wave {
+                    name: "a".into(),
+                    trusts: vec!["x".into()],
+                    concurrency: 1,
+                    approval: Approval::None,
+                    soak: None,
+                },
+                crate::config::Wave {
+                    name: "b".into(),
+                    trusts: vec!["y".into(), "z".into()],
+                    concurrency: 2,
+                    approval: Approval::Required,
+                    soak: None,
+                },
             ],
             health: Default::default(),
             on_regression: Default::default(),

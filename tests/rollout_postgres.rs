@@ -15,7 +15,10 @@ fn pg_workspace(test: &str, ids: Option<Vec<String>>) -> (Workspace, PgDatabases
     ws.write_pg_inventory(&dbs);
     assert_eq!(ws.trust_ids().len(), ids.len());
     for id in &ids {
-        assert!(matches!(ws.db(id), Db::Postgres(_)), "{id} is not on Postgres");
+        assert!(
+            matches!(ws.db(id), Db::Postgres(_)),
+            "{id} is not on Postgres"
+        );
     }
     (ws, dbs)
 }
@@ -24,8 +27,11 @@ fn pg_workspace(test: &str, ids: Option<Vec<String>>) -> (Workspace, PgDatabases
 /// plans/rio-5.1.yaml replaced by a plan over just those four.
 fn small_pg_workspace(test: &str) -> (Workspace, PgDatabases, Vec<String>) {
     let all = Workspace::new().trust_ids();
-    let others: Vec<String> =
-        all.into_iter().filter(|id| id != "camden" && id != "islington").take(2).collect();
+    let others: Vec<String> = all
+        .into_iter()
+        .filter(|id| id != "camden" && id != "islington")
+        .take(2)
+        .collect();
     let mut ids = vec!["camden".to_string(), "islington".to_string()];
     ids.extend(others.iter().cloned());
     let (ws, dbs) = pg_workspace(test, Some(ids.clone()));
@@ -56,7 +62,8 @@ fn the_full_plan_upgrades_56_postgres_trusts_and_a_rerun_applies_nothing() {
     let (ws, dbs) = pg_workspace("full_plan", None);
     assert_eq!(dbs.names.len(), 56);
 
-    ws.run(&["demo", "--seed-only", "--patients", "50"]).success();
+    ws.run(&["demo", "--seed-only", "--patients", "50"])
+        .success();
     let to_5_0 = release_version("5.0");
     assert_status_all_at(&ws, 56, to_5_0, "5.0");
 
@@ -79,7 +86,11 @@ fn the_full_plan_upgrades_56_postgres_trusts_and_a_rerun_applies_nothing() {
 
     let before = ws.tracking_snapshot();
     ws.run(&["rollout", PLAN, "--yes"]).success();
-    assert_eq!(before, ws.tracking_snapshot(), "the second rollout changed tracking rows");
+    assert_eq!(
+        before,
+        ws.tracking_snapshot(),
+        "the second rollout changed tracking rows"
+    );
 }
 
 #[test]
@@ -91,43 +102,82 @@ fn a_failing_postgres_migration_is_rolled_back_and_stops_the_rollout() {
     assert_status_all_at(&ws, ids.len(), last, "5.1");
 
     // The new migration fails on camden only: camden already has a `tripwire` table.
-    dbs.db("camden").exec("CREATE TABLE tripwire (id INTEGER PRIMARY KEY)");
+    dbs.db("camden")
+        .exec("CREATE TABLE tripwire (id INTEGER PRIMARY KEY)");
     let (version, stem) = ws.add_tripwire_migration();
-    let rest: Vec<String> = ids.iter().filter(|id| *id != "camden" && *id != "islington").cloned().collect();
+    let rest: Vec<String> = ids
+        .iter()
+        .filter(|id| *id != "camden" && *id != "islington")
+        .cloned()
+        .collect();
     ws.write_target_plan(
         "break.yaml",
         version,
-        &[("pilot", vec!["camden".into(), "islington".into()]), ("rest", rest)],
+        &[
+            ("pilot", vec!["camden".into(), "islington".into()]),
+            ("rest", rest),
+        ],
     );
 
     let out = ws.run(&["rollout", "plans/break.yaml", "--yes"]);
-    out.code(4).stderr_contains("camden")
-        .stderr_contains_any(&[&stem, &format!("migration {version}"), &format!("version {version}")]);
+    out.code(4).stderr_contains("camden").stderr_contains_any(&[
+        &stem,
+        &format!("migration {version}"),
+        &format!("version {version}"),
+    ]);
 
     let camden = dbs.db("camden");
-    assert!(!camden.table_exists("flotilla_probe"), "the failed transaction was not rolled back\n{}", out.describe());
-    assert_eq!(camden.applied_versions(), through_last, "camden\n{}", out.describe());
+    assert!(
+        !camden.table_exists("flotilla_probe"),
+        "the failed transaction was not rolled back\n{}",
+        out.describe()
+    );
+    assert_eq!(
+        camden.applied_versions(),
+        through_last,
+        "camden\n{}",
+        out.describe()
+    );
     for id in ids.iter().filter(|id| *id != "camden") {
         let db = dbs.db(id);
-        assert_eq!(db.applied_versions(), through_last, "{id} was touched\n{}", out.describe());
-        assert!(!db.table_exists("flotilla_probe"), "{id} was touched\n{}", out.describe());
+        assert_eq!(
+            db.applied_versions(),
+            through_last,
+            "{id} was touched\n{}",
+            out.describe()
+        );
+        assert!(
+            !db.table_exists("flotilla_probe"),
+            "{id} was touched\n{}",
+            out.describe()
+        );
     }
 }
 
 #[test]
 fn an_edited_applied_migration_on_postgres_is_drift_and_changes_nothing() {
     let (ws, _dbs, ids) = small_pg_workspace("drift");
-    ws.run(&["demo", "--seed-only", "--patients", "10"]).success();
+    ws.run(&["demo", "--seed-only", "--patients", "10"])
+        .success();
     let before = ws.tracking_snapshot();
     assert_eq!(before.len(), ids.len());
     let first = catalog_versions()[0];
     let up = ws.migration_file(first, ".up.sql");
-    ws.edit(&up, |s| format!("{s}\n-- edited after it was applied\nCREATE INDEX edited_idx ON staff (id);\n"));
+    ws.edit(&up, |s| {
+        format!("{s}\n-- edited after it was applied\nCREATE INDEX edited_idx ON staff (id);\n")
+    });
 
     let out = ws.run(&["rollout", PLAN, "--yes"]);
     out.code(7).stderr_names_migration(first);
-    assert_eq!(before, ws.tracking_snapshot(), "rollout changed tracking rows despite drift");
+    assert_eq!(
+        before,
+        ws.tracking_snapshot(),
+        "rollout changed tracking rows despite drift"
+    );
     for id in &ids {
-        assert!(!ws.db(id).table_exists("staff_smartcard"), "{id} was upgraded despite drift");
+        assert!(
+            !ws.db(id).table_exists("staff_smartcard"),
+            "{id} was upgraded despite drift"
+        );
     }
 }

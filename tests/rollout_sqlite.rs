@@ -38,13 +38,18 @@ fn demo_upgrades_every_trust_to_the_last_5_1_migration() {
 #[test]
 fn demo_seed_only_leaves_every_trust_at_5_0() {
     let ws = Workspace::new();
-    ws.run(&["demo", "--seed-only", "--patients", "50"]).success();
+    ws.run(&["demo", "--seed-only", "--patients", "50"])
+        .success();
     let to_5_0 = release_version("5.0");
-    let pending = (versions_through(release_version("5.1")).len() - versions_through(to_5_0).len()) as i64;
+    let pending =
+        (versions_through(release_version("5.1")).len() - versions_through(to_5_0).len()) as i64;
     assert_status_all_at(&ws, to_5_0, "5.0", pending);
     assert_all_applied_through(&ws, to_5_0);
     let camden = ws.db("camden");
-    assert!(!camden.table_exists("staff_smartcard"), "5.1 table present after --seed-only");
+    assert!(
+        !camden.table_exists("staff_smartcard"),
+        "5.1 table present after --seed-only"
+    );
     assert_eq!(camden.count("patient"), 50);
 }
 
@@ -65,17 +70,30 @@ fn a_second_rollout_applies_nothing_and_rewrites_no_tracking_row() {
 #[test]
 fn nhs_numbers_are_normalised_to_ten_digits_by_5_1() {
     let ws = Workspace::new();
-    ws.run(&["demo", "--seed-only", "--patients", "100"]).success();
-    let formatted = "SELECT count(*) FROM patient WHERE nhs_number LIKE '% %' OR nhs_number LIKE '%-%'";
-    let before: i64 = ws.trust_ids().iter().map(|id| ws.db(id).query_i64(formatted)).sum();
-    assert!(before > 0, "the seeded estate has no spaced/dashed NHS numbers: the test proves nothing");
+    ws.run(&["demo", "--seed-only", "--patients", "100"])
+        .success();
+    let formatted =
+        "SELECT count(*) FROM patient WHERE nhs_number LIKE '% %' OR nhs_number LIKE '%-%'";
+    let before: i64 = ws
+        .trust_ids()
+        .iter()
+        .map(|id| ws.db(id).query_i64(formatted))
+        .sum();
+    assert!(
+        before > 0,
+        "the seeded estate has no spaced/dashed NHS numbers: the test proves nothing"
+    );
 
     ws.run(&["rollout", PLAN, "--yes"]).success();
 
     let mut raw_formatted = 0;
     for id in ws.trust_ids() {
         let db = ws.db(&id);
-        assert_eq!(db.query_i64(formatted), 0, "{id}: NHS numbers still formatted");
+        assert_eq!(
+            db.query_i64(formatted),
+            0,
+            "{id}: NHS numbers still formatted"
+        );
         assert_eq!(
             db.query_i64(
                 "SELECT count(*) FROM patient \
@@ -89,18 +107,26 @@ fn nhs_numbers_are_normalised_to_ten_digits_by_5_1() {
             "SELECT count(*) FROM patient WHERE nhs_number_raw LIKE '% %' OR nhs_number_raw LIKE '%-%'",
         );
     }
-    assert_eq!(raw_formatted, before, "nhs_number_raw does not keep every captured value");
+    assert_eq!(
+        raw_formatted, before,
+        "nhs_number_raw does not keep every captured value"
+    );
 }
 
 #[test]
 fn rollout_without_yes_on_a_non_terminal_stdin_is_refused_and_changes_nothing() {
     let ws = Workspace::new();
-    ws.run(&["demo", "--seed-only", "--patients", "10"]).success();
+    ws.run(&["demo", "--seed-only", "--patients", "10"])
+        .success();
     let before = ws.tracking_snapshot();
 
     ws.run(&["rollout", PLAN]).code(2).stderr_contains("--yes");
 
-    assert_eq!(before, ws.tracking_snapshot(), "a refused rollout changed tracking rows");
+    assert_eq!(
+        before,
+        ws.tracking_snapshot(),
+        "a refused rollout changed tracking rows"
+    );
     assert_all_applied_through(&ws, release_version("5.0"));
 }
 
@@ -112,32 +138,60 @@ fn a_migration_failing_halfway_is_rolled_back_and_stops_the_rollout() {
     let through_last = versions_through(last);
 
     // The new migration fails on camden only: camden already has a `tripwire` table.
-    ws.db("camden").exec("CREATE TABLE tripwire (id INTEGER PRIMARY KEY)");
+    ws.db("camden")
+        .exec("CREATE TABLE tripwire (id INTEGER PRIMARY KEY)");
     let (version, stem) = ws.add_tripwire_migration();
     // camden first, alone (concurrency 1), then islington in the same wave; everyone else later.
-    let rest: Vec<String> =
-        ws.trust_ids().into_iter().filter(|id| id != "camden" && id != "islington").collect();
+    let rest: Vec<String> = ws
+        .trust_ids()
+        .into_iter()
+        .filter(|id| id != "camden" && id != "islington")
+        .collect();
     ws.write_target_plan(
         "break.yaml",
         version,
-        &[("pilot", vec!["camden".into(), "islington".into()]), ("everyone-else", rest)],
+        &[
+            ("pilot", vec!["camden".into(), "islington".into()]),
+            ("everyone-else", rest),
+        ],
     );
 
     let out = ws.run(&["rollout", "plans/break.yaml", "--yes"]);
-    out.code(4).stderr_contains("camden")
-        .stderr_contains_any(&[&stem, &format!("migration {version}"), &format!("version {version}")]);
+    out.code(4).stderr_contains("camden").stderr_contains_any(&[
+        &stem,
+        &format!("migration {version}"),
+        &format!("version {version}"),
+    ]);
 
     let camden = ws.db("camden");
-    assert!(!camden.table_exists("flotilla_probe"), "camden kept the table of the failed migration\n{}", out.describe());
+    assert!(
+        !camden.table_exists("flotilla_probe"),
+        "camden kept the table of the failed migration\n{}",
+        out.describe()
+    );
     assert!(camden.table_exists("tripwire"));
-    assert_eq!(camden.applied_versions(), through_last, "camden tracking rows\n{}", out.describe());
+    assert_eq!(
+        camden.applied_versions(),
+        through_last,
+        "camden tracking rows\n{}",
+        out.describe()
+    );
 
     // The wave stopped at its first failure: islington (after camden, concurrency 1) and
     // every trust of the later wave were never touched (the migration succeeds there).
     for id in ws.trust_ids().into_iter().filter(|id| id != "camden") {
         let db = ws.db(&id);
-        assert_eq!(db.applied_versions(), through_last, "{id} was touched\n{}", out.describe());
-        assert!(!db.table_exists("flotilla_probe"), "{id} was touched\n{}", out.describe());
+        assert_eq!(
+            db.applied_versions(),
+            through_last,
+            "{id} was touched\n{}",
+            out.describe()
+        );
+        assert!(
+            !db.table_exists("flotilla_probe"),
+            "{id} was touched\n{}",
+            out.describe()
+        );
     }
 
     // status still reads everyone at the last 5.1 version.

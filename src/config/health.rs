@@ -70,7 +70,13 @@ pub struct Regression {
 
 impl Default for Regression {
     fn default() -> Self {
-        Regression { alpha: 0.01, median_ratio: 1.5, p95_ratio: 2.0, p99_ratio: 3.0, floor_ms: 1.0 }
+        Regression {
+            alpha: 0.01,
+            median_ratio: 1.5,
+            p95_ratio: 2.0,
+            p99_ratio: 3.0,
+            floor_ms: 1.0,
+        }
     }
 }
 
@@ -124,15 +130,27 @@ impl Health {
         let mut out = Vec::new();
         let r = &self.regression;
         if !(r.alpha > 0.0 && r.alpha < 0.5) {
-            out.push(format!("regression.alpha must be between 0 and 0.5 (exclusive), got {}", r.alpha));
+            out.push(format!(
+                "regression.alpha must be between 0 and 0.5 (exclusive), got {}",
+                r.alpha
+            ));
         }
-        for (name, v) in [("median_ratio", r.median_ratio), ("p95_ratio", r.p95_ratio), ("p99_ratio", r.p99_ratio)] {
+        for (name, v) in [
+            ("median_ratio", r.median_ratio),
+            ("p95_ratio", r.p95_ratio),
+            ("p99_ratio", r.p99_ratio),
+        ] {
             if !(v.is_finite() && v >= 1.0) {
-                out.push(format!("regression.{name} must be a ratio of at least 1.0, got {v}"));
+                out.push(format!(
+                    "regression.{name} must be a ratio of at least 1.0, got {v}"
+                ));
             }
         }
         if !(r.floor_ms.is_finite() && r.floor_ms >= 0.0) {
-            out.push(format!("regression.floor_ms must be 0 or more, got {}", r.floor_ms));
+            out.push(format!(
+                "regression.floor_ms must be 0 or more, got {}",
+                r.floor_ms
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for p in &self.latency_probes {
@@ -140,7 +158,10 @@ impl Health {
                 out.push(format!("duplicate latency probe name '{}'", p.name));
             }
             if !(5..=10_000).contains(&p.samples) {
-                out.push(format!("latency probe '{}': samples must be between 5 and 10000, got {}", p.name, p.samples));
+                out.push(format!(
+                    "latency probe '{}': samples must be between 5 and 10000, got {}",
+                    p.name, p.samples
+                ));
             }
         }
         for (table, cols) in &self.integrity {
@@ -149,7 +170,9 @@ impl Health {
             }
             for c in std::iter::once(table).chain(cols) {
                 if !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') || c.is_empty() {
-                    out.push(format!("integrity: '{c}' is not a plain table or column name"));
+                    out.push(format!(
+                        "integrity: '{c}' is not a plain table or column name"
+                    ));
                 }
             }
         }

@@ -138,7 +138,11 @@ impl Inventory {
     fn resolve(path: &Path, file: InventoryFile) -> Result<Inventory, ConfigError> {
         let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         if file.trusts.is_empty() {
-            return Err(ConfigError::invalid(path, None, "the estate lists no trusts"));
+            return Err(ConfigError::invalid(
+                path,
+                None,
+                "the estate lists no trusts",
+            ));
         }
         let (default_db, default_local) = match file.defaults {
             Some(d) => (d.database, d.local_migrations),
@@ -177,16 +181,21 @@ impl Inventory {
                     ))
                 }
             };
-            let database = resolve_database(&base, &id, &db)
-                .map_err(|msg| ConfigError::invalid(path, Some(db_at), format!("trust '{id}': {msg}")))?;
-            let local_migrations = t.local_migrations.as_ref().or(default_local.as_ref()).map(|dir| {
-                let p = PathBuf::from(expand(dir, &id));
-                if p.is_absolute() {
-                    p
-                } else {
-                    base.join(p)
-                }
-            });
+            let database = resolve_database(&base, &id, &db).map_err(|msg| {
+                ConfigError::invalid(path, Some(db_at), format!("trust '{id}': {msg}"))
+            })?;
+            let local_migrations =
+                t.local_migrations
+                    .as_ref()
+                    .or(default_local.as_ref())
+                    .map(|dir| {
+                        let p = PathBuf::from(expand(dir, &id));
+                        if p.is_absolute() {
+                            p
+                        } else {
+                            base.join(p)
+                        }
+                    });
             index.insert(id.clone(), trusts.len());
             lines.insert(id.clone(), t.id.referenced.line());
             trusts.push(Trust {
@@ -270,9 +279,7 @@ fn resolve_database(base: &Path, id: &str, db: &DatabaseFile) -> Result<Database
             Ok(DatabaseTarget::Sqlite { path })
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let parsed = url::Url::parse(&url).map_err(|e| {
-                format!("invalid Postgres URL: {e}")
-            })?;
+            let parsed = url::Url::parse(&url).map_err(|e| format!("invalid Postgres URL: {e}"))?;
             if parsed.password().is_some() {
                 return Err(
                     "the Postgres URL holds a password; passwords never go in trusts.yaml: \

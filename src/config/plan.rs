@@ -106,7 +106,11 @@ pub struct Wave {
 
 impl Plan {
     /// Read and resolve a plan against the estate and the migration catalog.
-    pub fn load(path: &Path, inventory: &Inventory, catalog: &Catalog) -> Result<Plan, ConfigError> {
+    pub fn load(
+        path: &Path,
+        inventory: &Inventory,
+        catalog: &Catalog,
+    ) -> Result<Plan, ConfigError> {
         let file: PlanFile = yaml::load(path)?;
         resolve(path, file, inventory, catalog)
     }
@@ -124,7 +128,9 @@ impl Plan {
 
     /// Every trust of the plan, wave by wave.
     pub fn trusts(&self) -> impl Iterator<Item = &str> {
-        self.waves.iter().flat_map(|w| w.trusts.iter().map(String::as_str))
+        self.waves
+            .iter()
+            .flat_map(|w| w.trusts.iter().map(String::as_str))
     }
 }
 
@@ -142,7 +148,12 @@ fn resolve(
                 "give either release or target_version, not both".into(),
             ))
         }
-        (None, None) => return Err(err(None, "the plan needs a release or a target_version".into())),
+        (None, None) => {
+            return Err(err(
+                None,
+                "the plan needs a release or a target_version".into(),
+            ))
+        }
         (Some(r), None) => {
             let version = catalog.release_version(&r.value).ok_or_else(|| {
                 let known: Vec<&str> = catalog.releases().map(|(n, _)| n).collect();
@@ -152,20 +163,34 @@ fn resolve(
                         "release '{}' is not in {} (known: {})",
                         r.value,
                         catalog.releases_path().display(),
-                        if known.is_empty() { "none".into() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 )
             })?;
-            Target { version, release: Some(r.value.clone()) }
+            Target {
+                version,
+                release: Some(r.value.clone()),
+            }
         }
         (None, Some(v)) => {
             if catalog.get(v.value).is_none() {
                 return Err(err(
                     Some(v.referenced),
-                    format!("target_version {} is not a migration in {}", v.value, catalog.dir().display()),
+                    format!(
+                        "target_version {} is not a migration in {}",
+                        v.value,
+                        catalog.dir().display()
+                    ),
                 ));
             }
-            Target { version: v.value, release: catalog.release_at(v.value).map(str::to_string) }
+            Target {
+                version: v.value,
+                release: catalog.release_at(v.value).map(str::to_string),
+            }
         }
     };
     let default_concurrency = match &file.concurrency {
@@ -173,7 +198,10 @@ fn resolve(
         None => DEFAULT_CONCURRENCY,
     };
     if file.waves.value.is_empty() {
-        return Err(err(Some(file.waves.referenced), "the plan has no waves".into()));
+        return Err(err(
+            Some(file.waves.referenced),
+            "the plan has no waves".into(),
+        ));
     }
 
     // Which wave each trust went to, and where that was written.
@@ -183,7 +211,10 @@ fn resolve(
     for w in &file.waves.value {
         let name = w.name.value.clone();
         if !wave_names.insert(name.clone()) {
-            return Err(err(Some(w.name.referenced), format!("duplicate wave name '{name}'")));
+            return Err(err(
+                Some(w.name.referenced),
+                format!("duplicate wave name '{name}'"),
+            ));
         }
         let trusts: Vec<String> = match (&w.trusts, &w.select) {
             (Some(_), Some(_)) => {
@@ -243,7 +274,9 @@ fn resolve(
         if trusts.is_empty() {
             return Err(err(
                 Some(w.name.referenced),
-                format!("wave '{name}' resolves to no trusts (an empty wave is a mistake in the plan)"),
+                format!(
+                    "wave '{name}' resolves to no trusts (an empty wave is a mistake in the plan)"
+                ),
             ));
         }
         let concurrency = match &w.concurrency {
@@ -251,7 +284,13 @@ fn resolve(
             None => default_concurrency,
         };
         let soak = w.soak.or(file.health.as_ref().and_then(|h| h.value.soak));
-        waves.push(Wave { name, trusts, concurrency, approval: w.approval, soak });
+        waves.push(Wave {
+            name,
+            trusts,
+            concurrency,
+            approval: w.approval,
+            soak,
+        });
     }
     let health = match file.health {
         Some(h) => {
@@ -275,7 +314,11 @@ fn resolve(
 
 fn positive(path: &Path, c: &Spanned<usize>) -> Result<usize, ConfigError> {
     if c.value == 0 {
-        Err(ConfigError::invalid(path, Some(c.referenced), "concurrency must be at least 1"))
+        Err(ConfigError::invalid(
+            path,
+            Some(c.referenced),
+            "concurrency must be at least 1",
+        ))
     } else {
         Ok(c.value)
     }

@@ -36,7 +36,10 @@ pub(crate) fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, C
 fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or(message).trim();
     let line = line.strip_prefix("error: ").unwrap_or(line);
-    let line = match line.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+    let line = match line
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
         Some((position, rest)) if position.contains("column") => rest,
         _ => line,
     };
@@ -49,7 +52,9 @@ mod tests {
 
     #[test]
     fn syntax_error_names_file_line_and_column_once() {
-        let err = parse::<serde_json::Value>(Path::new("bad.yaml"), "a: 1\nb: [1, 2\nc: d: e\n").unwrap_err().to_string();
+        let err = parse::<serde_json::Value>(Path::new("bad.yaml"), "a: 1\nb: [1, 2\nc: d: e\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("bad.yaml:"), "{err}");
         assert!(!err.contains("error:"), "{err}");
         assert_eq!(err.matches("line").count(), 0, "{err}");

@@ -153,7 +153,10 @@ impl TrustDb {
         match &trust.database {
             DatabaseTarget::Sqlite { path } => {
                 if !path.is_file() {
-                    return Err(DbError::MissingSqliteFile { trust: trust.id.clone(), path: path.clone() });
+                    return Err(DbError::MissingSqliteFile {
+                        trust: trust.id.clone(),
+                        path: path.clone(),
+                    });
                 }
                 Self::connect_sqlite(&trust.id, path, access, false).await
             }
@@ -237,7 +240,11 @@ impl TrustDb {
     fn query_err(&self, context: &str) -> impl FnOnce(sqlx::Error) -> DbError {
         let trust = self.trust.clone();
         let context = context.to_string();
-        move |source| DbError::Query { trust, context, source }
+        move |source| DbError::Query {
+            trust,
+            context,
+            source,
+        }
     }
 
     /// Take the per-trust migration lock: a session advisory lock on Postgres, an exclusive
@@ -250,11 +257,18 @@ impl TrustDb {
                     .bind(sql::PG_LOCK_KEY)
                     .fetch_one(&mut *c)
                     .await
-                    .map_err(|source| DbError::Query { trust: trust.clone(), context: "taking the advisory lock".into(), source })?;
+                    .map_err(|source| DbError::Query {
+                        trust: trust.clone(),
+                        context: "taking the advisory lock".into(),
+                        source,
+                    })?;
                 if !got {
                     return Err(DbError::Locked {
                         trust,
-                        detail: format!("pg advisory lock {} is held by another session", sql::PG_LOCK_KEY),
+                        detail: format!(
+                            "pg advisory lock {} is held by another session",
+                            sql::PG_LOCK_KEY
+                        ),
                     });
                 }
                 self.pg_locked = true;
@@ -268,7 +282,10 @@ impl TrustDb {
                     .truncate(false)
                     .write(true)
                     .open(&lock_path)
-                    .map_err(|e| DbError::Locked { trust: trust.clone(), detail: format!("cannot open {}: {e}", lock_path.display()) })?;
+                    .map_err(|e| DbError::Locked {
+                        trust: trust.clone(),
+                        detail: format!("cannot open {}: {e}", lock_path.display()),
+                    })?;
                 match file.try_lock() {
                     Ok(()) => {
                         self.lock_file = Some(file);
@@ -322,10 +339,16 @@ impl TrustDb {
         }
         let err = self.query_err("reading the tracking table");
         let rows: Vec<(i64, String, String, bool)> =
-            on_conn!(self, c => sqlx::query_as(sql::SELECT_APPLIED).fetch_all(&mut *c).await).map_err(err)?;
+            on_conn!(self, c => sqlx::query_as(sql::SELECT_APPLIED).fetch_all(&mut *c).await)
+                .map_err(err)?;
         Ok(rows
             .into_iter()
-            .map(|(version, description, checksum, dirty)| AppliedMigration { version, description, checksum, dirty })
+            .map(|(version, description, checksum, dirty)| AppliedMigration {
+                version,
+                description,
+                checksum,
+                dirty,
+            })
             .collect())
     }
 
@@ -421,7 +444,11 @@ impl TrustDb {
         Ok(started.elapsed())
     }
 
-    async fn run_batches(&mut self, m: &Migration, script: &crate::migrations::Script) -> Result<(), DbError> {
+    async fn run_batches(
+        &mut self,
+        m: &Migration,
+        script: &crate::migrations::Script,
+    ) -> Result<(), DbError> {
         let trust = self.trust.clone();
         let failed = |source| DbError::MigrationFailed {
             trust: trust.clone(),
@@ -462,7 +489,12 @@ impl TrustDb {
 
     /// Run `query` (binding `param` as `$1` when given), fetch every row, and report how long
     /// that took and how many rows came back.
-    pub async fn timed_query(&mut self, query: &str, param: Option<i64>, context: &str) -> Result<(Duration, usize), DbError> {
+    pub async fn timed_query(
+        &mut self,
+        query: &str,
+        param: Option<i64>,
+        context: &str,
+    ) -> Result<(Duration, usize), DbError> {
         let err = self.query_err(context);
         let started = Instant::now();
         let rows = on_conn!(self, c => {
@@ -475,13 +507,22 @@ impl TrustDb {
     }
 
     /// The first column of every row, as integers (probe parameters).
-    pub async fn query_i64_column(&mut self, query: &str, context: &str) -> Result<Vec<i64>, DbError> {
+    pub async fn query_i64_column(
+        &mut self,
+        query: &str,
+        context: &str,
+    ) -> Result<Vec<i64>, DbError> {
         let err = self.query_err(context);
         on_conn!(self, c => sqlx::query_scalar::<_, i64>(query).fetch_all(&mut *c).await.map_err(err))
     }
 
     /// Every row of `query` as text columns (NULL as None): the input of integrity hashes.
-    pub async fn text_rows(&mut self, query: &str, columns: usize, context: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
+    pub async fn text_rows(
+        &mut self,
+        query: &str,
+        columns: usize,
+        context: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, DbError> {
         use sqlx::Row;
         let err = self.query_err(context);
         on_conn!(self, c => {
@@ -504,19 +545,35 @@ impl TrustDb {
     }
 
     /// Execute a statement binding `$1` (integer) and `$2` (text); rows affected.
-    pub async fn execute_with(&mut self, query: &str, id: i64, token: &str, context: &str) -> Result<u64, DbError> {
+    pub async fn execute_with(
+        &mut self,
+        query: &str,
+        id: i64,
+        token: &str,
+        context: &str,
+    ) -> Result<u64, DbError> {
         let err = self.query_err(context);
         on_conn!(self, c => sqlx::query(query).bind(id).bind(token).execute(&mut *c).await.map(|r| r.rows_affected()).map_err(err))
     }
 
     /// Execute a statement binding `$1` (integer); rows affected.
-    pub async fn execute_with_id(&mut self, query: &str, id: i64, context: &str) -> Result<u64, DbError> {
+    pub async fn execute_with_id(
+        &mut self,
+        query: &str,
+        id: i64,
+        context: &str,
+    ) -> Result<u64, DbError> {
         let err = self.query_err(context);
         on_conn!(self, c => sqlx::query(query).bind(id).execute(&mut *c).await.map(|r| r.rows_affected()).map_err(err))
     }
 
     /// The single text value a query returns for `$1`, if any row comes back.
-    pub async fn text_for(&mut self, query: &str, id: i64, context: &str) -> Result<Option<String>, DbError> {
+    pub async fn text_for(
+        &mut self,
+        query: &str,
+        id: i64,
+        context: &str,
+    ) -> Result<Option<String>, DbError> {
         let err = self.query_err(context);
         on_conn!(self, c => sqlx::query_scalar::<_, Option<String>>(query).bind(id).fetch_optional(&mut *c).await.map(Option::flatten).map_err(err))
     }
@@ -532,7 +589,11 @@ impl TrustDb {
     /// A private in-memory SQLite database (schema checks at `validate`).
     pub async fn scratch() -> Result<TrustDb, DbError> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(|e| DbError::Unreachable { trust: "schema-check".into(), target: "sqlite::memory:".into(), message: e.to_string() })?
+            .map_err(|e| DbError::Unreachable {
+                trust: "schema-check".into(),
+                target: "sqlite::memory:".into(),
+                message: e.to_string(),
+            })?
             .foreign_keys(true)
             .disable_statement_logging();
         let conn = options.connect().await.map_err(|e| DbError::Unreachable {
@@ -540,7 +601,13 @@ impl TrustDb {
             target: "sqlite::memory:".into(),
             message: e.to_string(),
         })?;
-        Ok(TrustDb { trust: "schema-check".into(), conn: Conn::Sqlite(conn), sqlite_path: None, lock_file: None, pg_locked: false })
+        Ok(TrustDb {
+            trust: "schema-check".into(),
+            conn: Conn::Sqlite(conn),
+            sqlite_path: None,
+            lock_file: None,
+            pg_locked: false,
+        })
     }
 
     /// Names of the user tables in the database (excluding SQLite internals).
@@ -604,7 +671,9 @@ fn pg_options(trust: &Trust, access: Access) -> Result<PgConnectOptions, DbError
             options = options.password(pw.trim_end_matches(['\r', '\n']));
         }
     }
-    options = options.application_name("flotilla").disable_statement_logging();
+    options = options
+        .application_name("flotilla")
+        .disable_statement_logging();
     if access == Access::ReadOnly {
         options = options.options([("default_transaction_read_only", "on")]);
     }

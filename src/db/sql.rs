@@ -56,7 +56,9 @@ pub fn tracking_table_exists(dialect: Dialect) -> &'static str {
 /// The statement that takes the per-trust lock, as shown to users.
 pub fn lock_statement(dialect: Dialect) -> String {
     match dialect {
-        Dialect::Sqlite => "-- lock: exclusive advisory lock (flock) on <database file>.flotilla-lock".into(),
+        Dialect::Sqlite => {
+            "-- lock: exclusive advisory lock (flock) on <database file>.flotilla-lock".into()
+        }
         Dialect::Postgres => format!("SELECT pg_try_advisory_lock({PG_LOCK_KEY});"),
     }
 }
@@ -97,7 +99,10 @@ pub fn render_apply(m: &Migration) -> Vec<String> {
             ],
         ) + ";"
     };
-    let clean = bind(MARK_CLEAN, &[m.version.to_string(), "0 /* duration */".into()]) + ";";
+    let clean = bind(
+        MARK_CLEAN,
+        &[m.version.to_string(), "0 /* duration */".into()],
+    ) + ";";
     let header = format!("-- migration {} ({})", m, m.up.path.display());
     match m.up.mode {
         Mode::Transaction => vec![

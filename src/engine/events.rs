@@ -34,7 +34,11 @@ pub enum Event {
         migrations: usize,
     },
     /// Preflight found a trust that cannot be migrated; nothing will run.
-    TrustBlocked { wave: String, trust: String, reason: String },
+    TrustBlocked {
+        wave: String,
+        trust: String,
+        reason: String,
+    },
     /// A wave begins.
     WaveStarted {
         wave: String,
@@ -56,11 +60,23 @@ pub enum Event {
         migrations: usize,
     },
     /// A migration begins on a trust.
-    MigrationStarted { trust: String, version: i64, description: String },
+    MigrationStarted {
+        trust: String,
+        version: i64,
+        description: String,
+    },
     /// A migration committed on a trust, with its tracking row.
-    MigrationApplied { trust: String, version: i64, duration_ms: u64 },
+    MigrationApplied {
+        trust: String,
+        version: i64,
+        duration_ms: u64,
+    },
     /// A migration failed on a trust; its transaction rolled back.
-    MigrationFailed { trust: String, version: i64, error: String },
+    MigrationFailed {
+        trust: String,
+        version: i64,
+        error: String,
+    },
     /// Work on a trust ended.
     TrustFinished {
         wave: String,
@@ -72,7 +88,11 @@ pub enum Event {
         duration_ms: u64,
     },
     /// Figures measured on a trust (`window`: baseline, post-upgrade, soak-N, after-rollback).
-    HealthMeasured { trust: String, window: String, snapshot: Snapshot },
+    HealthMeasured {
+        trust: String,
+        window: String,
+        snapshot: Snapshot,
+    },
     /// The gate's verdict on a trust for a window, with reasons and latency figures.
     HealthVerdict {
         wave: String,
@@ -83,11 +103,25 @@ pub enum Event {
         latency: Vec<LatencyComparison>,
     },
     /// A soak round after a wave.
-    SoakRound { wave: String, round: u32, of: u32, trusts: usize },
+    SoakRound {
+        wave: String,
+        round: u32,
+        of: u32,
+        trusts: usize,
+    },
     /// A trust is being rolled back to its pre-upgrade version.
-    RollbackStarted { trust: String, from: String, to: String, migrations: usize },
+    RollbackStarted {
+        trust: String,
+        from: String,
+        to: String,
+        migrations: usize,
+    },
     /// A rollback finished and its integrity figures equal the pre-upgrade ones.
-    RollbackFinished { trust: String, version: Option<i64>, release: String },
+    RollbackFinished {
+        trust: String,
+        version: Option<i64>,
+        release: String,
+    },
     /// A rollback failed or could not be verified: an operator is needed.
     RollbackFailed { trust: String, error: String },
     /// The gate stopped the run.
@@ -101,7 +135,11 @@ pub enum Event {
         skipped: usize,
     },
     /// The run ended.
-    RunFinished { outcome: String, exit_code: u8, duration_ms: u64 },
+    RunFinished {
+        outcome: String,
+        exit_code: u8,
+        duration_ms: u64,
+    },
 }
 
 /// Receives events. Implementations must be cheap: the engine calls them inline.

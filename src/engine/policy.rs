@@ -26,18 +26,27 @@ pub enum Next {
 
 /// Decide from `(trust, verdict)` pairs of the trusts a wave upgraded.
 /// `failed_before` counts failures tolerated earlier in the run against `max_failed_trusts`.
-pub fn decide(verdicts: &[(String, Verdict)], policy: OnRegression, max_failed_trusts: usize, failed_before: usize) -> Decision {
+pub fn decide(
+    verdicts: &[(String, Verdict)],
+    policy: OnRegression,
+    max_failed_trusts: usize,
+    failed_before: usize,
+) -> Decision {
     let failed: Vec<String> = verdicts
         .iter()
         .filter(|(_, v)| matches!(v, Verdict::Fail(_)))
         .map(|(t, _)| t.clone())
         .collect();
-    let undecided = verdicts.iter().any(|(_, v)| matches!(v, Verdict::Inconclusive(_) | Verdict::Error(_)));
+    let undecided = verdicts
+        .iter()
+        .any(|(_, v)| matches!(v, Verdict::Inconclusive(_) | Verdict::Error(_)));
     let over_limit = failed_before + failed.len() > max_failed_trusts;
     let rollback = match policy {
         OnRegression::Halt => Vec::new(),
         OnRegression::RollbackTrustAndHalt => failed.clone(),
-        OnRegression::RollbackWaveAndHalt if over_limit => verdicts.iter().map(|(t, _)| t.clone()).collect(),
+        OnRegression::RollbackWaveAndHalt if over_limit => {
+            verdicts.iter().map(|(t, _)| t.clone()).collect()
+        }
         OnRegression::RollbackWaveAndHalt => failed.clone(),
     };
     let then = if !failed.is_empty() && over_limit {
@@ -65,7 +74,11 @@ mod tests {
     }
 
     fn wave(kinds: &[&str]) -> Vec<(String, Verdict)> {
-        kinds.iter().enumerate().map(|(i, k)| (format!("t{i}"), v(k))).collect()
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("t{i}"), v(k)))
+            .collect()
     }
 
     fn names(v: &[&str]) -> Vec<String> {
@@ -94,32 +107,83 @@ mod tests {
         ];
         for (kind, policy, rollback, next) in table {
             let d = decide(&wave(&[kind, "pass"]), policy, 0, 0);
-            assert_eq!(d, Decision { rollback: names(&rollback), then: next }, "{kind} under {policy:?}");
+            assert_eq!(
+                d,
+                Decision {
+                    rollback: names(&rollback),
+                    then: next
+                },
+                "{kind} under {policy:?}"
+            );
         }
     }
 
     #[test]
     fn tolerated_failures_are_rolled_back_and_the_run_continues() {
-        let d = decide(&wave(&["fail", "pass", "pass"]), OnRegression::RollbackTrustAndHalt, 1, 0);
-        assert_eq!(d, Decision { rollback: names(&["t0"]), then: Next::Continue });
-        let d = decide(&wave(&["fail", "pass"]), OnRegression::RollbackWaveAndHalt, 1, 0);
-        assert_eq!(d, Decision { rollback: names(&["t0"]), then: Next::Continue });
+        let d = decide(
+            &wave(&["fail", "pass", "pass"]),
+            OnRegression::RollbackTrustAndHalt,
+            1,
+            0,
+        );
+        assert_eq!(
+            d,
+            Decision {
+                rollback: names(&["t0"]),
+                then: Next::Continue
+            }
+        );
+        let d = decide(
+            &wave(&["fail", "pass"]),
+            OnRegression::RollbackWaveAndHalt,
+            1,
+            0,
+        );
+        assert_eq!(
+            d,
+            Decision {
+                rollback: names(&["t0"]),
+                then: Next::Continue
+            }
+        );
     }
 
     #[test]
     fn failures_count_across_waves_against_the_limit() {
-        let d = decide(&wave(&["fail", "pass"]), OnRegression::RollbackTrustAndHalt, 1, 1);
+        let d = decide(
+            &wave(&["fail", "pass"]),
+            OnRegression::RollbackTrustAndHalt,
+            1,
+            1,
+        );
         assert_eq!(d.then, Next::Halt);
     }
 
     #[test]
     fn a_failure_outranks_an_inconclusive_trust() {
-        let d = decide(&wave(&["inconclusive", "fail"]), OnRegression::RollbackTrustAndHalt, 0, 0);
-        assert_eq!(d, Decision { rollback: names(&["t1"]), then: Next::Halt });
+        let d = decide(
+            &wave(&["inconclusive", "fail"]),
+            OnRegression::RollbackTrustAndHalt,
+            0,
+            0,
+        );
+        assert_eq!(
+            d,
+            Decision {
+                rollback: names(&["t1"]),
+                then: Next::Halt
+            }
+        );
     }
 
     #[test]
     fn an_empty_wave_continues() {
-        assert_eq!(decide(&[], OnRegression::Halt, 0, 0), Decision { rollback: vec![], then: Next::Continue });
+        assert_eq!(
+            decide(&[], OnRegression::Halt, 0, 0),
+            Decision {
+                rollback: vec![],
+                then: Next::Continue
+            }
+        );
     }
 }

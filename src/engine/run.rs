@@ -44,11 +44,22 @@ pub enum RunOutcome {
     /// A migration failed; the run stopped after that wave's in-flight trusts finished.
     Failed { wave: String, trusts: Vec<String> },
     /// The health gate found a regression and stopped the run (after the policy's rollbacks).
-    Halted { wave: String, trusts: Vec<String>, reasons: Vec<String> },
+    Halted {
+        wave: String,
+        trusts: Vec<String>,
+        reasons: Vec<String>,
+    },
     /// The gate could not decide (inconclusive, probe errors): an operator must look.
-    Paused { wave: String, trusts: Vec<String>, reasons: Vec<String> },
+    Paused {
+        wave: String,
+        trusts: Vec<String>,
+        reasons: Vec<String>,
+    },
     /// A rollback failed or its integrity check did not match: an operator is needed.
-    RollbackFailed { trusts: Vec<String>, reasons: Vec<String> },
+    RollbackFailed {
+        trusts: Vec<String>,
+        reasons: Vec<String>,
+    },
     /// An approval wave was declined.
     NotApproved { wave: String },
 }
@@ -90,18 +101,24 @@ pub struct RunSummary {
 
 fn blocker_from(err: &DbError) -> Blocker {
     let exit = match err {
-        DbError::MissingSqliteFile { .. } | DbError::MissingEnv { .. } | DbError::PasswordFile { .. } | DbError::BadUrl { .. } => {
-            ExitCode::Config
-        }
+        DbError::MissingSqliteFile { .. }
+        | DbError::MissingEnv { .. }
+        | DbError::PasswordFile { .. }
+        | DbError::BadUrl { .. } => ExitCode::Config,
         DbError::Locked { .. } => ExitCode::Locked,
         _ => ExitCode::MigrationFailed,
     };
-    Blocker::Unreadable { message: err.to_string(), exit }
+    Blocker::Unreadable {
+        message: err.to_string(),
+        exit,
+    }
 }
 
 /// Read a trust's applied history without changing anything.
 pub async fn read_state(trust: &Trust) -> TrustState {
-    let mut db = TrustDb::connect(trust, Access::ReadOnly).await.map_err(|e| blocker_from(&e))?;
+    let mut db = TrustDb::connect(trust, Access::ReadOnly)
+        .await
+        .map_err(|e| blocker_from(&e))?;
     let applied = db.applied().await.map_err(|e| blocker_from(&e));
     db.close().await;
     applied
@@ -146,10 +163,17 @@ pub async fn preflight(inventory: &Inventory, catalogs: &Catalogs, plan: &Plan) 
                     params.insert(id, p);
                 }
                 Err(message) => {
-                    for t in planned.waves.iter_mut().flat_map(|w| &mut w.trusts).filter(|t| t.id == id) {
+                    for t in planned
+                        .waves
+                        .iter_mut()
+                        .flat_map(|w| &mut w.trusts)
+                        .filter(|t| t.id == id)
+                    {
                         t.action = Action::Blocked {
                             blocker: Blocker::Unreadable {
-                                message: format!("trust '{id}': health probes cannot run: {message}"),
+                                message: format!(
+                                    "trust '{id}': health probes cannot run: {message}"
+                                ),
                                 exit: ExitCode::Config,
                             },
                         };
@@ -158,7 +182,10 @@ pub async fn preflight(inventory: &Inventory, catalogs: &Catalogs, plan: &Plan) 
             }
         }
     }
-    Preflight { plan: planned, params }
+    Preflight {
+        plan: planned,
+        params,
+    }
 }
 
 /// Everything a run needs.
@@ -203,15 +230,23 @@ impl Engine<'_> {
         let started = Instant::now();
         let mut state = RunState::default();
         let outcome = self.run_waves(preflight, &mut state).await;
-        if let RunOutcome::Halted { wave, reasons, .. } | RunOutcome::Paused { wave, reasons, .. } = &outcome {
-            self.events.emit(&Event::Halted { wave: wave.clone(), reason: reasons.join("; ") });
+        if let RunOutcome::Halted { wave, reasons, .. } | RunOutcome::Paused { wave, reasons, .. } =
+            &outcome
+        {
+            self.events.emit(&Event::Halted {
+                wave: wave.clone(),
+                reason: reasons.join("; "),
+            });
         }
         self.events.emit(&Event::RunFinished {
             outcome: outcome.label().into(),
             exit_code: outcome.exit_code().code(),
             duration_ms: elapsed_ms(started),
         });
-        RunSummary { outcome, trusts: state.results }
+        RunSummary {
+            outcome,
+            trusts: state.results,
+        }
     }
 
     async fn run_waves(&self, preflight: &Preflight, state: &mut RunState) -> RunOutcome {
@@ -221,11 +256,17 @@ impl Engine<'_> {
             for w in &planned.waves {
                 for t in &w.trusts {
                     if let Action::Blocked { blocker } = &t.action {
-                        self.events.emit(&Event::TrustBlocked { wave: w.name.clone(), trust: t.id.clone(), reason: blocker.to_string() });
+                        self.events.emit(&Event::TrustBlocked {
+                            wave: w.name.clone(),
+                            trust: t.id.clone(),
+                            reason: blocker.to_string(),
+                        });
                     }
                 }
             }
-            return RunOutcome::Blocked { exit: first.exit_code() };
+            return RunOutcome::Blocked {
+                exit: first.exit_code(),
+            };
         }
         self.events.emit(&Event::RunStarted {
             plan: planned.plan.clone(),
@@ -240,16 +281,25 @@ impl Engine<'_> {
                 .trusts
                 .iter()
                 .filter_map(|t| match &t.action {
-                    Action::Upgrade { steps } => Some((t.id.as_str(), t.current_version, steps.as_slice())),
+                    Action::Upgrade { steps } => {
+                        Some((t.id.as_str(), t.current_version, steps.as_slice()))
+                    }
                     _ => None,
                 })
                 .collect();
             if wave.approval == Approval::Required && !upgrades.is_empty() {
                 match self.approver.approve(wave) {
-                    Some(by) => self.events.emit(&Event::WaveApproved { wave: wave.name.clone(), by }),
+                    Some(by) => self.events.emit(&Event::WaveApproved {
+                        wave: wave.name.clone(),
+                        by,
+                    }),
                     None => {
-                        self.events.emit(&Event::WaveNotApproved { wave: wave.name.clone() });
-                        return RunOutcome::NotApproved { wave: wave.name.clone() };
+                        self.events.emit(&Event::WaveNotApproved {
+                            wave: wave.name.clone(),
+                        });
+                        return RunOutcome::NotApproved {
+                            wave: wave.name.clone(),
+                        };
                     }
                 }
             }
@@ -260,7 +310,10 @@ impl Engine<'_> {
                 to_upgrade: upgrades.len(),
                 concurrency: wave.concurrency,
             });
-            if let Some(outcome) = self.run_wave(wave, wave_plan, &upgrades, preflight, state).await {
+            if let Some(outcome) = self
+                .run_wave(wave, wave_plan, &upgrades, preflight, state)
+                .await
+            {
                 return outcome;
             }
         }
@@ -277,8 +330,18 @@ impl Engine<'_> {
         state: &mut RunState,
     ) -> Option<RunOutcome> {
         let mut wave_results: Vec<(String, TrustOutcome)> = Vec::new();
-        for t in wave_plan.trusts.iter().filter(|t| t.action == Action::UpToDate) {
-            self.emit_finished(&wave.name, &t.id, t.current_version, TrustOutcome::UpToDate, 0);
+        for t in wave_plan
+            .trusts
+            .iter()
+            .filter(|t| t.action == Action::UpToDate)
+        {
+            self.emit_finished(
+                &wave.name,
+                &t.id,
+                t.current_version,
+                TrustOutcome::UpToDate,
+                0,
+            );
             wave_results.push((t.id.clone(), TrustOutcome::UpToDate));
         }
 
@@ -287,25 +350,45 @@ impl Engine<'_> {
         if self.gated() {
             let mut broken = Vec::new();
             for (id, from, steps) in upgrades {
-                let Some(trust) = self.inventory.get(id) else { continue };
+                let Some(trust) = self.inventory.get(id) else {
+                    continue;
+                };
                 let params = preflight.params.get(*id).cloned().unwrap_or_default();
                 let rewrites = self.rewrites(id, steps);
-                let baseline = measure(trust, &self.plan.health, &params, &rewrites, Scope::Full).await;
-                self.events.emit(&Event::HealthMeasured { trust: id.to_string(), window: "baseline".into(), snapshot: baseline.clone() });
+                let baseline =
+                    measure(trust, &self.plan.health, &params, &rewrites, Scope::Full).await;
+                self.events.emit(&Event::HealthMeasured {
+                    trust: id.to_string(),
+                    window: "baseline".into(),
+                    snapshot: baseline.clone(),
+                });
                 let problems = snapshot_errors(&baseline);
                 if !problems.is_empty() {
-                    let verdict = Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
+                    let verdict =
+                        Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
                     self.emit_verdict(&wave.name, id, Window::PostUpgrade, &verdict, Vec::new());
                     broken.push((id.to_string(), verdict));
                 }
-                baselines.insert(id.to_string(), Watched { wave: wave.name.clone(), from: *from, baseline, params, rewrites });
+                baselines.insert(
+                    id.to_string(),
+                    Watched {
+                        wave: wave.name.clone(),
+                        from: *from,
+                        baseline,
+                        params,
+                        rewrites,
+                    },
+                );
             }
             if !broken.is_empty() {
                 state.results.extend(wave_results);
                 return Some(RunOutcome::Paused {
                     wave: wave.name.clone(),
                     trusts: broken.iter().map(|(t, _)| t.clone()).collect(),
-                    reasons: broken.iter().flat_map(|(t, v)| v.reasons().iter().map(move |r| format!("{t}: {r}"))).collect(),
+                    reasons: broken
+                        .iter()
+                        .flat_map(|(t, v)| v.reasons().iter().map(move |r| format!("{t}: {r}")))
+                        .collect(),
                 });
             }
         }
@@ -352,7 +435,9 @@ impl Engine<'_> {
         if self.gated() {
             for id in &upgraded {
                 let Some(w) = baselines.get(id) else { continue };
-                let j = self.confirmed(id, w, Scope::Full, Window::PostUpgrade, "post-upgrade").await;
+                let j = self
+                    .confirmed(id, w, Scope::Full, Window::PostUpgrade, "post-upgrade")
+                    .await;
                 self.emit_verdict(&wave.name, id, Window::PostUpgrade, &j.verdict, j.latency);
                 verdicts.push((id.clone(), j.verdict));
             }
@@ -362,8 +447,12 @@ impl Engine<'_> {
         let suspects = late.into_inner().unwrap_or_default();
         let mut late_verdicts = Vec::new();
         for (id, _) in suspects {
-            let Some((_, w)) = state.watched.iter().find(|(t, _)| *t == id) else { continue };
-            let j = self.confirmed(&id, w, Scope::Soak, Window::Soak, "late-check").await;
+            let Some((_, w)) = state.watched.iter().find(|(t, _)| *t == id) else {
+                continue;
+            };
+            let j = self
+                .confirmed(&id, w, Scope::Soak, Window::Soak, "late-check")
+                .await;
             self.emit_verdict(&wave.name, &id, Window::Soak, &j.verdict, j.latency);
             late_verdicts.push((id, j.verdict));
         }
@@ -381,24 +470,45 @@ impl Engine<'_> {
             return Some(outcome);
         }
         if !failed_migrations.is_empty() {
-            return Some(RunOutcome::Failed { wave: wave.name.clone(), trusts: failed_migrations });
+            return Some(RunOutcome::Failed {
+                wave: wave.name.clone(),
+                trusts: failed_migrations,
+            });
         }
         self.soak(wave, state).await
     }
 
     /// Turn verdicts into rollbacks and the next step.
-    async fn apply_policy(&self, wave: &str, verdicts: &[(String, Verdict)], state: &mut RunState) -> Option<RunOutcome> {
+    async fn apply_policy(
+        &self,
+        wave: &str,
+        verdicts: &[(String, Verdict)],
+        state: &mut RunState,
+    ) -> Option<RunOutcome> {
         if verdicts.is_empty() {
             return None;
         }
-        let decision = decide(verdicts, self.plan.on_regression, self.plan.max_failed_trusts, state.failed_trusts);
-        state.failed_trusts += verdicts.iter().filter(|(_, v)| matches!(v, Verdict::Fail(_))).count();
+        let decision = decide(
+            verdicts,
+            self.plan.on_regression,
+            self.plan.max_failed_trusts,
+            state.failed_trusts,
+        );
+        state.failed_trusts += verdicts
+            .iter()
+            .filter(|(_, v)| matches!(v, Verdict::Fail(_)))
+            .count();
         let mut rollback_failures = Vec::new();
         for id in &decision.rollback {
-            let Some(pos) = state.watched.iter().position(|(t, _)| t == id) else { continue };
+            let Some(pos) = state.watched.iter().position(|(t, _)| t == id) else {
+                continue;
+            };
             let (_, watched) = state.watched.remove(pos);
             if let Err(e) = self.rollback_trust(id, &watched).await {
-                self.events.emit(&Event::RollbackFailed { trust: id.clone(), error: e.clone() });
+                self.events.emit(&Event::RollbackFailed {
+                    trust: id.clone(),
+                    error: e.clone(),
+                });
                 rollback_failures.push(format!("{id}: {e}"));
             }
         }
@@ -407,14 +517,29 @@ impl Engine<'_> {
             .filter(|(_, v)| *v != Verdict::Pass)
             .flat_map(|(t, v)| v.reasons().iter().map(move |r| format!("{t}: {r}")))
             .collect();
-        let trusts: Vec<String> = verdicts.iter().filter(|(_, v)| *v != Verdict::Pass).map(|(t, _)| t.clone()).collect();
+        let trusts: Vec<String> = verdicts
+            .iter()
+            .filter(|(_, v)| *v != Verdict::Pass)
+            .map(|(t, _)| t.clone())
+            .collect();
         if !rollback_failures.is_empty() {
-            return Some(RunOutcome::RollbackFailed { trusts: decision.rollback.clone(), reasons: rollback_failures });
+            return Some(RunOutcome::RollbackFailed {
+                trusts: decision.rollback.clone(),
+                reasons: rollback_failures,
+            });
         }
         match decision.then {
             Next::Continue => None,
-            Next::Halt => Some(RunOutcome::Halted { wave: wave.to_string(), trusts, reasons }),
-            Next::Pause => Some(RunOutcome::Paused { wave: wave.to_string(), trusts, reasons }),
+            Next::Halt => Some(RunOutcome::Halted {
+                wave: wave.to_string(),
+                trusts,
+                reasons,
+            }),
+            Next::Pause => Some(RunOutcome::Paused {
+                wave: wave.to_string(),
+                trusts,
+                reasons,
+            }),
         }
     }
 
@@ -422,16 +547,28 @@ impl Engine<'_> {
     /// starts. (Trusts of earlier waves are watched in the background while later waves run.)
     async fn soak(&self, wave: &Wave, state: &mut RunState) -> Option<RunOutcome> {
         let soak = wave.soak?;
-        let this_wave: Vec<(String, Watched)> = state.watched.iter().filter(|(_, w)| w.wave == wave.name).cloned().collect();
+        let this_wave: Vec<(String, Watched)> = state
+            .watched
+            .iter()
+            .filter(|(_, w)| w.wave == wave.name)
+            .cloned()
+            .collect();
         if !self.gated() || this_wave.is_empty() {
             return None;
         }
         for round in 1..=soak.rounds {
             tokio::time::sleep(soak.interval).await;
-            self.events.emit(&Event::SoakRound { wave: wave.name.clone(), round, of: soak.rounds, trusts: this_wave.len() });
+            self.events.emit(&Event::SoakRound {
+                wave: wave.name.clone(),
+                round,
+                of: soak.rounds,
+                trusts: this_wave.len(),
+            });
             let mut verdicts = Vec::new();
             for (id, w) in &this_wave {
-                let j = self.confirmed(id, w, Scope::Soak, Window::Soak, &format!("soak-{round}")).await;
+                let j = self
+                    .confirmed(id, w, Scope::Soak, Window::Soak, &format!("soak-{round}"))
+                    .await;
                 self.emit_verdict(&wave.name, id, Window::Soak, &j.verdict, j.latency);
                 verdicts.push((id.clone(), j.verdict));
             }
@@ -443,25 +580,48 @@ impl Engine<'_> {
     }
 
     /// Measure a trust and judge the window against its baseline.
-    async fn judged(&self, id: &str, w: &Watched, scope: Scope, kind: Window, label: &str) -> Judgement {
+    async fn judged(
+        &self,
+        id: &str,
+        w: &Watched,
+        scope: Scope,
+        kind: Window,
+        label: &str,
+    ) -> Judgement {
         let Some(trust) = self.inventory.get(id) else {
-            return Judgement { verdict: Verdict::Error(vec![format!("trust '{id}' is not in the inventory")]), latency: Vec::new() };
+            return Judgement {
+                verdict: Verdict::Error(vec![format!("trust '{id}' is not in the inventory")]),
+                latency: Vec::new(),
+            };
         };
         let snap = measure(trust, &self.plan.health, &w.params, &w.rewrites, scope).await;
-        self.events.emit(&Event::HealthMeasured { trust: id.to_string(), window: label.to_string(), snapshot: snap.clone() });
+        self.events.emit(&Event::HealthMeasured {
+            trust: id.to_string(),
+            window: label.to_string(),
+            snapshot: snap.clone(),
+        });
         judge(&self.plan.health, &w.baseline, &snap, kind)
     }
 
     /// Like [`judged`](Self::judged), but a window that does not pass is measured once more
     /// after a pause, and that second window decides: a real regression persists, a burst of
     /// load on a shared machine does not.
-    async fn confirmed(&self, id: &str, w: &Watched, scope: Scope, kind: Window, label: &str) -> Judgement {
+    async fn confirmed(
+        &self,
+        id: &str,
+        w: &Watched,
+        scope: Scope,
+        kind: Window,
+        label: &str,
+    ) -> Judgement {
         let first = self.judged(id, w, scope, kind, label).await;
         if first.verdict == Verdict::Pass {
             return first;
         }
         tokio::time::sleep(CONFIRM_PAUSE).await;
-        let second = self.judged(id, w, scope, kind, &format!("{label}-confirm")).await;
+        let second = self
+            .judged(id, w, scope, kind, &format!("{label}-confirm"))
+            .await;
         if second.verdict == Verdict::Pass {
             tracing::info!(trust = id, first = ?first.verdict, "not confirmed on a second measurement: treated as noise");
         }
@@ -477,7 +637,14 @@ impl Engine<'_> {
         done: &AtomicBool,
         late: &Mutex<Vec<(String, Verdict)>>,
     ) {
-        let Some(interval) = self.plan.waves.iter().find(|w| w.name == wave).and_then(|w| w.soak).map(|s| s.interval) else {
+        let Some(interval) = self
+            .plan
+            .waves
+            .iter()
+            .find(|w| w.name == wave)
+            .and_then(|w| w.soak)
+            .map(|s| s.interval)
+        else {
             return;
         };
         if !self.gated() || watched.is_empty() {
@@ -498,7 +665,15 @@ impl Engine<'_> {
                 if done.load(Ordering::SeqCst) {
                     return;
                 }
-                let j = self.judged(id, w, Scope::Soak, Window::Soak, &format!("background-{round}")).await;
+                let j = self
+                    .judged(
+                        id,
+                        w,
+                        Scope::Soak,
+                        Window::Soak,
+                        &format!("background-{round}"),
+                    )
+                    .await;
                 if j.verdict != Verdict::Pass {
                     if let Ok(mut l) = late.lock() {
                         if !l.iter().any(|(t, _)| t == id) {
@@ -513,24 +688,43 @@ impl Engine<'_> {
     /// Down migrations in reverse to the version the trust was at, then integrity must equal
     /// the pre-upgrade figures.
     async fn rollback_trust(&self, id: &str, w: &Watched) -> Result<(), String> {
-        let trust = self.inventory.get(id).ok_or_else(|| format!("trust '{id}' is not in the inventory"))?;
+        let trust = self
+            .inventory
+            .get(id)
+            .ok_or_else(|| format!("trust '{id}' is not in the inventory"))?;
         let catalog = self.catalogs.for_trust(id);
-        let mut db = TrustDb::connect(trust, Access::ReadWrite).await.map_err(|e| e.to_string())?;
+        let mut db = TrustDb::connect(trust, Access::ReadWrite)
+            .await
+            .map_err(|e| e.to_string())?;
         let result = self.revert_locked(&mut db, catalog, w.from).await;
         db.close().await;
         let version = result?;
-        let after = measure(trust, &self.plan.health, &w.params, &w.rewrites, Scope::Integrity).await;
-        self.events.emit(&Event::HealthMeasured { trust: id.to_string(), window: "after-rollback".into(), snapshot: after.clone() });
-        let j = judge(&self.plan.health, &w.baseline, &after, Window::AfterRollback);
+        let after = measure(
+            trust,
+            &self.plan.health,
+            &w.params,
+            &w.rewrites,
+            Scope::Integrity,
+        )
+        .await;
+        self.events.emit(&Event::HealthMeasured {
+            trust: id.to_string(),
+            window: "after-rollback".into(),
+            snapshot: after.clone(),
+        });
+        let j = judge(
+            &self.plan.health,
+            &w.baseline,
+            &after,
+            Window::AfterRollback,
+        );
         self.emit_verdict(&w.wave, id, Window::AfterRollback, &j.verdict, Vec::new());
         match j.verdict {
-            Verdict::Pass => {
-                self.events.emit(&Event::RollbackFinished {
-                    trust: id.to_string(),
-                    version,
-                    release: self.catalogs.base().describe(version),
-                })
-            }
+            Verdict::Pass => self.events.emit(&Event::RollbackFinished {
+                trust: id.to_string(),
+                version,
+                release: self.catalogs.base().describe(version),
+            }),
             other => {
                 return Err(format!(
                     "rolled back to {} but the data does not match the pre-upgrade figures: {}",
@@ -542,15 +736,31 @@ impl Engine<'_> {
         Ok(())
     }
 
-    async fn revert_locked(&self, db: &mut TrustDb, catalog: &Catalog, to: Option<i64>) -> Result<Option<i64>, String> {
+    async fn revert_locked(
+        &self,
+        db: &mut TrustDb,
+        catalog: &Catalog,
+        to: Option<i64>,
+    ) -> Result<Option<i64>, String> {
         db.lock().await.map_err(|e| e.to_string())?;
         let applied = db.applied().await.map_err(|e| e.to_string())?;
         let mut current = applied.iter().map(|a| a.version).max();
         let mut undo = Vec::new();
-        for a in applied.iter().rev().filter(|a| to.is_none_or(|t| a.version > t)) {
-            let m = catalog.get(a.version).ok_or_else(|| format!("migration {} is not in the catalog: cannot roll it back", a.version))?;
+        for a in applied
+            .iter()
+            .rev()
+            .filter(|a| to.is_none_or(|t| a.version > t))
+        {
+            let m = catalog.get(a.version).ok_or_else(|| {
+                format!(
+                    "migration {} is not in the catalog: cannot roll it back",
+                    a.version
+                )
+            })?;
             if m.reversibility == Reversibility::Irreversible {
-                return Err(format!("migration {m} is marked irreversible: refusing to roll it back automatically"));
+                return Err(format!(
+                    "migration {m} is marked irreversible: refusing to roll it back automatically"
+                ));
             }
             undo.push(m);
         }
@@ -562,17 +772,32 @@ impl Engine<'_> {
         });
         for m in undo {
             db.revert(m).await.map_err(|e| e.to_string())?;
-            current = applied.iter().map(|a| a.version).filter(|v| *v < m.version).max();
+            current = applied
+                .iter()
+                .map(|a| a.version)
+                .filter(|v| *v < m.version)
+                .max();
         }
         Ok(current)
     }
 
     fn rewrites(&self, id: &str, steps: &[Step]) -> BTreeSet<(String, String)> {
         let catalog = self.catalogs.for_trust(id);
-        steps.iter().filter_map(|s| catalog.get(s.version)).flat_map(|m| m.rewrites.iter().cloned()).collect()
+        steps
+            .iter()
+            .filter_map(|s| catalog.get(s.version))
+            .flat_map(|m| m.rewrites.iter().cloned())
+            .collect()
     }
 
-    fn emit_verdict(&self, wave: &str, trust: &str, window: Window, verdict: &Verdict, latency: Vec<crate::health::gate::LatencyComparison>) {
+    fn emit_verdict(
+        &self,
+        wave: &str,
+        trust: &str,
+        window: Window,
+        verdict: &Verdict,
+        latency: Vec<crate::health::gate::LatencyComparison>,
+    ) {
         self.events.emit(&Event::HealthVerdict {
             wave: wave.to_string(),
             trust: trust.to_string(),
@@ -582,7 +807,14 @@ impl Engine<'_> {
         });
     }
 
-    fn emit_finished(&self, wave: &str, trust: &str, version: Option<i64>, outcome: TrustOutcome, duration_ms: u64) {
+    fn emit_finished(
+        &self,
+        wave: &str,
+        trust: &str,
+        version: Option<i64>,
+        outcome: TrustOutcome,
+        duration_ms: u64,
+    ) {
         self.events.emit(&Event::TrustFinished {
             wave: wave.to_string(),
             trust: trust.to_string(),
@@ -604,7 +836,14 @@ impl Engine<'_> {
         });
     }
 
-    async fn migrate_trust(&self, wave: &str, id: &str, planned_from: Option<i64>, planned: &[Step], stop: &AtomicBool) -> TrustOutcome {
+    async fn migrate_trust(
+        &self,
+        wave: &str,
+        id: &str,
+        planned_from: Option<i64>,
+        planned: &[Step],
+        stop: &AtomicBool,
+    ) -> TrustOutcome {
         let started = Instant::now();
         let finish = |version: Option<i64>, outcome: TrustOutcome| {
             self.emit_finished(wave, id, version, outcome.clone(), elapsed_ms(started));
@@ -614,13 +853,27 @@ impl Engine<'_> {
             return finish(planned_from, TrustOutcome::Skipped);
         }
         let Some(trust) = self.inventory.get(id) else {
-            return finish(planned_from, TrustOutcome::Failed { error: format!("trust '{id}' is not in the inventory") });
+            return finish(
+                planned_from,
+                TrustOutcome::Failed {
+                    error: format!("trust '{id}' is not in the inventory"),
+                },
+            );
         };
         let mut db = match TrustDb::connect(trust, Access::ReadWrite).await {
             Ok(db) => db,
-            Err(e) => return finish(planned_from, TrustOutcome::Failed { error: e.to_string() }),
+            Err(e) => {
+                return finish(
+                    planned_from,
+                    TrustOutcome::Failed {
+                        error: e.to_string(),
+                    },
+                )
+            }
         };
-        let result = self.migrate_locked(wave, &mut db, planned_from, planned).await;
+        let result = self
+            .migrate_locked(wave, &mut db, planned_from, planned)
+            .await;
         db.close().await;
         match result {
             Ok((version, 0)) => finish(version, TrustOutcome::UpToDate),
@@ -641,8 +894,13 @@ impl Engine<'_> {
         let id = db.trust().to_string();
         let catalog = self.catalogs.for_trust(&id);
         db.lock().await.map_err(|e| (planned_from, e.to_string()))?;
-        db.ensure_tracking_table().await.map_err(|e| (planned_from, e.to_string()))?;
-        let applied = db.applied().await.map_err(|e| (planned_from, e.to_string()))?;
+        db.ensure_tracking_table()
+            .await
+            .map_err(|e| (planned_from, e.to_string()))?;
+        let applied = db
+            .applied()
+            .await
+            .map_err(|e| (planned_from, e.to_string()))?;
         let mut version = applied.iter().map(|a| a.version).max();
         let steps = match verify(catalog, &applied, self.plan.target.version) {
             Action::UpToDate => return Ok((version, 0)),
@@ -656,14 +914,24 @@ impl Engine<'_> {
             wave: wave.to_string(),
             trust: id.clone(),
             from: self.catalogs.base().describe(version),
-            to: self.catalogs.base().describe(Some(self.plan.target.version)),
+            to: self
+                .catalogs
+                .base()
+                .describe(Some(self.plan.target.version)),
             migrations: steps.len(),
         });
         for step in &steps {
             let Some(m) = catalog.get(step.version) else {
-                return Err((version, format!("migration {} vanished from the catalog", step.version)));
+                return Err((
+                    version,
+                    format!("migration {} vanished from the catalog", step.version),
+                ));
             };
-            self.events.emit(&Event::MigrationStarted { trust: id.clone(), version: m.version, description: m.description.clone() });
+            self.events.emit(&Event::MigrationStarted {
+                trust: id.clone(),
+                version: m.version,
+                description: m.description.clone(),
+            });
             match db.apply(m, step.resume_dirty).await {
                 Ok(took) => {
                     version = Some(m.version);
@@ -674,7 +942,11 @@ impl Engine<'_> {
                     });
                 }
                 Err(e) => {
-                    self.events.emit(&Event::MigrationFailed { trust: id.clone(), version: m.version, error: e.to_string() });
+                    self.events.emit(&Event::MigrationFailed {
+                        trust: id.clone(),
+                        version: m.version,
+                        error: e.to_string(),
+                    });
                     return Err((version, e.to_string()));
                 }
             }
@@ -686,14 +958,28 @@ impl Engine<'_> {
 /// Every measurement of a snapshot that could not be taken.
 fn snapshot_errors(s: &Snapshot) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    out.extend(s.latency.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("latency probe '{n}': {e}"))));
-    out.extend(s.integrity.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("integrity of '{n}': {e}"))));
-    out.extend(s.invariants.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("invariant '{n}': {e}"))));
+    out.extend(s.latency.iter().filter_map(|(n, r)| {
+        r.as_ref()
+            .err()
+            .map(|e| format!("latency probe '{n}': {e}"))
+    }));
+    out.extend(
+        s.integrity
+            .iter()
+            .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("integrity of '{n}': {e}"))),
+    );
+    out.extend(
+        s.invariants
+            .iter()
+            .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("invariant '{n}': {e}"))),
+    );
     if let Some(Err(e)) = &s.write {
         out.push(format!("write probe: {e}"));
     }
     if let Some(Ok(crate::health::probes::WriteOutcome::Lost { detail })) = &s.write {
-        out.push(format!("write probe: data not reliably saved even before the upgrade: {detail}"));
+        out.push(format!(
+            "write probe: data not reliably saved even before the upgrade: {detail}"
+        ));
     }
     out
 }

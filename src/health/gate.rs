@@ -107,7 +107,12 @@ fn ratio(post: f64, base: f64) -> f64 {
 }
 
 /// Compare two latency sample sets under the thresholds.
-pub fn compare_latency(probe: &str, baseline: &[f64], post: &[f64], r: &Regression) -> Option<LatencyComparison> {
+pub fn compare_latency(
+    probe: &str,
+    baseline: &[f64],
+    post: &[f64],
+    r: &Regression,
+) -> Option<LatencyComparison> {
     let mut b = baseline.to_vec();
     let mut p = post.to_vec();
     b.sort_by(f64::total_cmp);
@@ -117,7 +122,9 @@ pub fn compare_latency(probe: &str, baseline: &[f64], post: &[f64], r: &Regressi
     let (bm, pm) = (percentile(&b, 0.5)?, percentile(&p, 0.5)?);
     let (b95, p95) = (percentile(&b, 0.95)?, percentile(&p, 0.95)?);
     let (b99, p99) = (percentile(&b, 0.99)?, percentile(&p, 0.99)?);
-    let effect = ratio(pm, bm) > r.median_ratio || ratio(p95, b95) > r.p95_ratio || ratio(p99, b99) > r.p99_ratio;
+    let effect = ratio(pm, bm) > r.median_ratio
+        || ratio(p95, b95) > r.p95_ratio
+        || ratio(p99, b99) > r.p99_ratio;
     let regressed = mw.p_value < r.alpha && shift > r.floor_ms && effect;
     Some(LatencyComparison {
         probe: probe.to_string(),
@@ -146,10 +153,11 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
         for probe in &health.latency_probes {
             let name = &probe.name;
             match (baseline.latency.get(name), window.latency.get(name)) {
-                (Some(Ok(b)), Some(Ok(w))) => match compare_latency(name, &b.ms, &w.ms, &health.regression) {
-                    Some(c) => {
-                        if c.regressed {
-                            fail.push(format!(
+                (Some(Ok(b)), Some(Ok(w))) => {
+                    match compare_latency(name, &b.ms, &w.ms, &health.regression) {
+                        Some(c) => {
+                            if c.regressed {
+                                fail.push(format!(
                                 "latency probe '{name}' regressed: median {:.2} ms → {:.2} ms (×{:.1}), p95 {:.2} → {:.2} ms, shift +{:.2} ms (floor {} ms), Mann–Whitney p = {:.2e} (alpha {})",
                                 c.baseline_median_ms,
                                 c.median_ms,
@@ -161,13 +169,19 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                                 c.p_value,
                                 health.regression.alpha
                             ));
+                            }
+                            latency.push(c);
                         }
-                        latency.push(c);
+                        None => inconclusive
+                            .push(format!("latency probe '{name}': no samples to compare")),
                     }
-                    None => inconclusive.push(format!("latency probe '{name}': no samples to compare")),
-                },
-                (Some(Err(e)), _) => inconclusive.push(format!("latency probe '{name}': no baseline ({e})")),
-                (None, _) => inconclusive.push(format!("latency probe '{name}': no baseline was measured")),
+                }
+                (Some(Err(e)), _) => {
+                    inconclusive.push(format!("latency probe '{name}': no baseline ({e})"))
+                }
+                (None, _) => {
+                    inconclusive.push(format!("latency probe '{name}': no baseline was measured"))
+                }
                 (_, Some(Err(e))) => error.push(format!("latency probe '{name}' failed: {e}")),
                 (_, None) => inconclusive.push(format!("latency probe '{name}' was not measured")),
             }
@@ -185,7 +199,10 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
         for inv in &health.invariants {
             match window.invariants.get(&inv.name) {
                 Some(Ok(v)) if *v == inv.expect => {}
-                Some(Ok(v)) => fail.push(format!("invariant '{}' returned {v}, expected {}", inv.name, inv.expect)),
+                Some(Ok(v)) => fail.push(format!(
+                    "invariant '{}' returned {v}, expected {}",
+                    inv.name, inv.expect
+                )),
                 Some(Err(e)) => error.push(format!("invariant '{}' failed: {e}", inv.name)),
                 None => inconclusive.push(format!("invariant '{}' was not checked", inv.name)),
             }
@@ -205,7 +222,11 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                     } else {
                         let (before, after, what) = match kind {
                             Window::AfterRollback => (&b.hash, &w.hash, "key columns"),
-                            _ => (&b.undeclared_hash, &w.undeclared_hash, "key columns no migration declares it rewrites"),
+                            _ => (
+                                &b.undeclared_hash,
+                                &w.undeclared_hash,
+                                "key columns no migration declares it rewrites",
+                            ),
                         };
                         if before != after {
                             fail.push(format!(
@@ -220,7 +241,9 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                 (Some(Err(e)), _) | (None, Some(Err(e))) => {
                     inconclusive.push(format!("integrity of '{table}': no baseline ({e})"))
                 }
-                (_, Some(Err(e))) => error.push(format!("integrity of '{table}' could not be measured: {e}")),
+                (_, Some(Err(e))) => {
+                    error.push(format!("integrity of '{table}' could not be measured: {e}"))
+                }
                 _ => inconclusive.push(format!("integrity of '{table}' was not measured")),
             }
         }
@@ -248,26 +271,53 @@ mod tests {
 
     fn health() -> Health {
         Health {
-            latency_probes: vec![LatencyProbe { name: "open-record".into(), sql: "SELECT 1".into(), params: None, samples: 30 }],
-            write_probe: Some(WriteProbe { insert: "i".into(), read_back: "r".into(), cleanup: "c".into() }),
-            integrity: [("patient".to_string(), vec!["id".to_string()])].into_iter().collect(),
-            invariants: vec![Invariant { name: "no-orphans".into(), sql: "SELECT 0".into(), expect: 0 }],
+            latency_probes: vec![LatencyProbe {
+                name: "open-record".into(),
+                sql: "SELECT 1".into(),
+                params: None,
+                samples: 30,
+            }],
+            write_probe: Some(WriteProbe {
+                insert: "i".into(),
+                read_back: "r".into(),
+                cleanup: "c".into(),
+            }),
+            integrity: [("patient".to_string(), vec!["id".to_string()])]
+                .into_iter()
+                .collect(),
+            invariants: vec![Invariant {
+                name: "no-orphans".into(),
+                sql: "SELECT 0".into(),
+                expect: 0,
+            }],
             ..Health::default()
         }
     }
 
     /// A deterministic spread around `centre` (no randomness: the test must not be flaky).
     fn samples(centre: f64, spread: f64) -> Vec<f64> {
-        (0..30).map(|i| centre + spread * (((i * 7) % 30) as f64 / 30.0 - 0.5)).collect()
+        (0..30)
+            .map(|i| centre + spread * (((i * 7) % 30) as f64 / 30.0 - 0.5))
+            .collect()
     }
 
     fn snapshot(latency: Vec<f64>, rows: i64, hash: &str) -> Snapshot {
         let mut s = Snapshot::default();
-        s.latency.insert("open-record".into(), Ok(LatencySamples { ms: latency, rows: 30 }));
+        s.latency.insert(
+            "open-record".into(),
+            Ok(LatencySamples {
+                ms: latency,
+                rows: 30,
+            }),
+        );
         s.write = Some(Ok(WriteOutcome::Durable));
         s.integrity.insert(
             "patient".into(),
-            Ok(TableFigures { rows, hash: hash.repeat(12), undeclared_hash: hash.repeat(12) }),
+            Ok(TableFigures {
+                rows,
+                hash: hash.repeat(12),
+                undeclared_hash: hash.repeat(12),
+            }),
         );
         s.invariants.insert("no-orphans".into(), Ok(0));
         s
@@ -276,7 +326,10 @@ mod tests {
     #[test]
     fn identical_windows_pass() {
         let b = snapshot(samples(2.0, 0.4), 100, "a");
-        assert_eq!(judge(&health(), &b, &b.clone(), Window::PostUpgrade).verdict, Verdict::Pass);
+        assert_eq!(
+            judge(&health(), &b, &b.clone(), Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
     }
 
     #[test]
@@ -284,8 +337,13 @@ mod tests {
         let b = snapshot(samples(2.0, 0.4), 100, "a");
         let p = snapshot(samples(9.0, 0.4), 100, "a");
         let j = judge(&health(), &b, &p, Window::PostUpgrade);
-        let Verdict::Fail(reasons) = &j.verdict else { panic!("{:?}", j.verdict) };
-        assert!(reasons[0].contains("open-record") && reasons[0].contains("median"), "{reasons:?}");
+        let Verdict::Fail(reasons) = &j.verdict else {
+            panic!("{:?}", j.verdict)
+        };
+        assert!(
+            reasons[0].contains("open-record") && reasons[0].contains("median"),
+            "{reasons:?}"
+        );
         assert!(j.latency[0].regressed);
         assert!(j.latency[0].p_value < 1e-6);
     }
@@ -295,7 +353,10 @@ mod tests {
         // 0.05 ms → 0.2 ms is ×4 and certain, but far below a 1 ms floor: noise, not harm.
         let b = snapshot(samples(0.05, 0.01), 100, "a");
         let p = snapshot(samples(0.2, 0.01), 100, "a");
-        assert_eq!(judge(&health(), &b, &p, Window::PostUpgrade).verdict, Verdict::Pass);
+        assert_eq!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
     }
 
     #[test]
@@ -303,24 +364,39 @@ mod tests {
         // +1.5 ms on a 10 ms query: significant and above the floor, but only ×1.15.
         let b = snapshot(samples(10.0, 0.4), 100, "a");
         let p = snapshot(samples(11.5, 0.4), 100, "a");
-        assert_eq!(judge(&health(), &b, &p, Window::PostUpgrade).verdict, Verdict::Pass);
+        assert_eq!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn a_lost_write_fails_without_statistics() {
         let b = snapshot(samples(2.0, 0.4), 100, "a");
         let mut p = b.clone();
-        p.write = Some(Ok(WriteOutcome::Lost { detail: "gone".into() }));
-        let Verdict::Fail(reasons) = judge(&health(), &b, &p, Window::PostUpgrade).verdict else { panic!() };
-        assert!(reasons[0].contains("data not reliably saved"), "{reasons:?}");
+        p.write = Some(Ok(WriteOutcome::Lost {
+            detail: "gone".into(),
+        }));
+        let Verdict::Fail(reasons) = judge(&health(), &b, &p, Window::PostUpgrade).verdict else {
+            panic!()
+        };
+        assert!(
+            reasons[0].contains("data not reliably saved"),
+            "{reasons:?}"
+        );
     }
 
     #[test]
     fn a_changed_row_count_fails_integrity() {
         let b = snapshot(samples(2.0, 0.4), 100, "a");
         let p = snapshot(samples(2.0, 0.4), 90, "a");
-        let Verdict::Fail(reasons) = judge(&health(), &b, &p, Window::PostUpgrade).verdict else { panic!() };
-        assert!(reasons[0].contains("100 rows before, 90 after"), "{reasons:?}");
+        let Verdict::Fail(reasons) = judge(&health(), &b, &p, Window::PostUpgrade).verdict else {
+            panic!()
+        };
+        assert!(
+            reasons[0].contains("100 rows before, 90 after"),
+            "{reasons:?}"
+        );
     }
 
     #[test]
@@ -330,8 +406,14 @@ mod tests {
         if let Some(Ok(f)) = p.integrity.get_mut("patient") {
             f.hash = "b".repeat(12); // the declared column changed, the undeclared hash did not
         }
-        assert_eq!(judge(&health(), &b, &p, Window::PostUpgrade).verdict, Verdict::Pass);
-        assert!(matches!(judge(&health(), &b, &p, Window::AfterRollback).verdict, Verdict::Fail(_)));
+        assert_eq!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
+        assert!(matches!(
+            judge(&health(), &b, &p, Window::AfterRollback).verdict,
+            Verdict::Fail(_)
+        ));
     }
 
     #[test]
@@ -339,29 +421,45 @@ mod tests {
         let b = snapshot(samples(2.0, 0.4), 100, "a");
         let mut p = b.clone();
         p.invariants.insert("no-orphans".into(), Ok(3));
-        assert!(matches!(judge(&health(), &b, &p, Window::PostUpgrade).verdict, Verdict::Fail(_)));
+        assert!(matches!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Fail(_)
+        ));
     }
 
     #[test]
     fn missing_data_is_never_a_pass() {
         let b = snapshot(samples(2.0, 0.4), 100, "a");
         let empty = Snapshot::default();
-        assert!(matches!(judge(&health(), &b, &empty, Window::PostUpgrade).verdict, Verdict::Inconclusive(_)));
-        assert!(matches!(judge(&health(), &empty, &b, Window::PostUpgrade).verdict, Verdict::Inconclusive(_)));
+        assert!(matches!(
+            judge(&health(), &b, &empty, Window::PostUpgrade).verdict,
+            Verdict::Inconclusive(_)
+        ));
+        assert!(matches!(
+            judge(&health(), &empty, &b, Window::PostUpgrade).verdict,
+            Verdict::Inconclusive(_)
+        ));
     }
 
     #[test]
     fn a_probe_that_errors_gives_an_error_verdict() {
         let b = snapshot(samples(2.0, 0.4), 100, "a");
         let mut p = b.clone();
-        p.latency.insert("open-record".into(), Err("no such table".into()));
-        assert!(matches!(judge(&health(), &b, &p, Window::PostUpgrade).verdict, Verdict::Error(_)));
+        p.latency
+            .insert("open-record".into(), Err("no such table".into()));
+        assert!(matches!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Error(_)
+        ));
     }
 
     #[test]
     fn soak_windows_ignore_integrity_so_live_writes_do_not_fail_them() {
         let b = snapshot(samples(2.0, 0.4), 100, "a");
         let p = snapshot(samples(2.0, 0.4), 140, "z");
-        assert_eq!(judge(&health(), &b, &p, Window::Soak).verdict, Verdict::Pass);
+        assert_eq!(
+            judge(&health(), &b, &p, Window::Soak).verdict,
+            Verdict::Pass
+        );
     }
 }

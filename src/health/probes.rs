@@ -91,7 +91,10 @@ pub fn statements(health: &Health) -> Vec<(String, String)> {
         out.push(("write probe cleanup".into(), w.cleanup.clone()));
     }
     for (table, columns) in &health.integrity {
-        out.push((format!("integrity table '{table}'"), integrity_query(table, columns)));
+        out.push((
+            format!("integrity table '{table}'"),
+            integrity_query(table, columns),
+        ));
     }
     for i in &health.invariants {
         out.push((format!("invariant '{}'", i.name), i.sql.clone()));
@@ -100,7 +103,10 @@ pub fn statements(health: &Health) -> Vec<(String, String)> {
 }
 
 fn integrity_query(table: &str, columns: &[String]) -> String {
-    let select: Vec<String> = columns.iter().map(|c| format!("CAST({c} AS TEXT)")).collect();
+    let select: Vec<String> = columns
+        .iter()
+        .map(|c| format!("CAST({c} AS TEXT)"))
+        .collect();
     format!("SELECT {} FROM {table}", select.join(", "))
 }
 
@@ -108,10 +114,16 @@ fn integrity_query(table: &str, columns: &[String]) -> String {
 /// the shared migrations are applied to a private in-memory SQLite database and every health
 /// statement is compiled there (syntax, tables, columns). Probe SQL must therefore be portable
 /// between SQLite and PostgreSQL, as the migrations are.
-pub async fn check_against_schema(health: &Health, catalog: &crate::migrations::Catalog, target: i64) -> Result<(), String> {
+pub async fn check_against_schema(
+    health: &Health,
+    catalog: &crate::migrations::Catalog,
+    target: i64,
+) -> Result<(), String> {
     let mut db = TrustDb::scratch().await.map_err(|e| e.to_string())?;
     let result = async {
-        db.ensure_tracking_table().await.map_err(|e| e.to_string())?;
+        db.ensure_tracking_table()
+            .await
+            .map_err(|e| e.to_string())?;
         for m in catalog.range(None, target) {
             db.apply(m, false)
                 .await
@@ -137,11 +149,16 @@ pub async fn prepare_all(db: &mut TrustDb, health: &Health) -> Result<(), String
 /// an error: it would measure nothing.
 pub async fn draw_params(trust: &Trust, health: &Health) -> Result<ProbeParams, String> {
     let mut out = ProbeParams::new();
-    let mut db = TrustDb::connect(trust, Access::ReadOnly).await.map_err(|e| e.to_string())?;
+    let mut db = TrustDb::connect(trust, Access::ReadOnly)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut result = prepare_all(&mut db, health).await;
     for p in health.latency_probes.iter().filter(|_| result.is_ok()) {
         let Some(sql) = &p.params else { continue };
-        match db.query_i64_column(sql, &format!("latency probe '{}' params", p.name)).await {
+        match db
+            .query_i64_column(sql, &format!("latency probe '{}' params", p.name))
+            .await
+        {
             Ok(values) if values.is_empty() => {
                 result = Err(format!("latency probe '{}': its params query returned no rows, so it would measure nothing", p.name));
                 break;
@@ -184,7 +201,10 @@ pub async fn measure(
     }
     if scope != Scope::Integrity {
         for inv in &health.invariants {
-            let v = db.query_i64(&inv.sql, &format!("invariant '{}'", inv.name)).await.map_err(|e| e.to_string());
+            let v = db
+                .query_i64(&inv.sql, &format!("invariant '{}'", inv.name))
+                .await
+                .map_err(|e| e.to_string());
             snap.invariants.insert(inv.name.clone(), v);
         }
         for probe in &health.latency_probes {
@@ -204,7 +224,8 @@ pub async fn measure(
 fn fail_all(snap: &mut Snapshot, health: &Health, scope: Scope, reason: &str) {
     if scope != Scope::Soak {
         for table in health.integrity.keys() {
-            snap.integrity.insert(table.clone(), Err(reason.to_string()));
+            snap.integrity
+                .insert(table.clone(), Err(reason.to_string()));
         }
     }
     if scope != Scope::Integrity {
@@ -212,7 +233,8 @@ fn fail_all(snap: &mut Snapshot, health: &Health, scope: Scope, reason: &str) {
             snap.latency.insert(p.name.clone(), Err(reason.to_string()));
         }
         for i in &health.invariants {
-            snap.invariants.insert(i.name.clone(), Err(reason.to_string()));
+            snap.invariants
+                .insert(i.name.clone(), Err(reason.to_string()));
         }
         if health.write_probe.is_some() {
             snap.write = Some(Err(reason.to_string()));
@@ -220,24 +242,36 @@ fn fail_all(snap: &mut Snapshot, health: &Health, scope: Scope, reason: &str) {
     }
 }
 
-async fn time_probe(db: &mut TrustDb, probe: &LatencyProbe, params: Option<&Vec<i64>>) -> Measured<LatencySamples> {
+async fn time_probe(
+    db: &mut TrustDb,
+    probe: &LatencyProbe,
+    params: Option<&Vec<i64>>,
+) -> Measured<LatencySamples> {
     let context = format!("latency probe '{}'", probe.name);
     if probe.params.is_some() && params.is_none_or(|p| p.is_empty()) {
         return Err(format!("{context}: no parameters were drawn"));
     }
     let param = |i: usize| params.map(|p| p[i % p.len()]);
     for i in 0..WARM_UP {
-        db.timed_query(&probe.sql, param(i), &context).await.map_err(|e| e.to_string())?;
+        db.timed_query(&probe.sql, param(i), &context)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let mut ms = Vec::with_capacity(probe.samples);
     let mut rows = 0;
     for i in 0..probe.samples {
-        let (took, n) = db.timed_query(&probe.sql, param(i), &context).await.map_err(|e| e.to_string())?;
+        let (took, n) = db
+            .timed_query(&probe.sql, param(i), &context)
+            .await
+            .map_err(|e| e.to_string())?;
         ms.push(took.as_secs_f64() * 1000.0);
         rows += n;
     }
     if rows == 0 {
-        return Err(format!("{context} returned no rows in {} executions, so it measures nothing", probe.samples));
+        return Err(format!(
+            "{context} returned no rows in {} executions, so it measures nothing",
+            probe.samples
+        ));
     }
     Ok(LatencySamples { ms, rows })
 }
@@ -250,17 +284,28 @@ async fn table_figures(
 ) -> Measured<TableFigures> {
     let query = integrity_query(table, columns);
     let rows = db
-        .text_rows(&query, columns.len(), &format!("integrity of table '{table}'"))
+        .text_rows(
+            &query,
+            columns.len(),
+            &format!("integrity of table '{table}'"),
+        )
         .await
         .map_err(|e| e.to_string())?;
-    let declared: Vec<bool> = columns.iter().map(|c| rewrites.contains(&(table.to_string(), c.clone()))).collect();
+    let declared: Vec<bool> = columns
+        .iter()
+        .map(|c| rewrites.contains(&(table.to_string(), c.clone())))
+        .collect();
     let mut all = 0u128;
     let mut undeclared = 0u128;
     for row in &rows {
         all = all.wrapping_add(row_hash(row.iter().map(Some)));
-        undeclared = undeclared.wrapping_add(row_hash(
-            row.iter().zip(&declared).map(|(v, d)| if *d { None } else { Some(v) }),
-        ));
+        undeclared = undeclared.wrapping_add(row_hash(row.iter().zip(&declared).map(|(v, d)| {
+            if *d {
+                None
+            } else {
+                Some(v)
+            }
+        })));
     }
     Ok(TableFigures {
         rows: i64::try_from(rows.len()).unwrap_or(i64::MAX),
@@ -291,21 +336,36 @@ fn row_hash<'a>(values: impl Iterator<Item = Option<&'a Option<String>>>) -> u12
 }
 
 fn probe_identity() -> (i64, String) {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
     let n = i64::try_from(nanos % 1_000_000_000_000_000).unwrap_or(1);
-    (-(n.max(1)), format!("flotilla-write-probe-{nanos:x}-{}", std::process::id()))
+    (
+        -(n.max(1)),
+        format!("flotilla-write-probe-{nanos:x}-{}", std::process::id()),
+    )
 }
 
-async fn write_probe(trust: &Trust, wp: &crate::config::health::WriteProbe) -> Measured<WriteOutcome> {
+async fn write_probe(
+    trust: &Trust,
+    wp: &crate::config::health::WriteProbe,
+) -> Measured<WriteOutcome> {
     let (id, token) = probe_identity();
-    let mut writer = TrustDb::connect(trust, Access::ReadWrite).await.map_err(|e| e.to_string())?;
-    let inserted = writer.execute_with(&wp.insert, id, &token, "write probe insert").await;
+    let mut writer = TrustDb::connect(trust, Access::ReadWrite)
+        .await
+        .map_err(|e| e.to_string())?;
+    let inserted = writer
+        .execute_with(&wp.insert, id, &token, "write probe insert")
+        .await;
     let result = match inserted {
         Err(e) => Err(e.to_string()),
         Ok(_) => read_back(trust, wp, id, &token).await,
     };
     // Clean up whatever happened; a failed cleanup is reported, never hidden.
-    let cleanup = writer.execute_with_id(&wp.cleanup, id, "write probe cleanup").await;
+    let cleanup = writer
+        .execute_with_id(&wp.cleanup, id, "write probe cleanup")
+        .await;
     writer.close().await;
     match (result, cleanup) {
         (Ok(outcome), Ok(_)) => Ok(outcome),
@@ -314,23 +374,36 @@ async fn write_probe(trust: &Trust, wp: &crate::config::health::WriteProbe) -> M
     }
 }
 
-async fn read_back(trust: &Trust, wp: &crate::config::health::WriteProbe, id: i64, token: &str) -> Measured<WriteOutcome> {
+async fn read_back(
+    trust: &Trust,
+    wp: &crate::config::health::WriteProbe,
+    id: i64,
+    token: &str,
+) -> Measured<WriteOutcome> {
     for attempt in 0..2 {
         if attempt == 1 {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         // A fresh connection: what another session (a clinician's) would see.
-        let mut reader = TrustDb::connect(trust, Access::ReadOnly).await.map_err(|e| e.to_string())?;
-        let got = reader.text_for(&wp.read_back, id, "write probe read-back").await;
+        let mut reader = TrustDb::connect(trust, Access::ReadOnly)
+            .await
+            .map_err(|e| e.to_string())?;
+        let got = reader
+            .text_for(&wp.read_back, id, "write probe read-back")
+            .await;
         reader.close().await;
         match got {
             Ok(Some(v)) if v == token => return Ok(WriteOutcome::Durable),
             Ok(Some(v)) if attempt == 1 => {
-                return Ok(WriteOutcome::Lost { detail: format!("read back '{v}' instead of the token written") })
+                return Ok(WriteOutcome::Lost {
+                    detail: format!("read back '{v}' instead of the token written"),
+                })
             }
             Ok(None) if attempt == 1 => {
                 return Ok(WriteOutcome::Lost {
-                    detail: "the committed record was not there on a fresh connection (checked twice)".into(),
+                    detail:
+                        "the committed record was not there on a fresh connection (checked twice)"
+                            .into(),
                 })
             }
             Ok(_) => {}

@@ -592,7 +592,9 @@ mod tests {
         // U = 900. n = 30 > 20 -> normal approximation, no ties:
         // sigma^2 = 900 * 61 / 12 = 4575, z = (900 - 450 - 0.5) / 67.6387
         // = 6.6456, p = 1.51e-11 (0.5 * math.erfc(z / sqrt 2) in Python).
-        let baseline: Vec<f64> = (0..30).map(|i| 20.0 + f64::from((i * 7) % 30) * 0.3).collect();
+        let baseline: Vec<f64> = (0..30)
+            .map(|i| 20.0 + f64::from((i * 7) % 30) * 0.3)
+            .collect();
         let post: Vec<f64> = baseline.iter().map(|x| x + 10.0).collect();
         let r = mann_whitney_greater(&post, &baseline).unwrap();
         assert_eq!(r.u, 900.0);
@@ -715,7 +717,11 @@ mod tests {
         let post: Vec<f64> = baseline.iter().map(|b| b + 10.0).collect();
         assert_close(hodges_lehmann_shift(&post, &baseline).unwrap(), 10.0, 1e-12);
         // Negative when post is faster.
-        assert_close(hodges_lehmann_shift(&baseline, &post).unwrap(), -10.0, 1e-12);
+        assert_close(
+            hodges_lehmann_shift(&baseline, &post).unwrap(),
+            -10.0,
+            1e-12,
+        );
     }
 
     #[test]

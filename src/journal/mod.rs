@@ -84,7 +84,10 @@ fn trust_of(event: &Event) -> Option<&str> {
 }
 
 fn event_name(body: &serde_json::Value) -> String {
-    body.get("event").and_then(|v| v.as_str()).unwrap_or("unknown").to_string()
+    body.get("event")
+        .and_then(|v| v.as_str())
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 impl Journal {
@@ -92,35 +95,54 @@ impl Journal {
     /// database at `path` and record the start of a run.
     pub async fn start(path: &Path, plan: &str, plan_path: &Path) -> Result<Journal, JournalError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| JournalError::Open { path: path.to_path_buf(), message: e.to_string() })?;
+            std::fs::create_dir_all(dir).map_err(|e| JournalError::Open {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         }
         let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| JournalError::Open { path: path.to_path_buf(), message: e.to_string() })?
+            .map_err(|e| JournalError::Open {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(30))
             .disable_statement_logging();
-        let write_err = |source| JournalError::Write { path: path.to_path_buf(), source };
+        let write_err = |source| JournalError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut conn = options.connect().await.map_err(write_err)?;
-        sqlx::raw_sql(SCHEMA).execute(&mut conn).await.map_err(write_err)?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&mut conn)
+            .await
+            .map_err(write_err)?;
         let run_id = format!(
             "{}-{}",
             time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
             std::process::id()
         );
-        sqlx::query("INSERT INTO runs (run_id, plan, plan_path, started_at) VALUES ($1, $2, $3, $4)")
-            .bind(&run_id)
-            .bind(plan)
-            .bind(plan_path.display().to_string())
-            .bind(now())
-            .execute(&mut conn)
-            .await
-            .map_err(write_err)?;
+        sqlx::query(
+            "INSERT INTO runs (run_id, plan, plan_path, started_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&run_id)
+        .bind(plan)
+        .bind(plan_path.display().to_string())
+        .bind(now())
+        .execute(&mut conn)
+        .await
+        .map_err(write_err)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_events(conn, path.to_path_buf(), run_id.clone(), rx));
-        Ok(Journal { run_id, seq: AtomicU64::new(0), tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) })
+        Ok(Journal {
+            run_id,
+            seq: AtomicU64::new(0),
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
     }
 
     /// This run's id.
@@ -145,7 +167,10 @@ async fn write_events(
     run_id: String,
     mut rx: mpsc::UnboundedReceiver<(u64, Event)>,
 ) -> Result<(), JournalError> {
-    let write_err = |source| JournalError::Write { path: path.clone(), source };
+    let write_err = |source| JournalError::Write {
+        path: path.clone(),
+        source,
+    };
     while let Some(first) = rx.recv().await {
         // Batch whatever else is already queued into one transaction.
         let mut batch = vec![first];
@@ -165,7 +190,10 @@ async fn write_events(
                 .execute(&mut *tx)
                 .await
                 .map_err(write_err)?;
-            if let Event::RunFinished { outcome, exit_code, .. } = event {
+            if let Event::RunFinished {
+                outcome, exit_code, ..
+            } = event
+            {
                 sqlx::query("UPDATE runs SET finished_at = $2, outcome = $3, exit_code = $4 WHERE run_id = $1")
                     .bind(&run_id)
                     .bind(now())

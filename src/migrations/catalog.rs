@@ -3,9 +3,9 @@
 //! computed once here, never per trust.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -26,7 +26,9 @@ pub enum CatalogError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a migration file name; expected <version>_<description>.up.sql or .down.sql")]
+    #[error(
+        "{path}: not a migration file name; expected <version>_<description>.up.sql or .down.sql"
+    )]
     BadFileName { path: PathBuf },
     #[error("two migrations have version {version}: {first} and {second}")]
     DuplicateVersion {
@@ -128,19 +130,28 @@ pub struct Catalogs {
 
 impl Catalogs {
     /// Merge each trust's local migrations (when its directory exists) into the shared catalog.
-    pub fn load(base: Catalog, inventory: &crate::config::Inventory) -> Result<Catalogs, CatalogError> {
+    pub fn load(
+        base: Catalog,
+        inventory: &crate::config::Inventory,
+    ) -> Result<Catalogs, CatalogError> {
         let mut local = HashMap::new();
         for t in &inventory.trusts {
             if let Some(dir) = t.local_migrations.as_ref().filter(|d| d.is_dir()) {
                 local.insert(t.id.clone(), Arc::new(base.with_local(dir)?));
             }
         }
-        Ok(Catalogs { base: Arc::new(base), local })
+        Ok(Catalogs {
+            base: Arc::new(base),
+            local,
+        })
     }
 
     /// Only the shared catalog.
     pub fn shared(base: Catalog) -> Catalogs {
-        Catalogs { base: Arc::new(base), local: HashMap::new() }
+        Catalogs {
+            base: Arc::new(base),
+            local: HashMap::new(),
+        }
     }
 
     /// The shared catalog (releases, plan targets).
@@ -180,7 +191,11 @@ impl Catalog {
         } else {
             Vec::new()
         };
-        let catalog = Catalog { dir: dir.to_path_buf(), migrations, releases };
+        let catalog = Catalog {
+            dir: dir.to_path_buf(),
+            migrations,
+            releases,
+        };
         for (release, version) in &catalog.releases {
             if catalog.get(*version).is_none() {
                 return Err(CatalogError::ReleaseUnknownVersion {
@@ -209,14 +224,26 @@ impl Catalog {
             migrations.push(m);
         }
         migrations.sort_by_key(|m| m.version);
-        Ok(Catalog { dir: self.dir.clone(), migrations, releases: self.releases.clone() })
+        Ok(Catalog {
+            dir: self.dir.clone(),
+            migrations,
+            releases: self.releases.clone(),
+        })
     }
 
     /// A catalog built in memory (tests, generated estates).
-    pub fn from_parts(dir: &Path, migrations: Vec<Migration>, releases: Vec<(String, i64)>) -> Catalog {
+    pub fn from_parts(
+        dir: &Path,
+        migrations: Vec<Migration>,
+        releases: Vec<(String, i64)>,
+    ) -> Catalog {
         let mut migrations = migrations;
         migrations.sort_by_key(|m| m.version);
-        Catalog { dir: dir.to_path_buf(), migrations, releases }
+        Catalog {
+            dir: dir.to_path_buf(),
+            migrations,
+            releases,
+        }
     }
 
     /// The directory the migrations came from.
@@ -254,17 +281,25 @@ impl Catalog {
 
     /// The last version of a named release.
     pub fn release_version(&self, name: &str) -> Option<i64> {
-        self.releases.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+        self.releases
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
     }
 
     /// The release that ends exactly at `version`.
     pub fn release_at(&self, version: i64) -> Option<&str> {
-        self.releases.iter().find(|(_, v)| *v == version).map(|(n, _)| n.as_str())
+        self.releases
+            .iter()
+            .find(|(_, v)| *v == version)
+            .map(|(n, _)| n.as_str())
     }
 
     /// Describe a version for humans: `5.1`, `5.0+2` (two migrations past 5.0), or `v12`.
     pub fn describe(&self, version: Option<i64>) -> String {
-        let Some(version) = version else { return "empty".into() };
+        let Some(version) = version else {
+            return "empty".into();
+        };
         if let Some(name) = self.release_at(version) {
             return name.to_string();
         }
@@ -308,8 +343,16 @@ impl Migration {
             } else {
                 Reversibility::Reversible
             },
-            up: Script { path: up_path, sql: up_sql, mode: up.mode },
-            down: Script { path: down_path, sql: down_sql, mode: down.mode },
+            up: Script {
+                path: up_path,
+                sql: up_sql,
+                mode: up.mode,
+            },
+            down: Script {
+                path: down_path,
+                sql: down_sql,
+                mode: down.mode,
+            },
             checksum,
             rewrites: up.rewrites,
         })
@@ -321,7 +364,6 @@ impl fmt::Display for Migration {
         write!(f, "{} {}", self.version, self.description)
     }
 }
-
 
 /// Every migration in `dir` (no releases).
 fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
@@ -343,9 +385,12 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
     }
     files.sort();
     for path in files {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let (version, description, direction) =
-            parse_file_name(name).ok_or_else(|| CatalogError::BadFileName { path: path.clone() })?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let (version, description, direction) = parse_file_name(name)
+            .ok_or_else(|| CatalogError::BadFileName { path: path.clone() })?;
         let sql = std::fs::read_to_string(&path).map_err(|source| CatalogError::ReadFile {
             path: path.clone(),
             source,
@@ -369,7 +414,11 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
                 .or(pair.down.as_ref())
                 .map(|(p, _)| p.clone())
                 .unwrap_or_default();
-            return Err(CatalogError::DuplicateVersion { version, first, second: path });
+            return Err(CatalogError::DuplicateVersion {
+                version,
+                first,
+                second: path,
+            });
         }
         pair.description = description.to_string();
         *slot = Some((path, sql));
@@ -394,7 +443,11 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
                         .and_then(|n| n.strip_suffix(".up.sql"))
                         .unwrap_or_default()
                 ));
-                return Err(CatalogError::MissingDown { version, up: up_path, expected });
+                return Err(CatalogError::MissingDown {
+                    version,
+                    up: up_path,
+                    expected,
+                });
             }
         };
         migrations.push(Migration::new(
@@ -416,7 +469,8 @@ fn parse_file_name(name: &str) -> Option<(i64, &str, Direction)> {
         return None;
     };
     let (version, description) = stem.split_once('_')?;
-    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) || description.is_empty() {
+    if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) || description.is_empty()
+    {
         return None;
     }
     Some((version.parse().ok()?, description, direction))
@@ -436,12 +490,20 @@ fn directives(path: &Path, sql: &str) -> Result<Directives, CatalogError> {
         .map(str::trim_start)
         .and_then(|r| r.strip_prefix("flotilla:"))
     else {
-        return Ok(Directives { mode: Mode::Transaction, irreversible: false, rewrites: Vec::new() });
+        return Ok(Directives {
+            mode: Mode::Transaction,
+            irreversible: false,
+            rewrites: Vec::new(),
+        });
     };
     let mut mode = Mode::Transaction;
     let mut irreversible = false;
     let mut rewrites = Vec::new();
-    for word in rest.split([',', ' ']).map(str::trim).filter(|w| !w.is_empty()) {
+    for word in rest
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
         if let Some(target) = word.strip_prefix("rewrites:") {
             match target.split_once('.') {
                 Some((t, c)) if !t.is_empty() && !c.is_empty() => {
@@ -471,11 +533,17 @@ fn directives(path: &Path, sql: &str) -> Result<Directives, CatalogError> {
             }
         };
         if mode != Mode::Transaction && mode != wanted {
-            return Err(CatalogError::ConflictingDirectives { path: path.to_path_buf() });
+            return Err(CatalogError::ConflictingDirectives {
+                path: path.to_path_buf(),
+            });
         }
         mode = wanted;
     }
-    Ok(Directives { mode, irreversible, rewrites })
+    Ok(Directives {
+        mode,
+        irreversible,
+        rewrites,
+    })
 }
 
 #[cfg(test)]
@@ -521,7 +589,10 @@ mod tests {
     fn refuses_a_migration_without_its_down_file() {
         let dir = dir_with(&[("0001_a.up.sql", "SELECT 1;")]);
         let err = Catalog::load(dir.path()).unwrap_err();
-        assert!(matches!(err, CatalogError::MissingDown { version: 1, .. }), "{err}");
+        assert!(
+            matches!(err, CatalogError::MissingDown { version: 1, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("0001_a.down.sql"), "{err}");
     }
 
@@ -534,7 +605,10 @@ mod tests {
             ("1_b.down.sql", "SELECT 1;"),
         ]);
         let err = Catalog::load(dir.path()).unwrap_err();
-        assert!(matches!(err, CatalogError::DuplicateVersion { version: 1, .. }), "{err}");
+        assert!(
+            matches!(err, CatalogError::DuplicateVersion { version: 1, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -549,18 +623,33 @@ mod tests {
     #[test]
     fn reads_first_line_directives_and_refuses_unknown_ones() {
         let dir = dir_with(&[
-            ("0001_a.up.sql", "-- flotilla: batch\nUPDATE t SET x = 1 WHERE id IN (SELECT id FROM t LIMIT 10);"),
+            (
+                "0001_a.up.sql",
+                "-- flotilla: batch\nUPDATE t SET x = 1 WHERE id IN (SELECT id FROM t LIMIT 10);",
+            ),
             ("0001_a.down.sql", "SELECT 1;"),
-            ("0002_b.up.sql", "-- flotilla: no-transaction, irreversible, rewrites:patient.nhs_number\nSELECT 1;"),
+            (
+                "0002_b.up.sql",
+                "-- flotilla: no-transaction, irreversible, rewrites:patient.nhs_number\nSELECT 1;",
+            ),
             ("0002_b.down.sql", "SELECT 1;"),
         ]);
         let cat = Catalog::load(dir.path()).unwrap();
         assert_eq!(cat.get(1).unwrap().up.mode, Mode::Batch);
         assert_eq!(cat.get(2).unwrap().up.mode, Mode::NoTransaction);
-        assert_eq!(cat.get(2).unwrap().reversibility, Reversibility::Irreversible);
-        assert_eq!(cat.get(2).unwrap().rewrites, vec![("patient".to_string(), "nhs_number".to_string())]);
+        assert_eq!(
+            cat.get(2).unwrap().reversibility,
+            Reversibility::Irreversible
+        );
+        assert_eq!(
+            cat.get(2).unwrap().rewrites,
+            vec![("patient".to_string(), "nhs_number".to_string())]
+        );
 
-        let bad = dir_with(&[("0001_a.up.sql", "-- flotilla: no-transacton\nSELECT 1;"), ("0001_a.down.sql", "")]);
+        let bad = dir_with(&[
+            ("0001_a.up.sql", "-- flotilla: no-transacton\nSELECT 1;"),
+            ("0001_a.down.sql", ""),
+        ]);
         assert!(matches!(
             Catalog::load(bad.path()).unwrap_err(),
             CatalogError::UnknownDirective { .. }

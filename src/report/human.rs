@@ -34,14 +34,19 @@ impl Human {
     pub fn new(interactive: bool) -> Human {
         let bars = interactive.then(|| Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
-            wave_style: ProgressStyle::with_template("{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} trusts {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            wave_style: ProgressStyle::with_template(
+                "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} trusts {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
             trust_style: ProgressStyle::with_template("  {prefix:24} [{bar:20}] {pos}/{len} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         });
-        Human { bars, state: Mutex::new(State::default()) }
+        Human {
+            bars,
+            state: Mutex::new(State::default()),
+        }
     }
 
     fn line(&self, text: String) {
@@ -138,7 +143,9 @@ impl EventSink for Human {
             }
             return;
         };
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         match event {
             Event::WaveStarted { wave, trusts, .. } => {
                 let bar = bars.multi.add(ProgressBar::new(*trusts as u64));
@@ -147,14 +154,24 @@ impl EventSink for Human {
                 bar.enable_steady_tick(Duration::from_millis(200));
                 state.wave = Some(bar);
             }
-            Event::TrustStarted { trust, from, to, migrations, .. } => {
+            Event::TrustStarted {
+                trust,
+                from,
+                to,
+                migrations,
+                ..
+            } => {
                 let bar = bars.multi.add(ProgressBar::new(*migrations as u64));
                 bar.set_style(bars.trust_style.clone());
                 bar.set_prefix(trust.clone());
                 bar.set_message(format!("{from} → {to}"));
                 state.trusts.insert(trust.clone(), bar);
             }
-            Event::MigrationStarted { trust, version, description } => {
+            Event::MigrationStarted {
+                trust,
+                version,
+                description,
+            } => {
                 if let Some(bar) = state.trusts.get(trust) {
                     bar.set_message(format!("{version} {description}"));
                 }
@@ -204,7 +221,9 @@ mod tests {
             trust: "camden".into(),
             version: Some(8),
             release: "5.0".into(),
-            outcome: TrustOutcome::Failed { error: "boom".into() },
+            outcome: TrustOutcome::Failed {
+                error: "boom".into(),
+            },
             duration_ms: 10,
         })
         .unwrap();
@@ -213,6 +232,11 @@ mod tests {
 
     #[test]
     fn per_migration_progress_is_not_printed_as_lines() {
-        assert!(describe(&Event::MigrationApplied { trust: "a".into(), version: 1, duration_ms: 1 }).is_none());
+        assert!(describe(&Event::MigrationApplied {
+            trust: "a".into(),
+            version: 1,
+            duration_ms: 1
+        })
+        .is_none());
     }
 }

@@ -65,7 +65,10 @@ impl Workspace {
             .expect("copy trusts.yaml into the workspace");
         copy_dir(&root.join("plans"), &dir.path().join("plans"));
         copy_dir(&root.join("migrations"), &dir.path().join("migrations"));
-        Workspace { dir, env: BTreeMap::new() }
+        Workspace {
+            dir,
+            env: BTreeMap::new(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -114,7 +117,11 @@ impl Workspace {
     pub fn replace(&self, rel: impl AsRef<Path>, from: &str, to: &str) {
         let rel = rel.as_ref();
         self.edit(rel, |s| {
-            assert!(s.contains(from), "{} does not contain {from:?}", rel.display());
+            assert!(
+                s.contains(from),
+                "{} does not contain {from:?}",
+                rel.display()
+            );
             s.replacen(from, to, 1)
         });
     }
@@ -129,7 +136,11 @@ impl Workspace {
             .filter(|n| n.starts_with(&prefix) && n.ends_with(suffix))
             .map(|n| PathBuf::from("migrations").join(n))
             .collect();
-        assert_eq!(found.len(), 1, "expected one migrations/{prefix}*{suffix}, found {found:?}");
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one migrations/{prefix}*{suffix}, found {found:?}"
+        );
         found.pop().unwrap()
     }
 
@@ -144,14 +155,25 @@ impl Workspace {
             "CREATE TABLE flotilla_probe (id INTEGER PRIMARY KEY);\n\
              CREATE TABLE tripwire (id INTEGER PRIMARY KEY);\n",
         );
-        self.write(format!("migrations/{stem}.down.sql"), "DROP TABLE tripwire;\nDROP TABLE flotilla_probe;\n");
+        self.write(
+            format!("migrations/{stem}.down.sql"),
+            "DROP TABLE tripwire;\nDROP TABLE flotilla_probe;\n",
+        );
         (version, stem)
     }
 
     /// Write `plans/<file>` targeting `target_version`, default concurrency 1, one wave per
     /// (name, trust ids) in order.
-    pub fn write_target_plan(&self, file: &str, target_version: i64, waves: &[(&str, Vec<String>)]) {
-        let mut text = format!("name: {}\ntarget_version: {target_version}\nconcurrency: 1\nwaves:\n", file.trim_end_matches(".yaml"));
+    pub fn write_target_plan(
+        &self,
+        file: &str,
+        target_version: i64,
+        waves: &[(&str, Vec<String>)],
+    ) {
+        let mut text = format!(
+            "name: {}\ntarget_version: {target_version}\nconcurrency: 1\nwaves:\n",
+            file.trim_end_matches(".yaml")
+        );
         for (name, ids) in waves {
             let _ = writeln!(text, "  - name: {name}\n    trusts: [{}]", ids.join(", "));
         }
@@ -183,13 +205,18 @@ impl Workspace {
     ///
     /// Runs are serialised within a test binary (see [`RUN_LOCK`]).
     pub fn run(&self, args: &[&str]) -> Outcome {
-        let _serial = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _serial = RUN_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut cmd = self.command(args);
         let described = format!(
             "(cd {} && {} --no-progress {})",
             self.root().display(),
             BIN,
-            args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+            args.iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         run_captured(&mut cmd, described)
     }
@@ -236,7 +263,10 @@ impl Workspace {
         let url = if let Some(url) = database["url"].as_str() {
             url.replace("{id}", id)
         } else if let Some(var) = database["url_env"].as_str() {
-            self.env.get(var).cloned().unwrap_or_else(|| panic!("{var} not set in the workspace"))
+            self.env
+                .get(var)
+                .cloned()
+                .unwrap_or_else(|| panic!("{var} not set in the workspace"))
         } else {
             panic!("trust {id}: no database url in {database}")
         };
@@ -260,12 +290,18 @@ impl Workspace {
 
     /// Every trust's tracking rows (see [`Db::tracking_rows`]), by trust id.
     pub fn tracking_snapshot(&self) -> BTreeMap<String, Vec<String>> {
-        self.trust_ids().into_iter().map(|id| (id.clone(), self.db(&id).tracking_rows())).collect()
+        self.trust_ids()
+            .into_iter()
+            .map(|id| (id.clone(), self.db(&id).tracking_rows()))
+            .collect()
     }
 
     /// Every trust's applied versions, by trust id.
     pub fn applied_by_trust(&self) -> BTreeMap<String, Vec<i64>> {
-        self.trust_ids().into_iter().map(|id| (id.clone(), self.db(&id).applied_versions())).collect()
+        self.trust_ids()
+            .into_iter()
+            .map(|id| (id.clone(), self.db(&id).applied_versions()))
+            .collect()
     }
 
     /// Name and bytes of every file under `rel` (recursively), to prove nothing was written.
@@ -285,7 +321,9 @@ impl Workspace {
         let mut trusts = Vec::new();
         for t in trusts_of(&inv) {
             let id = t["id"].as_str().unwrap();
-            let Some(db) = dbs.names.get(id) else { continue };
+            let Some(db) = dbs.names.get(id) else {
+                continue;
+            };
             let mut t = t.clone();
             let mut database = json!({ "url": url_with_db(&admin_no_pw, db) });
             if pw.is_some() {
@@ -294,7 +332,11 @@ impl Workspace {
             t["database"] = database;
             trusts.push(t);
         }
-        assert_eq!(trusts.len(), dbs.names.len(), "some databases are for trusts not in trusts.yaml");
+        assert_eq!(
+            trusts.len(),
+            dbs.names.len(),
+            "some databases are for trusts not in trusts.yaml"
+        );
         if let Some(pw) = pw {
             self.set_env(PG_PASSWORD_ENV, &pw);
         }
@@ -306,7 +348,11 @@ impl Workspace {
         self.edit_inventory(|inv| {
             let trusts = inv["trusts"].as_array_mut().unwrap();
             trusts.retain(|t| ids.iter().any(|id| t["id"] == *id));
-            assert_eq!(trusts.len(), ids.len(), "some of {ids:?} are not in trusts.yaml");
+            assert_eq!(
+                trusts.len(),
+                ids.len(),
+                "some of {ids:?} are not in trusts.yaml"
+            );
         });
     }
 
@@ -322,8 +368,14 @@ impl Workspace {
             .unwrap_or_else(|| panic!("status json has no `trusts` array\n{}", out.describe()));
         let mut map = BTreeMap::new();
         for t in trusts {
-            let id = t["id"].as_str().unwrap_or_else(|| panic!("trust without id: {t}")).to_string();
-            assert!(map.insert(id.clone(), t.clone()).is_none(), "status lists {id} twice");
+            let id = t["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("trust without id: {t}"))
+                .to_string();
+            assert!(
+                map.insert(id.clone(), t.clone()).is_none(),
+                "status lists {id} twice"
+            );
         }
         map
     }
@@ -343,7 +395,9 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn collect_files(abs: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-    let Ok(entries) = std::fs::read_dir(abs) else { return };
+    let Ok(entries) = std::fs::read_dir(abs) else {
+        return;
+    };
     for e in entries {
         let e = e.unwrap();
         let (a, r) = (e.path(), rel.join(e.file_name()));
@@ -356,11 +410,16 @@ fn collect_files(abs: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
 }
 
 fn trusts_of(inv: &Value) -> &Vec<Value> {
-    inv["trusts"].as_array().expect("trusts.yaml has a `trusts` list")
+    inv["trusts"]
+        .as_array()
+        .expect("trusts.yaml has a `trusts` list")
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -370,7 +429,9 @@ fn shell_quote(s: &str) -> String {
 /// Run `cmd` to completion (killing it after RUN_TIMEOUT), capturing stdout and stderr.
 pub fn run_captured(cmd: &mut Command, described: String) -> Outcome {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {described}: {e}"));
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
     let t_out = std::thread::spawn(move || {
@@ -428,7 +489,8 @@ impl Outcome {
         format!(
             "command: {}\nexit code: {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
             self.command,
-            self.code.map_or("none (killed by a signal)".to_string(), |c| c.to_string()),
+            self.code
+                .map_or("none (killed by a signal)".to_string(), |c| c.to_string()),
             self.stdout,
             self.stderr
         )
@@ -488,7 +550,9 @@ impl Outcome {
     #[track_caller]
     pub fn stderr_contains_any(&self, alternatives: &[&str]) -> &Self {
         if !alternatives.iter().any(|s| self.stderr.contains(s)) {
-            self.fail(&format!("expected stderr to contain one of {alternatives:?}"));
+            self.fail(&format!(
+                "expected stderr to contain one of {alternatives:?}"
+            ));
         }
         self
     }
@@ -505,10 +569,16 @@ impl Outcome {
                 (stem.split('_').next()?.parse::<i64>().ok()? == version).then_some(stem)
             })
             .next();
-        let mut names = vec![format!("migration {version}"), format!("version {version}"), version_prefix(version)];
+        let mut names = vec![
+            format!("migration {version}"),
+            format!("version {version}"),
+            version_prefix(version),
+        ];
         names.extend(stem);
         if !names.iter().any(|n| self.stderr.contains(n.as_str())) {
-            self.fail(&format!("expected stderr to name migration {version} (one of {names:?})"));
+            self.fail(&format!(
+                "expected stderr to name migration {version} (one of {names:?})"
+            ));
         }
         self
     }
@@ -516,7 +586,11 @@ impl Outcome {
     /// stderr contains `s`, ignoring ASCII case.
     #[track_caller]
     pub fn stderr_contains_nocase(&self, s: &str) -> &Self {
-        if !self.stderr.to_ascii_lowercase().contains(&s.to_ascii_lowercase()) {
+        if !self
+            .stderr
+            .to_ascii_lowercase()
+            .contains(&s.to_ascii_lowercase())
+        {
             self.fail(&format!("expected stderr to contain {s:?} (any case)"));
         }
         self
@@ -526,7 +600,9 @@ impl Outcome {
     #[track_caller]
     pub fn output_lacks(&self, s: &str) -> &Self {
         if self.stdout.contains(s) || self.stderr.contains(s) {
-            self.fail(&format!("expected neither stdout nor stderr to contain {s:?}"));
+            self.fail(&format!(
+                "expected neither stdout nor stderr to contain {s:?}"
+            ));
         }
         self
     }
@@ -559,7 +635,10 @@ pub fn to_yaml(v: &Value) -> String {
 }
 
 fn yaml_key(k: &str) -> String {
-    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         k.to_string()
     } else {
         serde_json::to_string(k).unwrap()
@@ -656,7 +735,11 @@ pub fn migration_name(version: i64) -> String {
 
 /// The version prefix of `version` as the repo's files write it (zero-padded like them).
 pub fn version_prefix(version: i64) -> String {
-    let width = migration_name(catalog_versions()[0]).split('_').next().unwrap().len();
+    let width = migration_name(catalog_versions()[0])
+        .split('_')
+        .next()
+        .unwrap()
+        .len();
     format!("{version:0width$}")
 }
 
@@ -668,7 +751,10 @@ pub fn next_version() -> (i64, String) {
 
 /// The catalog versions up to and including `last`.
 pub fn versions_through(last: i64) -> Vec<i64> {
-    catalog_versions().into_iter().filter(|v| *v <= last).collect()
+    catalog_versions()
+        .into_iter()
+        .filter(|v| *v <= last)
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -677,7 +763,11 @@ pub fn versions_through(last: i64) -> Vec<i64> {
 
 /// Run a future to completion on a private runtime (tests are synchronous).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 /// One trust's database, for checking state behind flotilla's back.
@@ -697,7 +787,11 @@ impl Db {
     async fn connect(&self, read_only: bool) -> Conn {
         match self {
             Db::Sqlite(path) => {
-                assert!(path.exists(), "sqlite database {} does not exist", path.display());
+                assert!(
+                    path.exists(),
+                    "sqlite database {} does not exist",
+                    path.display()
+                );
                 let opts = sqlx::sqlite::SqliteConnectOptions::new()
                     .filename(path)
                     .read_only(read_only)
@@ -709,7 +803,9 @@ impl Db {
                 )
             }
             Db::Postgres(url) => Conn::Pg(
-                sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}")),
+                sqlx::PgConnection::connect(url)
+                    .await
+                    .unwrap_or_else(|e| panic!("connect {url}: {e}")),
             ),
         }
     }
@@ -719,11 +815,17 @@ impl Db {
         block_on(async {
             match self.connect(false).await {
                 Conn::Sqlite(mut c) => {
-                    sqlx::raw_sql(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    sqlx::raw_sql(sql)
+                        .execute(&mut c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
                     c.close().await.ok();
                 }
                 Conn::Pg(mut c) => {
-                    sqlx::raw_sql(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    sqlx::raw_sql(sql)
+                        .execute(&mut c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
                     c.close().await.ok();
                 }
             }
@@ -735,12 +837,18 @@ impl Db {
         block_on(async {
             match self.connect(true).await {
                 Conn::Sqlite(mut c) => {
-                    let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap_or_else(|e| panic!("{self:?}: {sql}: {e}"));
+                    let rows = sqlx::query(sql)
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{self:?}: {sql}: {e}"));
                     c.close().await.ok();
                     rows.iter().map(|r| r.get::<String, _>(0)).collect()
                 }
                 Conn::Pg(mut c) => {
-                    let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap_or_else(|e| panic!("{self:?}: {sql}: {e}"));
+                    let rows = sqlx::query(sql)
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{self:?}: {sql}: {e}"));
                     c.close().await.ok();
                     rows.iter().map(|r| r.get::<String, _>(0)).collect()
                 }
@@ -753,12 +861,18 @@ impl Db {
         block_on(async {
             match self.connect(true).await {
                 Conn::Sqlite(mut c) => {
-                    let v: i64 = sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut c).await.unwrap_or_else(|e| panic!("{self:?}: {sql}: {e}"));
+                    let v: i64 = sqlx::query_scalar::<_, i64>(sql)
+                        .fetch_one(&mut c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{self:?}: {sql}: {e}"));
                     c.close().await.ok();
                     v
                 }
                 Conn::Pg(mut c) => {
-                    let v: i64 = sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut c).await.unwrap_or_else(|e| panic!("{self:?}: {sql}: {e}"));
+                    let v: i64 = sqlx::query_scalar::<_, i64>(sql)
+                        .fetch_one(&mut c)
+                        .await
+                        .unwrap_or_else(|e| panic!("{self:?}: {sql}: {e}"));
                     c.close().await.ok();
                     v
                 }
@@ -790,10 +904,18 @@ impl Db {
             return Vec::new();
         }
         let sql = match self {
-            Db::Sqlite(_) => "SELECT CAST(version AS TEXT) FROM _flotilla_migrations ORDER BY version",
-            Db::Postgres(_) => "SELECT t.version::text FROM _flotilla_migrations t ORDER BY t.version",
+            Db::Sqlite(_) => {
+                "SELECT CAST(version AS TEXT) FROM _flotilla_migrations ORDER BY version"
+            }
+            Db::Postgres(_) => {
+                "SELECT t.version::text FROM _flotilla_migrations t ORDER BY t.version"
+            }
         };
-        let mut v: Vec<i64> = self.query_strings(sql).iter().map(|s| s.parse().unwrap()).collect();
+        let mut v: Vec<i64> = self
+            .query_strings(sql)
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         v.sort();
         v
     }
@@ -810,7 +932,9 @@ impl Db {
                  || '|' || quote(applied_at) || '|' || quote(duration_ms) \
                  FROM _flotilla_migrations ORDER BY version"
             }
-            Db::Postgres(_) => "SELECT row_to_json(t)::text FROM _flotilla_migrations t ORDER BY t.version",
+            Db::Postgres(_) => {
+                "SELECT row_to_json(t)::text FROM _flotilla_migrations t ORDER BY t.version"
+            }
         };
         self.query_strings(sql)
     }
@@ -853,7 +977,9 @@ pub fn url_with_db(url: &str, db: &str) -> String {
         None => (url, None),
     };
     let scheme_end = base.find("://").map(|i| i + 3).expect("url has a scheme");
-    let authority_end = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
     let mut out = format!("{}/{}", &base[..authority_end], db);
     if let Some(q) = query {
         out.push('?');
@@ -882,7 +1008,13 @@ pub fn with_password(url: &str, pw: &str) -> String {
     let scheme_end = url.find("://").map(|i| i + 3).unwrap();
     let rest = &url[scheme_end..];
     let at = rest.find('@').expect("url has a user");
-    format!("{}{}:{}{}", &url[..scheme_end], &rest[..at], pw, &rest[at..])
+    format!(
+        "{}{}:{}{}",
+        &url[..scheme_end],
+        &rest[..at],
+        pw,
+        &rest[at..]
+    )
 }
 
 /// Databases created for one test: trust id -> database name.
@@ -924,14 +1056,19 @@ pub fn unique_prefix(test: &str) -> String {
 pub fn create_databases(test: &str, ids: &[String]) -> PgDatabases {
     let admin_url = pg_admin_url();
     let prefix = unique_prefix(test);
-    let names: BTreeMap<String, String> =
-        ids.iter().map(|id| (id.clone(), format!("{prefix}_{}", id.replace('-', "_")))).collect();
+    let names: BTreeMap<String, String> = ids
+        .iter()
+        .map(|id| (id.clone(), format!("{prefix}_{}", id.replace('-', "_"))))
+        .collect();
     block_on(async {
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
             .unwrap_or_else(|e| panic!("connect to FLOTILLA_TEST_PG_URL ({admin_url}): {e}"));
         for name in names.values() {
-            assert!(name.len() <= 63, "database name {name} is longer than 63 bytes");
+            assert!(
+                name.len() <= 63,
+                "database name {name} is longer than 63 bytes"
+            );
             sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
                 .execute(&mut conn)
                 .await
@@ -939,7 +1076,11 @@ pub fn create_databases(test: &str, ids: &[String]) -> PgDatabases {
         }
         conn.close().await.ok();
     });
-    PgDatabases { admin_url, prefix, names }
+    PgDatabases {
+        admin_url,
+        prefix,
+        names,
+    }
 }
 
 /// A TCP port on 127.0.0.1 where nothing listens (bound then released).
