@@ -195,15 +195,15 @@ pub async fn plan(g: &Globals, path: &Path, format: Format, with_sql: bool) -> O
 
 fn blocked_failure(planned: &RolloutPlan) -> Outcome {
     let blocked: Vec<_> = planned.blocked().collect();
-    match blocked.first() {
+    match planned.blocked_exit_code() {
         None => Ok(()),
-        Some((_, first)) => {
+        Some(code) => {
             let lines: Vec<String> = blocked
                 .iter()
                 .map(|(id, b)| format!("  {}", about_trust(id, &b.to_string())))
                 .collect();
             Err(Failure::new(
-                first.exit_code(),
+                code,
                 format!(
                     "nothing was changed: {} trust(s) cannot be migrated:\n{}",
                     blocked.len(),
@@ -466,13 +466,18 @@ async fn run_rollout(
     };
     let summary = engine.run(&checked).await;
     if let Err(e) = journal.finish().await {
-        return Err(Failure::new(
-            ExitCode::Internal,
-            format!(
-                "the run ended ({:?}) but its journal is incomplete: {e}",
-                summary.outcome
-            ),
-        ));
+        // The run's own exit code still stands (a rollback failure must still say 5); a run
+        // that otherwise succeeded reports the incomplete journal as an internal error.
+        eprintln!(
+            "error: the run's journal in {} is incomplete: {e}",
+            g.state.display()
+        );
+        if summary.outcome == RunOutcome::Completed {
+            return Err(Failure::new(
+                ExitCode::Internal,
+                "the rollout completed but its journal is incomplete",
+            ));
+        }
     }
     tracing::info!(run = journal.run_id(), state = %g.state.display(), "run recorded in the journal");
     match summary.outcome {
@@ -504,18 +509,18 @@ async fn run_rollout(
                 reasons.join("\n  ")
             ),
         )),
-        RunOutcome::Failed { wave, trusts } => {
+        RunOutcome::Failed { wave, trusts, exit } => {
             let reasons: Vec<String> = summary
                 .trusts
                 .iter()
                 .filter(|(id, _)| trusts.contains(id))
                 .map(|(id, o)| match o {
-                    TrustOutcome::Failed { error } => format!("  {}", about_trust(id, error)),
+                    TrustOutcome::Failed { error, .. } => format!("  {}", about_trust(id, error)),
                     _ => format!("  trust '{id}'"),
                 })
                 .collect();
             Err(Failure::new(
-                ExitCode::MigrationFailed,
+                exit,
                 format!(
                     "rollout {} stopped in wave '{wave}': {} trust(s) failed and were left at their last committed version; later waves were not started:\n{}",
                     plan.name,

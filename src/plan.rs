@@ -195,6 +195,21 @@ impl RolloutPlan {
         })
     }
 
+    /// The exit code of the most serious blocker (drift before a held lock before a
+    /// configuration problem before an unreachable trust), if any trust is blocked.
+    pub fn blocked_exit_code(&self) -> Option<ExitCode> {
+        let rank = |c: ExitCode| match c {
+            ExitCode::ChecksumDrift => 5,
+            ExitCode::Locked => 4,
+            ExitCode::Config => 3,
+            ExitCode::MigrationFailed => 2,
+            _ => 1,
+        };
+        self.blocked()
+            .map(|(_, b)| b.exit_code())
+            .max_by_key(|c| rank(*c))
+    }
+
     /// Number of migrations that would run, over all trusts.
     pub fn migration_count(&self) -> usize {
         self.waves

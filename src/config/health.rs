@@ -157,9 +157,9 @@ impl Health {
             if !names.insert(p.name.as_str()) {
                 out.push(format!("duplicate latency probe name '{}'", p.name));
             }
-            if !(5..=10_000).contains(&p.samples) {
+            if !(5..=1_000).contains(&p.samples) {
                 out.push(format!(
-                    "latency probe '{}': samples must be between 5 and 10000, got {}",
+                    "latency probe '{}': samples must be between 5 and 1000, got {}",
                     p.name, p.samples
                 ));
             }

@@ -114,10 +114,31 @@ impl DatabaseTarget {
         match self {
             DatabaseTarget::Sqlite { path } => format!("sqlite://{}", path.display()),
             DatabaseTarget::Postgres { url, .. } => match url {
-                UrlSource::Inline(u) => u.clone(),
+                UrlSource::Inline(u) => redact_url(u),
                 UrlSource::Env(var) => format!("${var}"),
             },
         }
+    }
+}
+
+/// scheme://user@host:port/database, and nothing else: no password, no query parameters.
+fn redact_url(u: &str) -> String {
+    match url::Url::parse(u) {
+        Ok(p) => {
+            let user = if p.username().is_empty() {
+                String::new()
+            } else {
+                format!("{}@", p.username())
+            };
+            let port = p.port().map(|n| format!(":{n}")).unwrap_or_default();
+            format!(
+                "{}://{user}{}{port}{}",
+                p.scheme(),
+                p.host_str().unwrap_or_default(),
+                p.path()
+            )
+        }
+        Err(_) => "<unparseable postgres url>".into(),
     }
 }
 
@@ -280,7 +301,10 @@ fn resolve_database(base: &Path, id: &str, db: &DatabaseFile) -> Result<Database
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let parsed = url::Url::parse(&url).map_err(|e| format!("invalid Postgres URL: {e}"))?;
-            if parsed.password().is_some() {
+            let password_param = parsed.query_pairs().any(|(k, _)| {
+                k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword")
+            });
+            if parsed.password().is_some() || password_param {
                 return Err(
                     "the Postgres URL holds a password; passwords never go in trusts.yaml: \
                      use password_env or password_file (or url_env)"
@@ -345,6 +369,25 @@ mod tests {
         .to_string();
         assert!(err.contains("password"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn password_in_url_parameters_is_refused_too() {
+        let err = parse(
+            "trusts:\n  - id: a\n    name: A\n    region: r\n    database: {url: 'postgres://u@h/db?password=hunter2'}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("password"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn redacted_postgres_target_keeps_only_user_host_port_and_database() {
+        assert_eq!(
+            redact_url("postgres://rio@db.example:5433/camden?sslmode=require"),
+            "postgres://rio@db.example:5433/camden"
+        );
     }
 
     #[test]

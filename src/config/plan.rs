@@ -257,6 +257,12 @@ fn resolve(
                 out
             }
             (None, Some(sel)) => {
+                if sel.region.is_none() && sel.tags.is_empty() {
+                    return Err(err(
+                        Some(w.name.referenced),
+                        format!("wave '{name}': select needs a region or at least one tag (an empty selection would take every remaining trust)"),
+                    ));
+                }
                 let picked: Vec<String> = inventory
                     .trusts
                     .iter()

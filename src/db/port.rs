@@ -85,7 +85,7 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("trust '{trust}': migration {version} ({path}) failed, rolled back: {source}")]
+    #[error("trust '{trust}': migration {version} ({path}) failed (a transactional migration rolls back whole; a batch or no-transaction one leaves its tracking row dirty): {source}")]
     MigrationFailed {
         trust: String,
         version: i64,
@@ -145,6 +145,8 @@ pub struct TrustDb {
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a Postgres migration statement waits for a lock before it fails.
+const PG_LOCK_TIMEOUT: &str = "10s";
 const MAX_BATCHES: u64 = 1_000_000;
 
 impl TrustDb {
@@ -674,8 +676,11 @@ fn pg_options(trust: &Trust, access: Access) -> Result<PgConnectOptions, DbError
     options = options
         .application_name("flotilla")
         .disable_statement_logging();
-    if access == Access::ReadOnly {
-        options = options.options([("default_transaction_read_only", "on")]);
-    }
+    options = match access {
+        Access::ReadOnly => options.options([("default_transaction_read_only", "on")]),
+        // A migration waiting for a table lock queues every clinician's query on that table
+        // behind it: give up (the transaction rolls back) rather than wait.
+        Access::ReadWrite => options.options([("lock_timeout", PG_LOCK_TIMEOUT)]),
+    };
     Ok(options)
 }

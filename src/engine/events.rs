@@ -14,8 +14,9 @@ pub enum TrustOutcome {
     Upgraded { migrations: usize },
     /// Nothing to do.
     UpToDate,
-    /// A migration failed (rolled back) or the trust could not be reached or locked.
-    Failed { error: String },
+    /// A migration failed or the trust could not be reached or locked; `exit_code` is the
+    /// documented code this failure alone would give (4, or 6 for a held lock).
+    Failed { error: String, exit_code: u8 },
     /// Not started because the wave or run stopped first.
     Skipped,
 }

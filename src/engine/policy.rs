@@ -49,7 +49,10 @@ pub fn decide(
         }
         OnRegression::RollbackWaveAndHalt => failed.clone(),
     };
-    let then = if !failed.is_empty() && over_limit {
+    // `halt` rolls nothing back, so it tolerates no failure: a failed trust left on the new
+    // version must stop the run whatever `max_failed_trusts` says.
+    let halts = over_limit || policy == OnRegression::Halt;
+    let then = if !failed.is_empty() && halts {
         Next::Halt
     } else if undecided {
         Next::Pause
@@ -144,6 +147,18 @@ mod tests {
             Decision {
                 rollback: names(&["t0"]),
                 then: Next::Continue
+            }
+        );
+    }
+
+    #[test]
+    fn halt_policy_tolerates_no_failure_because_it_rolls_nothing_back() {
+        let d = decide(&wave(&["fail", "pass"]), OnRegression::Halt, 3, 0);
+        assert_eq!(
+            d,
+            Decision {
+                rollback: vec![],
+                then: Next::Halt
             }
         );
     }

@@ -41,8 +41,13 @@ pub enum RunOutcome {
     Completed,
     /// Preflight found blocked trusts: nothing ran.
     Blocked { exit: ExitCode },
-    /// A migration failed; the run stopped after that wave's in-flight trusts finished.
-    Failed { wave: String, trusts: Vec<String> },
+    /// A migration failed (or a trust was locked by another run); the run stopped after that
+    /// wave's in-flight trusts finished.
+    Failed {
+        wave: String,
+        trusts: Vec<String>,
+        exit: ExitCode,
+    },
     /// The health gate found a regression and stopped the run (after the policy's rollbacks).
     Halted {
         wave: String,
@@ -70,7 +75,7 @@ impl RunOutcome {
         match self {
             RunOutcome::Completed => ExitCode::Success,
             RunOutcome::Blocked { exit } => *exit,
-            RunOutcome::Failed { .. } => ExitCode::MigrationFailed,
+            RunOutcome::Failed { exit, .. } => *exit,
             RunOutcome::Halted { .. } | RunOutcome::Paused { .. } => ExitCode::HealthGate,
             RunOutcome::RollbackFailed { .. } => ExitCode::RollbackFailed,
             RunOutcome::NotApproved { .. } => ExitCode::Config,
@@ -251,8 +256,7 @@ impl Engine<'_> {
 
     async fn run_waves(&self, preflight: &Preflight, state: &mut RunState) -> RunOutcome {
         let planned = &preflight.plan;
-        let blocked: Vec<_> = planned.blocked().collect();
-        if let Some((_, first)) = blocked.first() {
+        if let Some(exit) = planned.blocked_exit_code() {
             for w in &planned.waves {
                 for t in &w.trusts {
                     if let Action::Blocked { blocker } = &t.action {
@@ -264,9 +268,7 @@ impl Engine<'_> {
                     }
                 }
             }
-            return RunOutcome::Blocked {
-                exit: first.exit_code(),
-            };
+            return RunOutcome::Blocked { exit };
         }
         self.events.emit(&Event::RunStarted {
             plan: planned.plan.clone(),
@@ -463,16 +465,25 @@ impl Engine<'_> {
                 state.watched.push((id.clone(), w));
             }
         }
+        // One decision over this wave's verdicts and any confirmed late regression of an
+        // earlier wave, so neither is dropped when the other halts.
+        verdicts.extend(late_verdicts);
         if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
             return Some(outcome);
         }
-        if let Some(outcome) = self.apply_policy(&wave.name, &late_verdicts, state).await {
-            return Some(outcome);
-        }
         if !failed_migrations.is_empty() {
+            // A lock held by another run is exit 6, any other failure exit 4.
+            let locked = state.results.iter().any(
+                |(_, o)| matches!(o, TrustOutcome::Failed { exit_code, .. } if *exit_code == ExitCode::Locked.code()),
+            );
             return Some(RunOutcome::Failed {
                 wave: wave.name.clone(),
                 trusts: failed_migrations,
+                exit: if locked {
+                    ExitCode::Locked
+                } else {
+                    ExitCode::MigrationFailed
+                },
             });
         }
         self.soak(wave, state).await
@@ -591,6 +602,7 @@ impl Engine<'_> {
         let Some(trust) = self.inventory.get(id) else {
             return Judgement {
                 verdict: Verdict::Error(vec![format!("trust '{id}' is not in the inventory")]),
+                critical: false,
                 latency: Vec::new(),
             };
         };
@@ -615,7 +627,8 @@ impl Engine<'_> {
         label: &str,
     ) -> Judgement {
         let first = self.judged(id, w, scope, kind, label).await;
-        if first.verdict == Verdict::Pass {
+        if first.verdict == Verdict::Pass || first.critical {
+            // Lost or changed data is never measured away: only latency is re-measured.
             return first;
         }
         tokio::time::sleep(CONFIRM_PAUSE).await;
@@ -857,6 +870,7 @@ impl Engine<'_> {
                 planned_from,
                 TrustOutcome::Failed {
                     error: format!("trust '{id}' is not in the inventory"),
+                    exit_code: ExitCode::Internal.code(),
                 },
             );
         };
@@ -867,6 +881,7 @@ impl Engine<'_> {
                     planned_from,
                     TrustOutcome::Failed {
                         error: e.to_string(),
+                        exit_code: blocker_from(&e).exit_code().code(),
                     },
                 )
             }
@@ -878,7 +893,13 @@ impl Engine<'_> {
         match result {
             Ok((version, 0)) => finish(version, TrustOutcome::UpToDate),
             Ok((version, n)) => finish(version, TrustOutcome::Upgraded { migrations: n }),
-            Err((version, e)) => finish(version, TrustOutcome::Failed { error: e }),
+            Err((version, e, code)) => finish(
+                version,
+                TrustOutcome::Failed {
+                    error: e,
+                    exit_code: code.code(),
+                },
+            ),
         }
     }
 
@@ -890,25 +911,39 @@ impl Engine<'_> {
         db: &mut TrustDb,
         planned_from: Option<i64>,
         planned: &[Step],
-    ) -> Result<(Option<i64>, usize), (Option<i64>, String)> {
+    ) -> Result<(Option<i64>, usize), (Option<i64>, String, ExitCode)> {
         let id = db.trust().to_string();
         let catalog = self.catalogs.for_trust(&id);
-        db.lock().await.map_err(|e| (planned_from, e.to_string()))?;
+        db.lock()
+            .await
+            .map_err(|e| (planned_from, e.to_string(), blocker_from(&e).exit_code()))?;
         db.ensure_tracking_table()
             .await
-            .map_err(|e| (planned_from, e.to_string()))?;
+            .map_err(|e| (planned_from, e.to_string(), ExitCode::MigrationFailed))?;
         let applied = db
             .applied()
             .await
-            .map_err(|e| (planned_from, e.to_string()))?;
+            .map_err(|e| (planned_from, e.to_string(), ExitCode::MigrationFailed))?;
         let mut version = applied.iter().map(|a| a.version).max();
         let steps = match verify(catalog, &applied, self.plan.target.version) {
             Action::UpToDate => return Ok((version, 0)),
             Action::Upgrade { steps } => steps,
-            Action::Blocked { blocker } => return Err((version, blocker.to_string())),
+            Action::Blocked { blocker } => {
+                return Err((version, blocker.to_string(), blocker.exit_code()))
+            }
         };
-        if steps != planned {
-            tracing::info!(trust = %id, "state changed since preflight; following the database");
+        if steps != planned || version != planned_from {
+            // Another hand changed the trust since preflight: the baseline and the rollback
+            // target no longer describe it. Stop rather than guess.
+            return Err((
+                version,
+                format!(
+                    "the trust changed between preflight and migration (was at {}, now at {}); nothing was applied, run the rollout again",
+                    self.catalogs.base().describe(planned_from),
+                    self.catalogs.base().describe(version)
+                ),
+                ExitCode::MigrationFailed,
+            ));
         }
         self.events.emit(&Event::TrustStarted {
             wave: wave.to_string(),
@@ -925,6 +960,7 @@ impl Engine<'_> {
                 return Err((
                     version,
                     format!("migration {} vanished from the catalog", step.version),
+                    ExitCode::Internal,
                 ));
             };
             self.events.emit(&Event::MigrationStarted {
@@ -947,7 +983,7 @@ impl Engine<'_> {
                         version: m.version,
                         error: e.to_string(),
                     });
-                    return Err((version, e.to_string()));
+                    return Err((version, e.to_string(), ExitCode::MigrationFailed));
                 }
             }
         }

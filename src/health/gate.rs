@@ -92,6 +92,9 @@ pub struct LatencyComparison {
 pub struct Judgement {
     /// The verdict.
     pub verdict: Verdict,
+    /// True when something other than latency failed (durability, integrity, an invariant):
+    /// such a failure stands on its own and is never measured away.
+    pub critical: bool,
     /// One entry per latency probe compared.
     pub latency: Vec<LatencyComparison>,
 }
@@ -145,6 +148,7 @@ pub fn compare_latency(
 /// Judge a window against the baseline.
 pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Window) -> Judgement {
     let mut fail = Vec::new();
+    let mut latency_fails = 0;
     let mut error = Vec::new();
     let mut inconclusive = Vec::new();
     let mut latency = Vec::new();
@@ -157,6 +161,7 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                     match compare_latency(name, &b.ms, &w.ms, &health.regression) {
                         Some(c) => {
                             if c.regressed {
+                                latency_fails += 1;
                                 fail.push(format!(
                                 "latency probe '{name}' regressed: median {:.2} ms → {:.2} ms (×{:.1}), p95 {:.2} → {:.2} ms, shift +{:.2} ms (floor {} ms), Mann–Whitney p = {:.2e} (alpha {})",
                                 c.baseline_median_ms,
@@ -248,6 +253,7 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
             }
         }
     }
+    let critical = fail.len() > latency_fails;
     let verdict = if !fail.is_empty() {
         fail.extend(error);
         fail.extend(inconclusive);
@@ -260,7 +266,11 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
     } else {
         Verdict::Pass
     };
-    Judgement { verdict, latency }
+    Judgement {
+        verdict,
+        critical,
+        latency,
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +355,7 @@ mod tests {
             "{reasons:?}"
         );
         assert!(j.latency[0].regressed);
+        assert!(!j.critical, "a latency regression alone may be re-measured");
         assert!(j.latency[0].p_value < 1e-6);
     }
 
@@ -377,6 +388,7 @@ mod tests {
         p.write = Some(Ok(WriteOutcome::Lost {
             detail: "gone".into(),
         }));
+        assert!(judge(&health(), &b, &p, Window::PostUpgrade).critical);
         let Verdict::Fail(reasons) = judge(&health(), &b, &p, Window::PostUpgrade).verdict else {
             panic!()
         };

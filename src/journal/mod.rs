@@ -155,7 +155,12 @@ impl Journal {
         drop(self.tx.lock().ok().and_then(|mut t| t.take()));
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         match writer {
-            Some(handle) => handle.await.unwrap_or(Ok(())),
+            Some(handle) => handle.await.unwrap_or_else(|e| {
+                Err(JournalError::Open {
+                    path: PathBuf::from("state database"),
+                    message: format!("the journal writer stopped: {e}"),
+                })
+            }),
             None => Ok(()),
         }
     }

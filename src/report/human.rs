@@ -92,7 +92,7 @@ pub fn describe(event: &Event) -> Option<String> {
                 format!("  ✓ {trust} at {release} ({migrations} migrations, {})", secs(*duration_ms))
             }
             TrustOutcome::UpToDate => format!("  = {trust} already at {release}"),
-            TrustOutcome::Failed { error } => format!("  ✗ {trust} FAILED at {release}: {error}"),
+            TrustOutcome::Failed { error, .. } => format!("  ✗ {trust} FAILED at {release}: {error}"),
             TrustOutcome::Skipped => format!("  - {trust} skipped (the wave stopped)"),
         },
         Event::WaveFinished { wave, upgraded, up_to_date, failed, skipped } => format!(
@@ -223,6 +223,7 @@ mod tests {
             release: "5.0".into(),
             outcome: TrustOutcome::Failed {
                 error: "boom".into(),
+                exit_code: 4,
             },
             duration_ms: 10,
         })
