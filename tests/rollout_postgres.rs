@@ -102,29 +102,7 @@ fn a_failing_postgres_migration_is_rolled_back_and_stops_the_rollout() {
     assert_status_all_at(&ws, ids.len(), last, "5.1");
 
     // The new migration fails on camden only: camden already has a `tripwire` table.
-    dbs.db("camden")
-        .exec("CREATE TABLE tripwire (id INTEGER PRIMARY KEY)");
-    let (version, stem) = ws.add_tripwire_migration();
-    let rest: Vec<String> = ids
-        .iter()
-        .filter(|id| *id != "camden" && *id != "islington")
-        .cloned()
-        .collect();
-    ws.write_target_plan(
-        "break.yaml",
-        version,
-        &[
-            ("pilot", vec!["camden".into(), "islington".into()]),
-            ("rest", rest),
-        ],
-    );
-
-    let out = ws.run(&["rollout", "plans/break.yaml", "--yes"]);
-    out.code(4).stderr_contains("camden").stderr_contains_any(&[
-        &stem,
-        &format!("migration {version}"),
-        &format!("version {version}"),
-    ]);
+    let out = ws.roll_out_a_migration_failing_on_camden();
 
     let camden = dbs.db("camden");
     assert!(

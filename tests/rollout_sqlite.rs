@@ -138,30 +138,7 @@ fn a_migration_failing_halfway_is_rolled_back_and_stops_the_rollout() {
     let through_last = versions_through(last);
 
     // The new migration fails on camden only: camden already has a `tripwire` table.
-    ws.db("camden")
-        .exec("CREATE TABLE tripwire (id INTEGER PRIMARY KEY)");
-    let (version, stem) = ws.add_tripwire_migration();
-    // camden first, alone (concurrency 1), then islington in the same wave; everyone else later.
-    let rest: Vec<String> = ws
-        .trust_ids()
-        .into_iter()
-        .filter(|id| id != "camden" && id != "islington")
-        .collect();
-    ws.write_target_plan(
-        "break.yaml",
-        version,
-        &[
-            ("pilot", vec!["camden".into(), "islington".into()]),
-            ("everyone-else", rest),
-        ],
-    );
-
-    let out = ws.run(&["rollout", "plans/break.yaml", "--yes"]);
-    out.code(4).stderr_contains("camden").stderr_contains_any(&[
-        &stem,
-        &format!("migration {version}"),
-        &format!("version {version}"),
-    ]);
+    let out = ws.roll_out_a_migration_failing_on_camden();
 
     let camden = ws.db("camden");
     assert!(

@@ -144,6 +144,36 @@ impl Workspace {
         found.pop().unwrap()
     }
 
+    /// The shared set-up of the failing-migration tests: plant a migration after the last one
+    /// that fails only on camden (it already has a `tripwire` table), put camden then islington
+    /// in a pilot wave and every other trust in a later wave, roll it out, and check it stopped
+    /// with exit 4 naming camden and the migration.
+    pub fn roll_out_a_migration_failing_on_camden(&self) -> Outcome {
+        self.db("camden")
+            .exec("CREATE TABLE tripwire (id INTEGER PRIMARY KEY)");
+        let (version, stem) = self.add_tripwire_migration();
+        let rest: Vec<String> = self
+            .trust_ids()
+            .into_iter()
+            .filter(|id| id != "camden" && id != "islington")
+            .collect();
+        self.write_target_plan(
+            "break.yaml",
+            version,
+            &[
+                ("pilot", vec!["camden".into(), "islington".into()]),
+                ("everyone-else", rest),
+            ],
+        );
+        let out = self.run(&["rollout", "plans/break.yaml", "--yes"]);
+        out.code(4).stderr_contains("camden").stderr_contains_any(&[
+            &stem,
+            &format!("migration {version}"),
+            &format!("version {version}"),
+        ]);
+        out
+    }
+
     /// Add a migration after the repo's last one whose first statement is valid and whose
     /// second fails only on a database that already has a `tripwire` table (portable SQL).
     /// Returns (version, file stem), e.g. (131, "0131_break_halfway").
