@@ -266,27 +266,7 @@ fn an_edited_applied_migration_is_checksum_drift_and_changes_nothing() {
     let ws = Workspace::new();
     ws.run(&["demo", "--seed-only", "--patients", "10"])
         .success();
-    let before = ws.tracking_snapshot();
-    let first = catalog_versions()[0];
-    let up = ws.migration_file(first, ".up.sql");
-    ws.edit(&up, |s| {
-        format!("{s}\n-- edited after it was applied\nCREATE INDEX edited_idx ON staff (id);\n")
-    });
-
-    let out = ws.run(&["rollout", PLAN, "--yes"]);
-    out.code(7).stderr_names_migration(first);
-
-    assert_eq!(
-        before,
-        ws.tracking_snapshot(),
-        "rollout changed tracking rows despite drift"
-    );
-    for id in ws.trust_ids() {
-        assert!(
-            !ws.db(&id).table_exists("staff_smartcard"),
-            "{id} was upgraded despite drift"
-        );
-    }
+    ws.roll_out_after_editing_an_applied_migration();
 }
 
 #[test]

@@ -144,6 +144,31 @@ impl Workspace {
         found.pop().unwrap()
     }
 
+    /// The shared body of the checksum-drift tests: after seeding, edit the first (applied)
+    /// migration's up file, roll out, and check the run exits 7 naming that migration with no
+    /// tracking row changed and no trust upgraded.
+    pub fn roll_out_after_editing_an_applied_migration(&self) {
+        let before = self.tracking_snapshot();
+        let first = catalog_versions()[0];
+        let up = self.migration_file(first, ".up.sql");
+        self.edit(&up, |s| {
+            format!("{s}\n-- edited after it was applied\nCREATE INDEX edited_idx ON staff (id);\n")
+        });
+        let out = self.run(&["rollout", "plans/rio-5.1.yaml", "--yes"]);
+        out.code(7).stderr_names_migration(first);
+        assert_eq!(
+            before,
+            self.tracking_snapshot(),
+            "rollout changed tracking rows despite drift"
+        );
+        for id in self.trust_ids() {
+            assert!(
+                !self.db(&id).table_exists("staff_smartcard"),
+                "{id} was upgraded despite drift"
+            );
+        }
+    }
+
     /// The shared set-up of the failing-migration tests: plant a migration after the last one
     /// that fails only on camden (it already has a `tripwire` table), put camden then islington
     /// in a pilot wave and every other trust in a later wave, roll it out, and check it stopped
