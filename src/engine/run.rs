@@ -22,8 +22,10 @@ use crate::health::probes::{draw_params, measure, ProbeParams, Scope, Snapshot};
 use crate::migrations::{Catalog, Catalogs, Reversibility};
 use crate::plan::{plan_rollout, verify, Action, Blocker, RolloutPlan, Step, TrustState};
 
-/// Pause before a window that did not pass is measured again.
-const CONFIRM_PAUSE: Duration = Duration::from_millis(500);
+/// Pauses before a window that did not pass is measured again: a latency regression stands
+/// only when every one of these measurements confirms it (a real one persists; a burst of
+/// load on a shared machine passes within seconds).
+const CONFIRM_PAUSES: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(2)];
 
 /// How many trust databases preflight and `status` read at once.
 pub const READ_CONCURRENCY: usize = 16;
@@ -615,9 +617,10 @@ impl Engine<'_> {
         judge(&self.plan.health, &w.baseline, &snap, kind)
     }
 
-    /// Like [`judged`](Self::judged), but a window that does not pass is measured once more
-    /// after a pause, and that second window decides: a real regression persists, a burst of
-    /// load on a shared machine does not.
+    /// Like [`judged`](Self::judged), but a window that does not pass only on latency is
+    /// measured again after each of [`CONFIRM_PAUSES`], and only a regression every
+    /// measurement shows counts: a real regression persists, a burst of load does not.
+    /// Lost or changed data (a critical failure) is never measured away.
     async fn confirmed(
         &self,
         id: &str,
@@ -626,19 +629,27 @@ impl Engine<'_> {
         kind: Window,
         label: &str,
     ) -> Judgement {
-        let first = self.judged(id, w, scope, kind, label).await;
-        if first.verdict == Verdict::Pass || first.critical {
-            // Lost or changed data is never measured away: only latency is re-measured.
-            return first;
+        let mut judgement = self.judged(id, w, scope, kind, label).await;
+        for (attempt, pause) in CONFIRM_PAUSES.iter().enumerate() {
+            if judgement.verdict == Verdict::Pass || judgement.critical {
+                break;
+            }
+            tokio::time::sleep(*pause).await;
+            let again = self
+                .judged(
+                    id,
+                    w,
+                    scope,
+                    kind,
+                    &format!("{label}-confirm-{}", attempt + 1),
+                )
+                .await;
+            if again.verdict == Verdict::Pass {
+                tracing::info!(trust = id, first = ?judgement.verdict, "not confirmed on a later measurement: treated as noise");
+            }
+            judgement = again;
         }
-        tokio::time::sleep(CONFIRM_PAUSE).await;
-        let second = self
-            .judged(id, w, scope, kind, &format!("{label}-confirm"))
-            .await;
-        if second.verdict == Verdict::Pass {
-            tracing::info!(trust = id, first = ?first.verdict, "not confirmed on a second measurement: treated as noise");
-        }
-        second
+        judgement
     }
 
     /// While a wave migrates, keep checking the trusts of earlier waves every soak interval.

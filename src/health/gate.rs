@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::probes::{Snapshot, WriteOutcome};
+use super::probes::{LatencySamples, Snapshot, WriteOutcome};
 use super::stats::{hodges_lehmann_shift, mann_whitney_greater, percentile};
 use crate::config::health::{Health, Regression};
 
@@ -79,11 +79,14 @@ pub struct LatencyComparison {
     pub shift_ms: f64,
     /// One-sided Mann–Whitney p-value.
     pub p_value: f64,
+    /// How much slower the machine was than at baseline (control query, ≥ 1). The window's
+    /// median, percentiles, shift and p-value above are computed after dividing by it.
+    pub machine_factor: f64,
     /// Whether it counts as a regression.
     pub regressed: bool,
     /// Baseline samples, ms (for plots).
     pub baseline_ms: Vec<f64>,
-    /// Window samples, ms (for plots).
+    /// Window samples as measured, ms (for plots).
     pub samples_ms: Vec<f64>,
 }
 
@@ -109,15 +112,34 @@ fn ratio(post: f64, base: f64) -> f64 {
     }
 }
 
-/// Compare two latency sample sets under the thresholds.
+/// How much slower the machine was in the window than at baseline, from the control query
+/// timed alongside the probe: the ratio of the control medians, never below 1 (a faster
+/// machine is not credited). 1 when either window has no control samples.
+pub fn machine_factor(baseline_control: &[f64], control: &[f64]) -> f64 {
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    match (median(baseline_control), median(control)) {
+        (Some(b), Some(c)) if b > 0.0 && c.is_finite() => (c / b).max(1.0),
+        _ => 1.0,
+    }
+}
+
+/// Compare a probe's window with its baseline under the thresholds. The window's samples are
+/// first divided by the [`machine_factor`], so that load on a shared machine, which slows the
+/// control query as much as the probe, is not taken for a regression of the release; a
+/// release that slows the probe still stands out against the unchanged control.
 pub fn compare_latency(
     probe: &str,
-    baseline: &[f64],
-    post: &[f64],
+    baseline: &LatencySamples,
+    window: &LatencySamples,
     r: &Regression,
 ) -> Option<LatencyComparison> {
-    let mut b = baseline.to_vec();
-    let mut p = post.to_vec();
+    let factor = machine_factor(&baseline.control_ms, &window.control_ms);
+    let mut b = baseline.ms.clone();
+    let mut p: Vec<f64> = window.ms.iter().map(|ms| ms / factor).collect();
     b.sort_by(f64::total_cmp);
     p.sort_by(f64::total_cmp);
     let mw = mann_whitney_greater(&p, &b)?;
@@ -139,9 +161,10 @@ pub fn compare_latency(
         p99_ms: p99,
         shift_ms: shift,
         p_value: mw.p_value,
+        machine_factor: factor,
         regressed,
-        baseline_ms: baseline.to_vec(),
-        samples_ms: post.to_vec(),
+        baseline_ms: baseline.ms.clone(),
+        samples_ms: window.ms.clone(),
     })
 }
 
@@ -158,12 +181,20 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
             let name = &probe.name;
             match (baseline.latency.get(name), window.latency.get(name)) {
                 (Some(Ok(b)), Some(Ok(w))) => {
-                    match compare_latency(name, &b.ms, &w.ms, &health.regression) {
+                    match compare_latency(name, b, w, &health.regression) {
                         Some(c) => {
                             if c.regressed {
                                 latency_fails += 1;
+                                let machine = if c.machine_factor > 1.05 {
+                                    format!(
+                                        "; figures after discounting a machine slowdown of ×{:.1} seen on the control query",
+                                        c.machine_factor
+                                    )
+                                } else {
+                                    String::new()
+                                };
                                 fail.push(format!(
-                                "latency probe '{name}' regressed: median {:.2} ms → {:.2} ms (×{:.1}), p95 {:.2} → {:.2} ms, shift +{:.2} ms (floor {} ms), Mann–Whitney p = {:.2e} (alpha {})",
+                                "latency probe '{name}' regressed: median {:.2} ms → {:.2} ms (×{:.1}), p95 {:.2} → {:.2} ms, shift +{:.2} ms (floor {} ms), Mann–Whitney p = {:.2e} (alpha {}){machine}",
                                 c.baseline_median_ms,
                                 c.median_ms,
                                 ratio(c.median_ms, c.baseline_median_ms),
@@ -277,7 +308,7 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
 mod tests {
     use super::*;
     use crate::config::health::{Invariant, LatencyProbe, WriteProbe};
-    use crate::health::probes::{LatencySamples, TableFigures};
+    use crate::health::probes::TableFigures;
 
     fn health() -> Health {
         Health {
@@ -312,12 +343,22 @@ mod tests {
     }
 
     fn snapshot(latency: Vec<f64>, rows: i64, hash: &str) -> Snapshot {
+        snapshot_with_control(latency, samples(0.5, 0.1), rows, hash)
+    }
+
+    fn snapshot_with_control(
+        latency: Vec<f64>,
+        control: Vec<f64>,
+        rows: i64,
+        hash: &str,
+    ) -> Snapshot {
         let mut s = Snapshot::default();
         s.latency.insert(
             "open-record".into(),
             Ok(LatencySamples {
                 ms: latency,
                 rows: 30,
+                control_ms: control,
             }),
         );
         s.write = Some(Ok(WriteOutcome::Durable));
@@ -379,6 +420,39 @@ mod tests {
             judge(&health(), &b, &p, Window::PostUpgrade).verdict,
             Verdict::Pass
         );
+    }
+
+    #[test]
+    fn a_slowdown_the_control_query_shares_is_the_machine_not_the_release() {
+        // Probe and control both ×5 (a busy shared machine): not a regression.
+        let b = snapshot_with_control(samples(2.0, 0.4), samples(0.5, 0.1), 100, "a");
+        let p = snapshot_with_control(samples(10.0, 2.0), samples(2.5, 0.5), 100, "a");
+        let j = judge(&health(), &b, &p, Window::PostUpgrade);
+        assert_eq!(j.verdict, Verdict::Pass, "{:?}", j.latency);
+        assert!((j.latency[0].machine_factor - 5.0).abs() < 0.01);
+        // The same probe slowdown with an unchanged control is the release: a regression.
+        let p = snapshot_with_control(samples(10.0, 2.0), samples(0.5, 0.1), 100, "a");
+        assert!(matches!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Fail(_)
+        ));
+        // Probe ×20 while the machine is ×2 slower: still a regression, and the reason says
+        // the figures were adjusted.
+        let p = snapshot_with_control(samples(40.0, 4.0), samples(1.0, 0.2), 100, "a");
+        let Verdict::Fail(reasons) = judge(&health(), &b, &p, Window::PostUpgrade).verdict else {
+            panic!()
+        };
+        assert!(
+            reasons[0].contains("machine slowdown of ×2.0"),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn a_faster_machine_is_not_credited() {
+        assert_eq!(machine_factor(&[1.0, 1.0, 1.0], &[0.2, 0.2, 0.2]), 1.0);
+        assert_eq!(machine_factor(&[], &[0.2]), 1.0);
+        assert!((machine_factor(&[1.0, 2.0, 3.0], &[4.0, 6.0, 8.0]) - 3.0).abs() < 1e-9);
     }
 
     #[test]

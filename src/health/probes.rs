@@ -22,6 +22,10 @@ pub struct LatencySamples {
     pub ms: Vec<f64>,
     /// Rows returned over all executions.
     pub rows: usize,
+    /// The control query, timed right after each execution on the same connection: it reads
+    /// no table, so no migration changes it, and its slowdown between two windows is the
+    /// machine's (CPU or I/O contention), not the release's.
+    pub control_ms: Vec<f64>,
 }
 
 /// Outcome of the durability probe.
@@ -75,6 +79,11 @@ pub enum Scope {
 }
 
 const WARM_UP: usize = 3;
+
+/// The control query: a little CPU work through the same database connection and no table,
+/// portable between SQLite and PostgreSQL.
+pub const CONTROL_SQL: &str =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300) SELECT COUNT(*) FROM c";
 
 /// Every statement of the health section, with what it is (for error messages).
 pub fn statements(health: &Health) -> Vec<(String, String)> {
@@ -252,12 +261,17 @@ async fn time_probe(
         return Err(format!("{context}: no parameters were drawn"));
     }
     let param = |i: usize| params.map(|p| p[i % p.len()]);
+    let control = "the control query";
     for i in 0..WARM_UP {
         db.timed_query(&probe.sql, param(i), &context)
             .await
             .map_err(|e| e.to_string())?;
+        db.timed_query(CONTROL_SQL, None, control)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let mut ms = Vec::with_capacity(probe.samples);
+    let mut control_ms = Vec::with_capacity(probe.samples);
     let mut rows = 0;
     for i in 0..probe.samples {
         let (took, n) = db
@@ -266,6 +280,11 @@ async fn time_probe(
             .map_err(|e| e.to_string())?;
         ms.push(took.as_secs_f64() * 1000.0);
         rows += n;
+        let (took, _) = db
+            .timed_query(CONTROL_SQL, None, control)
+            .await
+            .map_err(|e| e.to_string())?;
+        control_ms.push(took.as_secs_f64() * 1000.0);
     }
     if rows == 0 {
         return Err(format!(
@@ -273,7 +292,11 @@ async fn time_probe(
             probe.samples
         ));
     }
-    Ok(LatencySamples { ms, rows })
+    Ok(LatencySamples {
+        ms,
+        rows,
+        control_ms,
+    })
 }
 
 async fn table_figures(

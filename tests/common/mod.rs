@@ -35,6 +35,15 @@ pub fn repo_root() -> PathBuf {
 /// to trip the gate, so concurrent runs would make the suite flaky.
 static RUN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Hold [`RUN_LOCK`]: flotilla runs, and heavy set-up such as creating 56 Postgres databases,
+/// do not overlap within a test binary, so one test's load does not disturb another test's
+/// latency measurements.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    RUN_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// How long one flotilla invocation may take before the test fails (it is killed).
 const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -260,9 +269,7 @@ impl Workspace {
     ///
     /// Runs are serialised within a test binary (see [`RUN_LOCK`]).
     pub fn run(&self, args: &[&str]) -> Outcome {
-        let _serial = RUN_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _serial = serial();
         let mut cmd = self.command(args);
         let described = format!(
             "(cd {} && {} --no-progress {})",
@@ -1115,6 +1122,7 @@ pub fn create_databases(test: &str, ids: &[String]) -> PgDatabases {
         .iter()
         .map(|id| (id.clone(), format!("{prefix}_{}", id.replace('-', "_"))))
         .collect();
+    let _serial = serial();
     block_on(async {
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
