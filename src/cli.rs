@@ -22,9 +22,16 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "migrations", value_name = "DIR")]
     pub migrations: PathBuf,
 
-    /// flotilla's own state database (runs and every event: measurements, verdicts, steps).
-    #[arg(long, global = true, default_value = crate::journal::DEFAULT_STATE, value_name = "FILE")]
-    pub state: PathBuf,
+    /// flotilla's own state database (runs, steps, measurements, verdicts, events, the lease):
+    /// an SQLite file, or a postgres:// URL shared by a team (password in
+    /// FLOTILLA_STATE_PASSWORD).
+    #[arg(long, global = true, default_value = crate::journal::DEFAULT_STATE, value_name = "FILE|URL")]
+    pub state: String,
+
+    /// How long the estate lease lives without a heartbeat (a crashed run's lease can be taken
+    /// after this; at once when its process is gone from this host).
+    #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lease_ttl: std::time::Duration,
 
     /// Plain lines instead of progress bars, even on a terminal.
     #[arg(long, global = true)]
@@ -86,6 +93,27 @@ pub enum Command {
         /// Do not ask for confirmation; approve waves marked `approval: required`.
         #[arg(long)]
         yes: bool,
+        /// Also write every event as a JSON line to FILE (`-` for stdout).
+        #[arg(long, value_name = "FILE")]
+        events: Option<PathBuf>,
+    },
+    /// Continue an interrupted, halted or crashed run from the journal and the databases'
+    /// real state. Measures afresh; never reuses a failed window.
+    Resume {
+        /// The run (default: the latest run that did not complete).
+        run: Option<String>,
+        /// Do not ask; approve waves marked `approval: required`.
+        #[arg(long)]
+        yes: bool,
+        /// Try a trust that failed in the run again (repeatable).
+        #[arg(long, value_name = "TRUST")]
+        retry: Vec<String>,
+        /// Leave a trust that failed in the run out of the rest of it (repeatable).
+        #[arg(long, value_name = "TRUST")]
+        skip: Vec<String>,
+        /// Continue even though the plan file or the migrations changed since the run began.
+        #[arg(long)]
+        allow_changed_plan: bool,
         /// Also write every event as a JSON line to FILE (`-` for stdout).
         #[arg(long, value_name = "FILE")]
         events: Option<PathBuf>,

@@ -14,7 +14,7 @@ use crate::config::{ConfigError, Inventory, Plan, Wave};
 use crate::db::sql;
 use crate::engine::events::Fanout;
 use crate::engine::run::{read_state, READ_CONCURRENCY};
-use crate::engine::{preflight, Approver, Engine, EventSink, RunOutcome, TrustOutcome};
+use crate::engine::{preflight, Approver, EventSink, RunOutcome, TrustOutcome};
 use crate::exit_codes::ExitCode;
 use crate::migrations::{Catalog, CatalogError, Catalogs};
 use crate::plan::{Action, RolloutPlan};
@@ -37,7 +37,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(code: ExitCode, message: impl Into<String>) -> Failure {
+    pub(crate) fn new(code: ExitCode, message: impl Into<String>) -> Failure {
         Failure {
             code,
             message: message.into(),
@@ -75,14 +75,16 @@ pub struct Globals {
     pub inventory: PathBuf,
     /// The migrations directory.
     pub migrations: PathBuf,
-    /// flotilla's state database.
-    pub state: PathBuf,
+    /// flotilla's state database: a file path or a Postgres URL.
+    pub state: String,
+    /// How long the estate lease lives without a heartbeat.
+    pub lease_ttl: std::time::Duration,
     /// Progress bars allowed (stdout is a terminal and `--no-progress` was not given).
     pub progress: bool,
 }
 
 impl Globals {
-    fn load(&self) -> Result<(Inventory, Catalogs), Failure> {
+    pub(crate) fn load(&self) -> Result<(Inventory, Catalogs), Failure> {
         let inventory = Inventory::load(&self.inventory)?;
         let catalogs = Catalogs::load(Catalog::load(&self.migrations)?, &inventory)?;
         Ok((inventory, catalogs))
@@ -287,7 +289,7 @@ fn plan_json(
     })
 }
 
-fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
+pub(crate) fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
     outln!(
         "plan {}: target {} (version {}), {} migrations to apply",
         planned.plan,
@@ -358,11 +360,11 @@ fn print_plan_sql(planned: &RolloutPlan, catalogs: &Catalogs, inventory: &Invent
 }
 
 /// Asks on the terminal, or approves everything under `--yes`.
-struct Prompt {
-    yes: bool,
+pub(crate) struct Prompt {
+    pub(crate) yes: bool,
 }
 
-fn ask(question: &str) -> bool {
+pub(crate) fn ask(question: &str) -> bool {
     tokio::task::block_in_place(|| {
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "{question} [y/N] ");
@@ -391,7 +393,7 @@ impl Approver for Prompt {
     }
 }
 
-fn event_sinks(g: &Globals, events: Option<&Path>) -> Result<Fanout, Failure> {
+pub(crate) fn event_sinks(g: &Globals, events: Option<&Path>) -> Result<Fanout, Failure> {
     let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Human::new(g.progress))];
     match events {
         None => {}
@@ -412,19 +414,23 @@ fn event_sinks(g: &Globals, events: Option<&Path>) -> Result<Fanout, Failure> {
 /// `flotilla rollout PLAN`.
 pub async fn rollout(g: &Globals, path: &Path, yes: bool, events: Option<&Path>) -> Outcome {
     let (inventory, catalogs, plan) = g.load_plan(path)?;
-    run_rollout(g, &inventory, &catalogs, &plan, yes, events).await
+    refuse_unconfirmed(yes, &plan)?;
+    crate::operate::execute(crate::operate::Request {
+        g,
+        inventory: &inventory,
+        catalogs: &catalogs,
+        plan: &plan,
+        yes,
+        events,
+        start: crate::operate::Start::New,
+        lease_ttl: g.lease_ttl,
+    })
+    .await
 }
 
-async fn run_rollout(
-    g: &Globals,
-    inventory: &Inventory,
-    catalogs: &Catalogs,
-    plan: &Plan,
-    yes: bool,
-    events: Option<&Path>,
-) -> Outcome {
-    let interactive = std::io::stdin().is_terminal();
-    if !yes && !interactive {
+/// Without `--yes`, a run needs a terminal to confirm on.
+pub(crate) fn refuse_unconfirmed(yes: bool, plan: &Plan) -> Outcome {
+    if !yes && !std::io::stdin().is_terminal() {
         return Err(Failure::new(
             ExitCode::Config,
             format!(
@@ -433,54 +439,16 @@ async fn run_rollout(
             ),
         ));
     }
-    let checked = preflight(inventory, catalogs, plan).await;
-    let planned = &checked.plan;
-    let mut sinks = event_sinks(g, events)?;
-    let journal = std::sync::Arc::new(
-        crate::journal::Journal::start(&g.state, &plan.name, &plan.path)
-            .await
-            .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?,
-    );
-    sinks.0.push(Box::new(journal.clone()));
-    if planned.blocked().next().is_none() && !yes {
-        print_plan_text(planned, catalogs.base());
-        if planned.migration_count() > 0
-            && !ask(&format!(
-                "Roll out {} ({} migrations)?",
-                plan.name,
-                planned.migration_count()
-            ))
-        {
-            return Err(Failure::new(
-                ExitCode::Config,
-                "rollout not confirmed; nothing was changed",
-            ));
-        }
-    }
-    let engine = Engine {
-        inventory,
-        catalogs,
-        plan,
-        events: &sinks,
-        approver: &Prompt { yes },
-    };
-    let summary = engine.run(&checked).await;
-    if let Err(e) = journal.finish().await {
-        // The run's own exit code still stands (a rollback failure must still say 5); a run
-        // that otherwise succeeded reports the incomplete journal as an internal error.
-        eprintln!(
-            "error: the run's journal in {} is incomplete: {e}",
-            g.state.display()
-        );
-        if summary.outcome == RunOutcome::Completed {
-            return Err(Failure::new(
-                ExitCode::Internal,
-                "the rollout completed but its journal is incomplete",
-            ));
-        }
-    }
-    tracing::info!(run = journal.run_id(), state = %g.state.display(), "run recorded in the journal");
-    match summary.outcome {
+    Ok(())
+}
+
+/// The documented failure (exit code and message) for how a run ended.
+pub(crate) fn outcome_failure(
+    plan: &Plan,
+    planned: &RolloutPlan,
+    summary: &crate::engine::RunSummary,
+) -> Outcome {
+    match summary.outcome.clone() {
         RunOutcome::Completed => Ok(()),
         RunOutcome::Blocked { .. } => blocked_failure(planned),
         RunOutcome::Halted { wave, trusts, reasons } => Err(Failure::new(
@@ -531,7 +499,19 @@ async fn run_rollout(
         }
         RunOutcome::NotApproved { wave } => Err(Failure::new(
             ExitCode::Config,
-            format!("wave '{wave}' was not approved; the rollout stopped before it (run rollout again to continue)"),
+            format!("wave '{wave}' was not approved; the rollout stopped before it (resume to continue)"),
+        )),
+        RunOutcome::Interrupted => Err(Failure::new(
+            ExitCode::Interrupted,
+            format!("rollout {} interrupted: the migrations in flight finished, nothing new was started; continue with `flotilla resume`", plan.name),
+        )),
+        RunOutcome::LeaseLost { holder } => Err(Failure::new(
+            ExitCode::Locked,
+            format!("rollout {} stopped: its lease was taken over by {holder}", plan.name),
+        )),
+        RunOutcome::JournalFailed { error } => Err(Failure::new(
+            ExitCode::Internal,
+            format!("rollout {} stopped: the state database could not be written ({error}); nothing further was started", plan.name),
         )),
     }
 }
@@ -722,7 +702,19 @@ pub async fn demo(
     };
     match plan {
         None => Ok(()),
-        Some(plan) => run_rollout(g, &inventory, &catalogs, &plan, true, None).await,
+        Some(plan) => {
+            crate::operate::execute(crate::operate::Request {
+                g,
+                inventory: &inventory,
+                catalogs: &catalogs,
+                plan: &plan,
+                yes: true,
+                events: None,
+                start: crate::operate::Start::New,
+                lease_ttl: g.lease_ttl,
+            })
+            .await
+        }
     }
 }
 
@@ -767,6 +759,7 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
             &params,
             &Default::default(),
             Scope::Full,
+            None,
         )
         .await;
         for (name, r) in &snap.latency {

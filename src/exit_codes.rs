@@ -10,6 +10,7 @@
 //! | 5 | a rollback failed: an operator is needed |
 //! | 6 | the estate (or a trust database) is locked by another run |
 //! | 7 | checksum drift: applied history differs from the migration files |
+//! | 8 | interrupted by the operator (Ctrl-C, SIGTERM); `flotilla resume` continues |
 
 use std::process::ExitCode as StdExitCode;
 
@@ -33,6 +34,8 @@ pub enum ExitCode {
     Locked,
     /// 7: applied history does not match the migration files.
     ChecksumDrift,
+    /// 8: interrupted by the operator; resume continues.
+    Interrupted,
 }
 
 impl ExitCode {
@@ -47,6 +50,7 @@ impl ExitCode {
             ExitCode::RollbackFailed => 5,
             ExitCode::Locked => 6,
             ExitCode::ChecksumDrift => 7,
+            ExitCode::Interrupted => 8,
         }
     }
 }
@@ -72,8 +76,9 @@ mod tests {
             ExitCode::RollbackFailed,
             ExitCode::Locked,
             ExitCode::ChecksumDrift,
+            ExitCode::Interrupted,
         ];
         let codes: Vec<u8> = all.iter().map(|c| c.code()).collect();
-        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7, 8]);
     }
 }

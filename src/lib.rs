@@ -16,6 +16,7 @@ pub mod exit_codes;
 pub mod health;
 pub mod journal;
 pub mod migrations;
+pub mod operate;
 pub mod plan;
 pub mod report;
 

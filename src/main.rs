@@ -46,6 +46,7 @@ fn main() -> StdExitCode {
         inventory: cli.inventory.clone(),
         migrations: cli.migrations.clone(),
         state: cli.state.clone(),
+        lease_ttl: cli.lease_ttl,
         progress: !cli.no_progress && std::io::stdout().is_terminal(),
     };
     let result = runtime.block_on(async {
@@ -56,6 +57,27 @@ fn main() -> StdExitCode {
             }
             Command::Rollout { plan, yes, events } => {
                 commands::rollout(&globals, plan, *yes, events.as_deref()).await
+            }
+            Command::Resume {
+                run,
+                yes,
+                retry,
+                skip,
+                allow_changed_plan,
+                events,
+            } => {
+                flotilla::operate::resume(
+                    &globals,
+                    &flotilla::operate::ResumeOptions {
+                        run: run.clone(),
+                        yes: *yes,
+                        retry: retry.clone(),
+                        skip: skip.clone(),
+                        allow_changed_plan: *allow_changed_plan,
+                        events: events.clone(),
+                    },
+                )
+                .await
             }
             Command::Status { format } => commands::status(&globals, *format).await,
             Command::Demo {

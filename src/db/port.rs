@@ -103,6 +103,29 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// Whether this is the connection's fault (refused, dropped, the server shutting down)
+    /// rather than the SQL's: such an error is worth retrying after a pause.
+    pub fn is_connection_fault(&self) -> bool {
+        let source = match self {
+            DbError::Unreachable { .. } => return true,
+            DbError::Query { source, .. } | DbError::MigrationFailed { source, .. } => source,
+            _ => return false,
+        };
+        match source {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(e) => e.code().is_some_and(|c| {
+                // 08: connection exception; 57P01..03: admin/crash shutdown, cannot connect now.
+                c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        }
+    }
+
     /// The trust the error is about.
     pub fn trust(&self) -> &str {
         match self {

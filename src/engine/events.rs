@@ -19,6 +19,8 @@ pub enum TrustOutcome {
     Failed { error: String, exit_code: u8 },
     /// Not started because the wave or run stopped first.
     Skipped,
+    /// Stopped between two migrations by an operator's interrupt (`resume` continues).
+    Interrupted { migrations: usize },
 }
 
 /// Something that happened during a run.
@@ -60,11 +62,12 @@ pub enum Event {
         to: String,
         migrations: usize,
     },
-    /// A migration begins on a trust.
+    /// A migration begins on a trust (`before`: the version it is at).
     MigrationStarted {
         trust: String,
         version: i64,
         description: String,
+        before: Option<i64>,
     },
     /// A migration committed on a trust, with its tracking row.
     MigrationApplied {
@@ -117,6 +120,43 @@ pub enum Event {
         to: String,
         migrations: usize,
     },
+    /// A down migration begins on a trust.
+    MigrationReverting { trust: String, version: i64 },
+    /// A down migration committed (its tracking row deleted with it); `now_at` is the
+    /// trust's version after it.
+    MigrationReverted {
+        trust: String,
+        version: i64,
+        now_at: Option<i64>,
+    },
+    /// The write probe is about to insert record `id` (recorded first, so a crash between the
+    /// insert and its cleanup leaves a note of what to remove).
+    WriteProbeStarted { trust: String, id: i64 },
+    /// The write probe's record `id` was removed again.
+    WriteProbeCleaned { trust: String, id: i64 },
+    /// A trust's connection was refused or dropped: trying again after a pause.
+    TrustRetrying {
+        trust: String,
+        attempt: usize,
+        of: usize,
+        after_ms: u64,
+        error: String,
+    },
+    /// The baseline of a trust was measured (its figures are in the `HealthMeasured` event
+    /// before this one): what `resume` needs to judge the trust later.
+    BaselineRecorded {
+        wave: String,
+        trust: String,
+        from: Option<i64>,
+        params: crate::health::probes::ProbeParams,
+    },
+    /// A wave's trusts passed their checks and soak: the next wave may start.
+    WavePassed { wave: String },
+    /// A run was resumed (`attempt` counts from 1 for the first start).
+    RunResumed { attempt: i64 },
+    /// The operator interrupted the run (Ctrl-C or SIGTERM); `abort` when a second signal
+    /// abandoned in-flight transactions.
+    Interrupted { abort: bool },
     /// A rollback finished and its integrity figures equal the pre-upgrade ones.
     RollbackFinished {
         trust: String,

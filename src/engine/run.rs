@@ -18,7 +18,8 @@ use crate::config::{Inventory, Plan, Trust, Wave};
 use crate::db::{Access, DbError, TrustDb};
 use crate::exit_codes::ExitCode;
 use crate::health::gate::{judge, Judgement, Verdict, Window};
-use crate::health::probes::{draw_params, measure, ProbeParams, Scope, Snapshot};
+use crate::health::probes::{draw_params, measure, probe_identity, ProbeParams, Scope, Snapshot};
+use crate::journal::Journal;
 use crate::migrations::{Catalog, Catalogs, Reversibility};
 use crate::plan::{plan_rollout, verify, Action, Blocker, RolloutPlan, Step, TrustState};
 
@@ -26,6 +27,15 @@ use crate::plan::{plan_rollout, verify, Action, Blocker, RolloutPlan, Step, Trus
 /// only when every one of these measurements confirms it (a real one persists; a burst of
 /// load on a shared machine passes within seconds).
 const CONFIRM_PAUSES: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(2)];
+
+/// Pauses between attempts to reach a trust whose connection was refused or dropped; after
+/// the last one the trust is marked failed and the wave's policy decides.
+const RETRY_BACKOFF: [Duration; 4] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
 
 /// How many trust databases preflight and `status` read at once.
 pub const READ_CONCURRENCY: usize = 16;
@@ -69,6 +79,12 @@ pub enum RunOutcome {
     },
     /// An approval wave was declined.
     NotApproved { wave: String },
+    /// The operator interrupted the run (Ctrl-C, SIGTERM); `resume` continues it.
+    Interrupted,
+    /// Another run took this run's lease over (this one had stopped heartbeating).
+    LeaseLost { holder: String },
+    /// The state database could not be written: nothing more is started unrecorded.
+    JournalFailed { error: String },
 }
 
 impl RunOutcome {
@@ -81,10 +97,14 @@ impl RunOutcome {
             RunOutcome::Halted { .. } | RunOutcome::Paused { .. } => ExitCode::HealthGate,
             RunOutcome::RollbackFailed { .. } => ExitCode::RollbackFailed,
             RunOutcome::NotApproved { .. } => ExitCode::Config,
+            RunOutcome::Interrupted => ExitCode::Interrupted,
+            RunOutcome::LeaseLost { .. } => ExitCode::Locked,
+            RunOutcome::JournalFailed { .. } => ExitCode::Internal,
         }
     }
 
-    fn label(&self) -> &'static str {
+    /// The status recorded for the run.
+    pub fn label(&self) -> &'static str {
         match self {
             RunOutcome::Completed => "completed",
             RunOutcome::Blocked { .. } => "blocked",
@@ -93,6 +113,9 @@ impl RunOutcome {
             RunOutcome::Paused { .. } => "paused",
             RunOutcome::RollbackFailed { .. } => "rollback-failed",
             RunOutcome::NotApproved { .. } => "not-approved",
+            RunOutcome::Interrupted => "interrupted",
+            RunOutcome::LeaseLost { .. } => "lease-lost",
+            RunOutcome::JournalFailed { .. } => "journal-failed",
         }
     }
 }
@@ -207,6 +230,67 @@ pub struct Engine<'a> {
     pub events: &'a dyn EventSink,
     /// Who approves approval waves.
     pub approver: &'a dyn Approver,
+    /// Where every event is recorded before the engine goes on (write-ahead), if anywhere.
+    pub journal: Option<&'a Journal>,
+    /// Stop requests (signals, a lost lease, a failed journal write).
+    pub control: &'a RunControl,
+    /// What an interrupted run already did, when this is a resume.
+    pub resumed: Option<&'a Resumed>,
+}
+
+/// Why a run should stop starting new work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// Another run took the lease.
+    LeaseLost(String),
+    /// The journal could not be written.
+    JournalFailed(String),
+}
+
+/// Shared stop flag: once set, nothing new starts; in-flight migrations finish.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    stop: Mutex<Option<StopReason>>,
+}
+
+impl RunControl {
+    /// Ask the run to stop (the first reason wins).
+    pub fn stop(&self, reason: StopReason) {
+        if let Ok(mut s) = self.stop.lock() {
+            s.get_or_insert(reason);
+        }
+    }
+
+    /// Whether a stop was asked for.
+    pub fn stopping(&self) -> bool {
+        self.reason().is_some()
+    }
+
+    /// Why, if so.
+    pub fn reason(&self) -> Option<StopReason> {
+        self.stop.lock().ok().and_then(|s| s.clone())
+    }
+
+    fn outcome(&self) -> Option<RunOutcome> {
+        self.reason().map(|r| match r {
+            StopReason::Interrupted => RunOutcome::Interrupted,
+            StopReason::LeaseLost(holder) => RunOutcome::LeaseLost { holder },
+            StopReason::JournalFailed(error) => RunOutcome::JournalFailed { error },
+        })
+    }
+}
+
+/// What the journal of an interrupted run says, for `resume`.
+#[derive(Debug, Default, Clone)]
+pub struct Resumed {
+    /// Waves whose trusts passed their checks and soak.
+    pub passed_waves: BTreeSet<String>,
+    /// Trust → (wave, version before the upgrade, probe params, baseline snapshot).
+    pub baselines: HashMap<String, (String, Option<i64>, ProbeParams, Snapshot)>,
+    /// Trusts whose post-upgrade check passed.
+    pub checked: BTreeSet<String>,
 }
 
 /// What the gate knows about an upgraded trust.
@@ -232,24 +316,46 @@ impl Engine<'_> {
         !self.plan.health.is_empty()
     }
 
+    /// Report an event and, when journalled, wait until it is durable. A journal that cannot
+    /// be written stops the run: nothing may happen that is not recorded.
+    async fn emit(&self, event: Event) {
+        if let Some(j) = self.journal {
+            if let Err(e) = j.record(&event).await {
+                tracing::error!(error = %e, "the journal could not be written: stopping the run");
+                self.control.stop(StopReason::JournalFailed(e.to_string()));
+            }
+        }
+        self.events.emit(&event);
+    }
+
     /// Run a preflighted plan to the end, or to the first failure.
     pub async fn run(&self, preflight: &Preflight) -> RunSummary {
         let started = Instant::now();
         let mut state = RunState::default();
-        let outcome = self.run_waves(preflight, &mut state).await;
+        let mut outcome = self.run_waves(preflight, &mut state).await;
+        if outcome == RunOutcome::Completed {
+            if let Some(stopped) = self.control.outcome() {
+                outcome = stopped;
+            }
+        }
+        if outcome == RunOutcome::Interrupted {
+            self.emit(Event::Interrupted { abort: false }).await;
+        }
         if let RunOutcome::Halted { wave, reasons, .. } | RunOutcome::Paused { wave, reasons, .. } =
             &outcome
         {
-            self.events.emit(&Event::Halted {
+            self.emit(Event::Halted {
                 wave: wave.clone(),
                 reason: reasons.join("; "),
-            });
+            })
+            .await;
         }
-        self.events.emit(&Event::RunFinished {
+        self.emit(Event::RunFinished {
             outcome: outcome.label().into(),
             exit_code: outcome.exit_code().code(),
             duration_ms: elapsed_ms(started),
-        });
+        })
+        .await;
         RunSummary {
             outcome,
             trusts: state.results,
@@ -262,25 +368,49 @@ impl Engine<'_> {
             for w in &planned.waves {
                 for t in &w.trusts {
                     if let Action::Blocked { blocker } = &t.action {
-                        self.events.emit(&Event::TrustBlocked {
+                        self.emit(Event::TrustBlocked {
                             wave: w.name.clone(),
                             trust: t.id.clone(),
                             reason: blocker.to_string(),
-                        });
+                        })
+                        .await;
                     }
                 }
             }
             return RunOutcome::Blocked { exit };
         }
-        self.events.emit(&Event::RunStarted {
+        self.emit(Event::RunStarted {
             plan: planned.plan.clone(),
             target_version: planned.target.version,
             target_release: planned.target.release.clone(),
             waves: planned.waves.len(),
             trusts: planned.waves.iter().map(|w| w.trusts.len()).sum(),
             migrations: planned.migration_count(),
-        });
+        })
+        .await;
         for (index, (wave, wave_plan)) in self.plan.waves.iter().zip(&planned.waves).enumerate() {
+            if let Some(stopped) = self.control.outcome() {
+                return stopped;
+            }
+            if let Some(r) = self.resumed.filter(|r| r.passed_waves.contains(&wave.name)) {
+                // Passed before the interruption: its trusts are watched, not re-gated.
+                for t in &wave_plan.trusts {
+                    if let Some((w, from, params, baseline)) = r.baselines.get(&t.id) {
+                        let rewrites = self.rewrites_between(&t.id, *from);
+                        state.watched.push((
+                            t.id.clone(),
+                            Watched {
+                                wave: w.clone(),
+                                from: *from,
+                                baseline: baseline.clone(),
+                                params: params.clone(),
+                                rewrites,
+                            },
+                        ));
+                    }
+                }
+                continue;
+            }
             let upgrades: Vec<(&str, Option<i64>, &[Step])> = wave_plan
                 .trusts
                 .iter()
@@ -293,27 +423,32 @@ impl Engine<'_> {
                 .collect();
             if wave.approval == Approval::Required && !upgrades.is_empty() {
                 match self.approver.approve(wave) {
-                    Some(by) => self.events.emit(&Event::WaveApproved {
-                        wave: wave.name.clone(),
-                        by,
-                    }),
-                    None => {
-                        self.events.emit(&Event::WaveNotApproved {
+                    Some(by) => {
+                        self.emit(Event::WaveApproved {
                             wave: wave.name.clone(),
-                        });
+                            by,
+                        })
+                        .await
+                    }
+                    None => {
+                        self.emit(Event::WaveNotApproved {
+                            wave: wave.name.clone(),
+                        })
+                        .await;
                         return RunOutcome::NotApproved {
                             wave: wave.name.clone(),
                         };
                     }
                 }
             }
-            self.events.emit(&Event::WaveStarted {
+            self.emit(Event::WaveStarted {
                 wave: wave.name.clone(),
                 index,
                 trusts: wave.trusts.len(),
                 to_upgrade: upgrades.len(),
                 concurrency: wave.concurrency,
-            });
+            })
+            .await;
             if let Some(outcome) = self
                 .run_wave(wave, wave_plan, &upgrades, preflight, state)
                 .await
@@ -345,9 +480,13 @@ impl Engine<'_> {
                 t.current_version,
                 TrustOutcome::UpToDate,
                 0,
-            );
+            )
+            .await;
             wave_results.push((t.id.clone(), TrustOutcome::UpToDate));
         }
+        // On resume: trusts this run upgraded before it was interrupted, whose post-upgrade
+        // check never passed, are checked now against the baseline recorded before.
+        let mut verify_only: Vec<String> = Vec::new();
 
         // Baseline, sequentially: the same conditions as the post-upgrade window.
         let mut baselines: HashMap<String, Watched> = HashMap::new();
@@ -357,20 +496,43 @@ impl Engine<'_> {
                 let Some(trust) = self.inventory.get(id) else {
                     continue;
                 };
+                if let Some((_, first_from, params, baseline)) = self
+                    .resumed
+                    .and_then(|r| r.baselines.get(*id))
+                    .filter(|(_, first_from, _, _)| first_from != from)
+                {
+                    // Part-way through its upgrade when the run stopped: its true baseline is
+                    // the one recorded before the first migration (it cannot be re-measured).
+                    baselines.insert(
+                        id.to_string(),
+                        Watched {
+                            wave: wave.name.clone(),
+                            from: *first_from,
+                            baseline: baseline.clone(),
+                            params: params.clone(),
+                            rewrites: self.rewrites_between(id, *first_from),
+                        },
+                    );
+                    continue;
+                }
                 let params = preflight.params.get(*id).cloned().unwrap_or_default();
                 let rewrites = self.rewrites(id, steps);
-                let baseline =
-                    measure(trust, &self.plan.health, &params, &rewrites, Scope::Full).await;
-                self.events.emit(&Event::HealthMeasured {
+                let baseline = self
+                    .measure(id, trust, &params, &rewrites, Scope::Full, "baseline")
+                    .await;
+                self.emit(Event::BaselineRecorded {
+                    wave: wave.name.clone(),
                     trust: id.to_string(),
-                    window: "baseline".into(),
-                    snapshot: baseline.clone(),
-                });
+                    from: *from,
+                    params: params.clone(),
+                })
+                .await;
                 let problems = snapshot_errors(&baseline);
                 if !problems.is_empty() {
                     let verdict =
                         Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
-                    self.emit_verdict(&wave.name, id, Window::PostUpgrade, &verdict, Vec::new());
+                    self.emit_verdict(&wave.name, id, Window::PostUpgrade, &verdict, Vec::new())
+                        .await;
                     broken.push((id.to_string(), verdict));
                 }
                 baselines.insert(
@@ -383,6 +545,42 @@ impl Engine<'_> {
                         rewrites,
                     },
                 );
+            }
+            for t in wave_plan
+                .trusts
+                .iter()
+                .filter(|t| t.action == Action::UpToDate)
+            {
+                let Some(r) = self.resumed else { break };
+                if r.checked.contains(&t.id) {
+                    // Upgraded and checked before the interruption: soaks with its wave.
+                    if let Some((_, from, params, baseline)) = r.baselines.get(&t.id) {
+                        state.watched.push((
+                            t.id.clone(),
+                            Watched {
+                                wave: wave.name.clone(),
+                                from: *from,
+                                baseline: baseline.clone(),
+                                params: params.clone(),
+                                rewrites: self.rewrites_between(&t.id, *from),
+                            },
+                        ));
+                    }
+                    continue;
+                }
+                if let Some((_, from, params, baseline)) = r.baselines.get(&t.id) {
+                    baselines.insert(
+                        t.id.clone(),
+                        Watched {
+                            wave: wave.name.clone(),
+                            from: *from,
+                            baseline: baseline.clone(),
+                            params: params.clone(),
+                            rewrites: self.rewrites_between(&t.id, *from),
+                        },
+                    );
+                    verify_only.push(t.id.clone());
+                }
             }
             if !broken.is_empty() {
                 state.results.extend(wave_results);
@@ -428,11 +626,19 @@ impl Engine<'_> {
             .filter(|(_, o)| matches!(o, TrustOutcome::Failed { .. }))
             .map(|(id, _)| id.clone())
             .collect();
-        let upgraded: Vec<String> = wave_results
+        let mut upgraded: Vec<String> = wave_results
             .iter()
             .filter(|(_, o)| matches!(o, TrustOutcome::Upgraded { .. }))
             .map(|(id, _)| id.clone())
             .collect();
+        upgraded.extend(verify_only);
+        if let Some(stopped) = self.control.outcome() {
+            // Interrupted: what was applied stays (each migration committed with its row);
+            // resume checks these trusts against the baselines recorded above.
+            self.emit_wave_finished(&wave.name, &wave_results).await;
+            state.results.extend(wave_results);
+            return Some(stopped);
+        }
 
         // Post-upgrade checks and the policy.
         let mut verdicts: Vec<(String, Verdict)> = Vec::new();
@@ -442,7 +648,8 @@ impl Engine<'_> {
                 let j = self
                     .confirmed(id, w, Scope::Full, Window::PostUpgrade, "post-upgrade")
                     .await;
-                self.emit_verdict(&wave.name, id, Window::PostUpgrade, &j.verdict, j.latency);
+                self.emit_verdict(&wave.name, id, Window::PostUpgrade, &j.verdict, j.latency)
+                    .await;
                 verdicts.push((id.clone(), j.verdict));
             }
         }
@@ -457,10 +664,11 @@ impl Engine<'_> {
             let j = self
                 .confirmed(&id, w, Scope::Soak, Window::Soak, "late-check")
                 .await;
-            self.emit_verdict(&wave.name, &id, Window::Soak, &j.verdict, j.latency);
+            self.emit_verdict(&wave.name, &id, Window::Soak, &j.verdict, j.latency)
+                .await;
             late_verdicts.push((id, j.verdict));
         }
-        self.emit_wave_finished(&wave.name, &wave_results);
+        self.emit_wave_finished(&wave.name, &wave_results).await;
         state.results.extend(wave_results);
         for id in &upgraded {
             if let Some(w) = baselines.remove(id) {
@@ -488,7 +696,17 @@ impl Engine<'_> {
                 },
             });
         }
-        self.soak(wave, state).await
+        if let Some(outcome) = self.soak(wave, state).await {
+            return Some(outcome);
+        }
+        if let Some(stopped) = self.control.outcome() {
+            return Some(stopped);
+        }
+        self.emit(Event::WavePassed {
+            wave: wave.name.clone(),
+        })
+        .await;
+        None
     }
 
     /// Turn verdicts into rollbacks and the next step.
@@ -518,10 +736,11 @@ impl Engine<'_> {
             };
             let (_, watched) = state.watched.remove(pos);
             if let Err(e) = self.rollback_trust(id, &watched).await {
-                self.events.emit(&Event::RollbackFailed {
+                self.emit(Event::RollbackFailed {
                     trust: id.clone(),
                     error: e.clone(),
-                });
+                })
+                .await;
                 rollback_failures.push(format!("{id}: {e}"));
             }
         }
@@ -571,18 +790,23 @@ impl Engine<'_> {
         }
         for round in 1..=soak.rounds {
             tokio::time::sleep(soak.interval).await;
-            self.events.emit(&Event::SoakRound {
+            if let Some(stopped) = self.control.outcome() {
+                return Some(stopped);
+            }
+            self.emit(Event::SoakRound {
                 wave: wave.name.clone(),
                 round,
                 of: soak.rounds,
                 trusts: this_wave.len(),
-            });
+            })
+            .await;
             let mut verdicts = Vec::new();
             for (id, w) in &this_wave {
                 let j = self
                     .confirmed(id, w, Scope::Soak, Window::Soak, &format!("soak-{round}"))
                     .await;
-                self.emit_verdict(&wave.name, id, Window::Soak, &j.verdict, j.latency);
+                self.emit_verdict(&wave.name, id, Window::Soak, &j.verdict, j.latency)
+                    .await;
                 verdicts.push((id.clone(), j.verdict));
             }
             if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
@@ -608,12 +832,9 @@ impl Engine<'_> {
                 latency: Vec::new(),
             };
         };
-        let snap = measure(trust, &self.plan.health, &w.params, &w.rewrites, scope).await;
-        self.events.emit(&Event::HealthMeasured {
-            trust: id.to_string(),
-            window: label.to_string(),
-            snapshot: snap.clone(),
-        });
+        let snap = self
+            .measure(id, trust, &w.params, &w.rewrites, scope, label)
+            .await;
         judge(&self.plan.health, &w.baseline, &snap, kind)
     }
 
@@ -723,32 +944,33 @@ impl Engine<'_> {
         let result = self.revert_locked(&mut db, catalog, w.from).await;
         db.close().await;
         let version = result?;
-        let after = measure(
-            trust,
-            &self.plan.health,
-            &w.params,
-            &w.rewrites,
-            Scope::Integrity,
-        )
-        .await;
-        self.events.emit(&Event::HealthMeasured {
-            trust: id.to_string(),
-            window: "after-rollback".into(),
-            snapshot: after.clone(),
-        });
+        let after = self
+            .measure(
+                id,
+                trust,
+                &w.params,
+                &w.rewrites,
+                Scope::Integrity,
+                "after-rollback",
+            )
+            .await;
         let j = judge(
             &self.plan.health,
             &w.baseline,
             &after,
             Window::AfterRollback,
         );
-        self.emit_verdict(&w.wave, id, Window::AfterRollback, &j.verdict, Vec::new());
+        self.emit_verdict(&w.wave, id, Window::AfterRollback, &j.verdict, Vec::new())
+            .await;
         match j.verdict {
-            Verdict::Pass => self.events.emit(&Event::RollbackFinished {
-                trust: id.to_string(),
-                version,
-                release: self.catalogs.base().describe(version),
-            }),
+            Verdict::Pass => {
+                self.emit(Event::RollbackFinished {
+                    trust: id.to_string(),
+                    version,
+                    release: self.catalogs.base().describe(version),
+                })
+                .await
+            }
             other => {
                 return Err(format!(
                     "rolled back to {} but the data does not match the pre-upgrade figures: {}",
@@ -788,21 +1010,87 @@ impl Engine<'_> {
             }
             undo.push(m);
         }
-        self.events.emit(&Event::RollbackStarted {
+        self.emit(Event::RollbackStarted {
             trust: db.trust().to_string(),
             from: self.catalogs.base().describe(current),
             to: self.catalogs.base().describe(to),
             migrations: undo.len(),
-        });
+        })
+        .await;
         for m in undo {
+            self.emit(Event::MigrationReverting {
+                trust: db.trust().to_string(),
+                version: m.version,
+            })
+            .await;
             db.revert(m).await.map_err(|e| e.to_string())?;
             current = applied
                 .iter()
                 .map(|a| a.version)
                 .filter(|v| *v < m.version)
                 .max();
+            self.emit(Event::MigrationReverted {
+                trust: db.trust().to_string(),
+                version: m.version,
+                now_at: current,
+            })
+            .await;
         }
         Ok(current)
+    }
+
+    /// The (table, column) pairs the migrations from `from` to the target declare they rewrite.
+    fn rewrites_between(&self, id: &str, from: Option<i64>) -> BTreeSet<(String, String)> {
+        self.catalogs
+            .for_trust(id)
+            .range(from, self.plan.target.version)
+            .flat_map(|m| m.rewrites.iter().cloned())
+            .collect()
+    }
+
+    /// Measure a trust. The write probe's record is journalled before it is inserted and
+    /// again once it is removed, so a crash in between leaves a note of what to clean up.
+    async fn measure(
+        &self,
+        id: &str,
+        trust: &Trust,
+        params: &ProbeParams,
+        rewrites: &BTreeSet<(String, String)>,
+        scope: Scope,
+        label: &str,
+    ) -> Snapshot {
+        let probe = (scope != Scope::Integrity && self.plan.health.write_probe.is_some())
+            .then(probe_identity);
+        if let Some((probe_id, _)) = &probe {
+            self.emit(Event::WriteProbeStarted {
+                trust: id.to_string(),
+                id: *probe_id,
+            })
+            .await;
+        }
+        let snap = measure(
+            trust,
+            &self.plan.health,
+            params,
+            rewrites,
+            scope,
+            probe.clone(),
+        )
+        .await;
+        if let (Some((probe_id, _)), Some(Ok(_))) = (&probe, &snap.write) {
+            self.emit(Event::WriteProbeCleaned {
+                trust: id.to_string(),
+                id: *probe_id,
+            })
+            .await;
+        }
+        self.emit(Event::HealthMeasured {
+            trust: id.to_string(),
+            window: label.to_string(),
+            snapshot: snap.clone(),
+        })
+        .await;
+        snap
     }
 
     fn rewrites(&self, id: &str, steps: &[Step]) -> BTreeSet<(String, String)> {
@@ -814,7 +1102,7 @@ impl Engine<'_> {
             .collect()
     }
 
-    fn emit_verdict(
+    async fn emit_verdict(
         &self,
         wave: &str,
         trust: &str,
@@ -822,16 +1110,17 @@ impl Engine<'_> {
         verdict: &Verdict,
         latency: Vec<crate::health::gate::LatencyComparison>,
     ) {
-        self.events.emit(&Event::HealthVerdict {
+        self.emit(Event::HealthVerdict {
             wave: wave.to_string(),
             trust: trust.to_string(),
             window,
             verdict: verdict.clone(),
             latency,
-        });
+        })
+        .await;
     }
 
-    fn emit_finished(
+    async fn emit_finished(
         &self,
         wave: &str,
         trust: &str,
@@ -839,25 +1128,27 @@ impl Engine<'_> {
         outcome: TrustOutcome,
         duration_ms: u64,
     ) {
-        self.events.emit(&Event::TrustFinished {
+        self.emit(Event::TrustFinished {
             wave: wave.to_string(),
             trust: trust.to_string(),
             version,
             release: self.catalogs.base().describe(version),
             outcome,
             duration_ms,
-        });
+        })
+        .await;
     }
 
-    fn emit_wave_finished(&self, wave: &str, results: &[(String, TrustOutcome)]) {
+    async fn emit_wave_finished(&self, wave: &str, results: &[(String, TrustOutcome)]) {
         let count = |f: fn(&TrustOutcome) -> bool| results.iter().filter(|(_, o)| f(o)).count();
-        self.events.emit(&Event::WaveFinished {
+        self.emit(Event::WaveFinished {
             wave: wave.to_string(),
             upgraded: count(|o| matches!(o, TrustOutcome::Upgraded { .. })),
             up_to_date: count(|o| matches!(o, TrustOutcome::UpToDate)),
             failed: count(|o| matches!(o, TrustOutcome::Failed { .. })),
             skipped: count(|o| matches!(o, TrustOutcome::Skipped)),
-        });
+        })
+        .await;
     }
 
     async fn migrate_trust(
@@ -869,15 +1160,28 @@ impl Engine<'_> {
         stop: &AtomicBool,
     ) -> TrustOutcome {
         let started = Instant::now();
-        let finish = |version: Option<i64>, outcome: TrustOutcome| {
-            self.emit_finished(wave, id, version, outcome.clone(), elapsed_ms(started));
-            outcome
+        let (version, outcome) = if stop.load(Ordering::SeqCst) || self.control.stopping() {
+            (planned_from, TrustOutcome::Skipped)
+        } else {
+            self.migrate_with_retries(wave, id, planned_from, planned)
+                .await
         };
-        if stop.load(Ordering::SeqCst) {
-            return finish(planned_from, TrustOutcome::Skipped);
-        }
+        self.emit_finished(wave, id, version, outcome.clone(), elapsed_ms(started))
+            .await;
+        outcome
+    }
+
+    /// Connect, lock and migrate; a connection that is refused or drops is retried with
+    /// backoff ([`RETRY_BACKOFF`]), each time from the trust's real state.
+    async fn migrate_with_retries(
+        &self,
+        wave: &str,
+        id: &str,
+        planned_from: Option<i64>,
+        planned: &[Step],
+    ) -> (Option<i64>, TrustOutcome) {
         let Some(trust) = self.inventory.get(id) else {
-            return finish(
+            return (
                 planned_from,
                 TrustOutcome::Failed {
                     error: format!("trust '{id}' is not in the inventory"),
@@ -885,78 +1189,131 @@ impl Engine<'_> {
                 },
             );
         };
-        let mut db = match TrustDb::connect(trust, Access::ReadWrite).await {
-            Ok(db) => db,
-            Err(e) => {
-                return finish(
-                    planned_from,
-                    TrustOutcome::Failed {
-                        error: e.to_string(),
-                        exit_code: blocker_from(&e).exit_code().code(),
-                    },
-                )
+        let mut applied_so_far = 0;
+        let mut expect = Some((planned_from, planned));
+        let mut attempt = 0;
+        loop {
+            let result = match TrustDb::connect(trust, Access::ReadWrite).await {
+                Ok(mut db) => {
+                    let r = self.migrate_locked(wave, &mut db, expect).await;
+                    db.close().await;
+                    r
+                }
+                Err(e) => Err(Fault {
+                    version: expect.map_or(planned_from, |(v, _)| v),
+                    applied: 0,
+                    message: e.to_string(),
+                    exit: blocker_from(&e).exit_code(),
+                    connection: e.is_connection_fault(),
+                }),
+            };
+            match result {
+                Ok((version, n, interrupted)) => {
+                    let n = n + applied_so_far;
+                    let outcome = if interrupted {
+                        TrustOutcome::Interrupted { migrations: n }
+                    } else if n == 0 {
+                        TrustOutcome::UpToDate
+                    } else {
+                        TrustOutcome::Upgraded { migrations: n }
+                    };
+                    return (version, outcome);
+                }
+                Err(f)
+                    if f.connection
+                        && attempt < RETRY_BACKOFF.len()
+                        && !self.control.stopping() =>
+                {
+                    let pause = RETRY_BACKOFF[attempt];
+                    attempt += 1;
+                    applied_so_far += f.applied;
+                    self.emit(Event::TrustRetrying {
+                        trust: id.to_string(),
+                        attempt,
+                        of: RETRY_BACKOFF.len(),
+                        after_ms: u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                        error: f.message.clone(),
+                    })
+                    .await;
+                    tokio::time::sleep(pause).await;
+                    // Continue from what the database really holds now.
+                    expect = None;
+                }
+                Err(f) => {
+                    return (
+                        f.version,
+                        TrustOutcome::Failed {
+                            error: f.message,
+                            exit_code: f.exit.code(),
+                        },
+                    )
+                }
             }
-        };
-        let result = self
-            .migrate_locked(wave, &mut db, planned_from, planned)
-            .await;
-        db.close().await;
-        match result {
-            Ok((version, 0)) => finish(version, TrustOutcome::UpToDate),
-            Ok((version, n)) => finish(version, TrustOutcome::Upgraded { migrations: n }),
-            Err((version, e, code)) => finish(
-                version,
-                TrustOutcome::Failed {
-                    error: e,
-                    exit_code: code.code(),
-                },
-            ),
         }
     }
 
     /// Lock, re-read the real state (the database is the truth, not the preflight), apply.
-    /// Returns the version reached and the number of migrations applied.
+    /// `expect`: what preflight planned; when the trust no longer matches it, nothing is
+    /// applied (`None` on a retry: continue from whatever the database holds). Returns the
+    /// version reached, the number of migrations applied, and whether a stop request ended it
+    /// early (between two migrations: each one commits whole or not at all).
     async fn migrate_locked(
         &self,
         wave: &str,
         db: &mut TrustDb,
-        planned_from: Option<i64>,
-        planned: &[Step],
-    ) -> Result<(Option<i64>, usize), (Option<i64>, String, ExitCode)> {
+        expect: Option<(Option<i64>, &[Step])>,
+    ) -> Result<(Option<i64>, usize, bool), Fault> {
         let id = db.trust().to_string();
         let catalog = self.catalogs.for_trust(&id);
+        let fault = |version: Option<i64>, applied: usize, e: &DbError, exit: ExitCode| Fault {
+            version,
+            applied,
+            message: e.to_string(),
+            exit,
+            connection: e.is_connection_fault(),
+        };
+        let known = expect.and_then(|(v, _)| v);
         db.lock()
             .await
-            .map_err(|e| (planned_from, e.to_string(), blocker_from(&e).exit_code()))?;
+            .map_err(|e| fault(known, 0, &e, blocker_from(&e).exit_code()))?;
         db.ensure_tracking_table()
             .await
-            .map_err(|e| (planned_from, e.to_string(), ExitCode::MigrationFailed))?;
+            .map_err(|e| fault(known, 0, &e, ExitCode::MigrationFailed))?;
         let applied = db
             .applied()
             .await
-            .map_err(|e| (planned_from, e.to_string(), ExitCode::MigrationFailed))?;
+            .map_err(|e| fault(known, 0, &e, ExitCode::MigrationFailed))?;
         let mut version = applied.iter().map(|a| a.version).max();
+        let plain = |message: String, exit: ExitCode, version: Option<i64>| Fault {
+            version,
+            applied: 0,
+            message,
+            exit,
+            connection: false,
+        };
         let steps = match verify(catalog, &applied, self.plan.target.version) {
-            Action::UpToDate => return Ok((version, 0)),
+            Action::UpToDate => return Ok((version, 0, false)),
             Action::Upgrade { steps } => steps,
             Action::Blocked { blocker } => {
-                return Err((version, blocker.to_string(), blocker.exit_code()))
+                return Err(plain(blocker.to_string(), blocker.exit_code(), version))
             }
         };
-        if steps != planned || version != planned_from {
-            // Another hand changed the trust since preflight: the baseline and the rollback
-            // target no longer describe it. Stop rather than guess.
-            return Err((
-                version,
-                format!(
-                    "the trust changed between preflight and migration (was at {}, now at {}); nothing was applied, run the rollout again",
-                    self.catalogs.base().describe(planned_from),
-                    self.catalogs.base().describe(version)
-                ),
-                ExitCode::MigrationFailed,
-            ));
+        if let Some((planned_from, planned)) = expect {
+            if steps != planned || version != planned_from {
+                // Another hand changed the trust since preflight: the baseline and the
+                // rollback target no longer describe it. Stop rather than guess.
+                return Err(plain(
+                    format!(
+                        "the trust changed between preflight and migration (was at {}, now at {}); nothing was applied, run the rollout again",
+                        self.catalogs.base().describe(planned_from),
+                        self.catalogs.base().describe(version)
+                    ),
+                    ExitCode::MigrationFailed,
+                    version,
+                ));
+            }
         }
-        self.events.emit(&Event::TrustStarted {
+        self.emit(Event::TrustStarted {
             wave: wave.to_string(),
             trust: id.clone(),
             from: self.catalogs.base().describe(version),
@@ -965,41 +1322,61 @@ impl Engine<'_> {
                 .base()
                 .describe(Some(self.plan.target.version)),
             migrations: steps.len(),
-        });
-        for step in &steps {
+        })
+        .await;
+        for (done, step) in steps.iter().enumerate() {
+            if self.control.stopping() {
+                return Ok((version, done, true));
+            }
             let Some(m) = catalog.get(step.version) else {
-                return Err((
-                    version,
+                return Err(plain(
                     format!("migration {} vanished from the catalog", step.version),
                     ExitCode::Internal,
+                    version,
                 ));
             };
-            self.events.emit(&Event::MigrationStarted {
+            self.emit(Event::MigrationStarted {
                 trust: id.clone(),
                 version: m.version,
                 description: m.description.clone(),
-            });
+                before: version,
+            })
+            .await;
             match db.apply(m, step.resume_dirty).await {
                 Ok(took) => {
                     version = Some(m.version);
-                    self.events.emit(&Event::MigrationApplied {
+                    self.emit(Event::MigrationApplied {
                         trust: id.clone(),
                         version: m.version,
                         duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-                    });
+                    })
+                    .await;
                 }
                 Err(e) => {
-                    self.events.emit(&Event::MigrationFailed {
+                    self.emit(Event::MigrationFailed {
                         trust: id.clone(),
                         version: m.version,
                         error: e.to_string(),
-                    });
-                    return Err((version, e.to_string(), ExitCode::MigrationFailed));
+                    })
+                    .await;
+                    return Err(fault(version, done, &e, ExitCode::MigrationFailed));
                 }
             }
         }
-        Ok((version, steps.len()))
+        Ok((version, steps.len(), false))
     }
+}
+
+/// Why migrating a trust stopped short.
+struct Fault {
+    /// The version the trust is known to be at.
+    version: Option<i64>,
+    /// Migrations applied (committed) before the fault.
+    applied: usize,
+    message: String,
+    exit: ExitCode,
+    /// The connection was refused or dropped: worth retrying.
+    connection: bool,
 }
 
 /// Every measurement of a snapshot that could not be taken.
@@ -1033,4 +1410,24 @@ fn snapshot_errors(s: &Snapshot) -> Vec<String> {
 
 fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Engine<'_> {
+    /// Finish a rollback an interrupted run started: down migrations to the version recorded
+    /// before the upgrade, then the same integrity verification as the gate's rollback.
+    pub async fn finish_rollback(&self, id: &str, resumed: &Resumed) -> Result<(), String> {
+        let Some((wave, from, params, baseline)) = resumed.baselines.get(id) else {
+            return Err(format!(
+                "the journal has no pre-upgrade baseline for trust '{id}': roll it back by hand"
+            ));
+        };
+        let w = Watched {
+            wave: wave.clone(),
+            from: *from,
+            baseline: baseline.clone(),
+            params: params.clone(),
+            rewrites: self.rewrites_between(id, *from),
+        };
+        self.rollback_trust(id, &w).await
+    }
 }

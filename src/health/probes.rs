@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::health::{Health, LatencyProbe};
@@ -16,7 +16,7 @@ use crate::db::{Access, TrustDb};
 pub type Measured<T> = Result<T, String>;
 
 /// Timed samples of one latency probe, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatencySamples {
     /// One duration per execution.
     pub ms: Vec<f64>,
@@ -25,11 +25,12 @@ pub struct LatencySamples {
     /// The control query, timed right after each execution on the same connection: it reads
     /// no table, so no migration changes it, and its slowdown between two windows is the
     /// machine's (CPU or I/O contention), not the release's.
+    #[serde(default)]
     pub control_ms: Vec<f64>,
 }
 
 /// Outcome of the durability probe.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum WriteOutcome {
     /// The record read back intact on a fresh connection.
@@ -39,7 +40,7 @@ pub enum WriteOutcome {
 }
 
 /// Row count and order-independent hashes of a table's key columns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableFigures {
     /// Row count.
     pub rows: i64,
@@ -50,7 +51,7 @@ pub struct TableFigures {
 }
 
 /// Everything measured on a trust in one window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Latency probe → samples.
     pub latency: BTreeMap<String, Measured<LatencySamples>>,
@@ -60,6 +61,24 @@ pub struct Snapshot {
     pub integrity: BTreeMap<String, Measured<TableFigures>>,
     /// Invariant → value.
     pub invariants: BTreeMap<String, Measured<i64>>,
+}
+
+/// Remove a write probe's record left behind by a run that died between its insert and its
+/// cleanup (the cleanup statement is idempotent: removing nothing is fine).
+pub async fn clean_up_write_probe(trust: &Trust, health: &Health, id: i64) -> Result<(), String> {
+    let Some(wp) = &health.write_probe else {
+        return Ok(());
+    };
+    let mut db = TrustDb::connect(trust, Access::ReadWrite)
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = db
+        .execute_with_id(&wp.cleanup, id, "write probe cleanup")
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    db.close().await;
+    r
 }
 
 /// Parameters drawn once from the trust's own data and reused in every window, so that the
@@ -192,6 +211,7 @@ pub async fn measure(
     params: &ProbeParams,
     rewrites: &BTreeSet<(String, String)>,
     scope: Scope,
+    write_probe_id: Option<(i64, String)>,
 ) -> Snapshot {
     let mut snap = Snapshot::default();
     let mut db = match TrustDb::connect(trust, Access::ReadOnly).await {
@@ -224,7 +244,8 @@ pub async fn measure(
     db.close().await;
     if scope != Scope::Integrity {
         if let Some(wp) = &health.write_probe {
-            snap.write = Some(write_probe(trust, wp).await);
+            let identity = write_probe_id.unwrap_or_else(probe_identity);
+            snap.write = Some(write_probe(trust, wp, identity).await);
         }
     }
     snap
@@ -358,7 +379,8 @@ fn row_hash<'a>(values: impl Iterator<Item = Option<&'a Option<String>>>) -> u12
     u128::from_le_bytes(first)
 }
 
-fn probe_identity() -> (i64, String) {
+/// A fresh (negative id, unique token) for one write probe.
+pub fn probe_identity() -> (i64, String) {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -373,8 +395,8 @@ fn probe_identity() -> (i64, String) {
 async fn write_probe(
     trust: &Trust,
     wp: &crate::config::health::WriteProbe,
+    (id, token): (i64, String),
 ) -> Measured<WriteOutcome> {
-    let (id, token) = probe_identity();
     let mut writer = TrustDb::connect(trust, Access::ReadWrite)
         .await
         .map_err(|e| e.to_string())?;

@@ -1,147 +1,297 @@
-//! The journal: flotilla's own state database (SQLite, `.flotilla/state.db` by default) holding
-//! every run and every event of it — each measurement, verdict, migration and rollback — so a
-//! halt can be explained and a gate replayed later. It is written from the event stream, like
-//! any other reporter.
+//! The journal: flotilla's own state database (`--state`: an SQLite file, `.flotilla/state.db`
+//! by default, or a Postgres URL for a team) holding every run, its waves, each step on each
+//! trust with the versions before and after, every measurement and verdict, the event log and
+//! the estate lease.
+//!
+//! It is write-ahead: the engine awaits [`Journal::record`] before it acts (a migration is
+//! recorded as started before it runs, a write probe before it inserts), so after a crash the
+//! journal says what was in flight; the databases say what actually happened, and `resume`
+//! reconciles the two.
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+pub mod lease;
+pub mod store;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection};
-use tokio::sync::mpsc;
+use serde::Serialize;
 
-use crate::engine::{Event, EventSink};
+pub use lease::{Holder, Lease, LeaseError};
+pub use store::{StateDb, StateError, StateLocation, STATE_PASSWORD_ENV};
+
+use crate::engine::Event;
+use store::on_pool;
 
 /// Default location of the state database, relative to the working directory.
 pub const DEFAULT_STATE: &str = ".flotilla/state.db";
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    plan TEXT NOT NULL,
-    plan_path TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    outcome TEXT,
-    exit_code INTEGER
-);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL REFERENCES runs (run_id),
-    seq INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    event TEXT NOT NULL,
-    trust TEXT,
-    body TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
-CREATE INDEX IF NOT EXISTS events_trust_idx ON events (trust, run_id);
-";
-
-/// A problem with the state database.
-#[derive(Debug, thiserror::Error)]
-pub enum JournalError {
-    #[error("state database {path}: {message}")]
-    Open { path: PathBuf, message: String },
-    #[error("state database {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: sqlx::Error,
-    },
-}
-
-/// Writes a run's events to the state database as they happen.
-pub struct Journal {
-    run_id: String,
-    seq: AtomicU64,
-    tx: Mutex<Option<mpsc::UnboundedSender<(u64, Event)>>>,
-    writer: Mutex<Option<tokio::task::JoinHandle<Result<(), JournalError>>>>,
-}
-
-fn now() -> String {
+/// Now, RFC 3339.
+pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-fn trust_of(event: &Event) -> Option<&str> {
-    match event {
-        Event::TrustBlocked { trust, .. }
-        | Event::TrustStarted { trust, .. }
-        | Event::MigrationStarted { trust, .. }
-        | Event::MigrationApplied { trust, .. }
-        | Event::MigrationFailed { trust, .. }
-        | Event::TrustFinished { trust, .. }
-        | Event::HealthMeasured { trust, .. }
-        | Event::HealthVerdict { trust, .. }
-        | Event::RollbackStarted { trust, .. }
-        | Event::RollbackFinished { trust, .. }
-        | Event::RollbackFailed { trust, .. } => Some(trust),
-        _ => None,
+/// A run as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    /// Its id.
+    pub run_id: String,
+    /// Plan name.
+    pub plan: String,
+    /// Plan file.
+    pub plan_path: String,
+    /// SHA-256 of the plan file when the run started.
+    pub plan_sha256: String,
+    /// SHA-256 over every migration's checksum when the run started.
+    pub migrations_sha256: String,
+    /// Target version.
+    pub target_version: i64,
+    /// user@host.
+    pub started_by: String,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// running, completed, halted, paused, failed, interrupted, rollback-failed,
+    /// not-approved, blocked, lease-lost.
+    pub status: String,
+    /// How many times it was started (1 + resumes).
+    pub attempts: i64,
+    /// Exit code of the last attempt, when it ended.
+    pub exit_code: Option<i64>,
+    /// Why it stopped, when it did not complete.
+    pub reason: Option<String>,
+}
+
+impl RunRecord {
+    /// Whether resume may continue it.
+    pub fn resumable(&self) -> bool {
+        !matches!(self.status.as_str(), "completed" | "blocked")
     }
 }
 
-fn event_name(body: &serde_json::Value) -> String {
-    body.get("event")
-        .and_then(|v| v.as_str())
-        .unwrap_or("unknown")
-        .to_string()
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Sequence within the run.
+    pub seq: i64,
+    /// Which attempt wrote it.
+    pub attempt: i64,
+    /// The event as JSON (the same shape as `--events`).
+    pub body: serde_json::Value,
+}
+
+/// A step recorded as started and never finished (the process died, or was aborted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenStep {
+    /// Sequence of the step's start event.
+    pub seq: i64,
+    /// Trust.
+    pub trust: String,
+    /// migrate, revert, write-probe, rollback.
+    pub kind: String,
+    /// Migration version, or the write probe's record id.
+    pub version: Option<i64>,
+}
+
+type RunRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+const RUN_COLUMNS: &str = "run_id, plan, plan_path, plan_sha256, migrations_sha256, target_version, started_by, started_at, updated_at, status, attempts, exit_code, reason";
+
+fn run_from(r: RunRow) -> RunRecord {
+    RunRecord {
+        run_id: r.0,
+        plan: r.1,
+        plan_path: r.2,
+        plan_sha256: r.3,
+        migrations_sha256: r.4,
+        target_version: r.5,
+        started_by: r.6,
+        started_at: r.7,
+        updated_at: r.8,
+        status: r.9,
+        attempts: r.10,
+        exit_code: r.11,
+        reason: r.12,
+    }
+}
+
+impl StateDb {
+    /// Every run, newest first.
+    pub async fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
+        let q = format!(
+            "SELECT {RUN_COLUMNS} FROM flotilla_runs ORDER BY started_at DESC, run_id DESC"
+        );
+        let rows: Vec<RunRow> = on_pool!(&self.pool, p => sqlx::query_as(&q).fetch_all(p).await)
+            .map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().map(run_from).collect())
+    }
+
+    /// One run.
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StateError> {
+        let q = format!("SELECT {RUN_COLUMNS} FROM flotilla_runs WHERE run_id = $1");
+        let row: Option<RunRow> =
+            on_pool!(&self.pool, p => sqlx::query_as(&q).bind(run_id).fetch_optional(p).await)
+                .map_err(|e| self.err(e))?;
+        Ok(row.map(run_from))
+    }
+
+    /// A run's events in order.
+    pub async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StateError> {
+        let rows: Vec<(i64, i64, String)> = on_pool!(&self.pool, p =>
+            sqlx::query_as("SELECT seq, attempt, body FROM flotilla_events WHERE run_id = $1 ORDER BY seq")
+                .bind(run_id).fetch_all(p).await)
+        .map_err(|e| self.err(e))?;
+        rows.into_iter()
+            .map(|(seq, attempt, body)| {
+                serde_json::from_str(&body)
+                    .map(|body| StoredEvent { seq, attempt, body })
+                    .map_err(|e| self.invalid(format!("run {run_id}, event {seq}: {e}")))
+            })
+            .collect()
+    }
+
+    /// Steps of a run recorded as started and never finished.
+    pub async fn open_steps(&self, run_id: &str) -> Result<Vec<OpenStep>, StateError> {
+        let rows: Vec<(i64, String, String, Option<i64>)> = on_pool!(&self.pool, p =>
+            sqlx::query_as("SELECT seq, trust, kind, version FROM flotilla_steps WHERE run_id = $1 AND state = 'started' ORDER BY seq")
+                .bind(run_id).fetch_all(p).await)
+        .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, trust, kind, version)| OpenStep {
+                seq,
+                trust,
+                kind,
+                version,
+            })
+            .collect())
+    }
+
+    /// Close an open step with what the databases showed (`state`: done, failed,
+    /// not-applied, cleaned).
+    pub async fn settle_step(
+        &self,
+        run_id: &str,
+        seq: i64,
+        state: &str,
+        detail: &str,
+        after_version: Option<i64>,
+    ) -> Result<(), StateError> {
+        on_pool!(&self.pool, p =>
+            sqlx::query("UPDATE flotilla_steps SET state = $3, detail = $4, after_version = $5, finished_at = $6 WHERE run_id = $1 AND seq = $2")
+                .bind(run_id).bind(seq).bind(state).bind(detail).bind(after_version).bind(now())
+                .execute(p).await.map(|_| ()))
+        .map_err(|e| self.err(e))
+    }
+
+    /// Every step of a run (for checks and reports): (trust, kind, version, before, after, state).
+    #[allow(clippy::type_complexity)]
+    pub async fn steps(
+        &self,
+        run_id: &str,
+    ) -> Result<
+        Vec<(
+            String,
+            String,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            String,
+        )>,
+        StateError,
+    > {
+        on_pool!(&self.pool, p =>
+            sqlx::query_as("SELECT trust, kind, version, before_version, after_version, state FROM flotilla_steps WHERE run_id = $1 ORDER BY seq")
+                .bind(run_id).fetch_all(p).await)
+        .map_err(|e| self.err(e))
+    }
+}
+
+/// Records one run's events, write-ahead.
+pub struct Journal {
+    db: StateDb,
+    run_id: String,
+    attempt: i64,
+    seq: tokio::sync::Mutex<i64>,
+}
+
+/// What a new run records about itself.
+pub struct NewRun<'a> {
+    /// Plan name.
+    pub plan: &'a str,
+    /// Plan file.
+    pub plan_path: &'a std::path::Path,
+    /// SHA-256 of the plan file.
+    pub plan_sha256: &'a str,
+    /// SHA-256 over the migrations' checksums.
+    pub migrations_sha256: &'a str,
+    /// Target version.
+    pub target_version: i64,
+}
+
+/// A fresh run id: UTC time to the millisecond and the process id, sortable and unique.
+pub fn new_run_id() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]");
+    format!(
+        "{}.{:03}-{}",
+        t.format(&format).unwrap_or_default(),
+        t.millisecond(),
+        std::process::id()
+    )
 }
 
 impl Journal {
-    /// Open (creating if needed: it is flotilla's own database, never a trust's) the state
-    /// database at `path` and record the start of a run.
-    pub async fn start(path: &Path, plan: &str, plan_path: &Path) -> Result<Journal, JournalError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| JournalError::Open {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        }
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| JournalError::Open {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(30))
-            .disable_statement_logging();
-        let write_err = |source| JournalError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut conn = options.connect().await.map_err(write_err)?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&mut conn)
-            .await
-            .map_err(write_err)?;
-        let run_id = format!(
-            "{}-{}",
-            time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000,
-            std::process::id()
-        );
-        sqlx::query(
-            "INSERT INTO runs (run_id, plan, plan_path, started_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&run_id)
-        .bind(plan)
-        .bind(plan_path.display().to_string())
-        .bind(now())
-        .execute(&mut conn)
-        .await
-        .map_err(write_err)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(write_events(conn, path.to_path_buf(), run_id.clone(), rx));
+    /// Record a new run (status `running`).
+    pub async fn start(
+        db: &StateDb,
+        run_id: &str,
+        run: &NewRun<'_>,
+    ) -> Result<Journal, StateError> {
+        let at = now();
+        on_pool!(&db.pool, p =>
+            sqlx::query(&format!("INSERT INTO flotilla_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 'running', 1, NULL, NULL)"))
+                .bind(run_id).bind(run.plan).bind(run.plan_path.display().to_string())
+                .bind(run.plan_sha256).bind(run.migrations_sha256).bind(run.target_version)
+                .bind(format!("{}@{}", lease::user_name(), lease::host_name())).bind(&at)
+                .execute(p).await.map(|_| ()))
+        .map_err(|e| db.err(e))?;
         Ok(Journal {
-            run_id,
-            seq: AtomicU64::new(0),
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
+            db: db.clone(),
+            run_id: run_id.to_string(),
+            attempt: 1,
+            seq: tokio::sync::Mutex::new(0),
+        })
+    }
+
+    /// Continue recording an existing run (a resume): the attempt counter goes up.
+    pub async fn reopen(db: &StateDb, run: &RunRecord) -> Result<Journal, StateError> {
+        let next: Option<i64> = on_pool!(&db.pool, p =>
+            sqlx::query_scalar("SELECT MAX(seq) FROM flotilla_events WHERE run_id = $1")
+                .bind(&run.run_id).fetch_one(p).await)
+        .map_err(|e| db.err(e))?;
+        on_pool!(&db.pool, p =>
+            sqlx::query("UPDATE flotilla_runs SET attempts = attempts + 1, status = 'running', exit_code = NULL, reason = NULL, updated_at = $2 WHERE run_id = $1")
+                .bind(&run.run_id).bind(now()).execute(p).await.map(|_| ()))
+        .map_err(|e| db.err(e))?;
+        Ok(Journal {
+            db: db.clone(),
+            run_id: run.run_id.clone(),
+            attempt: run.attempts + 1,
+            seq: tokio::sync::Mutex::new(next.map_or(0, |n| n + 1)),
         })
     }
 
@@ -150,80 +300,123 @@ impl Journal {
         &self.run_id
     }
 
-    /// Wait until every event emitted so far is written.
-    pub async fn finish(&self) -> Result<(), JournalError> {
-        drop(self.tx.lock().ok().and_then(|mut t| t.take()));
-        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
-        match writer {
-            Some(handle) => handle.await.unwrap_or_else(|e| {
-                Err(JournalError::Open {
-                    path: PathBuf::from("state database"),
-                    message: format!("the journal writer stopped: {e}"),
-                })
-            }),
-            None => Ok(()),
-        }
+    /// This attempt (1 for the first start).
+    pub fn attempt(&self) -> i64 {
+        self.attempt
     }
-}
 
-async fn write_events(
-    mut conn: SqliteConnection,
-    path: PathBuf,
-    run_id: String,
-    mut rx: mpsc::UnboundedReceiver<(u64, Event)>,
-) -> Result<(), JournalError> {
-    let write_err = |source| JournalError::Write {
-        path: path.clone(),
-        source,
-    };
-    while let Some(first) = rx.recv().await {
-        // Batch whatever else is already queued into one transaction.
-        let mut batch = vec![first];
-        while let Ok(next) = rx.try_recv() {
-            batch.push(next);
-        }
-        let mut tx = conn.begin().await.map_err(write_err)?;
-        for (seq, event) in &batch {
-            let body = serde_json::to_value(event).unwrap_or_default();
-            sqlx::query("INSERT INTO events (run_id, seq, at, event, trust, body) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(&run_id)
-                .bind(i64::try_from(*seq).unwrap_or(i64::MAX))
-                .bind(now())
-                .bind(event_name(&body))
-                .bind(trust_of(event))
-                .bind(body.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(write_err)?;
-            if let Event::RunFinished {
-                outcome, exit_code, ..
-            } = event
-            {
-                sqlx::query("UPDATE runs SET finished_at = $2, outcome = $3, exit_code = $4 WHERE run_id = $1")
-                    .bind(&run_id)
-                    .bind(now())
-                    .bind(outcome)
-                    .bind(i64::from(*exit_code))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(write_err)?;
-            }
-        }
-        tx.commit().await.map_err(write_err)?;
+    /// The state database.
+    pub fn db(&self) -> &StateDb {
+        &self.db
     }
-    conn.close().await.map_err(write_err)?;
-    Ok(())
-}
 
-impl EventSink for Journal {
-    fn emit(&self, event: &Event) {
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst);
-        if let Ok(tx) = self.tx.lock() {
-            if let Some(tx) = tx.as_ref() {
-                if tx.send((seq, event.clone())).is_err() {
-                    tracing::warn!("the journal writer stopped; event {seq} was not recorded");
+    /// Record the run's end.
+    pub async fn finish(
+        &self,
+        status: &str,
+        exit_code: u8,
+        reason: Option<&str>,
+    ) -> Result<(), StateError> {
+        on_pool!(&self.db.pool, p =>
+            sqlx::query("UPDATE flotilla_runs SET status = $2, exit_code = $3, reason = $4, updated_at = $5 WHERE run_id = $1")
+                .bind(&self.run_id).bind(status).bind(i64::from(exit_code)).bind(reason).bind(now())
+                .execute(p).await.map(|_| ()))
+        .map_err(|e| self.db.err(e))
+    }
+
+    /// Write one event, and the rows it implies (steps, waves, measurements), in one
+    /// transaction; returns when it is durable.
+    pub async fn record(&self, event: &Event) -> Result<(), StateError> {
+        let mut seq_guard = self.seq.lock().await;
+        let seq = *seq_guard;
+        let body = serde_json::to_value(event).unwrap_or_default();
+        let name = body
+            .get("event")
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        let trust = body
+            .get("trust")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let at = now();
+        let run = &self.run_id;
+        let result: Result<(), sqlx::Error> = on_pool!(&self.db.pool, p => async {
+            let mut tx = p.begin().await?;
+            sqlx::query("INSERT INTO flotilla_events (run_id, seq, attempt, at, event, trust, body) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(run).bind(seq).bind(self.attempt).bind(&at).bind(&name).bind(&trust).bind(body.to_string())
+                .execute(&mut *tx).await?;
+            let step_start = |trust: &str, kind: &str, version: Option<i64>, before: Option<i64>, detail: Option<String>| {
+                sqlx::query("INSERT INTO flotilla_steps (run_id, seq, trust, kind, version, before_version, after_version, state, detail, started_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, 'started', $7, $8)")
+                    .bind(run.clone()).bind(seq).bind(trust.to_string()).bind(kind.to_string()).bind(version).bind(before).bind(detail).bind(at.clone())
+            };
+            let step_end = |trust: &str, kind: &str, version: Option<i64>, state: &str, after: Option<i64>, detail: Option<String>| {
+                sqlx::query("UPDATE flotilla_steps SET state = $5, after_version = $6, detail = COALESCE($7, detail), finished_at = $8 WHERE run_id = $1 AND trust = $2 AND kind = $3 AND state = 'started' AND (version = $4 OR $4 IS NULL)")
+                    .bind(run.clone()).bind(trust.to_string()).bind(kind.to_string()).bind(version).bind(state.to_string()).bind(after).bind(detail).bind(at.clone())
+            };
+            let wave = |wave: &str, position: i64, status: &str| {
+                sqlx::query("INSERT INTO flotilla_waves (run_id, wave, position, status, updated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, wave) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at")
+                    .bind(run.clone()).bind(wave.to_string()).bind(position).bind(status.to_string()).bind(at.clone())
+            };
+            match event {
+                Event::MigrationStarted { trust, version, before, .. } => {
+                    step_start(trust, "migrate", Some(*version), *before, None).execute(&mut *tx).await?;
                 }
+                Event::MigrationApplied { trust, version, .. } => {
+                    step_end(trust, "migrate", Some(*version), "done", Some(*version), None).execute(&mut *tx).await?;
+                }
+                Event::MigrationFailed { trust, version, error } => {
+                    step_end(trust, "migrate", Some(*version), "failed", None, Some(error.clone())).execute(&mut *tx).await?;
+                }
+                Event::MigrationReverting { trust, version } => {
+                    step_start(trust, "revert", Some(*version), Some(*version), None).execute(&mut *tx).await?;
+                }
+                Event::MigrationReverted { trust, version, now_at } => {
+                    step_end(trust, "revert", Some(*version), "done", *now_at, None).execute(&mut *tx).await?;
+                }
+                Event::WriteProbeStarted { trust, id } => {
+                    step_start(trust, "write-probe", Some(*id), None, None).execute(&mut *tx).await?;
+                }
+                Event::WriteProbeCleaned { trust, id } => {
+                    step_end(trust, "write-probe", Some(*id), "done", None, None).execute(&mut *tx).await?;
+                }
+                Event::RollbackStarted { trust, to, .. } => {
+                    step_start(trust, "rollback", None, None, Some(format!("to {to}"))).execute(&mut *tx).await?;
+                }
+                Event::RollbackFinished { trust, version, .. } => {
+                    step_end(trust, "rollback", None, "done", *version, None).execute(&mut *tx).await?;
+                }
+                Event::RollbackFailed { trust, error } => {
+                    step_end(trust, "rollback", None, "failed", None, Some(error.clone())).execute(&mut *tx).await?;
+                }
+                Event::WaveStarted { wave: w, index, .. } => {
+                    wave(w, i64::try_from(*index).unwrap_or(0), "migrating").execute(&mut *tx).await?;
+                }
+                Event::WaveFinished { wave: w, .. } => {
+                    wave(w, 0, "migrated").execute(&mut *tx).await?;
+                }
+                Event::WavePassed { wave: w } => {
+                    wave(w, 0, "passed").execute(&mut *tx).await?;
+                }
+                Event::HealthMeasured { trust, window, .. } => {
+                    sqlx::query("INSERT INTO flotilla_measurements (run_id, seq, trust, window_label, kind, verdict, body) VALUES ($1, $2, $3, $4, 'measurement', NULL, $5)")
+                        .bind(run).bind(seq).bind(trust).bind(window).bind(body.to_string())
+                        .execute(&mut *tx).await?;
+                }
+                Event::HealthVerdict { trust, window, verdict, .. } => {
+                    let window = serde_json::to_value(window).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                    sqlx::query("INSERT INTO flotilla_measurements (run_id, seq, trust, window_label, kind, verdict, body) VALUES ($1, $2, $3, $4, 'verdict', $5, $6)")
+                        .bind(run).bind(seq).bind(trust).bind(window).bind(verdict.label()).bind(body.to_string())
+                        .execute(&mut *tx).await?;
+                }
+                _ => {}
             }
-        }
+            sqlx::query("UPDATE flotilla_runs SET updated_at = $2 WHERE run_id = $1")
+                .bind(run).bind(&at).execute(&mut *tx).await?;
+            tx.commit().await
+        }.await);
+        result.map_err(|e| self.db.err(e))?;
+        *seq_guard = seq + 1;
+        Ok(())
     }
 }

@@ -94,6 +94,9 @@ pub fn describe(event: &Event) -> Option<String> {
             TrustOutcome::UpToDate => format!("  = {trust} already at {release}"),
             TrustOutcome::Failed { error, .. } => format!("  ✗ {trust} FAILED at {release}: {error}"),
             TrustOutcome::Skipped => format!("  - {trust} skipped (the wave stopped)"),
+            TrustOutcome::Interrupted { migrations } => {
+                format!("  ‖ {trust} interrupted at {release} after {migrations} migrations (resume continues)")
+            }
         },
         Event::WaveFinished { wave, upgraded, up_to_date, failed, skipped } => format!(
             "wave {wave} done: {upgraded} upgraded, {up_to_date} already up to date, {failed} failed, {skipped} skipped"
@@ -132,6 +135,19 @@ pub fn describe(event: &Event) -> Option<String> {
         }
         Event::RollbackFailed { trust, error } => format!("  ✗ {trust} ROLLBACK FAILED: {error}"),
         Event::Halted { wave, .. } => format!("HALTED in wave {wave}: no further trust will be touched"),
+        Event::TrustRetrying { trust, attempt, of, after_ms, error } => format!(
+            "  ⟳ {trust}: connection problem, retry {attempt}/{of} in {}: {error}",
+            secs(*after_ms)
+        ),
+        Event::WavePassed { wave } => format!("wave {wave} passed its checks"),
+        Event::RunResumed { attempt } => format!("resuming the run (attempt {attempt})"),
+        Event::Interrupted { abort: false } => "interrupted: nothing new was started".to_string(),
+        Event::Interrupted { abort: true } => "interrupted twice: transactions in flight were abandoned (rolled back)".to_string(),
+        Event::MigrationReverting { .. }
+        | Event::MigrationReverted { .. }
+        | Event::WriteProbeStarted { .. }
+        | Event::WriteProbeCleaned { .. }
+        | Event::BaselineRecorded { .. } => return None,
     })
 }
 
@@ -171,6 +187,7 @@ impl EventSink for Human {
                 trust,
                 version,
                 description,
+                ..
             } => {
                 if let Some(bar) = state.trusts.get(trust) {
                     bar.set_message(format!("{version} {description}"));

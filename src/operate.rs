@@ -1,0 +1,615 @@
+//! Running a plan for real: the estate lease, the write-ahead journal, signals, and `resume`.
+//!
+//! `rollout` and `resume` share [`execute`]: take the lease (exit 6 naming the holder when
+//! another run has it), preflight the databases (they are the truth), record the run, keep the
+//! lease alive, and turn Ctrl-C/SIGTERM into an orderly stop (a second signal abandons the
+//! in-flight transactions, which roll back). The journal says what was in flight; `resume`
+//! reconciles it with what the databases hold and continues.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::commands::{Failure, Globals, Outcome};
+use crate::config::{Inventory, Plan};
+use crate::engine::run::{Resumed, RunControl, StopReason};
+use crate::engine::{preflight, Event, EventSink, RunOutcome};
+use crate::exit_codes::ExitCode;
+use crate::health::probes::{ProbeParams, Snapshot};
+use crate::journal::{Journal, LeaseError, NewRun, RunRecord, StateDb, StateLocation};
+use crate::migrations::Catalogs;
+
+/// How long a lease lives without a heartbeat.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// Open the state database named by `--state`.
+pub async fn open_state(g: &Globals) -> Result<StateDb, Failure> {
+    StateDb::open(&StateLocation::parse(&g.state))
+        .await
+        .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))
+}
+
+/// SHA-256 of the plan file.
+pub fn plan_sha256(plan: &Plan) -> Result<String, Failure> {
+    let bytes = std::fs::read(&plan.path).map_err(|e| {
+        Failure::new(
+            ExitCode::Config,
+            format!("cannot read {}: {e}", plan.path.display()),
+        )
+    })?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// SHA-256 over every migration (version and checksum) each trust of the plan would run.
+pub fn migrations_sha256(catalogs: &Catalogs, plan: &Plan) -> String {
+    let mut h = Sha256::new();
+    let mut seen = BTreeSet::new();
+    for id in plan.trusts() {
+        for m in catalogs.for_trust(id).migrations() {
+            if seen.insert((m.version, m.checksum.clone())) {
+                h.update(m.version.to_le_bytes());
+                h.update(m.checksum.as_bytes());
+            }
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// A new run or a resumed one.
+pub enum Start<'a> {
+    /// `rollout`.
+    New,
+    /// `resume`: the run, and what its journal says.
+    Resume {
+        record: &'a RunRecord,
+        resumed: Resumed,
+        unfinished_rollbacks: BTreeSet<String>,
+    },
+}
+
+/// Everything [`execute`] needs.
+pub struct Request<'a> {
+    pub g: &'a Globals,
+    pub inventory: &'a Inventory,
+    pub catalogs: &'a Catalogs,
+    pub plan: &'a Plan,
+    pub yes: bool,
+    pub events: Option<&'a Path>,
+    pub start: Start<'a>,
+    pub lease_ttl: Duration,
+}
+
+/// Spawn the signal watcher: the first SIGINT/SIGTERM asks the run to stop starting work, the
+/// second fires `abort`.
+fn watch_signals(control: Arc<RunControl>, abort: Arc<tokio::sync::Notify>) {
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for n in 0..2 {
+            match term.as_mut() {
+                Some(t) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = t.recv() => {}
+                    }
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            if n == 0 {
+                eprintln!(
+                    "interrupted: finishing the migrations in flight, starting nothing new (interrupt again to abandon them; they roll back)"
+                );
+                control.stop(StopReason::Interrupted);
+            } else {
+                eprintln!("interrupted again: abandoning the transactions in flight");
+                abort.notify_one();
+            }
+        }
+    });
+}
+
+/// Take the lease, preflight, record, run, release.
+pub async fn execute(req: Request<'_>) -> Outcome {
+    let Request {
+        g,
+        inventory,
+        catalogs,
+        plan,
+        yes,
+        events,
+        start,
+        lease_ttl,
+    } = req;
+    let state = open_state(g).await?;
+    let run_id = match &start {
+        Start::New => crate::journal::new_run_id(),
+        Start::Resume { record, .. } => record.run_id.clone(),
+    };
+    let lease = match state.acquire_lease(&run_id, lease_ttl).await {
+        Ok(l) => l,
+        Err(e @ LeaseError::Held(_)) => {
+            return Err(Failure::new(
+                ExitCode::Locked,
+                format!("{e}; nothing was changed"),
+            ))
+        }
+        Err(e) => return Err(Failure::new(ExitCode::Config, e.to_string())),
+    };
+    let result = execute_leased(
+        g, &state, &run_id, inventory, catalogs, plan, yes, events, &start, &lease,
+    )
+    .await;
+    if let Err(e) = state.release_lease(&lease).await {
+        tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+    }
+    state.close().await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute_leased(
+    g: &Globals,
+    state: &StateDb,
+    run_id: &str,
+    inventory: &Inventory,
+    catalogs: &Catalogs,
+    plan: &Plan,
+    yes: bool,
+    events: Option<&Path>,
+    start: &Start<'_>,
+    lease: &crate::journal::Lease,
+) -> Outcome {
+    if matches!(start, Start::Resume { .. }) {
+        reconcile(state, run_id, inventory, plan).await?;
+    }
+    let sinks = crate::commands::event_sinks(g, events)?;
+    let mut checked = None;
+    if matches!(start, Start::New) {
+        let first = preflight(inventory, catalogs, plan).await;
+        let planned = &first.plan;
+        if planned.blocked().next().is_none() && !yes {
+            crate::commands::print_plan_text(planned, catalogs.base());
+            if planned.migration_count() > 0
+                && !crate::commands::ask(&format!(
+                    "Roll out {} ({} migrations)?",
+                    plan.name,
+                    planned.migration_count()
+                ))
+            {
+                return Err(Failure::new(
+                    ExitCode::Config,
+                    "rollout not confirmed; nothing was changed",
+                ));
+            }
+        }
+        checked = Some(first);
+    }
+    let journal = match start {
+        Start::New => Journal::start(
+            state,
+            run_id,
+            &NewRun {
+                plan: &plan.name,
+                plan_path: &plan.path,
+                plan_sha256: &plan_sha256(plan)?,
+                migrations_sha256: &migrations_sha256(catalogs, plan),
+                target_version: plan.target.version,
+            },
+        )
+        .await
+        .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?,
+        Start::Resume { record, .. } => {
+            let j = Journal::reopen(state, record)
+                .await
+                .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?;
+            let ev = Event::RunResumed {
+                attempt: j.attempt(),
+            };
+            j.record(&ev)
+                .await
+                .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?;
+            sinks.emit(&ev);
+            j
+        }
+    };
+    let control = Arc::new(RunControl::default());
+    let abort = Arc::new(tokio::sync::Notify::new());
+    watch_signals(control.clone(), abort.clone());
+    let heartbeat = {
+        let state = state.clone();
+        let lease = lease.clone();
+        let control = control.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease.heartbeat_interval()).await;
+                match state.heartbeat(&lease).await {
+                    Ok(()) => {}
+                    Err(LeaseError::Lost(holder)) => {
+                        let holder = holder.map_or("nobody".into(), |h| h.describe());
+                        eprintln!("error: this run's lease was taken over by {holder}: stopping");
+                        control.stop(StopReason::LeaseLost(holder));
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "lease heartbeat failed; retrying"),
+                }
+            }
+        })
+    };
+    let resumed = match start {
+        Start::Resume { resumed, .. } => Some(resumed),
+        Start::New => None,
+    };
+    let engine = crate::engine::Engine {
+        inventory,
+        catalogs,
+        plan,
+        events: &sinks,
+        approver: &crate::commands::Prompt { yes },
+        journal: Some(&journal),
+        control: &control,
+        resumed,
+    };
+    if let Start::Resume {
+        resumed,
+        unfinished_rollbacks,
+        ..
+    } = start
+    {
+        for id in unfinished_rollbacks {
+            if let Err(e) = engine.finish_rollback(id, resumed).await {
+                let _ = journal
+                    .finish("rollback-failed", ExitCode::RollbackFailed.code(), Some(&e))
+                    .await;
+                heartbeat.abort();
+                return Err(Failure::new(
+                    ExitCode::RollbackFailed,
+                    format!("trust '{id}': the interrupted rollback could not be finished: {e}"),
+                ));
+            }
+        }
+    }
+    // On resume, preflight after the reconciliation and any finished rollback: the databases
+    // as they are now are what the rest of the run starts from.
+    let checked = match checked {
+        Some(c) => c,
+        None => preflight(inventory, catalogs, plan).await,
+    };
+    let planned = &checked.plan;
+    let summary = tokio::select! {
+        s = engine.run(&checked) => Some(s),
+        () = abort.notified() => None,
+    };
+    heartbeat.abort();
+    let Some(summary) = summary else {
+        // Abandoned: the dropped connections roll their transactions back. Record it.
+        let ev = Event::Interrupted { abort: true };
+        sinks.emit(&ev);
+        let _ = journal.record(&ev).await;
+        let _ = journal
+            .finish(
+                "interrupted",
+                ExitCode::Interrupted.code(),
+                Some("interrupted twice: in-flight transactions were abandoned and rolled back"),
+            )
+            .await;
+        return Err(Failure::new(
+            ExitCode::Interrupted,
+            format!(
+                "run {run_id} interrupted; in-flight transactions were rolled back. Continue with: flotilla resume {run_id}"
+            ),
+        ));
+    };
+    let failure = crate::commands::outcome_failure(plan, planned, &summary);
+    let reason = failure.as_ref().err().map(|f| f.message.clone());
+    if let Err(e) = journal
+        .finish(
+            summary.outcome.label(),
+            summary.outcome.exit_code().code(),
+            reason.as_deref(),
+        )
+        .await
+    {
+        eprintln!("error: the run's journal is incomplete: {e}");
+        if summary.outcome == RunOutcome::Completed {
+            return Err(Failure::new(
+                ExitCode::Internal,
+                "the rollout completed but its journal is incomplete",
+            ));
+        }
+    }
+    tracing::info!(run = run_id, state = %state.location(), "run recorded in the journal");
+    failure.map_err(|mut f| {
+        if summary.outcome.exit_code() != ExitCode::Config {
+            f.message
+                .push_str(&format!("\n(run {run_id}; `flotilla status` shows it)"));
+        }
+        f
+    })
+}
+
+/// What a run's journal says about its trusts.
+#[derive(Debug, Default)]
+pub struct Reading {
+    /// For resume.
+    pub resumed: Resumed,
+    /// Trusts that failed in the run (migration failed, or the gate failed them and they were
+    /// rolled back), with the reason.
+    pub failed: BTreeMap<String, String>,
+    /// Trusts whose rollback started and never finished.
+    pub unfinished_rollbacks: BTreeSet<String>,
+}
+
+/// Read a run's events.
+pub fn read_journal(events: &[crate::journal::StoredEvent]) -> Reading {
+    let mut r = Reading::default();
+    let mut snapshots: HashMap<String, Snapshot> = HashMap::new();
+    for e in events {
+        let b = &e.body;
+        let s = |k: &str| {
+            b.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let trust = s("trust");
+        match b.get("event").and_then(|v| v.as_str()).unwrap_or_default() {
+            "health_measured" if s("window") == "baseline" => {
+                if let Some(snap) = b
+                    .get("snapshot")
+                    .and_then(|v| serde_json::from_value::<Snapshot>(v.clone()).ok())
+                {
+                    snapshots.insert(trust, snap);
+                }
+            }
+            "baseline_recorded" => {
+                let from = b.get("from").and_then(serde_json::Value::as_i64);
+                let params: ProbeParams = b
+                    .get("params")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                if let Some(snap) = snapshots.remove(&trust) {
+                    r.resumed
+                        .baselines
+                        .insert(trust, (s("wave"), from, params, snap));
+                }
+            }
+            "health_verdict" => {
+                let verdict = s("verdict");
+                if s("window") == "post-upgrade" && verdict == "pass" {
+                    r.resumed.checked.insert(trust.clone());
+                }
+                if verdict == "fail" {
+                    let reasons = b
+                        .get("reasons")
+                        .and_then(|v| v.as_array())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                        .unwrap_or_default();
+                    r.failed.insert(trust, reasons);
+                }
+            }
+            "trust_finished" if s("status") == "failed" => {
+                r.failed.insert(trust, s("error"));
+            }
+            "rollback_started" => {
+                r.unfinished_rollbacks.insert(trust);
+            }
+            "rollback_finished" => {
+                r.unfinished_rollbacks.remove(&trust);
+                r.resumed.checked.remove(&trust);
+                r.resumed.baselines.remove(&trust);
+            }
+            "rollback_failed" => {
+                r.unfinished_rollbacks.remove(&trust);
+                r.failed.insert(trust.clone(), s("error"));
+            }
+            "wave_passed" => {
+                r.resumed.passed_waves.insert(s("wave"));
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+/// `flotilla resume` options.
+pub struct ResumeOptions {
+    /// The run (default: the latest that did not complete).
+    pub run: Option<String>,
+    /// Approve without asking.
+    pub yes: bool,
+    /// Failed trusts to try again.
+    pub retry: Vec<String>,
+    /// Failed trusts to leave out.
+    pub skip: Vec<String>,
+    /// Accept a changed plan or migrations.
+    pub allow_changed_plan: bool,
+    /// `--events` file.
+    pub events: Option<std::path::PathBuf>,
+}
+
+/// `flotilla resume [RUN]`.
+pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
+    let state = open_state(g).await?;
+    let config = |e: crate::journal::StateError| Failure::new(ExitCode::Config, e.to_string());
+    let runs = state.runs().await.map_err(config)?;
+    let record = match &o.run {
+        Some(id) => runs.iter().find(|r| &r.run_id == id).ok_or_else(|| {
+            Failure::new(
+                ExitCode::Config,
+                format!("no run '{id}' in the state database {}", state.location()),
+            )
+        })?,
+        None => runs.iter().find(|r| r.resumable()).ok_or_else(|| {
+            Failure::new(
+                ExitCode::Config,
+                format!(
+                    "no run to resume in the state database {}",
+                    state.location()
+                ),
+            )
+        })?,
+    };
+    if !record.resumable() {
+        return Err(Failure::new(
+            ExitCode::Config,
+            format!(
+                "run {} is {}: there is nothing to resume",
+                record.run_id, record.status
+            ),
+        ));
+    }
+    let (inventory, catalogs) = g.load()?;
+    let mut plan = Plan::load(Path::new(&record.plan_path), &inventory, catalogs.base())?;
+    if !o.allow_changed_plan {
+        let now = plan_sha256(&plan)?;
+        if now != record.plan_sha256 {
+            return Err(Failure::new(
+                ExitCode::Config,
+                format!(
+                    "{} changed since run {} began (sha256 {} → {}); review it, then pass --allow-changed-plan",
+                    record.plan_path,
+                    record.run_id,
+                    &record.plan_sha256[..12],
+                    &now[..12]
+                ),
+            ));
+        }
+        let now = migrations_sha256(&catalogs, &plan);
+        if now != record.migrations_sha256 {
+            return Err(Failure::new(
+                ExitCode::Config,
+                format!(
+                    "the migrations changed since run {} began; review them, then pass --allow-changed-plan",
+                    record.run_id
+                ),
+            ));
+        }
+    }
+    let events = state.events(&record.run_id).await.map_err(config)?;
+    let mut reading = read_journal(&events);
+    for id in o.retry.iter().chain(&o.skip) {
+        if !reading.failed.contains_key(id) {
+            return Err(Failure::new(
+                ExitCode::Config,
+                format!(
+                    "trust '{id}' did not fail in run {} (failed: {})",
+                    record.run_id,
+                    if reading.failed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        reading
+                            .failed
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    let undecided: Vec<String> = reading
+        .failed
+        .iter()
+        .filter(|(t, _)| !o.retry.contains(t) && !o.skip.contains(t))
+        .map(|(t, why)| format!("  {t}: {why}"))
+        .collect();
+    if !undecided.is_empty() {
+        return Err(Failure::new(
+            ExitCode::Config,
+            format!(
+                "run {} has failed trusts; say for each whether to --retry it or --skip it:\n{}",
+                record.run_id,
+                undecided.join("\n")
+            ),
+        ));
+    }
+    for id in &o.skip {
+        for w in &mut plan.waves {
+            w.trusts.retain(|t| t != id);
+        }
+    }
+    for id in &o.retry {
+        reading.resumed.checked.remove(id);
+    }
+    crate::commands::refuse_unconfirmed(o.yes, &plan)?;
+    state.close().await;
+    let unfinished = reading.unfinished_rollbacks.clone();
+    execute(Request {
+        g,
+        inventory: &inventory,
+        catalogs: &catalogs,
+        plan: &plan,
+        yes: o.yes,
+        events: o.events.as_deref(),
+        start: Start::Resume {
+            record,
+            resumed: reading.resumed,
+            unfinished_rollbacks: unfinished,
+        },
+        lease_ttl: g.lease_ttl,
+    })
+    .await
+}
+
+/// Close the steps a crash left open, from what each trust database really holds; remove
+/// write-probe records a crash left behind.
+async fn reconcile(state: &StateDb, run_id: &str, inventory: &Inventory, plan: &Plan) -> Outcome {
+    let config = |e: crate::journal::StateError| Failure::new(ExitCode::Config, e.to_string());
+    for step in state.open_steps(run_id).await.map_err(config)? {
+        let Some(trust) = inventory.get(&step.trust) else {
+            continue;
+        };
+        let (status, detail, after) = match step.kind.as_str() {
+            "migrate" | "revert" => {
+                let applied = crate::engine::run::read_state(trust).await.map_err(|b| {
+                    Failure::new(
+                        b.exit_code(),
+                        format!("cannot read trust '{}' to resume: {b}", trust.id),
+                    )
+                })?;
+                let present = step
+                    .version
+                    .is_some_and(|v| applied.iter().any(|a| a.version == v));
+                let current = applied.iter().map(|a| a.version).max();
+                let done = (step.kind == "migrate") == present;
+                (
+                    if done { "done" } else { "not-applied" },
+                    "settled on resume from the trust's tracking table".to_string(),
+                    current,
+                )
+            }
+            "write-probe" => {
+                let id = step.version.unwrap_or_default();
+                crate::health::probes::clean_up_write_probe(trust, &plan.health, id)
+                    .await
+                    .map_err(|e| {
+                        Failure::new(
+                            ExitCode::MigrationFailed,
+                            format!(
+                                "trust '{}': cannot remove write-probe record {id} left by the interrupted run: {e}",
+                                trust.id
+                            ),
+                        )
+                    })?;
+                ("cleaned", "removed on resume".to_string(), None)
+            }
+            _ => ("interrupted", "finished again on resume".to_string(), None),
+        };
+        state
+            .settle_step(run_id, step.seq, status, &detail, after)
+            .await
+            .map_err(config)?;
+    }
+    Ok(())
+}
