@@ -118,6 +118,51 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         events: Option<PathBuf>,
     },
+    /// Roll trusts back with their down migrations, then verify their patient data.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["trust", "wave", "run"])))]
+    Rollback {
+        /// The plan (its trusts are the only ones that may be touched; its health section
+        /// names the integrity tables).
+        plan: PathBuf,
+        /// A trust to roll back (repeatable).
+        #[arg(long, value_name = "TRUST")]
+        trust: Vec<String>,
+        /// Every trust of a wave of the plan.
+        #[arg(long, value_name = "WAVE")]
+        wave: Option<String>,
+        /// Every trust a run upgraded, each back to the version it had before (unless --to).
+        #[arg(long, value_name = "RUN")]
+        run: Option<String>,
+        /// The release or version to go back to (required with --trust and --wave).
+        #[arg(long, value_name = "RELEASE|VERSION")]
+        to: Option<String>,
+        /// Roll back across migrations marked irreversible.
+        #[arg(long)]
+        force: bool,
+        /// Show what would be reverted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Clear the dirty mark a failed non-transactional migration left on a trust, after an
+    /// operator has checked what it did.
+    Repair {
+        /// The trust.
+        trust: String,
+        /// The migration ran to the end: keep its tracking row, clear the mark.
+        #[arg(
+            long,
+            conflicts_with = "not_applied",
+            required_unless_present = "not_applied"
+        )]
+        applied: bool,
+        /// It did not: remove its tracking row (and, on Postgres, any invalid index its
+        /// failed concurrent build left).
+        #[arg(long)]
+        not_applied: bool,
+    },
     /// Every trust's current version, release and pending migrations.
     Status {
         /// Output format.

@@ -27,6 +27,11 @@ macro_rules! outln {
     }};
 }
 
+/// Print one line on stdout (a closed pipe is not an error).
+pub(crate) fn print_line(line: &str) {
+    outln!("{line}");
+}
+
 /// A command that could not do its job: the exit code and the message for stderr.
 #[derive(Debug)]
 pub struct Failure {
@@ -90,7 +95,7 @@ impl Globals {
         Ok((inventory, catalogs))
     }
 
-    fn load_plan(&self, plan: &Path) -> Result<(Inventory, Catalogs, Plan), Failure> {
+    pub(crate) fn load_plan(&self, plan: &Path) -> Result<(Inventory, Catalogs, Plan), Failure> {
         let (inventory, catalogs) = self.load()?;
         let plan = Plan::load(plan, &inventory, catalogs.base())?;
         Ok((inventory, catalogs, plan))
@@ -555,10 +560,16 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
             })
         })
         .collect();
+    let runs = crate::operate::overview(g, 10).await?;
     match format {
         Format::Json => outln!(
             "{}",
-            json!({ "latest_version": catalog.latest(), "trusts": rows })
+            json!({
+                "latest_version": catalog.latest(),
+                "trusts": rows,
+                "runs": runs["runs"],
+                "lease": runs["lease"],
+            })
         ),
         Format::Text => {
             outln!(
@@ -586,6 +597,7 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
                     ),
                 }
             }
+            print_runs(&runs);
         }
     }
     match first_error {
@@ -594,6 +606,54 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
             code,
             "some trusts could not be read (see above)",
         )),
+    }
+}
+
+fn print_runs(overview: &serde_json::Value) {
+    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
+    let runs = overview["runs"].as_array().cloned().unwrap_or_default();
+    outln!();
+    if runs.is_empty() {
+        outln!("RUNS: none recorded");
+    } else {
+        outln!("RUNS (newest first)");
+    }
+    for r in &runs {
+        let wave = r["current_wave"]
+            .as_str()
+            .map(|w| format!(", last wave {w}"))
+            .unwrap_or_default();
+        outln!(
+            "  {}  {}  {}  (attempts {}, started {} by {}{wave})",
+            s(r, "run_id"),
+            s(r, "plan"),
+            s(r, "status").to_uppercase(),
+            r["attempts"],
+            s(r, "started_at"),
+            s(r, "started_by"),
+        );
+        for f in r["failed_trusts"].as_array().into_iter().flatten() {
+            outln!("      ✗ {}: {}", s(f, "trust"), s(f, "reason"));
+        }
+    }
+    match overview["lease"].as_object() {
+        None => outln!("LEASE: free"),
+        Some(l) => {
+            let l = serde_json::Value::Object(l.clone());
+            outln!(
+                "LEASE: held by run {} ({}@{}, pid {}, since {}){}",
+                s(&l, "run_id"),
+                s(&l, "user"),
+                s(&l, "host"),
+                l["pid"],
+                s(&l, "since"),
+                if l["expired"].as_bool() == Some(true) {
+                    " — expired: the next run may take it"
+                } else {
+                    ""
+                }
+            );
+        }
     }
 }
 

@@ -79,6 +79,36 @@ fn main() -> StdExitCode {
                 )
                 .await
             }
+            Command::Rollback {
+                plan,
+                trust,
+                wave,
+                run,
+                to,
+                force,
+                dry_run,
+                yes,
+            } => {
+                flotilla::operate::rollback(
+                    &globals,
+                    &flotilla::operate::RollbackOptions {
+                        plan: plan.clone(),
+                        trusts: trust.clone(),
+                        wave: wave.clone(),
+                        run: run.clone(),
+                        to: to.clone(),
+                        force: *force,
+                        dry_run: *dry_run,
+                        yes: *yes,
+                    },
+                )
+                .await
+            }
+            Command::Repair {
+                trust,
+                applied,
+                not_applied: _,
+            } => flotilla::operate::repair(&globals, trust, *applied).await,
             Command::Status { format } => commands::status(&globals, *format).await,
             Command::Demo {
                 seed_only,

@@ -613,3 +613,454 @@ async fn reconcile(state: &StateDb, run_id: &str, inventory: &Inventory, plan: &
     }
     Ok(())
 }
+
+/// Runs (newest first, at most `limit`) and the lease, for `status`. A missing SQLite state
+/// file is not created: there are simply no runs yet.
+pub async fn overview(g: &Globals, limit: usize) -> Result<serde_json::Value, Failure> {
+    let location = StateLocation::parse(&g.state);
+    if let StateLocation::Sqlite(path) = &location {
+        if !path.exists() {
+            return Ok(serde_json::json!({ "runs": [], "lease": null }));
+        }
+    }
+    let state = open_state(g).await?;
+    let config = |e: crate::journal::StateError| Failure::new(ExitCode::Config, e.to_string());
+    let mut runs = Vec::new();
+    for r in state.runs().await.map_err(config)?.into_iter().take(limit) {
+        let events = state.events(&r.run_id).await.map_err(config)?;
+        let reading = read_journal(&events);
+        let current_wave = events.iter().rev().find_map(|e| {
+            (e.body.get("event").and_then(|v| v.as_str()) == Some("wave_started"))
+                .then(|| {
+                    e.body
+                        .get("wave")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                })
+                .flatten()
+        });
+        let failed: Vec<serde_json::Value> = reading
+            .failed
+            .iter()
+            .map(|(t, why)| serde_json::json!({ "trust": t, "reason": why }))
+            .collect();
+        let mut v = serde_json::to_value(&r).unwrap_or_default();
+        v["current_wave"] = serde_json::json!(current_wave);
+        v["failed_trusts"] = serde_json::json!(failed);
+        v["waves_passed"] = serde_json::json!(reading.resumed.passed_waves);
+        runs.push(v);
+    }
+    let lease = state.lease_holder().await.map_err(config)?.map(|h| {
+        let mut v = serde_json::to_value(&h).unwrap_or_default();
+        v["expired"] = serde_json::json!(h.expired(crate::journal::lease::now_ms()));
+        v
+    });
+    state.close().await;
+    Ok(serde_json::json!({ "runs": runs, "lease": lease }))
+}
+
+/// An operator action (rollback, repair) under the lease, recorded as a run of its own.
+struct Operation {
+    state: StateDb,
+    lease: crate::journal::Lease,
+    journal: Journal,
+}
+
+async fn begin_operation(
+    g: &Globals,
+    label: &str,
+    path: &Path,
+    digest: &str,
+    target: i64,
+) -> Result<Operation, Failure> {
+    let state = open_state(g).await?;
+    let run_id = crate::journal::new_run_id();
+    let lease = match state.acquire_lease(&run_id, g.lease_ttl).await {
+        Ok(l) => l,
+        Err(e @ LeaseError::Held(_)) => {
+            return Err(Failure::new(
+                ExitCode::Locked,
+                format!("{e}; nothing was changed"),
+            ))
+        }
+        Err(e) => return Err(Failure::new(ExitCode::Config, e.to_string())),
+    };
+    let journal = Journal::start(
+        &state,
+        &run_id,
+        &NewRun {
+            plan: label,
+            plan_path: path,
+            plan_sha256: digest,
+            migrations_sha256: digest,
+            target_version: target,
+        },
+    )
+    .await
+    .map_err(|e| Failure::new(ExitCode::Config, e.to_string()));
+    match journal {
+        Ok(journal) => Ok(Operation {
+            state,
+            lease,
+            journal,
+        }),
+        Err(f) => {
+            let _ = state.release_lease(&lease).await;
+            Err(f)
+        }
+    }
+}
+
+impl Operation {
+    async fn end(self, result: &Outcome) {
+        let (status, code, reason) = match result {
+            Ok(()) => ("completed", 0, None),
+            Err(f) => ("failed", f.code.code(), Some(f.message.as_str())),
+        };
+        if let Err(e) = self.journal.finish(status, code, reason).await {
+            eprintln!("error: could not record the end of the operation: {e}");
+        }
+        let _ = self.state.release_lease(&self.lease).await;
+        self.state.close().await;
+    }
+}
+
+/// `flotilla rollback` options.
+pub struct RollbackOptions {
+    /// The plan.
+    pub plan: std::path::PathBuf,
+    /// Trusts.
+    pub trusts: Vec<String>,
+    /// A wave of the plan.
+    pub wave: Option<String>,
+    /// A run whose upgrades to undo.
+    pub run: Option<String>,
+    /// Target release or version.
+    pub to: Option<String>,
+    /// Cross irreversible migrations.
+    pub force: bool,
+    /// Preview only.
+    pub dry_run: bool,
+    /// No confirmation.
+    pub yes: bool,
+}
+
+fn parse_target(catalogs: &Catalogs, to: &str) -> Result<Option<i64>, Failure> {
+    let catalog = catalogs.base();
+    if let Ok(v) = to.parse::<i64>() {
+        if v == 0 {
+            return Ok(None);
+        }
+        if catalog.get(v).is_none() {
+            return Err(Failure::new(
+                ExitCode::Config,
+                format!("--to {v}: no migration has that version"),
+            ));
+        }
+        return Ok(Some(v));
+    }
+    catalog.release_version(to).map(Some).ok_or_else(|| {
+        let known: Vec<&str> = catalog.releases().map(|(n, _)| n).collect();
+        Failure::new(
+            ExitCode::Config,
+            format!(
+                "--to {to}: not a version or a known release (known: {})",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+/// `flotilla rollback PLAN (--trust T | --wave W | --run R) [--to RELEASE|VERSION]`.
+pub async fn rollback(g: &Globals, o: &RollbackOptions) -> Outcome {
+    let (inventory, catalogs, plan) = g.load_plan(&o.plan)?;
+    let in_plan: BTreeSet<&str> = plan.trusts().collect();
+    let mut recorded: HashMap<String, (Option<i64>, Snapshot)> = HashMap::new();
+    let selected: Vec<String> = if let Some(run) = &o.run {
+        let state = open_state(g).await?;
+        let config = |e: crate::journal::StateError| Failure::new(ExitCode::Config, e.to_string());
+        if state.run(run).await.map_err(config)?.is_none() {
+            return Err(Failure::new(
+                ExitCode::Config,
+                format!("no run '{run}' in the state database {}", state.location()),
+            ));
+        }
+        let reading = read_journal(&state.events(run).await.map_err(config)?);
+        state.close().await;
+        for (t, (_, from, _, snap)) in reading.resumed.baselines {
+            recorded.insert(t, (from, snap));
+        }
+        let mut ids: Vec<String> = recorded.keys().cloned().collect();
+        ids.sort();
+        ids
+    } else if let Some(w) = &o.wave {
+        plan.waves
+            .iter()
+            .find(|x| &x.name == w)
+            .map(|x| x.trusts.clone())
+            .ok_or_else(|| {
+                Failure::new(
+                    ExitCode::Config,
+                    format!(
+                        "plan {} has no wave '{w}' (waves: {})",
+                        plan.path.display(),
+                        plan.waves
+                            .iter()
+                            .map(|x| x.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?
+    } else {
+        o.trusts.clone()
+    };
+    for id in &selected {
+        if inventory.get(id).is_none() {
+            return Err(Failure::new(
+                ExitCode::Config,
+                format!("trust '{id}' is not in {}", g.inventory.display()),
+            ));
+        }
+        if !in_plan.contains(id.as_str()) {
+            return Err(Failure::new(
+                ExitCode::Config,
+                format!(
+                    "trust '{id}' is not in plan {}: flotilla never touches a trust outside the plan",
+                    plan.path.display()
+                ),
+            ));
+        }
+    }
+    if selected.is_empty() {
+        return Err(Failure::new(ExitCode::Config, "no trust to roll back"));
+    }
+    let explicit =
+        o.to.as_deref()
+            .map(|t| parse_target(&catalogs, t))
+            .transpose()?;
+    // The patient-data tables the plan checks must still exist at the target: a rollback
+    // whose down migrations drop them destroys the data, and is refused unless forced.
+    let integrity_only = crate::config::health::Health {
+        integrity: plan.health.integrity.clone(),
+        ..Default::default()
+    };
+    // Preview, read-only: what each trust would revert.
+    let mut work: Vec<(String, Option<i64>, Option<Snapshot>)> = Vec::new();
+    let mut refused = Vec::new();
+    for id in &selected {
+        let to = match (explicit, recorded.get(id)) {
+            (Some(t), _) => t,
+            (None, Some((from, _))) => *from,
+            (None, None) => {
+                return Err(Failure::new(
+                    ExitCode::Config,
+                    "--to RELEASE|VERSION is required with --trust and --wave",
+                ))
+            }
+        };
+        let trust = inventory
+            .get(id)
+            .ok_or_else(|| Failure::new(ExitCode::Config, id.clone()))?;
+        let applied = crate::engine::run::read_state(trust)
+            .await
+            .map_err(|b| Failure::new(b.exit_code(), format!("trust '{id}': {b}")))?;
+        let catalog = catalogs.for_trust(id);
+        let undo: Vec<i64> = applied
+            .iter()
+            .rev()
+            .map(|a| a.version)
+            .filter(|v| to.is_none_or(|t| *v > t))
+            .collect();
+        let current = applied.iter().map(|a| a.version).max();
+        let irreversible: Vec<i64> = undo
+            .iter()
+            .copied()
+            .filter(|v| {
+                catalog.get(*v).is_some_and(|m| {
+                    m.reversibility == crate::migrations::Reversibility::Irreversible
+                })
+            })
+            .collect();
+        if !undo.is_empty() && !o.force {
+            let target = to.unwrap_or(0);
+            if let Err(e) =
+                crate::health::probes::check_against_schema(&integrity_only, catalog, target).await
+            {
+                refused.push(format!(
+                    "trust '{id}': at {} the plan's patient-data tables would not exist, so the rollback would destroy them ({e}); pass --force to do it anyway",
+                    catalogs.base().describe(to)
+                ));
+            }
+        }
+        if !irreversible.is_empty() && !o.force {
+            refused.push(format!(
+                "trust '{id}': migration(s) {irreversible:?} are marked irreversible (pass --force to run their down scripts anyway)"
+            ));
+        }
+        crate::commands::print_line(&format!(
+            "{id}: {} → {}: {}",
+            catalogs.base().describe(current),
+            catalogs.base().describe(to),
+            if undo.is_empty() {
+                "nothing to revert".to_string()
+            } else {
+                format!(
+                    "revert {}",
+                    undo.iter()
+                        .map(|v| format!("{v:04}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ));
+        if !undo.is_empty() {
+            let snap = recorded
+                .get(id)
+                .filter(|(from, _)| *from == to)
+                .map(|(_, s)| s.clone());
+            work.push((id.clone(), to, snap));
+        }
+    }
+    if !refused.is_empty() {
+        return Err(Failure::new(ExitCode::Config, refused.join("\n")));
+    }
+    if o.dry_run || work.is_empty() {
+        return Ok(());
+    }
+    if !o.yes {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(Failure::new(
+                ExitCode::Config,
+                "refusing to roll back without confirmation: stdin is not a terminal; pass --yes",
+            ));
+        }
+        if !crate::commands::ask(&format!("Roll back {} trust(s)?", work.len())) {
+            return Err(Failure::new(
+                ExitCode::Config,
+                "rollback not confirmed; nothing was changed",
+            ));
+        }
+    }
+    let op = begin_operation(
+        g,
+        &format!("rollback ({})", plan.name),
+        &plan.path,
+        &plan_sha256(&plan)?,
+        explicit.flatten().unwrap_or(0),
+    )
+    .await?;
+    let sinks = crate::commands::event_sinks(g, None)?;
+    let control = RunControl::default();
+    let engine = crate::engine::Engine {
+        inventory: &inventory,
+        catalogs: &catalogs,
+        plan: &plan,
+        events: &sinks,
+        approver: &crate::commands::Prompt { yes: true },
+        journal: Some(&op.journal),
+        control: &control,
+        resumed: None,
+    };
+    let mut failures = Vec::new();
+    for (id, to, snap) in &work {
+        match engine.roll_back(id, *to, snap.as_ref(), o.force).await {
+            Ok(r) => crate::commands::print_line(&format!(
+                "  ✓ {id}: {} → {} ({} down migrations); {}",
+                catalogs.base().describe(r.from),
+                catalogs.base().describe(r.to),
+                r.migrations,
+                r.verified
+            )),
+            Err(e) => failures.push(format!("trust '{id}': {e}")),
+        }
+    }
+    let result = if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            ExitCode::RollbackFailed,
+            format!(
+                "rollback failed; an operator is needed:\n  {}",
+                failures.join("\n  ")
+            ),
+        ))
+    };
+    op.end(&result).await;
+    result
+}
+
+/// `flotilla repair TRUST --applied|--not-applied`.
+pub async fn repair(g: &Globals, id: &str, applied: bool) -> Outcome {
+    let (inventory, catalogs) = g.load()?;
+    let trust = inventory.get(id).ok_or_else(|| {
+        Failure::new(
+            ExitCode::Config,
+            format!("trust '{id}' is not in {}", g.inventory.display()),
+        )
+    })?;
+    let op = begin_operation(g, "repair", &g.inventory, "-", 0).await?;
+    let result = repair_locked(&op.journal, trust, &catalogs, applied).await;
+    op.end(&result).await;
+    result
+}
+
+async fn repair_locked(
+    journal: &Journal,
+    trust: &crate::config::Trust,
+    catalogs: &Catalogs,
+    applied: bool,
+) -> Outcome {
+    let id = trust.id.as_str();
+    let fail = |e: crate::db::DbError| Failure::new(ExitCode::MigrationFailed, e.to_string());
+    let mut db = crate::db::TrustDb::connect(trust, crate::db::Access::ReadWrite)
+        .await
+        .map_err(fail)?;
+    let result = async {
+        db.lock()
+            .await
+            .map_err(|e| Failure::new(ExitCode::Locked, e.to_string()))?;
+        let rows = db.applied().await.map_err(fail)?;
+        let Some(dirty) = rows.iter().rev().find(|r| r.dirty) else {
+            return Err(Failure::new(
+                ExitCode::Config,
+                format!("trust '{id}' has no dirty migration: nothing to repair"),
+            ));
+        };
+        let version = dirty.version;
+        let mut dropped = Vec::new();
+        if applied {
+            db.mark_clean(version).await.map_err(fail)?;
+        } else {
+            let sql = catalogs
+                .for_trust(id)
+                .get(version)
+                .map(|m| m.up.sql.to_lowercase())
+                .unwrap_or_default();
+            for index in db.invalid_indexes().await.map_err(fail)? {
+                if sql.contains(&index.to_lowercase()) {
+                    db.drop_index(&index).await.map_err(fail)?;
+                    dropped.push(index);
+                }
+            }
+            db.forget(version).await.map_err(fail)?;
+        }
+        let event = Event::Repaired {
+            trust: id.to_string(),
+            version,
+            applied,
+            dropped_indexes: dropped,
+        };
+        journal
+            .record(&event)
+            .await
+            .map_err(|e| Failure::new(ExitCode::Internal, e.to_string()))?;
+        if let Some(line) = crate::report::human::describe(&event) {
+            crate::commands::print_line(&line);
+        }
+        Ok(())
+    }
+    .await;
+    db.close().await;
+    result
+}

@@ -39,7 +39,7 @@ pub enum Blocker {
     #[error("migration {version} is in the catalog but was never applied, while later migration {later} was; history diverged")]
     Divergent { version: i64, later: i64 },
     /// A non-transactional migration did not finish.
-    #[error("migration {version} is marked dirty: a no-transaction migration started and did not finish; check the database by hand, then clear the mark")]
+    #[error("migration {version} is marked dirty: a no-transaction migration started and did not finish. Check whether its statements took effect (on Postgres, an index built CONCURRENTLY may be left INVALID), then run `flotilla repair TRUST --applied` if they did or `flotilla repair TRUST --not-applied` if they did not")]
     Dirty { version: i64 },
     /// The trust is past the plan's target: that is a rollback, not a rollout.
     #[error("the trust is at version {current}, past the plan's target {target}; use rollback to go down")]
@@ -510,6 +510,7 @@ mod tests {
             health: Default::default(),
             on_regression: Default::default(),
             max_failed_trusts: 0,
+            timeouts: Default::default(),
         };
         let mut states = HashMap::new();
         states.insert("x".to_string(), Ok(applied(&cat, &[1])));

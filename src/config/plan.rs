@@ -25,6 +25,35 @@ struct PlanFile {
     on_regression: OnRegression,
     #[serde(default)]
     max_failed_trusts: usize,
+    #[serde(default)]
+    timeouts: Timeouts,
+}
+
+/// Timeouts for the statements of a migration (Postgres `lock_timeout` and
+/// `statement_timeout`; SQLite `busy_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// How long a statement may wait for a lock before it fails (the migration then rolls
+    /// back instead of queueing clinicians' queries behind it).
+    #[serde(default = "default_lock_timeout", with = "humantime_serde")]
+    pub lock: std::time::Duration,
+    /// How long one statement may run; none by default.
+    #[serde(default, with = "humantime_serde")]
+    pub statement: Option<std::time::Duration>,
+}
+
+fn default_lock_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            lock: default_lock_timeout(),
+            statement: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +107,8 @@ pub struct Plan {
     pub on_regression: OnRegression,
     /// Failed trusts a wave tolerates (rolled back per policy) before the run halts.
     pub max_failed_trusts: usize,
+    /// Migration statement timeouts.
+    pub timeouts: Timeouts,
 }
 
 /// The version a plan rolls out to.
@@ -315,6 +346,7 @@ fn resolve(
         health,
         on_regression: file.on_regression,
         max_failed_trusts: file.max_failed_trusts,
+        timeouts: file.timeouts,
     })
 }
 

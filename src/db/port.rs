@@ -347,6 +347,68 @@ impl TrustDb {
         drop(self.lock_file.take());
     }
 
+    /// Apply the plan's timeouts to this session: how long a statement may wait for a lock
+    /// (Postgres `lock_timeout`, SQLite `busy_timeout`) and how long one may run (Postgres
+    /// `statement_timeout`; SQLite has none).
+    pub async fn set_timeouts(
+        &mut self,
+        lock: Duration,
+        statement: Option<Duration>,
+    ) -> Result<(), DbError> {
+        let err = self.query_err("setting the plan's timeouts");
+        let ms = |d: Duration| d.as_millis().min(i32::MAX as u128);
+        let script = match self.conn {
+            Conn::Postgres(_) => format!(
+                "SET lock_timeout = {}; SET statement_timeout = {}",
+                ms(lock),
+                statement.map_or(0, ms)
+            ),
+            Conn::Sqlite(_) => format!("PRAGMA busy_timeout = {}", ms(lock)),
+        };
+        on_conn!(self, c => sqlx::raw_sql(&script).execute(&mut *c).await.map(|_| ()).map_err(err))
+    }
+
+    /// Clear the dirty mark of `version` (an operator checked the migration completed).
+    pub async fn mark_clean(&mut self, version: i64) -> Result<(), DbError> {
+        let err = self.query_err("clearing the dirty mark");
+        on_conn!(self, c => sqlx::query("UPDATE _flotilla_migrations SET dirty = FALSE WHERE version = $1 AND dirty")
+            .bind(version).execute(&mut *c).await.map(|_| ()).map_err(err))
+    }
+
+    /// Forget `version` (an operator checked it did not take effect).
+    pub async fn forget(&mut self, version: i64) -> Result<(), DbError> {
+        let err = self.query_err("removing the tracking row");
+        on_conn!(self, c => sqlx::query(sql::DELETE_APPLIED)
+            .bind(version).execute(&mut *c).await.map(|_| ()).map_err(err))
+    }
+
+    /// Postgres: indexes of the current schema left invalid (a failed `CREATE INDEX
+    /// CONCURRENTLY`). SQLite has none.
+    pub async fn invalid_indexes(&mut self) -> Result<Vec<String>, DbError> {
+        let err = self.query_err("listing invalid indexes");
+        match &mut self.conn {
+            Conn::Sqlite(_) => Ok(Vec::new()),
+            Conn::Postgres(c) => sqlx::query_scalar(
+                "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE NOT i.indisvalid AND n.nspname = current_schema()",
+            )
+            .fetch_all(&mut *c)
+            .await
+            .map_err(err),
+        }
+    }
+
+    /// Drop an index (Postgres, concurrently, outside a transaction).
+    pub async fn drop_index(&mut self, name: &str) -> Result<(), DbError> {
+        let err = self.query_err("dropping an invalid index");
+        let statement = format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS \"{}\"",
+            name.replace('"', "\"\"")
+        );
+        on_conn!(self, c => sqlx::raw_sql(&statement).execute(&mut *c).await.map(|_| ()).map_err(err))
+    }
+
     /// Create the tracking table if it is missing.
     pub async fn ensure_tracking_table(&mut self) -> Result<(), DbError> {
         let err = self.query_err("creating the tracking table");

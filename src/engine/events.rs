@@ -150,6 +150,14 @@ pub enum Event {
         from: Option<i64>,
         params: crate::health::probes::ProbeParams,
     },
+    /// An operator cleared a dirty migration: `applied` kept its row, otherwise the row was
+    /// removed along with any invalid index its failed build left.
+    Repaired {
+        trust: String,
+        version: i64,
+        applied: bool,
+        dropped_indexes: Vec<String>,
+    },
     /// A wave's trusts passed their checks and soak: the next wave may start.
     WavePassed { wave: String },
     /// A run was resumed (`attempt` counts from 1 for the first start).

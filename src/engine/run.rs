@@ -988,7 +988,21 @@ impl Engine<'_> {
         catalog: &Catalog,
         to: Option<i64>,
     ) -> Result<Option<i64>, String> {
+        self.revert_locked_forced(db, catalog, to, false).await
+    }
+
+    async fn revert_locked_forced(
+        &self,
+        db: &mut TrustDb,
+        catalog: &Catalog,
+        to: Option<i64>,
+        force: bool,
+    ) -> Result<Option<i64>, String> {
         db.lock().await.map_err(|e| e.to_string())?;
+        let t = self.plan.timeouts;
+        db.set_timeouts(t.lock, t.statement)
+            .await
+            .map_err(|e| e.to_string())?;
         let applied = db.applied().await.map_err(|e| e.to_string())?;
         let mut current = applied.iter().map(|a| a.version).max();
         let mut undo = Vec::new();
@@ -1003,7 +1017,7 @@ impl Engine<'_> {
                     a.version
                 )
             })?;
-            if m.reversibility == Reversibility::Irreversible {
+            if m.reversibility == Reversibility::Irreversible && !force {
                 return Err(format!(
                     "migration {m} is marked irreversible: refusing to roll it back automatically"
                 ));
@@ -1276,6 +1290,10 @@ impl Engine<'_> {
         db.lock()
             .await
             .map_err(|e| fault(known, 0, &e, blocker_from(&e).exit_code()))?;
+        let t = self.plan.timeouts;
+        db.set_timeouts(t.lock, t.statement)
+            .await
+            .map_err(|e| fault(known, 0, &e, ExitCode::MigrationFailed))?;
         db.ensure_tracking_table()
             .await
             .map_err(|e| fault(known, 0, &e, ExitCode::MigrationFailed))?;
@@ -1429,5 +1447,149 @@ impl Engine<'_> {
             rewrites: self.rewrites_between(id, *from),
         };
         self.rollback_trust(id, &w).await
+    }
+}
+
+/// What an operator's rollback of one trust did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolledBack {
+    /// The version the trust was at.
+    pub from: Option<i64>,
+    /// The version it is at now.
+    pub to: Option<i64>,
+    /// Down migrations run.
+    pub migrations: usize,
+    /// How integrity was verified.
+    pub verified: String,
+}
+
+impl Engine<'_> {
+    /// `flotilla rollback` for one trust: down migrations in reverse to `to`, then integrity.
+    /// With `recorded` (the baseline a run measured when the trust was at `to`), the figures
+    /// must equal it exactly, as after the gate's own rollback; without, row counts and the
+    /// hash of every key column the reverted migrations do not declare they rewrite must be
+    /// unchanged by the rollback.
+    pub async fn roll_back(
+        &self,
+        id: &str,
+        to: Option<i64>,
+        recorded: Option<&Snapshot>,
+        force: bool,
+    ) -> Result<RolledBack, String> {
+        let trust = self
+            .inventory
+            .get(id)
+            .ok_or_else(|| format!("trust '{id}' is not in the inventory"))?;
+        let catalog = self.catalogs.for_trust(id);
+        let integrity_only = crate::config::health::Health {
+            integrity: self.plan.health.integrity.clone(),
+            ..Default::default()
+        };
+        let mut db = TrustDb::connect(trust, Access::ReadWrite)
+            .await
+            .map_err(|e| e.to_string())?;
+        let from = match db.applied().await {
+            Ok(a) => a.iter().map(|a| a.version).max(),
+            Err(e) => {
+                db.close().await;
+                return Err(e.to_string());
+            }
+        };
+        let rewrites: BTreeSet<(String, String)> = catalog
+            .migrations()
+            .iter()
+            .filter(|m| to.is_none_or(|t| m.version > t) && from.is_some_and(|f| m.version <= f))
+            .flat_map(|m| m.rewrites.iter().cloned())
+            .collect();
+        let params = ProbeParams::new();
+        let before = self
+            .measure(
+                id,
+                trust,
+                &params,
+                &rewrites,
+                Scope::Integrity,
+                "before-rollback",
+            )
+            .await;
+        let problems = snapshot_errors(&before);
+        if !problems.is_empty() {
+            db.close().await;
+            return Err(format!(
+                "cannot measure integrity before the rollback: {}",
+                problems.join("; ")
+            ));
+        }
+        let result = self.revert_locked_forced(&mut db, catalog, to, force).await;
+        db.close().await;
+        let now_at = match result {
+            Ok(v) => v,
+            Err(error) => {
+                self.emit(Event::RollbackFailed {
+                    trust: id.to_string(),
+                    error: error.clone(),
+                })
+                .await;
+                return Err(error);
+            }
+        };
+        let migrations = catalog
+            .migrations()
+            .iter()
+            .filter(|m| to.is_none_or(|t| m.version > t) && from.is_some_and(|f| m.version <= f))
+            .count();
+        let after = self
+            .measure(
+                id,
+                trust,
+                &params,
+                &rewrites,
+                Scope::Integrity,
+                "after-rollback",
+            )
+            .await;
+        let (judgement, verified) = match recorded {
+            Some(baseline) => (
+                judge(&integrity_only, baseline, &after, Window::AfterRollback),
+                "integrity equals the figures recorded before the upgrade".to_string(),
+            ),
+            None => (
+                judge(&integrity_only, &before, &after, Window::PostUpgrade),
+                "row counts and undeclared key-column hashes unchanged by the rollback".to_string(),
+            ),
+        };
+        self.emit_verdict(
+            "rollback",
+            id,
+            Window::AfterRollback,
+            &judgement.verdict,
+            Vec::new(),
+        )
+        .await;
+        if judgement.verdict != Verdict::Pass {
+            let error = format!(
+                "rolled back to {} but integrity does not match: {}",
+                self.catalogs.base().describe(now_at),
+                judgement.verdict.reasons().join("; ")
+            );
+            self.emit(Event::RollbackFailed {
+                trust: id.to_string(),
+                error: error.clone(),
+            })
+            .await;
+            return Err(error);
+        }
+        self.emit(Event::RollbackFinished {
+            trust: id.to_string(),
+            version: now_at,
+            release: self.catalogs.base().describe(now_at),
+        })
+        .await;
+        Ok(RolledBack {
+            from,
+            to: now_at,
+            migrations,
+            verified,
+        })
     }
 }

@@ -139,6 +139,13 @@ pub fn describe(event: &Event) -> Option<String> {
             "  ⟳ {trust}: connection problem, retry {attempt}/{of} in {}: {error}",
             secs(*after_ms)
         ),
+        Event::Repaired { trust, version, applied: true, .. } => {
+            format!("  ✓ {trust}: migration {version} marked applied (dirty mark cleared)")
+        }
+        Event::Repaired { trust, version, applied: false, dropped_indexes } => format!(
+            "  ✓ {trust}: migration {version} marked not applied (tracking row removed{})",
+            if dropped_indexes.is_empty() { String::new() } else { format!("; dropped invalid index {}", dropped_indexes.join(", ")) }
+        ),
         Event::WavePassed { wave } => format!("wave {wave} passed its checks"),
         Event::RunResumed { attempt } => format!("resuming the run (attempt {attempt})"),
         Event::Interrupted { abort: false } => "interrupted: nothing new was started".to_string(),
