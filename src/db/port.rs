@@ -409,6 +409,20 @@ impl TrustDb {
         on_conn!(self, c => sqlx::raw_sql(&statement).execute(&mut *c).await.map(|_| ()).map_err(err))
     }
 
+    /// Run a no-transaction script one statement at a time (each commits by itself).
+    async fn each_statement(&mut self, script: &str) -> Result<(), sqlx::Error> {
+        let statements =
+            crate::migrations::split::statements(script, self.dialect()).map_err(|e| {
+                sqlx::Error::Configuration(
+                    format!("cannot split the script into statements: {e}").into(),
+                )
+            })?;
+        for statement in statements {
+            on_conn!(self, c => sqlx::raw_sql(&statement).execute(&mut *c).await.map(|_| ()))?;
+        }
+        Ok(())
+    }
+
     /// Create the tracking table if it is missing.
     pub async fn ensure_tracking_table(&mut self) -> Result<(), DbError> {
         let err = self.query_err("creating the tracking table");
@@ -483,7 +497,9 @@ impl TrustDb {
                 if m.up.mode == Mode::Batch {
                     self.run_batches(m, &m.up).await?;
                 } else {
-                    on_conn!(self, c => sqlx::raw_sql(&m.up.sql).execute(&mut *c).await.map(|_| ())).map_err(|e| failed(&trust, e))?;
+                    self.each_statement(&m.up.sql)
+                        .await
+                        .map_err(|e| failed(&trust, e))?;
                 }
                 on_conn!(self, c => sqlx::query(sql::MARK_CLEAN)
                     .bind(m.version)
@@ -522,7 +538,9 @@ impl TrustDb {
                 if m.down.mode == Mode::Batch {
                     self.run_batches(m, &m.down).await?;
                 } else {
-                    on_conn!(self, c => sqlx::raw_sql(&m.down.sql).execute(&mut *c).await.map(|_| ())).map_err(|e| failed(&trust, e))?;
+                    self.each_statement(&m.down.sql)
+                        .await
+                        .map_err(|e| failed(&trust, e))?;
                 }
                 on_conn!(self, c => sqlx::query(sql::DELETE_APPLIED).bind(m.version).execute(&mut *c).await.map(|_| ()))
                     .map_err(|e| failed(&trust, e))?;

@@ -3,3 +3,4 @@
 pub mod catalog;
 
 pub use catalog::{Catalog, CatalogError, Catalogs, Migration, Mode, Reversibility, Script};
+pub mod split;
