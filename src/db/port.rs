@@ -170,6 +170,8 @@ pub struct TrustDb {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest a Postgres migration statement waits for a lock before it fails.
 const PG_LOCK_TIMEOUT: &str = "10s";
+/// How long taking a trust's lock waits for another session to let it go.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 const MAX_BATCHES: u64 = 1_000_000;
 
 impl TrustDb {
@@ -278,15 +280,25 @@ impl TrustDb {
         let trust = self.trust.clone();
         match &mut self.conn {
             Conn::Postgres(c) => {
-                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(sql::PG_LOCK_KEY)
-                    .fetch_one(&mut *c)
-                    .await
-                    .map_err(|source| DbError::Query {
-                        trust: trust.clone(),
-                        context: "taking the advisory lock".into(),
-                        source,
-                    })?;
+                // A session of a run that was just killed keeps its lock until the server
+                // notices the client is gone (about a second, see `set_timeouts`): wait a
+                // little before concluding that another run holds it.
+                let deadline = Instant::now() + LOCK_WAIT;
+                let got = loop {
+                    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                        .bind(sql::PG_LOCK_KEY)
+                        .fetch_one(&mut *c)
+                        .await
+                        .map_err(|source| DbError::Query {
+                            trust: trust.clone(),
+                            context: "taking the advisory lock".into(),
+                            source,
+                        })?;
+                    if got || Instant::now() >= deadline {
+                        break got;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                };
                 if !got {
                     return Err(DbError::Locked {
                         trust,
@@ -357,12 +369,26 @@ impl TrustDb {
     ) -> Result<(), DbError> {
         let err = self.query_err("setting the plan's timeouts");
         let ms = |d: Duration| d.as_millis().min(i32::MAX as u128);
-        let script = match self.conn {
-            Conn::Postgres(_) => format!(
-                "SET lock_timeout = {}; SET statement_timeout = {}",
-                ms(lock),
-                statement.map_or(0, ms)
-            ),
+        let script = match &mut self.conn {
+            Conn::Postgres(c) => {
+                // From PostgreSQL 14 the server checks every second that the client is still
+                // there while a statement runs, so a killed or aborted run's migration stops
+                // (and rolls back, releasing its locks) within a second, not when it ends.
+                let version: String = sqlx::query_scalar("SHOW server_version_num")
+                    .fetch_one(&mut *c)
+                    .await
+                    .unwrap_or_default();
+                let check = if version.parse::<u32>().unwrap_or(0) >= 140_000 {
+                    "; SET client_connection_check_interval = 1000"
+                } else {
+                    ""
+                };
+                format!(
+                    "SET lock_timeout = {}; SET statement_timeout = {}{check}",
+                    ms(lock),
+                    statement.map_or(0, ms)
+                )
+            }
             Conn::Sqlite(_) => format!("PRAGMA busy_timeout = {}", ms(lock)),
         };
         on_conn!(self, c => sqlx::raw_sql(&script).execute(&mut *c).await.map(|_| ()).map_err(err))
