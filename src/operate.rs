@@ -578,13 +578,18 @@ async fn reconcile(state: &StateDb, run_id: &str, inventory: &Inventory, plan: &
                         format!("cannot read trust '{}' to resume: {b}", trust.id),
                     )
                 })?;
-                let present = step
+                let row = step
                     .version
-                    .is_some_and(|v| applied.iter().any(|a| a.version == v));
+                    .and_then(|v| applied.iter().find(|a| a.version == v));
                 let current = applied.iter().map(|a| a.version).max();
-                let done = (step.kind == "migrate") == present;
+                let settled = match (step.kind.as_str(), row) {
+                    // A dirty row: a batch or no-transaction script that did not finish.
+                    (_, Some(r)) if r.dirty => "interrupted",
+                    ("migrate", Some(_)) | ("revert", None) => "done",
+                    _ => "not-applied",
+                };
                 (
-                    if done { "done" } else { "not-applied" },
+                    settled,
                     "settled on resume from the trust's tracking table".to_string(),
                     current,
                 )

@@ -230,6 +230,9 @@ impl TrustDb {
         access: Access,
         create: bool,
     ) -> Result<TrustDb, DbError> {
+        if access == Access::ReadOnly {
+            recover_hot_journal(trust, path).await?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(create)
@@ -760,6 +763,40 @@ fn lock_path(db: &std::path::Path) -> PathBuf {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A process killed in the middle of an SQLite write transaction leaves a "hot" rollback
+/// journal beside the file, and only a read-write connection may roll it back: a read-only one
+/// fails ("attempt to write a readonly database"). When a journal is there, open the file
+/// read-write once and read from it, which makes SQLite complete its own crash recovery (it
+/// restores the last committed state; a journal of a live transaction in another process is
+/// not hot and is left alone), then go on read-only.
+async fn recover_hot_journal(trust: &str, path: &std::path::Path) -> Result<(), DbError> {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    let hot = std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0);
+    if !hot {
+        return Ok(());
+    }
+    let unreachable = |e: sqlx::Error| DbError::Unreachable {
+        trust: trust.to_string(),
+        target: format!("sqlite://{}", path.display()),
+        message: format!("recovering after an interrupted write: {e}"),
+    };
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .busy_timeout(Duration::from_secs(30))
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(unreachable)?;
+    let read = sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+        .execute(&mut conn)
+        .await
+        .map_err(unreachable);
+    let _ = conn.close().await;
+    read.map(|_| ())
 }
 
 fn pg_options(trust: &Trust, access: Access) -> Result<PgConnectOptions, DbError> {
