@@ -14,6 +14,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -565,7 +566,11 @@ fn crash_points(h: Harness) {
         );
     }
 
-    println!(
+    // Written to the process's stderr directly, not through `println!`, so that the harness's
+    // count, seed and outcome show in CI output even when the test passes (the test harness
+    // captures only the print macros).
+    let _ = writeln!(
+        std::io::stderr(),
         "{tag} SUMMARY dialect={} points={points} seed={seed} reference={duration_ms}ms \
          kill_delays_ms={delays:?} resumed={resumed} fresh_rollout={fresh} finished_before_kill={before_kill} \
          retries={retries} killed_with_open_migrate_step={open_migrate} killed_with_open_write_probe={open_probe} \
