@@ -61,6 +61,12 @@ fn assert_status_all_at(ws: &Workspace, n: usize, version: i64, release: &str) {
 fn the_full_plan_upgrades_56_postgres_trusts_and_a_rerun_applies_nothing() {
     let (ws, dbs) = pg_workspace("full_plan", None);
     assert_eq!(dbs.names.len(), 56);
+    // The engine at full scale, not the gate's soak: one short round.
+    ws.replace(
+        PLAN,
+        "soak: { rounds: 2, interval: 1s }",
+        "soak: { rounds: 1, interval: 100ms }",
+    );
 
     ws.run(&["demo", "--seed-only", "--patients", "50"])
         .success();

@@ -53,9 +53,19 @@ fn demo_seed_only_leaves_every_trust_at_5_0() {
     assert_eq!(camden.count("patient"), 50);
 }
 
+/// This file is about the engine, not the gate's soak: one short round.
+fn quick_soak(ws: &Workspace) {
+    ws.replace(
+        PLAN,
+        "soak: { rounds: 2, interval: 1s }",
+        "soak: { rounds: 1, interval: 100ms }",
+    );
+}
+
 #[test]
 fn a_second_rollout_applies_nothing_and_rewrites_no_tracking_row() {
     let ws = Workspace::new();
+    quick_soak(&ws);
     ws.run(&["demo", "--patients", "30"]).success();
     let before = ws.tracking_snapshot();
     assert_eq!(before.len(), 56);
@@ -133,6 +143,7 @@ fn rollout_without_yes_on_a_non_terminal_stdin_is_refused_and_changes_nothing() 
 #[test]
 fn a_migration_failing_halfway_is_rolled_back_and_stops_the_rollout() {
     let ws = Workspace::new();
+    quick_soak(&ws);
     ws.run(&["demo", "--patients", "20"]).success();
     let last = release_version("5.1");
     let through_last = versions_through(last);
