@@ -194,6 +194,7 @@ async fn execute_leased(
             state,
             run_id,
             &NewRun {
+                kind: "rollout",
                 plan: &plan.name,
                 plan_path: &plan.path,
                 plan_sha256: &plan_sha256(plan)?,
@@ -673,6 +674,7 @@ struct Operation {
 
 async fn begin_operation(
     g: &Globals,
+    kind: &str,
     label: &str,
     path: &Path,
     digest: &str,
@@ -694,6 +696,7 @@ async fn begin_operation(
         &state,
         &run_id,
         &NewRun {
+            kind,
             plan: label,
             plan_path: path,
             plan_sha256: digest,
@@ -949,6 +952,7 @@ pub async fn rollback(g: &Globals, o: &RollbackOptions) -> Outcome {
     }
     let op = begin_operation(
         g,
+        "rollback",
         &format!("rollback ({})", plan.name),
         &plan.path,
         &plan_sha256(&plan)?,
@@ -1004,7 +1008,7 @@ pub async fn repair(g: &Globals, id: &str, applied: bool) -> Outcome {
             format!("trust '{id}' is not in {}", g.inventory.display()),
         )
     })?;
-    let op = begin_operation(g, "repair", &g.inventory, "-", 0).await?;
+    let op = begin_operation(g, "repair", "repair", &g.inventory, "-", 0).await?;
     let result = repair_locked(&op.journal, trust, &catalogs, applied).await;
     op.end(&result).await;
     result

@@ -253,6 +253,10 @@ fn rollback_a_wave_and_a_run(ws: &Workspace) {
             "{id}: data changed by rollback"
         );
     }
+    // A rollback is an operator action, not a rollout: `resume` never picks it up.
+    ws.run(&["resume", "--yes"])
+        .code(2)
+        .stderr_contains("no run to resume");
 }
 
 #[test]

@@ -59,12 +59,14 @@ pub struct RunRecord {
     pub exit_code: Option<i64>,
     /// Why it stopped, when it did not complete.
     pub reason: Option<String>,
+    /// `rollout` (resumable), or an operator action: `rollback`, `repair`.
+    pub kind: String,
 }
 
 impl RunRecord {
     /// Whether resume may continue it.
     pub fn resumable(&self) -> bool {
-        !matches!(self.status.as_str(), "completed" | "blocked")
+        self.kind == "rollout" && !matches!(self.status.as_str(), "completed" | "blocked")
     }
 }
 
@@ -106,9 +108,10 @@ type RunRow = (
     i64,
     Option<i64>,
     Option<String>,
+    String,
 );
 
-const RUN_COLUMNS: &str = "run_id, plan, plan_path, plan_sha256, migrations_sha256, target_version, started_by, started_at, updated_at, status, attempts, exit_code, reason";
+const RUN_COLUMNS: &str = "run_id, plan, plan_path, plan_sha256, migrations_sha256, target_version, started_by, started_at, updated_at, status, attempts, exit_code, reason, kind";
 
 fn run_from(r: RunRow) -> RunRecord {
     RunRecord {
@@ -125,6 +128,7 @@ fn run_from(r: RunRow) -> RunRecord {
         attempts: r.10,
         exit_code: r.11,
         reason: r.12,
+        kind: r.13,
     }
 }
 
@@ -230,6 +234,8 @@ pub struct Journal {
 
 /// What a new run records about itself.
 pub struct NewRun<'a> {
+    /// `rollout`, `rollback` or `repair`: only a rollout can be resumed.
+    pub kind: &'a str,
     /// Plan name.
     pub plan: &'a str,
     /// Plan file.
@@ -263,10 +269,10 @@ impl Journal {
     ) -> Result<Journal, StateError> {
         let at = now();
         on_pool!(&db.pool, p =>
-            sqlx::query(&format!("INSERT INTO flotilla_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 'running', 1, NULL, NULL)"))
+            sqlx::query(&format!("INSERT INTO flotilla_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 'running', 1, NULL, NULL, $9)"))
                 .bind(run_id).bind(run.plan).bind(run.plan_path.display().to_string())
                 .bind(run.plan_sha256).bind(run.migrations_sha256).bind(run.target_version)
-                .bind(format!("{}@{}", lease::user_name(), lease::host_name())).bind(&at)
+                .bind(format!("{}@{}", lease::user_name(), lease::host_name())).bind(&at).bind(run.kind)
                 .execute(p).await.map(|_| ()))
         .map_err(|e| db.err(e))?;
         Ok(Journal {

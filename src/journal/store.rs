@@ -27,7 +27,8 @@ const SCHEMA: &[&str] = &[
         status TEXT NOT NULL,
         attempts BIGINT NOT NULL,
         exit_code BIGINT,
-        reason TEXT
+        reason TEXT,
+        kind TEXT NOT NULL
     )",
     "CREATE TABLE IF NOT EXISTS flotilla_events (
         run_id TEXT NOT NULL,
