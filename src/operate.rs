@@ -113,6 +113,18 @@ fn watch_signals(control: Arc<RunControl>, abort: Arc<tokio::sync::Notify>) {
     });
 }
 
+/// Take the estate lease for `run_id`: exit 6 naming the holder when another run has it.
+async fn take_lease(
+    state: &StateDb,
+    run_id: &str,
+    ttl: Duration,
+) -> Result<crate::journal::Lease, Failure> {
+    state.acquire_lease(run_id, ttl).await.map_err(|e| match e {
+        LeaseError::Held(_) => Failure::new(ExitCode::Locked, format!("{e}; nothing was changed")),
+        other => Failure::new(ExitCode::Config, other.to_string()),
+    })
+}
+
 /// Take the lease, preflight, record, run, release.
 pub async fn execute(req: Request<'_>) -> Outcome {
     let Request {
@@ -130,16 +142,7 @@ pub async fn execute(req: Request<'_>) -> Outcome {
         Start::New => crate::journal::new_run_id(),
         Start::Resume { record, .. } => record.run_id.clone(),
     };
-    let lease = match state.acquire_lease(&run_id, lease_ttl).await {
-        Ok(l) => l,
-        Err(e @ LeaseError::Held(_)) => {
-            return Err(Failure::new(
-                ExitCode::Locked,
-                format!("{e}; nothing was changed"),
-            ))
-        }
-        Err(e) => return Err(Failure::new(ExitCode::Config, e.to_string())),
-    };
+    let lease = take_lease(&state, &run_id, lease_ttl).await?;
     let result = execute_leased(
         g, &state, &run_id, inventory, catalogs, plan, yes, events, &start, &lease,
     )
@@ -682,16 +685,7 @@ async fn begin_operation(
 ) -> Result<Operation, Failure> {
     let state = open_state(g).await?;
     let run_id = crate::journal::new_run_id();
-    let lease = match state.acquire_lease(&run_id, g.lease_ttl).await {
-        Ok(l) => l,
-        Err(e @ LeaseError::Held(_)) => {
-            return Err(Failure::new(
-                ExitCode::Locked,
-                format!("{e}; nothing was changed"),
-            ))
-        }
-        Err(e) => return Err(Failure::new(ExitCode::Config, e.to_string())),
-    };
+    let lease = take_lease(&state, &run_id, g.lease_ttl).await?;
     let journal = Journal::start(
         &state,
         &run_id,

@@ -312,6 +312,22 @@ struct RunState {
 }
 
 impl Engine<'_> {
+    /// A trust to watch in `wave`, from the baseline an earlier attempt recorded.
+    fn watched_from_journal(
+        &self,
+        id: &str,
+        wave: &str,
+        (from, params, baseline): (&Option<i64>, &ProbeParams, &Snapshot),
+    ) -> Watched {
+        Watched {
+            wave: wave.to_string(),
+            from: *from,
+            baseline: baseline.clone(),
+            params: params.clone(),
+            rewrites: self.rewrites_between(id, *from),
+        }
+    }
+
     fn gated(&self) -> bool {
         !self.plan.health.is_empty()
     }
@@ -396,17 +412,8 @@ impl Engine<'_> {
                 // Passed before the interruption: its trusts are watched, not re-gated.
                 for t in &wave_plan.trusts {
                     if let Some((w, from, params, baseline)) = r.baselines.get(&t.id) {
-                        let rewrites = self.rewrites_between(&t.id, *from);
-                        state.watched.push((
-                            t.id.clone(),
-                            Watched {
-                                wave: w.clone(),
-                                from: *from,
-                                baseline: baseline.clone(),
-                                params: params.clone(),
-                                rewrites,
-                            },
-                        ));
+                        let watched = self.watched_from_journal(&t.id, w, (from, params, baseline));
+                        state.watched.push((t.id.clone(), watched));
                     }
                 }
                 continue;
@@ -503,16 +510,9 @@ impl Engine<'_> {
                 {
                     // Part-way through its upgrade when the run stopped: its true baseline is
                     // the one recorded before the first migration (it cannot be re-measured).
-                    baselines.insert(
-                        id.to_string(),
-                        Watched {
-                            wave: wave.name.clone(),
-                            from: *first_from,
-                            baseline: baseline.clone(),
-                            params: params.clone(),
-                            rewrites: self.rewrites_between(id, *first_from),
-                        },
-                    );
+                    let watched =
+                        self.watched_from_journal(id, &wave.name, (first_from, params, baseline));
+                    baselines.insert(id.to_string(), watched);
                     continue;
                 }
                 let params = preflight.params.get(*id).cloned().unwrap_or_default();
@@ -555,30 +555,16 @@ impl Engine<'_> {
                 if r.checked.contains(&t.id) {
                     // Upgraded and checked before the interruption: soaks with its wave.
                     if let Some((_, from, params, baseline)) = r.baselines.get(&t.id) {
-                        state.watched.push((
-                            t.id.clone(),
-                            Watched {
-                                wave: wave.name.clone(),
-                                from: *from,
-                                baseline: baseline.clone(),
-                                params: params.clone(),
-                                rewrites: self.rewrites_between(&t.id, *from),
-                            },
-                        ));
+                        let watched =
+                            self.watched_from_journal(&t.id, &wave.name, (from, params, baseline));
+                        state.watched.push((t.id.clone(), watched));
                     }
                     continue;
                 }
                 if let Some((_, from, params, baseline)) = r.baselines.get(&t.id) {
-                    baselines.insert(
-                        t.id.clone(),
-                        Watched {
-                            wave: wave.name.clone(),
-                            from: *from,
-                            baseline: baseline.clone(),
-                            params: params.clone(),
-                            rewrites: self.rewrites_between(&t.id, *from),
-                        },
-                    );
+                    let watched =
+                        self.watched_from_journal(&t.id, &wave.name, (from, params, baseline));
+                    baselines.insert(t.id.clone(), watched);
                     verify_only.push(t.id.clone());
                 }
             }
@@ -1439,13 +1425,7 @@ impl Engine<'_> {
                 "the journal has no pre-upgrade baseline for trust '{id}': roll it back by hand"
             ));
         };
-        let w = Watched {
-            wave: wave.clone(),
-            from: *from,
-            baseline: baseline.clone(),
-            params: params.clone(),
-            rewrites: self.rewrites_between(id, *from),
-        };
+        let w = self.watched_from_journal(id, wave, (from, params, baseline));
         self.rollback_trust(id, &w).await
     }
 }
