@@ -286,3 +286,46 @@ fn status_lists_runs_and_the_lease_as_json() {
     assert_eq!(run["current_wave"], "south");
     assert_eq!(v["lease"], json!(null), "a finished run releases the lease");
 }
+
+#[test]
+fn resume_refuses_a_changed_plan_and_needs_a_decision_for_each_failed_trust() {
+    let ws = Workspace::new();
+    ws.run(&[
+        "demo",
+        "--seed-only",
+        "--patients",
+        "20",
+        "--seed-release",
+        "5.1",
+    ])
+    .success();
+    // camden fails (exit 4) in the pilot; the run stops before everyone else.
+    ws.roll_out_a_migration_failing_on_camden();
+    // The plan file changed since the run began: refused, nothing changed.
+    let tracking = ws.tracking_snapshot();
+    ws.edit("plans/break.yaml", |s| format!("{s}# edited\n"));
+    ws.run(&["resume", "--yes", "--skip", "camden"])
+        .code(2)
+        .stderr_contains("changed since run")
+        .stderr_contains("--allow-changed-plan");
+    // A failed trust needs --retry or --skip.
+    ws.run(&["resume", "--yes", "--allow-changed-plan"])
+        .code(2)
+        .stderr_contains("camden");
+    assert_eq!(tracking, ws.tracking_snapshot());
+    // Skipping camden finishes the rest and leaves camden where it was.
+    let camden_before = ws.db("camden").applied_versions();
+    ws.run(&[
+        "resume",
+        "--yes",
+        "--allow-changed-plan",
+        "--skip",
+        "camden",
+    ])
+    .success();
+    assert_eq!(ws.db("camden").applied_versions(), camden_before);
+    let (version, _) = next_version();
+    for id in ws.trust_ids().into_iter().filter(|id| id != "camden") {
+        assert!(ws.db(&id).applied_versions().contains(&version), "{id}");
+    }
+}
