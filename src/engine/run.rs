@@ -1475,10 +1475,12 @@ impl Engine<'_> {
                 return Err(e.to_string());
             }
         };
-        let rewrites: BTreeSet<(String, String)> = catalog
-            .migrations()
+        // The migrations above `to` up to the trust's version: what the rollback reverts.
+        let reverting: Vec<&crate::migrations::Migration> = from
+            .map(|f| catalog.range(to, f).collect())
+            .unwrap_or_default();
+        let rewrites: BTreeSet<(String, String)> = reverting
             .iter()
-            .filter(|m| to.is_none_or(|t| m.version > t) && from.is_some_and(|f| m.version <= f))
             .flat_map(|m| m.rewrites.iter().cloned())
             .collect();
         let params = ProbeParams::new();
@@ -1513,11 +1515,7 @@ impl Engine<'_> {
                 return Err(error);
             }
         };
-        let migrations = catalog
-            .migrations()
-            .iter()
-            .filter(|m| to.is_none_or(|t| m.version > t) && from.is_some_and(|f| m.version <= f))
-            .count();
+        let migrations = reverting.len();
         let after = self
             .measure(
                 id,
