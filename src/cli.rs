@@ -93,6 +93,19 @@ pub enum Command {
         /// Do not ask for confirmation; approve waves marked `approval: required`.
         #[arg(long)]
         yes: bool,
+        /// Approve this wave (marked `approval: required`) in advance (repeatable). Without a
+        /// terminal, every approval wave needs this or --yes.
+        #[arg(long, value_name = "WAVE")]
+        approve: Vec<String>,
+        /// Print, per wave and trust, every statement the rollout would run (flotilla's own
+        /// lock and tracking statements included) and change nothing.
+        #[arg(long, conflicts_with_all = ["rehearse", "yes", "approve", "events"])]
+        dry_run: bool,
+        /// Run the whole plan (migrations, health gates, policy, rollbacks) on disposable
+        /// copies of the plan's trust databases, then drop them. The originals are not
+        /// touched; the exit code is the one the real run would give.
+        #[arg(long)]
+        rehearse: bool,
         /// Also write every event as a JSON line to FILE (`-` for stdout).
         #[arg(long, value_name = "FILE")]
         events: Option<PathBuf>,
@@ -105,6 +118,10 @@ pub enum Command {
         /// Do not ask; approve waves marked `approval: required`.
         #[arg(long)]
         yes: bool,
+        /// Approve this wave (marked `approval: required`) in advance (repeatable). Without a
+        /// terminal, every approval wave still to run needs this or --yes.
+        #[arg(long, value_name = "WAVE")]
+        approve: Vec<String>,
         /// Try a trust that failed in the run again (repeatable).
         #[arg(long, value_name = "TRUST")]
         retry: Vec<String>,
@@ -189,6 +206,14 @@ pub enum Command {
         #[arg(long, value_name = "TRUST:KIND")]
         inject_regression: Vec<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print flotilla's man page (roff) on stdout, e.g. `flotilla man > flotilla.1`.
+    Man,
     /// Run a plan's health checks on trusts now and print the figures.
     Health {
         /// The plan whose health section to run.

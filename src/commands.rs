@@ -75,6 +75,7 @@ fn about_trust(id: &str, message: &str) -> String {
 pub type Outcome = Result<(), Failure>;
 
 /// Options shared by every command.
+#[derive(Debug, Clone)]
 pub struct Globals {
     /// The estate file.
     pub inventory: PathBuf,
@@ -86,6 +87,8 @@ pub struct Globals {
     pub lease_ttl: std::time::Duration,
     /// Progress bars allowed (stdout is a terminal and `--no-progress` was not given).
     pub progress: bool,
+    /// Colour allowed (`NO_COLOR` is unset or empty, as no-color.org defines it).
+    pub color: bool,
 }
 
 impl Globals {
@@ -364,9 +367,100 @@ fn print_plan_sql(planned: &RolloutPlan, catalogs: &Catalogs, inventory: &Invent
     }
 }
 
-/// Asks on the terminal, or approves everything under `--yes`.
-pub(crate) struct Prompt {
-    pub(crate) yes: bool,
+/// Who approves approval waves: `--yes` (all of them), `--approve WAVE` (those named), or the
+/// operator at the terminal. Without a terminal nothing is asked.
+pub struct Prompt {
+    /// Every wave is approved, by this (`--yes`, or `rehearsal`).
+    all: Option<String>,
+    /// Waves approved with `--approve`.
+    approved: Vec<String>,
+}
+
+impl Prompt {
+    /// `--yes` and the `--approve` waves, which must be waves of `plan`.
+    pub(crate) fn new(yes: bool, approve: &[String], plan: &Plan) -> Result<Prompt, Failure> {
+        let unknown: Vec<&String> = approve
+            .iter()
+            .filter(|a| !plan.waves.iter().any(|w| &w.name == *a))
+            .collect();
+        if !unknown.is_empty() {
+            let names: Vec<&str> = plan.waves.iter().map(|w| w.name.as_str()).collect();
+            return Err(Failure::new(
+                ExitCode::Config,
+                format!(
+                    "--approve names no wave of {}: {} (its waves: {})",
+                    plan.path.display(),
+                    unknown
+                        .iter()
+                        .map(|s| format!("'{s}'"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    names.join(", ")
+                ),
+            ));
+        }
+        Ok(Prompt {
+            all: yes.then(|| "--yes".to_string()),
+            approved: approve.to_vec(),
+        })
+    }
+
+    /// Approves every wave (rehearsals: nothing real is changed).
+    pub(crate) fn all(by: &str) -> Prompt {
+        Prompt {
+            all: Some(by.to_string()),
+            approved: Vec::new(),
+        }
+    }
+
+    /// Whether the operator may be asked (stdin is a terminal and --yes was not given).
+    pub(crate) fn may_ask(&self) -> bool {
+        self.all.is_none() && std::io::stdin().is_terminal()
+    }
+
+    fn approved_in_advance(&self, wave: &str) -> Option<String> {
+        if let Some(by) = &self.all {
+            Some(by.clone())
+        } else if self.approved.iter().any(|a| a == wave) {
+            Some("--approve".into())
+        } else {
+            None
+        }
+    }
+
+    /// Without a terminal, every approval wave among `waves` that will run must have been
+    /// approved in advance: exit 2 naming the others, before anything is changed.
+    pub(crate) fn require_in_advance<'w>(
+        &self,
+        waves: impl IntoIterator<Item = &'w str>,
+    ) -> Outcome {
+        if self.all.is_some() || std::io::stdin().is_terminal() {
+            return Ok(());
+        }
+        let missing: Vec<&str> = waves
+            .into_iter()
+            .filter(|w| self.approved_in_advance(w).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::new(
+            ExitCode::Config,
+            format!(
+                "wave(s) {} need approval and stdin is not a terminal, so flotilla cannot ask: pass {} (or --yes); nothing was changed",
+                missing
+                    .iter()
+                    .map(|w| format!("'{w}'"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                missing
+                    .iter()
+                    .map(|w| format!("--approve {w}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ))
+    }
 }
 
 pub(crate) fn ask(question: &str) -> bool {
@@ -382,10 +476,10 @@ pub(crate) fn ask(question: &str) -> bool {
 
 impl Approver for Prompt {
     fn approve(&self, wave: &Wave) -> Option<String> {
-        if self.yes {
-            return Some("--yes".into());
+        if let Some(by) = self.approved_in_advance(&wave.name) {
+            return Some(by);
         }
-        if std::io::stdin().is_terminal()
+        if self.may_ask()
             && ask(&format!(
                 "Start wave {} ({} trusts, approval required)?",
                 wave.name,
@@ -398,8 +492,31 @@ impl Approver for Prompt {
     }
 }
 
+/// `flotilla completions SHELL`.
+pub fn completions(shell: clap_complete::Shell) -> Outcome {
+    let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(shell, &mut cmd, "flotilla", &mut out);
+    Ok(())
+}
+
+/// `flotilla man`.
+pub fn man_page() -> Outcome {
+    let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+    let mut out = std::io::stdout().lock();
+    clap_mangen::Man::new(cmd)
+        .render(&mut out)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Ok(()),
+            _ => Err(Failure::new(
+                ExitCode::Internal,
+                format!("cannot write the man page: {e}"),
+            )),
+        })
+}
+
 pub(crate) fn event_sinks(g: &Globals, events: Option<&Path>) -> Result<Fanout, Failure> {
-    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Human::new(g.progress))];
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Human::new(g.progress, g.color))];
     match events {
         None => {}
         Some(p) if p == Path::new("-") => sinks.push(Box::new(JsonLines::new(std::io::stdout()))),
@@ -416,35 +533,54 @@ pub(crate) fn event_sinks(g: &Globals, events: Option<&Path>) -> Result<Fanout, 
     Ok(Fanout(sinks))
 }
 
-/// `flotilla rollout PLAN`.
-pub async fn rollout(g: &Globals, path: &Path, yes: bool, events: Option<&Path>) -> Outcome {
-    let (inventory, catalogs, plan) = g.load_plan(path)?;
-    refuse_unconfirmed(yes, &plan)?;
-    crate::operate::execute(crate::operate::Request {
-        g,
-        inventory: &inventory,
-        catalogs: &catalogs,
-        plan: &plan,
-        yes,
-        events,
-        start: crate::operate::Start::New,
-        lease_ttl: g.lease_ttl,
-    })
-    .await
+/// How `rollout` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutMode {
+    /// On the estate.
+    Real,
+    /// Print the statements; touch nothing.
+    DryRun,
+    /// On disposable copies of the plan's trust databases.
+    Rehearse,
 }
 
-/// Without `--yes`, a run needs a terminal to confirm on.
-pub(crate) fn refuse_unconfirmed(yes: bool, plan: &Plan) -> Outcome {
-    if !yes && !std::io::stdin().is_terminal() {
-        return Err(Failure::new(
-            ExitCode::Config,
-            format!(
-                "refusing to roll out {} without confirmation: stdin is not a terminal; pass --yes",
-                plan.path.display()
-            ),
-        ));
+/// `flotilla rollout PLAN`.
+pub async fn rollout(
+    g: &Globals,
+    path: &Path,
+    how: RolloutMode,
+    yes: bool,
+    approve: &[String],
+    events: Option<&Path>,
+) -> Outcome {
+    let (inventory, catalogs, plan) = g.load_plan(path)?;
+    match how {
+        RolloutMode::DryRun => {
+            // The rendered plan, never a flag threaded through execution: the same read-only
+            // preflight as `plan --sql`, so nothing is written anywhere.
+            let planned = preflight(&inventory, &catalogs, &plan).await.plan;
+            print_plan_sql(&planned, &catalogs, &inventory);
+            blocked_failure(&planned)
+        }
+        RolloutMode::Rehearse => {
+            crate::rehearse::rehearse(g, &inventory, &catalogs, &plan, events).await
+        }
+        RolloutMode::Real => {
+            let prompt = Prompt::new(yes, approve, &plan)?;
+            crate::operate::execute(crate::operate::Request {
+                g,
+                inventory: &inventory,
+                catalogs: &catalogs,
+                plan: &plan,
+                prompt: &prompt,
+                events,
+                start: crate::operate::Start::New,
+                lease_ttl: g.lease_ttl,
+                rehearsal: false,
+            })
+            .await
+        }
     }
-    Ok(())
 }
 
 /// The documented failure (exit code and message) for how a run ended.
@@ -768,10 +904,11 @@ pub async fn demo(
                 inventory: &inventory,
                 catalogs: &catalogs,
                 plan: &plan,
-                yes: true,
+                prompt: &Prompt::all("demo"),
                 events: None,
                 start: crate::operate::Start::New,
                 lease_ttl: g.lease_ttl,
+                rehearsal: false,
             })
             .await
         }

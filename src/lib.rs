@@ -18,6 +18,7 @@ pub mod journal;
 pub mod migrations;
 pub mod operate;
 pub mod plan;
+pub mod rehearse;
 pub mod report;
 
 pub use exit_codes::ExitCode;

@@ -11,6 +11,11 @@ use flotilla::cli::{Cli, Command, LogFormat};
 use flotilla::commands::{self, Globals};
 use flotilla::ExitCode;
 
+/// `NO_COLOR` set to anything but the empty string turns colour off (no-color.org).
+fn color_allowed() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn install_tracing(cli: &Cli) {
     let default = match cli.verbose {
         0 => "warn",
@@ -24,7 +29,7 @@ fn install_tracing(cli: &Cli) {
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .with_ansi(std::io::stderr().is_terminal() && color_allowed())
             .init(),
     }
 }
@@ -48,6 +53,7 @@ fn main() -> StdExitCode {
         state: cli.state.clone(),
         lease_ttl: cli.lease_ttl,
         progress: !cli.no_progress && std::io::stdout().is_terminal(),
+        color: color_allowed(),
     };
     let result = runtime.block_on(async {
         match &cli.command {
@@ -55,12 +61,27 @@ fn main() -> StdExitCode {
             Command::Plan { plan, format, sql } => {
                 commands::plan(&globals, plan, *format, *sql).await
             }
-            Command::Rollout { plan, yes, events } => {
-                commands::rollout(&globals, plan, *yes, events.as_deref()).await
+            Command::Rollout {
+                plan,
+                yes,
+                approve,
+                dry_run,
+                rehearse,
+                events,
+            } => {
+                let how = if *dry_run {
+                    commands::RolloutMode::DryRun
+                } else if *rehearse {
+                    commands::RolloutMode::Rehearse
+                } else {
+                    commands::RolloutMode::Real
+                };
+                commands::rollout(&globals, plan, how, *yes, approve, events.as_deref()).await
             }
             Command::Resume {
                 run,
                 yes,
+                approve,
                 retry,
                 skip,
                 allow_changed_plan,
@@ -71,6 +92,7 @@ fn main() -> StdExitCode {
                     &flotilla::operate::ResumeOptions {
                         run: run.clone(),
                         yes: *yes,
+                        approve: approve.clone(),
                         retry: retry.clone(),
                         skip: skip.clone(),
                         allow_changed_plan: *allow_changed_plan,
@@ -132,6 +154,8 @@ fn main() -> StdExitCode {
                 trusts,
                 format,
             } => commands::health(&globals, plan, trusts, *format).await,
+            Command::Completions { shell } => commands::completions(*shell),
+            Command::Man => commands::man_page(),
         }
     });
     match result {

@@ -76,10 +76,13 @@ pub struct Request<'a> {
     pub inventory: &'a Inventory,
     pub catalogs: &'a Catalogs,
     pub plan: &'a Plan,
-    pub yes: bool,
+    /// Who approves approval waves (and whether the operator is asked to start).
+    pub prompt: &'a crate::commands::Prompt,
     pub events: Option<&'a Path>,
     pub start: Start<'a>,
     pub lease_ttl: Duration,
+    /// A rehearsal on disposable copies: recorded as kind `rehearsal` in its own journal.
+    pub rehearsal: bool,
 }
 
 /// Spawn the signal watcher: the first SIGINT/SIGTERM asks the run to stop starting work, the
@@ -127,26 +130,13 @@ async fn take_lease(
 
 /// Take the lease, preflight, record, run, release.
 pub async fn execute(req: Request<'_>) -> Outcome {
-    let Request {
-        g,
-        inventory,
-        catalogs,
-        plan,
-        yes,
-        events,
-        start,
-        lease_ttl,
-    } = req;
-    let state = open_state(g).await?;
-    let run_id = match &start {
+    let state = open_state(req.g).await?;
+    let run_id = match &req.start {
         Start::New => crate::journal::new_run_id(),
         Start::Resume { record, .. } => record.run_id.clone(),
     };
-    let lease = take_lease(&state, &run_id, lease_ttl).await?;
-    let result = execute_leased(
-        g, &state, &run_id, inventory, catalogs, plan, yes, events, &start, &lease,
-    )
-    .await;
+    let lease = take_lease(&state, &run_id, req.lease_ttl).await?;
+    let result = execute_leased(&req, &state, &run_id, &lease).await;
     if let Err(e) = state.release_lease(&lease).await {
         tracing::warn!(error = %e, "could not release the lease; it expires by itself");
     }
@@ -154,19 +144,23 @@ pub async fn execute(req: Request<'_>) -> Outcome {
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn execute_leased(
-    g: &Globals,
+    req: &Request<'_>,
     state: &StateDb,
     run_id: &str,
-    inventory: &Inventory,
-    catalogs: &Catalogs,
-    plan: &Plan,
-    yes: bool,
-    events: Option<&Path>,
-    start: &Start<'_>,
     lease: &crate::journal::Lease,
 ) -> Outcome {
+    let &Request {
+        g,
+        inventory,
+        catalogs,
+        plan,
+        prompt,
+        events,
+        ref start,
+        lease_ttl: _,
+        rehearsal,
+    } = req;
     if matches!(start, Start::Resume { .. }) {
         reconcile(state, run_id, inventory, plan).await?;
     }
@@ -175,7 +169,17 @@ async fn execute_leased(
     if matches!(start, Start::New) {
         let first = preflight(inventory, catalogs, plan).await;
         let planned = &first.plan;
-        if planned.blocked().next().is_none() && !yes {
+        if planned.blocked().next().is_none() {
+            // Approval waves that will run must be approved in advance without a terminal.
+            prompt.require_in_advance(
+                planned
+                    .waves
+                    .iter()
+                    .filter(|w| w.approval && w.trusts.iter().any(|t| t.action.is_upgrade()))
+                    .map(|w| w.name.as_str()),
+            )?;
+        }
+        if planned.blocked().next().is_none() && prompt.may_ask() {
             crate::commands::print_plan_text(planned, catalogs.base());
             if planned.migration_count() > 0
                 && !crate::commands::ask(&format!(
@@ -197,7 +201,7 @@ async fn execute_leased(
             state,
             run_id,
             &NewRun {
-                kind: "rollout",
+                kind: if rehearsal { "rehearsal" } else { "rollout" },
                 plan: &plan.name,
                 plan_path: &plan.path,
                 plan_sha256: &plan_sha256(plan)?,
@@ -253,7 +257,7 @@ async fn execute_leased(
         catalogs,
         plan,
         events: &sinks,
-        approver: &crate::commands::Prompt { yes },
+        approver: prompt,
         journal: Some(&journal),
         control: &control,
         resumed,
@@ -329,8 +333,11 @@ async fn execute_leased(
     tracing::info!(run = run_id, state = %state.location(), "run recorded in the journal");
     failure.map_err(|mut f| {
         if summary.outcome.exit_code() != ExitCode::Config {
-            f.message
-                .push_str(&format!("\n(run {run_id}; `flotilla status` shows it)"));
+            f.message.push_str(&if rehearsal {
+                format!("\n(rehearsal {run_id} on disposable copies; the estate was not touched)")
+            } else {
+                format!("\n(run {run_id}; `flotilla status` shows it)")
+            });
         }
         f
     })
@@ -431,6 +438,8 @@ pub struct ResumeOptions {
     pub run: Option<String>,
     /// Approve without asking.
     pub yes: bool,
+    /// Approval waves approved in advance.
+    pub approve: Vec<String>,
     /// Failed trusts to try again.
     pub retry: Vec<String>,
     /// Failed trusts to leave out.
@@ -546,7 +555,16 @@ pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
     for id in &o.retry {
         reading.resumed.checked.remove(id);
     }
-    crate::commands::refuse_unconfirmed(o.yes, &plan)?;
+    let prompt = crate::commands::Prompt::new(o.yes, &o.approve, &plan)?;
+    prompt.require_in_advance(
+        plan.waves
+            .iter()
+            .filter(|w| {
+                w.approval == crate::config::plan::Approval::Required
+                    && !reading.resumed.passed_waves.contains(&w.name)
+            })
+            .map(|w| w.name.as_str()),
+    )?;
     state.close().await;
     let unfinished = reading.unfinished_rollbacks.clone();
     execute(Request {
@@ -554,7 +572,7 @@ pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
         inventory: &inventory,
         catalogs: &catalogs,
         plan: &plan,
-        yes: o.yes,
+        prompt: &prompt,
         events: o.events.as_deref(),
         start: Start::Resume {
             record,
@@ -562,6 +580,7 @@ pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
             unfinished_rollbacks: unfinished,
         },
         lease_ttl: g.lease_ttl,
+        rehearsal: false,
     })
     .await
 }
@@ -960,7 +979,7 @@ pub async fn rollback(g: &Globals, o: &RollbackOptions) -> Outcome {
         catalogs: &catalogs,
         plan: &plan,
         events: &sinks,
-        approver: &crate::commands::Prompt { yes: true },
+        approver: &crate::commands::Prompt::all("rollback"),
         journal: Some(&op.journal),
         control: &control,
         resumed: None,

@@ -75,6 +75,13 @@ pub enum Action {
     Blocked { blocker: Blocker },
 }
 
+impl Action {
+    /// Whether migrations are to be applied.
+    pub fn is_upgrade(&self) -> bool {
+        matches!(self, Action::Upgrade { .. })
+    }
+}
+
 /// Check a trust's applied history against the catalog and compute the steps to `target`, the
 /// way refinery's `verify_migrations` does: any edited, unknown or skipped applied migration
 /// blocks the trust before anything runs.

@@ -186,3 +186,112 @@ fn unknown_subcommand_and_bad_format_are_usage_errors() {
         .code(2)
         .stderr_contains("xml");
 }
+
+#[test]
+fn completions_and_man_page_are_generated_from_the_command_line_definition() {
+    let ws = Workspace::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = ws.run(&["completions", shell]);
+        out.success()
+            .stdout_contains("rollout")
+            .stdout_contains("rehearse")
+            .stdout_contains("approve");
+    }
+    // The bash script is valid bash.
+    let script = ws.run(&["completions", "bash"]).stdout.clone();
+    ws.write("flotilla.bash", &script);
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(ws.path("flotilla.bash"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "bash -n rejects the completion script: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    ws.run(&["completions", "tcsh"]).code(2);
+
+    let man = ws.run(&["man"]);
+    man.success()
+        .stdout_contains(".TH flotilla")
+        .stdout_contains("rollout")
+        .stdout_contains("validate");
+}
+
+/// Run `flotilla ARGS` on a pseudo-terminal (util-linux `script`), so that progress bars are
+/// drawn; everything it printed.
+fn on_a_terminal(ws: &Workspace, args: &str, no_color: bool) -> String {
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+        .current_dir(ws.root())
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR")
+        .stdin(std::process::Stdio::null());
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    }
+    let out = cmd.output().expect("util-linux `script` runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "flotilla {args} failed:\n{text}");
+    text
+}
+
+/// An SGR (colour or bold) escape sequence: ESC [ digits/semicolons m.
+fn has_sgr(text: &str) -> bool {
+    let b = text.as_bytes();
+    (0..b.len()).any(|i| {
+        b[i] == 0x1b && b.get(i + 1) == Some(&b'[') && {
+            let rest = &b[i + 2..];
+            let n = rest
+                .iter()
+                .take_while(|c| c.is_ascii_digit() || **c == b';')
+                .count();
+            rest.get(n) == Some(&b'm')
+        }
+    })
+}
+
+#[test]
+fn no_color_turns_the_progress_bars_colours_off() {
+    let ws = Workspace::new();
+    ws.run(&["demo", "--seed-only", "--patients", "10"])
+        .success();
+    ws.write(
+        "plans/small.yaml",
+        "name: small\nrelease: \"5.1\"\nwaves:\n  - name: pilot\n    trusts: [camden]\n  \
+         - name: rest\n    trusts: [islington]\n",
+    );
+    let plain = on_a_terminal(&ws, "rollout plans/small.yaml --yes", true);
+    assert!(
+        plain.contains("wave") && !has_sgr(&plain),
+        "NO_COLOR=1 on a terminal still printed colour codes:\n{plain:?}"
+    );
+    ws.run(&[
+        "rollback",
+        "plans/small.yaml",
+        "--wave",
+        "pilot",
+        "--to",
+        "5.0",
+        "--yes",
+    ])
+    .success();
+    ws.run(&[
+        "rollback",
+        "plans/small.yaml",
+        "--wave",
+        "rest",
+        "--to",
+        "5.0",
+        "--yes",
+    ])
+    .success();
+    // The same run in colour: the check above can fail.
+    let coloured = on_a_terminal(&ws, "rollout plans/small.yaml --yes", false);
+    assert!(
+        has_sgr(&coloured),
+        "without NO_COLOR no colour was printed on a terminal, so the NO_COLOR check proves nothing:\n{coloured:?}"
+    );
+}

@@ -124,13 +124,22 @@ fn nhs_numbers_are_normalised_to_ten_digits_by_5_1() {
 }
 
 #[test]
-fn rollout_without_yes_on_a_non_terminal_stdin_is_refused_and_changes_nothing() {
+fn without_a_terminal_each_approval_wave_must_be_approved_in_advance_or_nothing_changes() {
     let ws = Workspace::new();
     ws.run(&["demo", "--seed-only", "--patients", "10"])
         .success();
     let before = ws.tracking_snapshot();
 
-    ws.run(&["rollout", PLAN]).code(2).stderr_contains("--yes");
+    // rio-5.1's wave first-twelve needs approval; stdin is /dev/null, so nobody can be asked.
+    ws.run(&["rollout", PLAN])
+        .code(2)
+        .stderr_contains("'first-twelve'")
+        .stderr_contains("--approve first-twelve")
+        .stderr_contains("--yes");
+    ws.run(&["rollout", PLAN, "--approve", "first-twelv"])
+        .code(2)
+        .stderr_contains("'first-twelv'")
+        .stderr_contains("pilot, first-twelve, london, south");
 
     assert_eq!(
         before,

@@ -242,6 +242,26 @@ impl Inventory {
         self.index.get(id).map(|&i| &self.trusts[i])
     }
 
+    /// The same estate file holding only `trusts` (e.g. a rehearsal's copies): lookups find
+    /// nothing else.
+    pub fn with_trusts(&self, trusts: Vec<Trust>) -> Inventory {
+        let index = trusts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i))
+            .collect();
+        let lines = trusts
+            .iter()
+            .filter_map(|t| Some((t.id.clone(), self.line_of(&t.id)?)))
+            .collect();
+        Inventory {
+            path: self.path.clone(),
+            trusts,
+            index,
+            lines,
+        }
+    }
+
     /// The line of the inventory where this trust is defined.
     pub fn line_of(&self, id: &str) -> Option<u64> {
         self.lines.get(id).copied()

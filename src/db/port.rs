@@ -799,11 +799,21 @@ async fn recover_hot_journal(trust: &str, path: &std::path::Path) -> Result<(), 
     read.map(|_| ())
 }
 
-fn pg_options(trust: &Trust, access: Access) -> Result<PgConnectOptions, DbError> {
+/// A Postgres trust's connection details, resolved from the inventory and the environment:
+/// the URL text (it may hold a password only when it came from the environment) and the
+/// password from `password_env`/`password_file`, if any.
+pub(crate) struct PgTarget {
+    pub(crate) url: String,
+    pub(crate) password: Option<String>,
+    /// Where the URL came from, for error messages (never the URL itself).
+    pub(crate) url_from: String,
+}
+
+pub(crate) fn pg_target(trust: &Trust) -> Result<PgTarget, DbError> {
     let DatabaseTarget::Postgres { url, password } = &trust.database else {
-        unreachable!("pg_options is only called for Postgres targets")
+        unreachable!("pg_target is only called for Postgres targets")
     };
-    let (url_text, var) = match url {
+    let (url_text, url_from) = match url {
         UrlSource::Inline(u) => (u.clone(), "trusts.yaml".to_string()),
         UrlSource::Env(var) => (
             std::env::var(var).map_err(|_| DbError::MissingEnv {
@@ -814,30 +824,41 @@ fn pg_options(trust: &Trust, access: Access) -> Result<PgConnectOptions, DbError
             var.clone(),
         ),
     };
-    let mut options = PgConnectOptions::from_str(&url_text).map_err(|e| DbError::BadUrl {
+    let password = match password {
+        PasswordSource::None => None,
+        PasswordSource::Env(var) => Some(std::env::var(var).map_err(|_| DbError::MissingEnv {
+            trust: trust.id.clone(),
+            var: var.clone(),
+            what: "password_env",
+        })?),
+        PasswordSource::File(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|source| DbError::PasswordFile {
+                    trust: trust.id.clone(),
+                    path: path.clone(),
+                    source,
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+    };
+    Ok(PgTarget {
+        url: url_text,
+        password,
+        url_from,
+    })
+}
+
+pub(crate) fn pg_options(trust: &Trust, access: Access) -> Result<PgConnectOptions, DbError> {
+    let target = pg_target(trust)?;
+    let mut options = PgConnectOptions::from_str(&target.url).map_err(|e| DbError::BadUrl {
         trust: trust.id.clone(),
-        var,
+        var: target.url_from.clone(),
         // sqlx's parse errors do not echo the URL, so no secret can leak through here.
         message: e.to_string(),
     })?;
-    match password {
-        PasswordSource::None => {}
-        PasswordSource::Env(var) => {
-            let pw = std::env::var(var).map_err(|_| DbError::MissingEnv {
-                trust: trust.id.clone(),
-                var: var.clone(),
-                what: "password_env",
-            })?;
-            options = options.password(&pw);
-        }
-        PasswordSource::File(path) => {
-            let pw = std::fs::read_to_string(path).map_err(|source| DbError::PasswordFile {
-                trust: trust.id.clone(),
-                path: path.clone(),
-                source,
-            })?;
-            options = options.password(pw.trim_end_matches(['\r', '\n']));
-        }
+    if let Some(pw) = &target.password {
+        options = options.password(pw);
     }
     options = options
         .application_name("flotilla")

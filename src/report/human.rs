@@ -30,15 +30,19 @@ struct State {
 }
 
 impl Human {
-    /// Bars when `interactive`, plain lines otherwise.
-    pub fn new(interactive: bool) -> Human {
+    /// Bars when `interactive`, plain lines otherwise; bars in colour only when `color`
+    /// (`NO_COLOR` unset). The plain lines never carry colour codes.
+    pub fn new(interactive: bool, color: bool) -> Human {
+        let wave_template = if color {
+            "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} trusts {msg}"
+        } else {
+            "{prefix} [{bar:30}] {pos}/{len} trusts {msg}"
+        };
         let bars = interactive.then(|| Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
-            wave_style: ProgressStyle::with_template(
-                "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} trusts {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            wave_style: ProgressStyle::with_template(wave_template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             trust_style: ProgressStyle::with_template("  {prefix:24} [{bar:20}] {pos}/{len} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),

@@ -1,0 +1,524 @@
+//! `rollout --rehearse`: the whole plan (migrations, health gates, policy, rollbacks) run by the
+//! real engine on disposable copies of the plan's trust databases, which are dropped afterwards.
+//!
+//! How a copy is made, chosen for what is safe against a live source:
+//! - SQLite: `VACUUM INTO` a temporary file, on a read-only connection. It reads one consistent
+//!   snapshot inside a read transaction, like the online backup API, and never writes to the
+//!   source (clinicians' sessions keep reading and writing while it runs).
+//! - PostgreSQL: `pg_dump` (one MVCC snapshot, ACCESS SHARE locks only) piped into
+//!   `pg_restore` in a scratch database created on the same server. `CREATE DATABASE ...
+//!   TEMPLATE trust` would be faster but needs every other session off the source database for
+//!   the whole copy, which a live trust cannot give. The cost: the copy reads every row, and
+//!   the server needs room and `CREATEDB` for the scratch database.
+//!
+//! Scratch databases are named `flotilla_rehearsal_<host>_<pid>_<n>`. They are dropped when the
+//! rehearsal ends, whatever the outcome (also on Ctrl-C); a rehearsal that was killed leaves
+//! them, and the next rehearsal from the same host drops those whose process is gone.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+
+use crate::commands::{print_line, Failure, Globals, Outcome, Prompt};
+use crate::config::inventory::{DatabaseTarget, PasswordSource, UrlSource};
+use crate::config::{Inventory, Plan, Trust};
+use crate::db::port::{pg_target, PgTarget};
+use crate::db::{Access, DbError, TrustDb};
+use crate::exit_codes::ExitCode;
+use crate::migrations::Catalogs;
+
+/// Copies made at once.
+const COPY_CONCURRENCY: usize = 4;
+/// Prefix of every scratch database.
+const SCRATCH_PREFIX: &str = "flotilla_rehearsal_";
+
+/// `flotilla rollout PLAN --rehearse`.
+pub async fn rehearse(
+    g: &Globals,
+    inventory: &Inventory,
+    catalogs: &Catalogs,
+    plan: &Plan,
+    events: Option<&Path>,
+) -> Outcome {
+    let dir = tempfile::Builder::new()
+        .prefix("flotilla-rehearsal-")
+        .tempdir()
+        .map_err(|e| {
+            Failure::new(
+                ExitCode::Config,
+                format!("cannot create a temporary directory for the rehearsal: {e}"),
+            )
+        })?;
+    let mut scratch = Scratch::default();
+    let started = Instant::now();
+    let copied = tokio::select! {
+        r = copy_estate(inventory, plan, dir.path(), &mut scratch) => r,
+        _ = tokio::signal::ctrl_c() => Err(Failure::new(
+            ExitCode::Interrupted,
+            "rehearsal interrupted while copying the trust databases; nothing was run",
+        )),
+    };
+    let result = match copied {
+        Ok(copy) => {
+            print_line(&format!(
+                "rehearsal: {} trust database(s) copied to disposable databases in {:.1} s; the originals are not touched",
+                copy.trusts.len(),
+                started.elapsed().as_secs_f64()
+            ));
+            let rehearsal_globals = Globals {
+                state: dir.path().join("state.db").display().to_string(),
+                ..g.clone()
+            };
+            crate::operate::execute(crate::operate::Request {
+                g: &rehearsal_globals,
+                inventory: &copy,
+                catalogs,
+                plan,
+                prompt: &Prompt::all("rehearsal"),
+                events,
+                start: crate::operate::Start::New,
+                lease_ttl: g.lease_ttl,
+                rehearsal: true,
+            })
+            .await
+        }
+        Err(f) => Err(f),
+    };
+    let cleaned = scratch.drop_all().await;
+    drop(dir);
+    match (result, cleaned) {
+        (Ok(()), Ok(())) => {
+            print_line(&format!(
+                "rehearsal of {} passed: the real rollout would complete (exit 0)",
+                plan.name
+            ));
+            Ok(())
+        }
+        (Ok(()), Err(leftovers)) => Err(leftovers),
+        (Err(f), Ok(())) => Err(f),
+        (Err(mut f), Err(leftovers)) => {
+            f.message
+                .push_str(&format!("\nalso: {}", leftovers.message));
+            Err(f)
+        }
+    }
+}
+
+/// The scratch databases created so far, to drop at the end.
+#[derive(Default)]
+struct Scratch {
+    /// (the source trust, whose server holds the scratch database; the scratch's name).
+    postgres: Vec<(Trust, String)>,
+}
+
+impl Scratch {
+    async fn drop_all(&mut self) -> Result<(), Failure> {
+        let mut left = Vec::new();
+        for (source, name) in self.postgres.drain(..) {
+            if let Err(e) = drop_database(&source, &name).await {
+                left.push(format!("{name} (server of trust '{}'): {e}", source.id));
+            }
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                ExitCode::Internal,
+                format!(
+                    "could not drop scratch database(s); drop them by hand:\n  {}",
+                    left.join("\n  ")
+                ),
+            ))
+        }
+    }
+}
+
+/// The plan's trusts, each once, in plan order.
+fn plan_trusts(plan: &Plan) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    plan.waves
+        .iter()
+        .flat_map(|w| w.trusts.iter())
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Copy every trust of the plan; return an inventory that points those trusts at their copies
+/// and holds no other trust (nothing outside the plan can be reached).
+async fn copy_estate(
+    inventory: &Inventory,
+    plan: &Plan,
+    dir: &Path,
+    scratch: &mut Scratch,
+) -> Result<Inventory, Failure> {
+    let ids = plan_trusts(plan);
+    let host = host_tag();
+    let mut swept = BTreeSet::new();
+    let mut jobs = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let trust = inventory.get(id).ok_or_else(|| {
+            Failure::new(
+                ExitCode::Config,
+                format!("trust '{id}' of the plan is not in the inventory"),
+            )
+        })?;
+        let name = format!("{SCRATCH_PREFIX}{host}_{}_{n}", std::process::id());
+        if matches!(trust.database, DatabaseTarget::Postgres { .. }) {
+            // One sweep per server (told apart by the resolved URL's host and port).
+            if let Ok(t) = pg_target(trust) {
+                if swept.insert(server_of(&t.url)) {
+                    sweep_leftovers(trust, &host).await;
+                }
+            }
+            scratch.postgres.push((trust.clone(), name.clone()));
+        }
+        jobs.push((trust.clone(), name));
+    }
+    let results: Vec<Result<Trust, Failure>> = stream::iter(jobs)
+        .map(|(trust, name)| async move { copy_trust(&trust, &name, dir).await })
+        .buffered(COPY_CONCURRENCY)
+        .collect()
+        .await;
+    let mut copies = Vec::with_capacity(results.len());
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(t) => copies.push(t),
+            Err(f) => errors.push(f),
+        }
+    }
+    if let Some(first) = errors.first() {
+        return Err(Failure::new(
+            first.code,
+            format!(
+                "rehearsal: cannot copy {} trust database(s); nothing was run:\n  {}",
+                errors.len(),
+                errors
+                    .iter()
+                    .map(|f| f.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            ),
+        ));
+    }
+    Ok(inventory.with_trusts(copies))
+}
+
+/// Copy one trust's database; the trust as it points at the copy.
+async fn copy_trust(trust: &Trust, name: &str, dir: &Path) -> Result<Trust, Failure> {
+    let db_failure = |e: DbError| Failure::new(ExitCode::Config, e.to_string());
+    let database = match &trust.database {
+        DatabaseTarget::Sqlite { .. } => {
+            let dest = dir.join(format!("{}.db", trust.id));
+            let mut db = TrustDb::connect(trust, Access::ReadOnly)
+                .await
+                .map_err(db_failure)?;
+            let copied = db
+                .execute_script(
+                    &format!("VACUUM INTO {}", sql_text(&dest.display().to_string())),
+                    "copying the database for the rehearsal (VACUUM INTO)",
+                )
+                .await;
+            db.close().await;
+            copied.map_err(db_failure)?;
+            DatabaseTarget::Sqlite { path: dest }
+        }
+        DatabaseTarget::Postgres { .. } => {
+            let target = pg_target(trust).map_err(db_failure)?;
+            let mut admin = TrustDb::connect(trust, Access::ReadWrite)
+                .await
+                .map_err(db_failure)?;
+            let created = admin
+                .execute_script(
+                    &format!("CREATE DATABASE {}", ident(name)),
+                    "creating the rehearsal's scratch database (needs CREATEDB)",
+                )
+                .await;
+            admin.close().await;
+            created.map_err(db_failure)?;
+            dump_and_restore(trust, &target, name).await?;
+            scratch_target(trust, &target, name, dir)?
+        }
+    };
+    Ok(Trust {
+        database,
+        ..trust.clone()
+    })
+}
+
+/// The scratch database as an inventory target: the source's URL with the scratch's name and
+/// no password in it; the password comes from the source's own `password_env`/`password_file`,
+/// or, when the source's URL carried it, from a private file in the rehearsal's directory.
+fn scratch_target(
+    trust: &Trust,
+    target: &PgTarget,
+    name: &str,
+    dir: &Path,
+) -> Result<DatabaseTarget, Failure> {
+    let bad = |what: &str| {
+        Failure::new(
+            ExitCode::Config,
+            format!("trust '{}': {what} in {}", trust.id, target.url_from),
+        )
+    };
+    let mut url = url::Url::parse(&target.url).map_err(|_| bad("invalid database URL"))?;
+    let embedded = url.password().map(percent_decode);
+    url.set_password(None)
+        .map_err(|()| bad("a URL without a host"))?;
+    url.set_path(&format!("/{name}"));
+    let DatabaseTarget::Postgres { password, .. } = &trust.database else {
+        unreachable!("scratch_target is only called for Postgres trusts")
+    };
+    let password = match (password, embedded) {
+        (PasswordSource::None, Some(pw)) => {
+            let file = dir.join(format!("{}.password", trust.id));
+            write_private(&file, &pw).map_err(|e| {
+                Failure::new(
+                    ExitCode::Config,
+                    format!("cannot write {}: {e}", file.display()),
+                )
+            })?;
+            PasswordSource::File(file)
+        }
+        (p, _) => p.clone(),
+    };
+    Ok(DatabaseTarget::Postgres {
+        url: UrlSource::Inline(url.to_string()),
+        password,
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// libpq's environment for a Postgres target (`pg_dump`/`pg_restore` read it): nothing on the
+/// command line, so the password never shows in `ps`.
+fn libpq_env(target: &PgTarget, database: &str) -> Result<Vec<(&'static str, String)>, String> {
+    let url = url::Url::parse(&target.url).map_err(|_| "invalid database URL".to_string())?;
+    let mut env = vec![("PGDATABASE", database.to_string())];
+    let query: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    match (url.host_str(), query.get("host")) {
+        (_, Some(h)) => env.push(("PGHOST", h.clone())),
+        (Some(h), None) if !h.is_empty() => env.push(("PGHOST", h.to_string())),
+        _ => {}
+    }
+    if let Some(p) = url
+        .port()
+        .map(|p| p.to_string())
+        .or(query.get("port").cloned())
+    {
+        env.push(("PGPORT", p));
+    }
+    if !url.username().is_empty() {
+        env.push(("PGUSER", percent_decode(url.username())));
+    } else if let Some(u) = query.get("user") {
+        env.push(("PGUSER", u.clone()));
+    }
+    if let Some(m) = query.get("sslmode") {
+        env.push(("PGSSLMODE", m.clone()));
+    }
+    if let Some(pw) = target
+        .password
+        .clone()
+        .or_else(|| url.password().map(percent_decode))
+    {
+        env.push(("PGPASSWORD", pw));
+    }
+    Ok(env)
+}
+
+/// A Postgres client program: on PATH, else the newest under /usr/lib/postgresql/*/bin (where
+/// Debian's packages put them).
+fn pg_tool(name: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()));
+    if on_path {
+        return PathBuf::from(name);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort_by_key(|p| {
+        p.components()
+            .nth(4)
+            .and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    found.pop().unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// `pg_dump -Fc` of the trust piped into `pg_restore` into the scratch database.
+async fn dump_and_restore(trust: &Trust, target: &PgTarget, scratch: &str) -> Result<(), Failure> {
+    use std::process::Stdio;
+    let fail = |what: String| {
+        Failure::new(
+            ExitCode::Config,
+            format!("trust '{}': rehearsal copy: {what}", trust.id),
+        )
+    };
+    let source_db = url::Url::parse(&target.url)
+        .map(|u| u.path().trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    let dump_env = libpq_env(target, &source_db).map_err(&fail)?;
+    let restore_env = libpq_env(target, scratch).map_err(&fail)?;
+    let (dump_bin, restore_bin) = (pg_tool("pg_dump"), pg_tool("pg_restore"));
+    let mut dump = tokio::process::Command::new(&dump_bin)
+        .args(["--format=custom", "--no-owner", "--no-privileges"])
+        .envs(dump_env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            fail(format!(
+                "cannot run {} (install the PostgreSQL client tools): {e}",
+                dump_bin.display()
+            ))
+        })?;
+    let dump_out: Stdio = dump
+        .stdout
+        .take()
+        .and_then(|o| o.try_into().ok())
+        .ok_or_else(|| fail("cannot pipe pg_dump into pg_restore".into()))?;
+    let restore = tokio::process::Command::new(&restore_bin)
+        .args([
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--single-transaction",
+        ])
+        // The scratch database's name only: host, port, user and password come from libpq's
+        // environment. Without --dbname, pg_restore would print SQL instead of restoring.
+        .arg(format!("--dbname={scratch}"))
+        .envs(restore_env)
+        .stdin(dump_out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("cannot run {}: {e}", restore_bin.display())))?;
+    let (dumped, restored) = tokio::join!(dump.wait_with_output(), restore.wait_with_output());
+    let dumped = dumped.map_err(|e| fail(format!("pg_dump: {e}")))?;
+    let restored = restored.map_err(|e| fail(format!("pg_restore: {e}")))?;
+    // pg_restore first: when it fails, pg_dump only sees a broken pipe.
+    for (tool, out) in [("pg_restore", &restored), ("pg_dump", &dumped)] {
+        if !out.status.success() {
+            return Err(fail(format!(
+                "{tool} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Drop a scratch database, from a session on its source trust's server.
+async fn drop_database(source: &Trust, name: &str) -> Result<(), DbError> {
+    let mut admin = TrustDb::connect(source, Access::ReadWrite).await?;
+    let dropped = admin
+        .execute_script(
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)),
+            "dropping a rehearsal's scratch database",
+        )
+        .await;
+    admin.close().await;
+    dropped.map(|_| ())
+}
+
+/// Drop the scratch databases a killed rehearsal from this host left on `source`'s server:
+/// those whose process is gone. Best effort: a failure is logged, not fatal.
+async fn sweep_leftovers(source: &Trust, host: &str) {
+    let found = async {
+        let mut db = TrustDb::connect(source, Access::ReadOnly).await?;
+        let names = db
+            .text_rows(
+                &format!(
+                    "SELECT datname::text FROM pg_database WHERE datname LIKE '{}%'",
+                    format!("{SCRATCH_PREFIX}{host}_").replace('_', "\\_")
+                ),
+                1,
+                "listing scratch databases",
+            )
+            .await;
+        db.close().await;
+        names
+    }
+    .await;
+    let names = match found {
+        Ok(rows) => rows.into_iter().flatten().flatten().collect::<Vec<_>>(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list leftover rehearsal databases");
+            return;
+        }
+    };
+    for name in names {
+        let pid = name
+            .strip_prefix(&format!("{SCRATCH_PREFIX}{host}_"))
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        match drop_database(source, &name).await {
+            Ok(()) => print_line(&format!(
+                "rehearsal: dropped {name}, left by a rehearsal that was killed"
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, database = name, "cannot drop a leftover rehearsal database")
+            }
+        }
+    }
+}
+
+/// A short, stable tag of this host for scratch names (lower-case hex).
+fn host_tag() -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(crate::journal::lease::host_name().as_bytes());
+    hex::encode(&digest[..4])
+}
+
+/// host:port of a URL, to tell servers apart.
+fn server_of(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| {
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or(""),
+                u.port().unwrap_or(5432)
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// A quoted SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A quoted SQL string literal.
+fn sql_text(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
