@@ -228,17 +228,13 @@ async fn copy_trust(trust: &Trust, name: &str, dir: &Path) -> Result<Trust, Fail
         }
         DatabaseTarget::Postgres { .. } => {
             let target = pg_target(trust).map_err(db_failure)?;
-            let mut admin = TrustDb::connect(trust, Access::ReadWrite)
-                .await
-                .map_err(db_failure)?;
-            let created = admin
-                .execute_script(
-                    &format!("CREATE DATABASE {}", ident(name)),
-                    "creating the rehearsal's scratch database (needs CREATEDB)",
-                )
-                .await;
-            admin.close().await;
-            created.map_err(db_failure)?;
+            on_server_of(
+                trust,
+                &format!("CREATE DATABASE {}", ident(name)),
+                "creating the rehearsal's scratch database (needs CREATEDB)",
+            )
+            .await
+            .map_err(db_failure)?;
             dump_and_restore(trust, &target, name).await?;
             scratch_target(trust, &target, name, dir)?
         }
@@ -434,17 +430,23 @@ async fn dump_and_restore(trust: &Trust, target: &PgTarget, scratch: &str) -> Re
     Ok(())
 }
 
+/// Run one statement (CREATE or DROP DATABASE) in a session on `source`'s database, i.e. on
+/// its server.
+async fn on_server_of(source: &Trust, statement: &str, context: &str) -> Result<(), DbError> {
+    let mut admin = TrustDb::connect(source, Access::ReadWrite).await?;
+    let done = admin.execute_script(statement, context).await;
+    admin.close().await;
+    done.map(|_| ())
+}
+
 /// Drop a scratch database, from a session on its source trust's server.
 async fn drop_database(source: &Trust, name: &str) -> Result<(), DbError> {
-    let mut admin = TrustDb::connect(source, Access::ReadWrite).await?;
-    let dropped = admin
-        .execute_script(
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)),
-            "dropping a rehearsal's scratch database",
-        )
-        .await;
-    admin.close().await;
-    dropped.map(|_| ())
+    on_server_of(
+        source,
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)),
+        "dropping a rehearsal's scratch database",
+    )
+    .await
 }
 
 /// Drop the scratch databases a killed rehearsal from this host left on `source`'s server:

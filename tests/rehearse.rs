@@ -254,6 +254,21 @@ fn verdicts(ws: &Workspace, file: &str) -> (Verdicts, BTreeMap<String, String>) 
     (verdicts, finished)
 }
 
+/// The sample data at 5.0, a fault planted in camden's upgrade (its writes vanish: the write
+/// probe fails, whatever the data volume), and the gated plan.
+fn seed_with_lost_writes_on_camden(ws: &Workspace) {
+    ws.run(&[
+        "demo",
+        "--seed-only",
+        "--patients",
+        "40",
+        "--inject-regression",
+        "camden:lost-writes",
+    ])
+    .success();
+    write_gated_plan(ws);
+}
+
 /// Rehearse, then run for real: same exit code, same verdicts and trust outcomes; the rehearsal
 /// left the estate as it was.
 fn rehearsal_then_real(ws: &Workspace, snapshot: impl Fn() -> Vec<Fingerprint>) {
@@ -293,16 +308,7 @@ fn rehearsal_then_real(ws: &Workspace, snapshot: impl Fn() -> Vec<Fingerprint>) 
 fn sqlite_rehearsal_gives_the_real_verdicts_and_leaves_the_estate_untouched() {
     let mut ws = Workspace::new();
     ws.keep_trusts(&TRUSTS);
-    ws.run(&[
-        "demo",
-        "--seed-only",
-        "--patients",
-        "40",
-        "--inject-regression",
-        "camden:lost-writes",
-    ])
-    .success();
-    write_gated_plan(&ws);
+    seed_with_lost_writes_on_camden(&ws);
     // Temporary copies go under the workspace, to see that none is left.
     let tmp = ws.path("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
@@ -342,16 +348,7 @@ fn postgres_rehearsal_gives_the_real_verdicts_and_leaves_no_scratch_database_eve
     ws.edit_inventory(|inv| {
         inv["defaults"] = serde_json::json!({ "local_migrations": "estate/local/{id}" });
     });
-    ws.run(&[
-        "demo",
-        "--seed-only",
-        "--patients",
-        "40",
-        "--inject-regression",
-        "camden:lost-writes",
-    ])
-    .success();
-    write_gated_plan(&ws);
+    seed_with_lost_writes_on_camden(&ws);
     assert!(scratch_databases().is_empty(), "{:?}", scratch_databases());
 
     // A copy that fails halfway: islington's database is gone, the others were copied.
