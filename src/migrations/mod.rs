@@ -4,3 +4,5 @@ pub mod catalog;
 
 pub use catalog::{Catalog, CatalogError, Catalogs, Migration, Mode, Reversibility, Script};
 pub mod split;
+pub mod lint;
+pub mod roundtrip;
