@@ -12,8 +12,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use sqlparser::ast::{
-    AlterColumnOperation, AlterTableOperation, ColumnOption, ObjectName, ObjectType,
-    Statement, TableConstraint, TableFactor, TableWithJoins,
+    AlterColumnOperation, AlterTableOperation, ColumnOption, ObjectName, ObjectType, Statement,
+    TableConstraint, TableFactor, TableWithJoins,
 };
 use sqlparser::dialect::{Dialect as SqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
@@ -132,7 +132,7 @@ pub const RULES: &[Rule] = &[
     rule(rules::UPDATE_WITHOUT_WHERE, Error, true, "UPDATE without WHERE rewrites every row (and locks them all in one transaction)"),
     rule(rules::CREATE_INDEX_NOT_CONCURRENTLY, Warning, true, "PostgreSQL: CREATE INDEX on an existing table without CONCURRENTLY blocks writes to it while the index builds"),
     rule(rules::CONCURRENTLY_IN_TRANSACTION, Error, true, "PostgreSQL: CREATE/DROP INDEX CONCURRENTLY in a migration without `-- flotilla: no-transaction` fails"),
-    rule(rules::ADD_NOT_NULL_WITHOUT_DEFAULT, Error, true, "adding a NOT NULL column without a DEFAULT fails on a table with rows (SQLite refuses it always)"),
+    rule(rules::ADD_NOT_NULL_WITHOUT_DEFAULT, Error, true, "adding a NOT NULL column without a DEFAULT to an existing table fails on every trust where it has rows"),
     rule(rules::ADD_FOREIGN_KEY_VALIDATED, Warning, true, "PostgreSQL: adding a foreign key to an existing table without NOT VALID blocks writes to both tables while every row is checked (add it NOT VALID, then VALIDATE CONSTRAINT)"),
     rule(rules::MISSING_DOWN, Error, false, "an up migration has no down file"),
     rule(rules::EMPTY_DOWN, Error, true, "a down migration has no statements (mark the up `irreversible` if it cannot be undone)"),
@@ -151,7 +151,13 @@ fn severity_of(name: &str) -> Severity {
     find_rule(name).map_or(Error, |r| r.severity)
 }
 
-fn finding(file: &Path, line: u64, column: Option<u64>, rule: &'static str, message: String) -> Finding {
+fn finding(
+    file: &Path,
+    line: u64,
+    column: Option<u64>,
+    rule: &'static str,
+    message: String,
+) -> Finding {
     Finding {
         file: file.to_path_buf(),
         line: line.max(1),
@@ -179,11 +185,34 @@ pub fn lint(migrations: &[Migration], dialect: Dialect) -> Vec<Finding> {
     out
 }
 
-/// Sort by file, line, rule; drop exact duplicates (the same finding for two dialects).
+/// Sort by file (a migration's up before its down), line, rule; drop exact duplicates (the
+/// same finding for two dialects).
 pub fn sort_findings(findings: &mut Vec<Finding>) {
+    fn key(f: &Finding) -> (PathBuf, String, u8) {
+        let name = f
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (stem, direction) = match (name.strip_suffix(".up.sql"), name.strip_suffix(".down.sql"))
+        {
+            (Some(s), _) => (s.to_string(), 0),
+            (None, Some(s)) => (s.to_string(), 1),
+            _ => (name, 2),
+        };
+        (
+            f.file.parent().map(Path::to_path_buf).unwrap_or_default(),
+            stem,
+            direction,
+        )
+    }
     findings.sort_by(|a, b| {
-        (&a.file, a.line, a.column, a.rule, &a.message).cmp(&(
-            &b.file, b.line, b.column, b.rule, &b.message,
+        (key(a), a.line, a.column, a.rule, &a.message).cmp(&(
+            key(b),
+            b.line,
+            b.column,
+            b.rule,
+            &b.message,
         ))
     });
     findings.dedup();
@@ -249,7 +278,13 @@ fn allow_comments(path: &Path, sql: &str) -> (BTreeSet<String>, Vec<Finding>) {
             .filter(|n| !n.is_empty())
             .collect();
         if names.is_empty() {
-            invalid.push(finding(path, line, None, rules::INVALID_ALLOW, "allow names no rule; expected `-- flotilla-lint: allow RULE -- reason`".into()));
+            invalid.push(finding(
+                path,
+                line,
+                None,
+                rules::INVALID_ALLOW,
+                "allow names no rule; expected `-- flotilla-lint: allow RULE -- reason`".into(),
+            ));
             continue;
         }
         let mut ok = true;
@@ -258,12 +293,28 @@ fn allow_comments(path: &Path, sql: &str) -> (BTreeSet<String>, Vec<Finding>) {
                 Some(r) if r.allowable => {}
                 Some(r) => {
                     ok = false;
-                    invalid.push(finding(path, line, None, rules::INVALID_ALLOW, format!("rule '{}' cannot be allowed", r.name)));
+                    invalid.push(finding(
+                        path,
+                        line,
+                        None,
+                        rules::INVALID_ALLOW,
+                        format!("rule '{}' cannot be allowed", r.name),
+                    ));
                 }
                 None => {
                     ok = false;
-                    let known: Vec<&str> = RULES.iter().filter(|r| r.allowable).map(|r| r.name).collect();
-                    invalid.push(finding(path, line, None, rules::INVALID_ALLOW, format!("unknown rule '{n}' (known: {})", known.join(", "))));
+                    let known: Vec<&str> = RULES
+                        .iter()
+                        .filter(|r| r.allowable)
+                        .map(|r| r.name)
+                        .collect();
+                    invalid.push(finding(
+                        path,
+                        line,
+                        None,
+                        rules::INVALID_ALLOW,
+                        format!("unknown rule '{n}' (known: {})", known.join(", ")),
+                    ));
                 }
             }
         }
@@ -319,7 +370,10 @@ fn parser_dialect(dialect: Dialect) -> &'static dyn SqlDialect {
 /// (sqlparser's spans are empty for some statements, e.g. DROP). On error: the message and its
 /// line and column.
 #[allow(clippy::type_complexity)]
-pub fn parse(sql: &str, dialect: Dialect) -> Result<Vec<(Statement, u64, u64)>, (String, u64, u64)> {
+pub fn parse(
+    sql: &str,
+    dialect: Dialect,
+) -> Result<Vec<(Statement, u64, u64)>, (String, u64, u64)> {
     let located = |e: sqlparser::parser::ParserError| {
         let text = e.to_string();
         let (line, column) = error_location(&text).unwrap_or((1, 0));
@@ -347,16 +401,60 @@ pub fn parse(sql: &str, dialect: Dialect) -> Result<Vec<(Statement, u64, u64)>, 
         let (line, column) = (next.span.start.line, next.span.start.column);
         if expecting_delimiter {
             return Err((
-                format!("sql parser error: Expected: end of statement, found: {}", next.token),
+                format!(
+                    "sql parser error: Expected: end of statement, found: {}",
+                    next.token
+                ),
                 line,
                 column,
             ));
         }
-        let statement = parser.parse_statement().map_err(located)?;
+        let statement = if starts_drop_index_concurrently(&parser) {
+            drop_index_concurrently(&mut parser, dialect).map_err(located)?
+        } else {
+            parser.parse_statement().map_err(located)?
+        };
         out.push((statement, line, column));
         expecting_delimiter = true;
     }
     Ok(out)
+}
+
+fn starts_drop_index_concurrently(parser: &Parser) -> bool {
+    use sqlparser::keywords::Keyword;
+    let [a, b, c] = parser.peek_tokens::<3>();
+    matches!((a, b, c), (Token::Word(a), Token::Word(b), Token::Word(c))
+        if a.keyword == Keyword::DROP && b.keyword == Keyword::INDEX && c.keyword == Keyword::CONCURRENTLY)
+}
+
+/// sqlparser 0.64 does not know PostgreSQL's `DROP INDEX CONCURRENTLY`: parse the statement
+/// without that word (it changes how the index is dropped, not what is dropped).
+fn drop_index_concurrently(
+    parser: &mut Parser,
+    dialect: Dialect,
+) -> Result<Statement, sqlparser::parser::ParserError> {
+    let mut text = String::new();
+    let mut skipped = false;
+    loop {
+        match parser.peek_token().token {
+            Token::SemiColon | Token::EOF => break,
+            _ => {}
+        }
+        let t = parser.next_token().token;
+        if !skipped {
+            if let Token::Word(w) = &t {
+                if w.keyword == sqlparser::keywords::Keyword::CONCURRENTLY {
+                    skipped = true;
+                    continue;
+                }
+            }
+        }
+        text.push_str(&t.to_string());
+        text.push(' ');
+    }
+    Parser::new(parser_dialect(dialect))
+        .try_with_sql(&text)?
+        .parse_statement()
 }
 
 /// `... at Line: 3, Column: 7` in a sqlparser error.
@@ -439,7 +537,12 @@ fn lint_script(
                     let cols = ct
                         .columns
                         .iter()
-                        .map(|c| (c.name.value.to_lowercase(), c.data_type.to_string().to_lowercase()))
+                        .map(|c| {
+                            (
+                                c.name.value.to_lowercase(),
+                                c.data_type.to_string().to_lowercase(),
+                            )
+                        })
                         .collect();
                     schema.tables.insert(table, cols);
                 }
@@ -459,11 +562,26 @@ fn lint_script(
                     }
                 }
             }
+            Statement::Drop {
+                object_type: ObjectType::Index,
+                names,
+                ..
+            } if pg
+                && script.mode != Mode::NoTransaction
+                && words_at(&script.sql, line, column.unwrap_or(1), 3)
+                    .eq_ignore_ascii_case("drop index concurrently") =>
+            {
+                let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                push(rules::CONCURRENTLY_IN_TRANSACTION, format!("DROP INDEX CONCURRENTLY {} cannot run inside a transaction; put `-- flotilla: no-transaction` on line 1", names.join(", ")));
+            }
             Statement::Truncate(t) => {
                 for target in &t.table_names {
                     let table = last_name(&target.name);
                     if !down && !created.contains(&table) {
-                        push(rules::TRUNCATE, format!("TRUNCATE {table} deletes every row of it"));
+                        push(
+                            rules::TRUNCATE,
+                            format!("TRUNCATE {table} deletes every row of it"),
+                        );
                     }
                 }
             }
@@ -474,7 +592,10 @@ fn lint_script(
                 };
                 let table = tables.first().and_then(table_of).unwrap_or_default();
                 if !down && !created.contains(&table) {
-                    push(rules::DELETE_WITHOUT_WHERE, format!("DELETE FROM {table} without WHERE deletes every row"));
+                    push(
+                        rules::DELETE_WITHOUT_WHERE,
+                        format!("DELETE FROM {table} without WHERE deletes every row"),
+                    );
                 }
             }
             Statement::Update(u) if u.selection.is_none() => {
@@ -505,6 +626,29 @@ fn lint_script(
     }
 }
 
+/// The first `n` words of `sql` from 1-based `line` and `column` (a character column), joined
+/// by single spaces.
+fn words_at(sql: &str, line: u64, column: u64, n: usize) -> String {
+    let Some(text) = sql.lines().nth(line.saturating_sub(1) as usize) else {
+        return String::new();
+    };
+    let start: String = text
+        .chars()
+        .skip(column.saturating_sub(1) as usize)
+        .collect();
+    let rest_lines = sql.lines().skip(line as usize);
+    let mut words = Vec::new();
+    for l in std::iter::once(start.as_str()).chain(rest_lines) {
+        for w in l.split_whitespace() {
+            if words.len() == n {
+                return words.join(" ");
+            }
+            words.push(w.to_string());
+        }
+    }
+    words.join(" ")
+}
+
 fn dialect_name(d: Dialect) -> &'static str {
     match d {
         Dialect::Postgres => "PostgreSQL",
@@ -526,9 +670,9 @@ fn alter_table(
         AlterTableOperation::AddColumn { column_def, .. } => {
             let col = column_def.name.value.to_lowercase();
             let opts: Vec<&ColumnOption> = column_def.options.iter().map(|o| &o.option).collect();
-            let not_null = opts.iter().any(|o| {
-                matches!(o, ColumnOption::NotNull | ColumnOption::PrimaryKey(_))
-            });
+            let not_null = opts
+                .iter()
+                .any(|o| matches!(o, ColumnOption::NotNull | ColumnOption::PrimaryKey(_)));
             let has_default = opts.iter().any(|o| {
                 matches!(
                     o,
@@ -538,10 +682,10 @@ fn alter_table(
                         | ColumnOption::Materialized(_)
                 )
             });
-            // PostgreSQL adds a NOT NULL column to an empty (just created) table; SQLite
-            // refuses one without a default whatever the table holds.
-            if not_null && !has_default && (existing || !pg) {
-                push(rules::ADD_NOT_NULL_WITHOUT_DEFAULT, format!("ADD COLUMN {table}.{col} NOT NULL without a DEFAULT fails on a table with rows{}; add it nullable, backfill in batches, then set NOT NULL, or give it a DEFAULT", if pg { "" } else { " (SQLite refuses it always)" }));
+            // Both PostgreSQL and SQLite add one to an empty (e.g. just created) table, and
+            // refuse it on a table with rows.
+            if not_null && !has_default && existing {
+                push(rules::ADD_NOT_NULL_WITHOUT_DEFAULT, format!("ADD COLUMN {table}.{col} NOT NULL without a DEFAULT fails on every trust whose {table} has rows; give it a DEFAULT, or add it nullable, backfill it in batches and make it NOT NULL in a later migration"));
             }
             if !down {
                 schema
@@ -583,7 +727,11 @@ fn alter_table(
                     }
                     None => {}
                 }
-                schema.tables.entry(table.to_string()).or_default().insert(col, new);
+                schema
+                    .tables
+                    .entry(table.to_string())
+                    .or_default()
+                    .insert(col, new);
             }
         }
         AlterTableOperation::AddConstraint {
@@ -686,11 +834,21 @@ fn narrowing(old: &str, new: &str) -> Option<String> {
         return match ok {
             Kind::Integer | Kind::Float if nrank < orank => Some("a smaller number type".into()),
             Kind::Text => {
-                let old_len = if orank == 1 { None } else { oargs.first().copied() };
-                let new_len = if nrank == 1 { None } else { nargs.first().copied() };
+                let old_len = if orank == 1 {
+                    None
+                } else {
+                    oargs.first().copied()
+                };
+                let new_len = if nrank == 1 {
+                    None
+                } else {
+                    nargs.first().copied()
+                };
                 match (old_len, new_len) {
                     (_, None) => None,
-                    (None, Some(n)) => Some(format!("unbounded text becomes at most {n} characters")),
+                    (None, Some(n)) => {
+                        Some(format!("unbounded text becomes at most {n} characters"))
+                    }
                     (Some(o), Some(n)) if n < o => Some(format!("{o} characters become {n}")),
                     _ => None,
                 }
@@ -719,7 +877,17 @@ fn narrowing(old: &str, new: &str) -> Option<String> {
     let widening = matches!(
         (ok, nk),
         (Kind::Integer, Kind::Decimal | Kind::Float | Kind::Text)
-            | (Kind::Decimal | Kind::Float | Kind::Boolean | Kind::Uuid | Kind::Date | Kind::Timestamp | Kind::Time | Kind::Json, Kind::Text)
+            | (
+                Kind::Decimal
+                    | Kind::Float
+                    | Kind::Boolean
+                    | Kind::Uuid
+                    | Kind::Date
+                    | Kind::Timestamp
+                    | Kind::Time
+                    | Kind::Json,
+                Kind::Text
+            )
             | (Kind::Date, Kind::Timestamp)
     ) && (nk != Kind::Text || classify(new).1 == 1);
     if widening {
@@ -738,7 +906,10 @@ mod tests {
             version,
             format!("m{version}"),
             (PathBuf::from(format!("{version}_m.up.sql")), up.to_string()),
-            (PathBuf::from(format!("{version}_m.down.sql")), down.to_string()),
+            (
+                PathBuf::from(format!("{version}_m.down.sql")),
+                down.to_string(),
+            ),
         )
         .unwrap()
     }
@@ -760,7 +931,10 @@ mod tests {
         let f = lint(&ms, Dialect::Postgres);
         assert_eq!(
             rules_of(&f),
-            vec![(rules::ADD_NOT_NULL_WITHOUT_DEFAULT, 4), (rules::DROP_TABLE, 6)],
+            vec![
+                (rules::ADD_NOT_NULL_WITHOUT_DEFAULT, 4),
+                (rules::DROP_TABLE, 6)
+            ],
             "{f:#?}"
         );
     }
@@ -770,6 +944,32 @@ mod tests {
         let ms = [mig(1, "SELECT 1;\n\nCREATE TABLE (;", "SELECT 1;")];
         let f = lint(&ms, Dialect::Sqlite);
         assert_eq!(rules_of(&f), vec![(rules::PARSE_ERROR, 3)], "{f:#?}");
+    }
+
+    #[test]
+    fn drop_index_concurrently_parses_and_keeps_its_line() {
+        let sql = "-- x\nDROP INDEX CONCURRENTLY IF EXISTS a_idx;\n\nDROP INDEX CONCURRENTLY b_idx";
+        let s = parse(sql, Dialect::Postgres).unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].1, s[1].1), (2, 4));
+        assert!(matches!(
+            s[1].0,
+            Statement::Drop {
+                object_type: ObjectType::Index,
+                ..
+            }
+        ));
+
+        let in_tx = [mig(1, "SELECT 1;", sql)];
+        let f = lint(&in_tx, Dialect::Postgres);
+        assert_eq!(
+            rules_of(&f),
+            vec![
+                (rules::CONCURRENTLY_IN_TRANSACTION, 2),
+                (rules::CONCURRENTLY_IN_TRANSACTION, 4)
+            ],
+            "{f:#?}"
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub async fn round_trip(
                 m,
                 false,
                 rules::REHEARSAL_FAILED,
-                format!("the up of {m} failed on {on}: {}", cause(&e)),
+                format!("the up of migration {m} failed on {on}: {}", cause(&e)),
             ));
             break;
         }
@@ -47,7 +47,10 @@ pub async fn round_trip(
                 m,
                 true,
                 rules::REHEARSAL_FAILED,
-                format!("the down of {m} failed on {on} right after its up: {}", cause(&e)),
+                format!(
+                    "the down of migration {m} failed on {on} right after its up: {}",
+                    cause(&e)
+                ),
             ));
             break;
         }
@@ -58,7 +61,7 @@ pub async fn round_trip(
                 true,
                 rules::DOWN_DOES_NOT_UNDO_UP,
                 format!(
-                    "after the up then the down of {m} on {on}, the schema differs from before the up: {}",
+                    "after the up then the down of migration {m} on {on}, the schema differs from before the up: {}",
                     describe_difference(&before, &after)
                 ),
             ));
@@ -70,7 +73,7 @@ pub async fn round_trip(
                 false,
                 rules::REHEARSAL_FAILED,
                 format!(
-                    "the up of {m} failed on {on} when applied again after its down: {}",
+                    "the up of migration {m} failed on {on} when applied again after its down: {}",
                     cause(&e)
                 ),
             ));
