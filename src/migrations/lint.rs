@@ -737,10 +737,8 @@ fn alter_table(
         AlterTableOperation::AddConstraint {
             constraint: TableConstraint::ForeignKey(fk),
             not_valid,
-        } => {
-            if pg && existing && !*not_valid {
-                push(rules::ADD_FOREIGN_KEY_VALIDATED, format!("adding a foreign key from {table} to {} checks every row while blocking writes to both tables; add it NOT VALID, then VALIDATE CONSTRAINT in a later statement", last_name(&fk.foreign_table)));
-            }
+        } if pg && existing && !*not_valid => {
+            push(rules::ADD_FOREIGN_KEY_VALIDATED, format!("adding a foreign key from {table} to {} checks every row while blocking writes to both tables; add it NOT VALID, then VALIDATE CONSTRAINT in a later statement", last_name(&fk.foreign_table)));
         }
         AlterTableOperation::RenameColumn {
             old_column_name,
