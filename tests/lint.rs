@@ -108,7 +108,7 @@ fn drop_column_fires_and_can_be_allowed() {
 
 #[test]
 fn type_narrowing_knows_the_old_type_from_earlier_migrations() {
-    check_static_rule(rules::TYPE_NARROWING, BOTH, "9000_fixture.up.sql", 2);
+    check_static_rule(rules::TYPE_NARROWING, BOTH, "9000_fixture.up.sql", 3);
 }
 
 #[test]

@@ -617,8 +617,13 @@ fn lint_script(
             Statement::AlterTable(at) => {
                 let table = last_name(&at.name);
                 let existing = !created.contains(&table);
+                let here = Here {
+                    path,
+                    line,
+                    column: column.unwrap_or(0),
+                };
                 for op in &at.operations {
-                    alter_table(op, &table, existing, down, dialect, schema, &mut push);
+                    alter_table(op, &table, existing, down, dialect, schema, &here, out);
                 }
             }
             _ => {}
@@ -656,6 +661,28 @@ fn dialect_name(d: Dialect) -> &'static str {
     }
 }
 
+/// Where an ALTER TABLE statement starts, for findings about its operations.
+struct Here<'a> {
+    path: &'a Path,
+    line: u64,
+    column: u64,
+}
+
+impl Here<'_> {
+    /// A finding at `ident` (the column an operation names) when its position is known, else
+    /// at the statement.
+    fn at(&self, ident: &sqlparser::ast::Ident, rule: &'static str, message: String) -> Finding {
+        let start = ident.span.start;
+        let (line, column) = if start.line > 0 {
+            (start.line, start.column)
+        } else {
+            (self.line, self.column)
+        };
+        finding(self.path, line, Some(column), rule, message)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn alter_table(
     op: &AlterTableOperation,
     table: &str,
@@ -663,7 +690,8 @@ fn alter_table(
     down: bool,
     dialect: Dialect,
     schema: &mut Schema,
-    push: &mut impl FnMut(&'static str, String),
+    here: &Here,
+    out: &mut Vec<Finding>,
 ) {
     let pg = dialect == Dialect::Postgres;
     match op {
@@ -685,7 +713,7 @@ fn alter_table(
             // Both PostgreSQL and SQLite add one to an empty (e.g. just created) table, and
             // refuse it on a table with rows.
             if not_null && !has_default && existing {
-                push(rules::ADD_NOT_NULL_WITHOUT_DEFAULT, format!("ADD COLUMN {table}.{col} NOT NULL without a DEFAULT fails on every trust whose {table} has rows; give it a DEFAULT, or add it nullable, backfill it in batches and make it NOT NULL in a later migration"));
+                out.push(here.at(&column_def.name, rules::ADD_NOT_NULL_WITHOUT_DEFAULT, format!("ADD COLUMN {table}.{col} NOT NULL without a DEFAULT fails on every trust whose {table} has rows; give it a DEFAULT, or add it nullable, backfill it in batches and make it NOT NULL in a later migration")));
             }
             if !down {
                 schema
@@ -699,7 +727,7 @@ fn alter_table(
             for c in column_names {
                 let col = c.value.to_lowercase();
                 if !down && existing {
-                    push(rules::DROP_COLUMN, format!("DROP COLUMN {table}.{col} deletes its values; stop reading it in one release, drop it in a later one"));
+                    out.push(here.at(c, rules::DROP_COLUMN, format!("DROP COLUMN {table}.{col} deletes its values; stop reading it in one release, drop it in a later one")));
                 }
                 if !down {
                     if let Some(t) = schema.tables.get_mut(table) {
@@ -719,11 +747,13 @@ fn alter_table(
                 match &old {
                     Some(old) => {
                         if let Some(why) = narrowing(old, &new) {
-                            push(rules::TYPE_NARROWING, format!("{table}.{col} changes from {old} to {new}: {why}; values that do not fit make it fail or are cut"));
+                            out.push(here.at(column_name, rules::TYPE_NARROWING, format!("{table}.{col} changes from {old} to {new}: {why}; values that do not fit make it fail or are cut")));
                         }
                     }
                     None if existing => {
-                        push(rules::TYPE_NARROWING, format!("{table}.{col} changes to {new} and its current type is unknown to the migrations; check it does not narrow"));
+                        let mut f = here.at(column_name, rules::TYPE_NARROWING, format!("{table}.{col} changes to {new} and its current type is unknown to the migrations; check it does not narrow"));
+                        f.severity = Severity::Warning;
+                        out.push(f);
                     }
                     None => {}
                 }
@@ -738,7 +768,7 @@ fn alter_table(
             constraint: TableConstraint::ForeignKey(fk),
             not_valid,
         } if pg && existing && !*not_valid => {
-            push(rules::ADD_FOREIGN_KEY_VALIDATED, format!("adding a foreign key from {table} to {} checks every row while blocking writes to both tables; add it NOT VALID, then VALIDATE CONSTRAINT in a later statement", last_name(&fk.foreign_table)));
+            out.push(finding(here.path, here.line, Some(here.column), rules::ADD_FOREIGN_KEY_VALIDATED, format!("adding a foreign key from {table} to {} checks every row while blocking writes to both tables; add it NOT VALID, then VALIDATE CONSTRAINT in a later statement", last_name(&fk.foreign_table))));
         }
         AlterTableOperation::RenameColumn {
             old_column_name,
@@ -930,9 +960,60 @@ mod tests {
         assert_eq!(
             rules_of(&f),
             vec![
-                (rules::ADD_NOT_NULL_WITHOUT_DEFAULT, 4),
+                (rules::ADD_NOT_NULL_WITHOUT_DEFAULT, 5),
                 (rules::DROP_TABLE, 6)
             ],
+            "{f:#?}"
+        );
+        assert_eq!(f[0].column, Some(14), "{f:#?}");
+    }
+
+    #[test]
+    fn each_operation_of_an_alter_table_is_reported_at_its_own_line() {
+        let ms = [
+            mig(1, "CREATE TABLE t (id INT, a TEXT, b BIGINT);", "DROP TABLE t;"),
+            mig(
+                2,
+                "ALTER TABLE t\n    ADD COLUMN c TEXT NOT NULL,\n    DROP COLUMN a,\n    ALTER COLUMN b TYPE INT,\n    ALTER COLUMN z TYPE INT;",
+                "SELECT 1;",
+            ),
+        ];
+        let f = lint(&ms, Dialect::Postgres);
+        assert_eq!(
+            f.iter()
+                .map(|f| (f.rule, f.line, f.severity))
+                .collect::<Vec<_>>(),
+            vec![
+                (rules::ADD_NOT_NULL_WITHOUT_DEFAULT, 2, Severity::Error),
+                (rules::DROP_COLUMN, 3, Severity::Error),
+                (rules::TYPE_NARROWING, 4, Severity::Error),
+                (rules::TYPE_NARROWING, 5, Severity::Warning),
+            ],
+            "{f:#?}"
+        );
+    }
+
+    #[test]
+    fn an_allow_silences_only_its_own_migration() {
+        let ms = [
+            mig(
+                1,
+                "CREATE TABLE t (id INT);\nCREATE TABLE u (id INT);",
+                "DROP TABLE u;\nDROP TABLE t;",
+            ),
+            mig(
+                2,
+                "-- flotilla-lint: allow drop-table -- t was never used\nDROP TABLE t;",
+                "CREATE TABLE t (id INT);",
+            ),
+            mig(3, "DROP TABLE u;", "CREATE TABLE u (id INT);"),
+        ];
+        let f = lint(&ms, Dialect::Sqlite);
+        assert_eq!(
+            f.iter()
+                .map(|f| (f.rule, f.file.display().to_string()))
+                .collect::<Vec<_>>(),
+            vec![(rules::DROP_TABLE, "3_m.up.sql".to_string())],
             "{f:#?}"
         );
     }
