@@ -67,13 +67,34 @@ pub enum Format {
     Json,
 }
 
+/// A SQL dialect to lint for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LintDialect {
+    /// PostgreSQL (adds the lock rules).
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check the inventory, the migrations and (optionally) a plan. No database is touched.
+    /// Check the inventory, the migrations (with the same lint as `lint`) and (optionally) a
+    /// plan. No trust database is touched.
     Validate {
         /// A plan to validate too.
         plan: Option<PathBuf>,
+    },
+    /// Lint the migrations: destructive changes, long Postgres locks, downs that do not undo
+    /// their up (rehearsed on a scratch SQLite database), SQL that does not parse. Exits 2 on
+    /// any error. `validate` runs the same lint.
+    Lint {
+        /// Lint for this dialect only (default: each dialect of the inventory's trusts).
+        #[arg(long, value_enum)]
+        dialect: Option<LintDialect>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Show what a rollout would do, per wave and trust. Reads databases read-only.
     Plan {

@@ -107,7 +107,7 @@ impl Globals {
 
 /// `flotilla validate [PLAN]`.
 pub async fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
-    let (inventory, catalogs) = g.load()?;
+    let (inventory, catalogs) = crate::commands_lint::load_linted(g)?;
     let catalog = catalogs.base();
     let mut regions: Vec<(String, usize)> = Vec::new();
     for t in &inventory.trusts {
@@ -137,6 +137,9 @@ pub async fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
             releases.join(", ")
         }
     );
+    let lint = crate::commands_lint::check_migrations(&inventory, &catalogs, None).await?;
+    crate::commands_lint::print_text(&lint);
+    crate::commands_lint::failure_of(&lint)?;
     if let Some(path) = plan {
         let plan = Plan::load(path, &inventory, catalog)?;
         outln!(

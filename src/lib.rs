@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod commands_lint;
 pub mod config;
 pub mod db;
 pub mod demo;

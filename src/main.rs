@@ -58,6 +58,13 @@ fn main() -> StdExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Validate { plan } => commands::validate(&globals, plan.as_deref()).await,
+            Command::Lint { dialect, format } => {
+                let dialect = dialect.map(|d| match d {
+                    flotilla::cli::LintDialect::Postgres => flotilla::db::Dialect::Postgres,
+                    flotilla::cli::LintDialect::Sqlite => flotilla::db::Dialect::Sqlite,
+                });
+                flotilla::commands_lint::lint(&globals, dialect, *format).await
+            }
             Command::Plan { plan, format, sql } => {
                 commands::plan(&globals, plan, *format, *sql).await
             }

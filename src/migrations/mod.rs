@@ -3,4 +3,6 @@
 pub mod catalog;
 
 pub use catalog::{Catalog, CatalogError, Catalogs, Migration, Mode, Reversibility, Script};
+pub mod lint;
+pub mod roundtrip;
 pub mod split;
