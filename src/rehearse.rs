@@ -54,7 +54,7 @@ pub async fn rehearse(
     let mut scratch = Scratch::default();
     let started = Instant::now();
     let copied = tokio::select! {
-        r = copy_estate(inventory, plan, dir.path(), &mut scratch) => r,
+        r = copy_estate(inventory, catalogs, plan, dir.path(), &mut scratch) => r,
         _ = tokio::signal::ctrl_c() => Err(Failure::new(
             ExitCode::Interrupted,
             "rehearsal interrupted while copying the trust databases; nothing was run",
@@ -150,12 +150,14 @@ fn plan_trusts(plan: &Plan) -> Vec<String> {
 /// and holds no other trust (nothing outside the plan can be reached).
 async fn copy_estate(
     inventory: &Inventory,
+    catalogs: &Catalogs,
     plan: &Plan,
     dir: &Path,
     scratch: &mut Scratch,
 ) -> Result<Inventory, Failure> {
     let ids = plan_trusts(plan);
     let host = host_tag();
+    let scratch_name = |n: usize| format!("{SCRATCH_PREFIX}{host}_{}_{n}", std::process::id());
     let mut swept = BTreeSet::new();
     let mut jobs = Vec::new();
     for (n, id) in ids.iter().enumerate() {
@@ -165,7 +167,7 @@ async fn copy_estate(
                 format!("trust '{id}' of the plan is not in the inventory"),
             )
         })?;
-        let name = format!("{SCRATCH_PREFIX}{host}_{}_{n}", std::process::id());
+        let name = scratch_name(n);
         if matches!(trust.database, DatabaseTarget::Postgres { .. }) {
             // One sweep per server (told apart by the resolved URL's host and port).
             if let Ok(t) = pg_target(trust) {
@@ -176,6 +178,14 @@ async fn copy_estate(
             scratch.postgres.push((trust.clone(), name.clone()));
         }
         jobs.push((trust.clone(), name));
+    }
+    // Every down, rehearsed on Postgres itself before any copy is made (validate does it on
+    // SQLite): up, down, the schema must be as before.
+    if let Some((source, _)) = scratch.postgres.first() {
+        let source = source.clone();
+        let name = scratch_name(ids.len());
+        scratch.postgres.push((source.clone(), name.clone()));
+        rehearse_downs(&source, catalogs, &name, dir).await?;
     }
     let results: Vec<Result<Trust, Failure>> = stream::iter(jobs)
         .map(|(trust, name)| async move { copy_trust(&trust, &name, dir).await })
@@ -205,6 +215,49 @@ async fn copy_estate(
         ));
     }
     Ok(inventory.with_trusts(copies))
+}
+
+/// Run every migration of `source`'s catalog up, down and up again on an empty scratch
+/// database `name` on its server; a down that does not restore the schema is a lint error and
+/// stops the rehearsal (exit 2) before anything is copied or run.
+async fn rehearse_downs(
+    source: &Trust,
+    catalogs: &Catalogs,
+    name: &str,
+    dir: &Path,
+) -> Result<(), Failure> {
+    let db_failure = |e: DbError| Failure::new(ExitCode::Config, e.to_string());
+    on_server_of(
+        source,
+        &format!("CREATE DATABASE {}", ident(name)),
+        "creating the rehearsal's scratch database (needs CREATEDB)",
+    )
+    .await
+    .map_err(db_failure)?;
+    let target = pg_target(source).map_err(db_failure)?;
+    let empty = Trust {
+        database: scratch_target(source, &target, name, dir)?,
+        ..source.clone()
+    };
+    let mut db = TrustDb::connect(&empty, Access::ReadWrite)
+        .await
+        .map_err(db_failure)?;
+    let found = crate::migrations::roundtrip::round_trip(
+        &mut db,
+        catalogs.for_trust(&source.id).migrations(),
+    )
+    .await;
+    db.close().await;
+    let report = crate::commands_lint::LintReport {
+        findings: found.map_err(db_failure)?,
+        dialects: vec![crate::db::Dialect::Postgres],
+        rehearsed: true,
+    };
+    if report.findings.is_empty() {
+        return Ok(());
+    }
+    crate::commands_lint::print_text(&report);
+    crate::commands_lint::failure_of(&report)
 }
 
 /// Copy one trust's database; the trust as it points at the copy.
@@ -270,7 +323,7 @@ fn scratch_target(
     };
     let password = match (password, embedded) {
         (PasswordSource::None, Some(pw)) => {
-            let file = dir.join(format!("{}.password", trust.id));
+            let file = dir.join(format!("{name}.password"));
             write_private(&file, &pw).map_err(|e| {
                 Failure::new(
                     ExitCode::Config,

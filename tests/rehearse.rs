@@ -381,3 +381,46 @@ fn postgres_rehearsal_gives_the_real_verdicts_and_leaves_no_scratch_database_eve
         scratch_databases()
     );
 }
+
+#[test]
+fn postgres_rehearsal_finds_a_down_that_does_not_undo_its_up_before_running_anything() {
+    let mut ws = Workspace::new();
+    let ids: Vec<String> = vec!["camden".into(), "islington".into()];
+    let dbs = create_databases("rehearse_down", &ids);
+    ws.write_pg_inventory(&dbs);
+    ws.run(&["demo", "--seed-only", "--patients", "10"])
+        .success();
+    let (version, prefix) = next_version();
+    let stem = format!("{prefix}_add_pronouns");
+    ws.write(
+        format!("migrations/{stem}.up.sql"),
+        "ALTER TABLE patient ADD COLUMN pronouns TEXT;\n",
+    );
+    // The down forgets the column.
+    ws.write(format!("migrations/{stem}.down.sql"), "SELECT 1;\n");
+    ws.write_target_plan("down.yaml", version, &[("pilot", ids.clone())]);
+    let before: Vec<_> = ids
+        .iter()
+        .map(|id| dbs.db(id).crash_check().unwrap().fingerprint)
+        .collect();
+
+    let out = ws.run(&["rollout", "plans/down.yaml", "--rehearse"]);
+    out.code(2)
+        .stdout_contains("down-does-not-undo-up")
+        .stdout_contains(&format!("{stem}.down.sql"))
+        .stdout_contains("pronouns");
+    let after: Vec<_> = ids
+        .iter()
+        .map(|id| dbs.db(id).crash_check().unwrap().fingerprint)
+        .collect();
+    assert!(
+        before == after,
+        "the rehearsal changed a trust\n{}",
+        out.describe()
+    );
+    assert!(
+        scratch_databases().is_empty(),
+        "scratch databases left: {:?}",
+        scratch_databases()
+    );
+}
