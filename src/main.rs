@@ -55,8 +55,13 @@ fn main() -> StdExitCode {
             Command::Plan { plan, format, sql } => {
                 commands::plan(&globals, plan, *format, *sql).await
             }
-            Command::Rollout { plan, yes, events } => {
-                commands::rollout(&globals, plan, *yes, events.as_deref()).await
+            Command::Rollout {
+                plan,
+                yes,
+                events,
+                reports,
+            } => {
+                commands::rollout(&globals, plan, *yes, events.as_deref(), &reports.options()).await
             }
             Command::Resume {
                 run,
@@ -65,6 +70,7 @@ fn main() -> StdExitCode {
                 skip,
                 allow_changed_plan,
                 events,
+                reports,
             } => {
                 flotilla::operate::resume(
                     &globals,
@@ -75,6 +81,7 @@ fn main() -> StdExitCode {
                         skip: skip.clone(),
                         allow_changed_plan: *allow_changed_plan,
                         events: events.clone(),
+                        reports: reports.options(),
                     },
                 )
                 .await
@@ -132,6 +139,9 @@ fn main() -> StdExitCode {
                 trusts,
                 format,
             } => commands::health(&globals, plan, trusts, *format).await,
+            Command::Report { run, reports } => {
+                commands::report(&globals, run, &reports.options()).await
+            }
         }
     });
     match result {
