@@ -143,12 +143,14 @@ fn check_events(text: &str) -> Vec<Value> {
     events
 }
 
-/// A parsed JUnit report: (suite name, suite attributes, its test cases (name, classname,
-/// failure message)).
+/// A test case: its name and its failure message, if it failed.
+type Case = (String, Option<String>);
+
+/// A parsed JUnit report: totals, and each suite's name with its test cases.
 struct Junit {
     tests: usize,
     failures: usize,
-    suites: Vec<(String, Vec<(String, Option<String>)>)>,
+    suites: Vec<(String, Vec<Case>)>,
 }
 
 /// Parse a JUnit file and check the elements and attributes the JUnit schema requires.
