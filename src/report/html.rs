@@ -483,6 +483,21 @@ fn format_tick(v: f64, step: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::model::tests::{halted_run, record};
+
+    #[test]
+    fn journal_text_is_escaped_and_each_trust_has_a_section() {
+        let html = render(&RunReport::build(record(), &halted_run()));
+        assert!(html.contains("add &lt;smartcard&gt; &amp; co"), "{html}");
+        assert!(!html.contains("<smartcard>"));
+        assert!(html.contains(r#"<section id="trust-camden" class="trust failed">"#));
+        assert!(html.contains(r#"<section id="trust-islington" class="trust passed">"#));
+        assert_eq!(
+            html.matches("<svg ").count(),
+            1,
+            "only camden has latency figures"
+        );
+    }
 
     #[test]
     fn ticks_are_round_numbers() {

@@ -160,10 +160,77 @@ pub fn report(r: &RunReport) -> Report {
         }
         report.add_test_suite(suite);
     }
+    // Trusts no wave names: those of an operator action (`rollback --trust`).
+    let loose: Vec<&TrustReport> = r
+        .trusts
+        .iter()
+        .filter(|t| !r.waves.iter().any(|w| w.name == t.wave))
+        .collect();
+    if !loose.is_empty() {
+        let classname = format!("{}.{}", r.run.plan, r.run.kind);
+        let mut suite = TestSuite::new(format!("{} / {}", r.run.plan, r.run.kind));
+        suite.add_property(Property::new("run", r.run.run_id.as_str()));
+        for t in loose {
+            suite.add_test_case(trust_case(&classname, t));
+            for g in &t.gates {
+                suite.add_test_case(gate_case(&classname, t, g));
+            }
+        }
+        report.add_test_suite(suite);
+    }
     report
 }
 
 /// The JUnit XML text of a run.
 pub fn render(r: &RunReport) -> Result<String, quick_junit::SerializeError> {
     report(r).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::tests::{halted_run, record};
+
+    #[test]
+    fn the_failing_trust_and_its_gate_fail_with_the_reason() {
+        let xml = render(&RunReport::build(record(), &halted_run())).unwrap();
+        assert!(
+            xml.contains(r#"<testsuite name="rio-5.1 / pilot" tests="5""#),
+            "{xml}"
+        );
+        assert!(xml.contains(r#"failures="2""#), "{xml}");
+        assert!(
+            xml.contains(r#"<failure message="health gate post-upgrade: fail: latency probe &apos;open-record&apos; regressed; rolled back to 5.0" type="health-gate">"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                r#"<testcase name="camden / gate post-upgrade" classname="rio-5.1.pilot">"#
+            ),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn trusts_of_an_operator_action_get_a_suite_of_their_own() {
+        let mut run = record();
+        run.kind = "rollback".into();
+        let events: Vec<_> = halted_run()
+            .into_iter()
+            .filter(|e| {
+                e.body["event"].as_str().unwrap().starts_with("rollback")
+                    || e.body["event"] == "migration_reverting"
+                    || e.body["event"] == "migration_reverted"
+            })
+            .collect();
+        let xml = render(&RunReport::build(run, &events)).unwrap();
+        assert!(
+            xml.contains(r#"<testsuite name="rio-5.1 / rollback" tests="1""#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<testcase name="camden" classname="rio-5.1.rollback""#),
+            "{xml}"
+        );
+    }
 }

@@ -130,6 +130,35 @@ pub fn write(report: &RunReport, opts: &ReportOptions) -> Result<Vec<PathBuf>, R
     Ok(written)
 }
 
+/// Collects a run's events as they are emitted, stamped as the journal stamps them, for a run
+/// that has no journal: `RunReport::build(record, &recorder.events())`, then [`write`].
+#[derive(Default)]
+pub struct Recorder {
+    events: std::sync::Mutex<Vec<crate::journal::StoredEvent>>,
+}
+
+impl Recorder {
+    /// The events so far, in order.
+    pub fn events(&self) -> Vec<crate::journal::StoredEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl crate::engine::EventSink for Recorder {
+    fn emit(&self, event: &crate::engine::Event) {
+        let Ok(mut events) = self.events.lock() else {
+            return;
+        };
+        let seq = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        events.push(crate::journal::StoredEvent {
+            seq,
+            attempt: 1,
+            at: crate::journal::now(),
+            body: serde_json::to_value(event).unwrap_or_default(),
+        });
+    }
+}
+
 /// A short text summary of a run (what `flotilla report RUN` prints).
 pub fn summary(r: &RunReport) -> String {
     use std::fmt::Write as _;
@@ -158,4 +187,29 @@ pub fn summary(r: &RunReport) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Event, EventSink};
+
+    #[test]
+    fn a_recorder_feeds_the_same_model_as_the_journal() {
+        let rec = Recorder::default();
+        rec.emit(&Event::WaveStarted {
+            wave: "pilot".into(),
+            index: 0,
+            trusts: 1,
+            to_upgrade: 1,
+            concurrency: 1,
+        });
+        rec.emit(&Event::WavePassed {
+            wave: "pilot".into(),
+        });
+        let events = rec.events();
+        assert_eq!(events[1].seq, 1);
+        let r = RunReport::build(model::tests::record(), &events);
+        assert_eq!(r.waves[0].status, "passed");
+    }
 }

@@ -53,7 +53,7 @@ pub struct WaveReport {
     pub name: String,
     /// Position in the plan (from 0).
     pub index: usize,
-    /// started, migrated, passed, failed, halted or not-approved.
+    /// started, migrated, passed, failed, halted, not-approved or blocked (preflight).
     pub status: String,
     /// Who approved it, for an approval wave.
     pub approved_by: Option<String>,
@@ -484,6 +484,10 @@ impl Builder {
                 let t = self.trust(&trust, &wave);
                 t.status = "blocked".into();
                 t.error = opt_text(b, "reason");
+                let w = self.wave(&wave);
+                if w.started_at.is_none() {
+                    w.status = "blocked".into();
+                }
             }
             "trust_started" => {
                 let t = self.trust(&trust, &wave);
@@ -608,11 +612,11 @@ impl Builder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn record() -> RunRecord {
+    pub(crate) fn record() -> RunRecord {
         RunRecord {
             run_id: "r1".into(),
             plan: "rio-5.1".into(),
