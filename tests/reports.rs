@@ -383,6 +383,39 @@ fn a_halted_rollout_exits_3_and_its_reports_name_the_failing_trust_and_why() {
     assert_eq!(classes["camden"], "trust failed");
     assert_eq!(classes["islington"], "trust passed");
     assert!(html.contains("integrity of 'clinical_note'"));
+
+    // Resumed without camden, the run completes; its report covers every attempt: camden's
+    // failure stays on record, the later wave is there and passed.
+    ws.run(&[
+        "resume",
+        "--yes",
+        "--skip",
+        "camden",
+        "--junit",
+        "resumed.xml",
+        "--report-dir",
+        "resumed",
+    ])
+    .success();
+    let xml = ws.read("resumed.xml");
+    let junit = parse_junit(&xml);
+    let names: Vec<&str> = junit.suites.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["rio-5.1 / pilot", "rio-5.1 / rest"], "{xml}");
+    let rest: BTreeMap<&str, Option<&str>> = junit.suites[1]
+        .1
+        .iter()
+        .map(|(n, m)| (n.as_str(), m.as_deref()))
+        .collect();
+    assert_eq!(rest.get("barnet"), Some(&None), "barnet passed: {xml}");
+    assert!(junit.suites[0]
+        .1
+        .iter()
+        .any(|(n, m)| n == "camden" && m.is_some()));
+    let classes = check_html(
+        &ws.read("resumed/index.html"),
+        &["camden", "islington", "barnet"],
+    );
+    assert_eq!(classes["barnet"], "trust passed");
 }
 
 #[test]
