@@ -120,7 +120,7 @@ pub enum Command {
         approve: Vec<String>,
         /// Print, per wave and trust, every statement the rollout would run (flotilla's own
         /// lock and tracking statements included) and change nothing.
-        #[arg(long, conflicts_with_all = ["rehearse", "yes", "approve", "events"])]
+        #[arg(long, conflicts_with_all = ["rehearse", "yes", "approve", "events", "junit", "report_dir"])]
         dry_run: bool,
         /// Run the whole plan (migrations, health gates, policy, rollbacks) on disposable
         /// copies of the plan's trust databases, then drop them. The originals are not
@@ -130,6 +130,8 @@ pub enum Command {
         /// Also write every event as a JSON line to FILE (`-` for stdout).
         #[arg(long, value_name = "FILE")]
         events: Option<PathBuf>,
+        #[command(flatten)]
+        reports: ReportArgs,
     },
     /// Continue an interrupted, halted or crashed run from the journal and the databases'
     /// real state. Measures afresh; never reuses a failed window.
@@ -155,6 +157,8 @@ pub enum Command {
         /// Also write every event as a JSON line to FILE (`-` for stdout).
         #[arg(long, value_name = "FILE")]
         events: Option<PathBuf>,
+        #[command(flatten)]
+        reports: ReportArgs,
     },
     /// Roll trusts back with their down migrations, then verify their patient data.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["trust", "wave", "run"])))]
@@ -246,4 +250,35 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Report on a past run from the journal: a summary, and the JUnit and HTML reports a
+    /// rollout writes with --junit and --report-dir.
+    Report {
+        /// The run id (`flotilla status` lists them), or `latest`.
+        run: String,
+        #[command(flatten)]
+        reports: ReportArgs,
+    },
+}
+
+/// Written reports of a run, rendered from the journal when it ends (whatever its outcome).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReportArgs {
+    /// Write a JUnit XML report to FILE: a test suite per wave, a test case per trust and per
+    /// health-gate verdict, failures carrying the reasons.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a self-contained HTML report (DIR/index.html): waves, trusts, versions, timings,
+    /// every verdict with its reasons, latency plots.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// As library options.
+    pub fn options(&self) -> crate::report::ReportOptions {
+        crate::report::ReportOptions {
+            junit: self.junit.clone(),
+            report_dir: self.report_dir.clone(),
+        }
+    }
 }

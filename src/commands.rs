@@ -555,6 +555,7 @@ pub async fn rollout(
     yes: bool,
     approve: &[String],
     events: Option<&Path>,
+    reports: &crate::report::ReportOptions,
 ) -> Outcome {
     let (inventory, catalogs, plan) = g.load_plan(path)?;
     match how {
@@ -566,7 +567,7 @@ pub async fn rollout(
             blocked_failure(&planned)
         }
         RolloutMode::Rehearse => {
-            crate::rehearse::rehearse(g, &inventory, &catalogs, &plan, events).await
+            crate::rehearse::rehearse(g, &inventory, &catalogs, &plan, events, reports).await
         }
         RolloutMode::Real => {
             let prompt = Prompt::new(yes, approve, &plan)?;
@@ -577,6 +578,7 @@ pub async fn rollout(
                 plan: &plan,
                 prompt: &prompt,
                 events,
+                reports,
                 start: crate::operate::Start::New,
                 lease_ttl: g.lease_ttl,
                 rehearsal: false,
@@ -909,6 +911,7 @@ pub async fn demo(
                 plan: &plan,
                 prompt: &Prompt::all("demo"),
                 events: None,
+                reports: &crate::report::ReportOptions::default(),
                 start: crate::operate::Start::New,
                 lease_ttl: g.lease_ttl,
                 rehearsal: false,
@@ -1052,4 +1055,65 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
             format!("health checks found problems:\n  {}", problems.join("\n  ")),
         ))
     }
+}
+
+/// `flotilla report RUN`: a past run from the journal. Never creates a state database.
+pub async fn report(g: &Globals, run: &str, reports: &crate::report::ReportOptions) -> Outcome {
+    use crate::journal::StateLocation;
+    let location = StateLocation::parse(&g.state);
+    if let StateLocation::Sqlite(path) = &location {
+        if !path.exists() {
+            return Err(Failure::new(
+                ExitCode::Config,
+                format!(
+                    "no state database at {}: no run has been recorded there (see --state)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    reports
+        .prepare()
+        .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?;
+    let state = crate::operate::open_state(g).await?;
+    let result = report_from(&state, run, reports).await;
+    state.close().await;
+    result
+}
+
+async fn report_from(
+    state: &crate::journal::StateDb,
+    run: &str,
+    reports: &crate::report::ReportOptions,
+) -> Outcome {
+    let config = |e: crate::journal::StateError| Failure::new(ExitCode::Config, e.to_string());
+    let run_id = if run == "latest" {
+        match state.runs().await.map_err(config)?.first() {
+            Some(r) => r.run_id.clone(),
+            None => {
+                return Err(Failure::new(
+                    ExitCode::Config,
+                    format!("no run recorded in the state database {}", state.location()),
+                ))
+            }
+        }
+    } else {
+        run.to_string()
+    };
+    let model = crate::report::RunReport::load(state, &run_id)
+        .await
+        .map_err(|e| match e {
+            crate::report::ModelError::NoRun { .. } => Failure::new(
+                ExitCode::Config,
+                format!("{e} (`flotilla status` lists the recent runs)"),
+            ),
+            other => Failure::new(ExitCode::Config, other.to_string()),
+        })?;
+    outln!("{}", crate::report::summary(&model).trim_end());
+    let written = crate::report::write(&model, reports)
+        .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?;
+    for path in written {
+        outln!("wrote {}", path.display());
+    }
+    Ok(())
 }

@@ -75,6 +75,7 @@ fn main() -> StdExitCode {
                 dry_run,
                 rehearse,
                 events,
+                reports,
             } => {
                 let how = if *dry_run {
                     commands::RolloutMode::DryRun
@@ -83,7 +84,16 @@ fn main() -> StdExitCode {
                 } else {
                     commands::RolloutMode::Real
                 };
-                commands::rollout(&globals, plan, how, *yes, approve, events.as_deref()).await
+                commands::rollout(
+                    &globals,
+                    plan,
+                    how,
+                    *yes,
+                    approve,
+                    events.as_deref(),
+                    &reports.options(),
+                )
+                .await
             }
             Command::Resume {
                 run,
@@ -93,6 +103,7 @@ fn main() -> StdExitCode {
                 skip,
                 allow_changed_plan,
                 events,
+                reports,
             } => {
                 flotilla::operate::resume(
                     &globals,
@@ -104,6 +115,7 @@ fn main() -> StdExitCode {
                         skip: skip.clone(),
                         allow_changed_plan: *allow_changed_plan,
                         events: events.clone(),
+                        reports: reports.options(),
                     },
                 )
                 .await
@@ -163,6 +175,9 @@ fn main() -> StdExitCode {
             } => commands::health(&globals, plan, trusts, *format).await,
             Command::Completions { shell } => commands::completions(*shell),
             Command::Man => commands::man_page(),
+            Command::Report { run, reports } => {
+                commands::report(&globals, run, &reports.options()).await
+            }
         }
     });
     match result {

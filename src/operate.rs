@@ -79,6 +79,8 @@ pub struct Request<'a> {
     /// Who approves approval waves (and whether the operator is asked to start).
     pub prompt: &'a crate::commands::Prompt,
     pub events: Option<&'a Path>,
+    /// `--junit`, `--report-dir`: written from the journal when the run ends.
+    pub reports: &'a crate::report::ReportOptions,
     pub start: Start<'a>,
     pub lease_ttl: Duration,
     /// A rehearsal on disposable copies: recorded as kind `rehearsal` in its own journal.
@@ -130,6 +132,9 @@ async fn take_lease(
 
 /// Take the lease, preflight, record, run, release.
 pub async fn execute(req: Request<'_>) -> Outcome {
+    req.reports
+        .prepare()
+        .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?;
     let state = open_state(req.g).await?;
     let run_id = match &req.start {
         Start::New => crate::journal::new_run_id(),
@@ -140,8 +145,48 @@ pub async fn execute(req: Request<'_>) -> Outcome {
     if let Err(e) = state.release_lease(&lease).await {
         tracing::warn!(error = %e, "could not release the lease; it expires by itself");
     }
+    let result = write_run_reports(&state, &run_id, req.reports, result).await;
     state.close().await;
     result
+}
+
+/// Write the run's reports from its journal, whatever its outcome (a halted run's report
+/// matters most). A report that cannot be written fails a run that succeeded (exit 2), and
+/// never hides the outcome of one that did not: both are printed.
+async fn write_run_reports(
+    state: &StateDb,
+    run_id: &str,
+    reports: &crate::report::ReportOptions,
+    result: Outcome,
+) -> Outcome {
+    if !reports.any() {
+        return result;
+    }
+    // A run refused before it was recorded (lease held, not confirmed) has nothing to report.
+    match state.run(run_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return result,
+        Err(e) => tracing::warn!(error = %e, "cannot read the run back for its reports"),
+    }
+    match (
+        crate::report::write_reports(state, run_id, reports).await,
+        result,
+    ) {
+        (Ok(written), result) => {
+            for path in written {
+                eprintln!("report written: {}", path.display());
+            }
+            result
+        }
+        (Err(e), Ok(())) => Err(Failure::new(
+            ExitCode::Config,
+            format!("run {run_id} completed, but its report could not be written: {e}"),
+        )),
+        (Err(e), Err(run_failure)) => {
+            eprintln!("error: run {run_id}: its report could not be written: {e}");
+            Err(run_failure)
+        }
+    }
 }
 
 async fn execute_leased(
@@ -160,6 +205,7 @@ async fn execute_leased(
         ref start,
         lease_ttl: _,
         rehearsal,
+        reports: _,
     } = req;
     if matches!(start, Start::Resume { .. }) {
         reconcile(state, run_id, inventory, plan).await?;
@@ -448,6 +494,8 @@ pub struct ResumeOptions {
     pub allow_changed_plan: bool,
     /// `--events` file.
     pub events: Option<std::path::PathBuf>,
+    /// `--junit`, `--report-dir`.
+    pub reports: crate::report::ReportOptions,
 }
 
 /// `flotilla resume [RUN]`.
@@ -574,6 +622,7 @@ pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
         plan: &plan,
         prompt: &prompt,
         events: o.events.as_deref(),
+        reports: &o.reports,
         start: Start::Resume {
             record,
             resumed: reading.resumed,

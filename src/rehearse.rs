@@ -41,6 +41,7 @@ pub async fn rehearse(
     catalogs: &Catalogs,
     plan: &Plan,
     events: Option<&Path>,
+    reports: &crate::report::ReportOptions,
 ) -> Outcome {
     let dir = tempfile::Builder::new()
         .prefix("flotilla-rehearsal-")
@@ -78,6 +79,7 @@ pub async fn rehearse(
                 plan,
                 prompt: &Prompt::all("rehearsal"),
                 events,
+                reports,
                 start: crate::operate::Start::New,
                 lease_ttl: g.lease_ttl,
                 rehearsal: true,

@@ -279,8 +279,31 @@ fn rehearsal_then_real(ws: &Workspace, snapshot: impl Fn() -> Vec<Fingerprint>) 
         "--rehearse",
         "--events",
         "rehearsal.jsonl",
+        "--junit",
+        "rehearsal.xml",
+        "--report-dir",
+        "report",
     ]);
     rehearsal.code(3).stdout_contains("rehearsal");
+    // The reports, written from the rehearsal's own journal before it was thrown away.
+    let xml = ws.read("rehearsal.xml");
+    let doc = roxmltree::Document::parse(&xml).expect("the rehearsal's JUnit is well-formed XML");
+    let camden = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("camden"))
+        .expect("a test case for camden");
+    let failure = camden
+        .children()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap_or_else(|| panic!("camden's test case does not fail:\n{xml}"));
+    assert!(
+        failure
+            .attribute("message")
+            .is_some_and(|m| m.contains("write")),
+        "camden's failure does not say why: {:?}",
+        failure.attribute("message")
+    );
+    assert!(ws.read("report/index.html").contains("id=\"trust-camden\""));
     assert!(
         before == snapshot(),
         "the rehearsal changed a trust database\n{}",
@@ -290,7 +313,15 @@ fn rehearsal_then_real(ws: &Workspace, snapshot: impl Fn() -> Vec<Fingerprint>) 
         !ws.exists(".flotilla"),
         "the rehearsal wrote the estate's state database"
     );
-    let real = ws.run(&["rollout", SMALL, "--yes", "--events", "real.jsonl"]);
+    // Without a terminal the approval wave must be approved in advance.
+    let real = ws.run(&[
+        "rollout",
+        SMALL,
+        "--approve",
+        "rest",
+        "--events",
+        "real.jsonl",
+    ]);
     real.code(3);
 
     let (rv, rf) = verdicts(ws, "rehearsal.jsonl");

@@ -59,7 +59,7 @@ pub enum Window {
 }
 
 /// Figures of one latency probe, baseline against the window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LatencyComparison {
     /// Probe name.
     pub probe: String,

@@ -77,6 +77,8 @@ pub struct StoredEvent {
     pub seq: i64,
     /// Which attempt wrote it.
     pub attempt: i64,
+    /// When it was recorded (RFC 3339).
+    pub at: String,
     /// The event as JSON (the same shape as `--events`).
     pub body: serde_json::Value,
 }
@@ -154,14 +156,19 @@ impl StateDb {
 
     /// A run's events in order.
     pub async fn events(&self, run_id: &str) -> Result<Vec<StoredEvent>, StateError> {
-        let rows: Vec<(i64, i64, String)> = on_pool!(&self.pool, p =>
-            sqlx::query_as("SELECT seq, attempt, body FROM flotilla_events WHERE run_id = $1 ORDER BY seq")
+        let rows: Vec<(i64, i64, String, String)> = on_pool!(&self.pool, p =>
+            sqlx::query_as("SELECT seq, attempt, at, body FROM flotilla_events WHERE run_id = $1 ORDER BY seq")
                 .bind(run_id).fetch_all(p).await)
         .map_err(|e| self.err(e))?;
         rows.into_iter()
-            .map(|(seq, attempt, body)| {
+            .map(|(seq, attempt, at, body)| {
                 serde_json::from_str(&body)
-                    .map(|body| StoredEvent { seq, attempt, body })
+                    .map(|body| StoredEvent {
+                        seq,
+                        attempt,
+                        at,
+                        body,
+                    })
                     .map_err(|e| self.invalid(format!("run {run_id}, event {seq}: {e}")))
             })
             .collect()

@@ -1,7 +1,215 @@
-//! Reporters: consumers of the engine's [`Event`](crate::engine::Event) stream.
+//! Reporters. Live ones consume the engine's [`Event`](crate::engine::Event) stream (the
+//! terminal, `--events` JSON lines); the written reports (`--junit`, `--report-dir`,
+//! `flotilla report`) are rendered after a run from its journal, through one model
+//! ([`model::RunReport`]).
 
+pub mod html;
 pub mod human;
 pub mod jsonl;
+pub mod junit;
+pub mod model;
+
+use std::path::{Path, PathBuf};
 
 pub use human::Human;
 pub use jsonl::JsonLines;
+pub use model::{ModelError, RunReport, TrustResult};
+
+use crate::journal::StateDb;
+
+/// Which written reports to produce.
+#[derive(Debug, Clone, Default)]
+pub struct ReportOptions {
+    /// `--junit FILE`.
+    pub junit: Option<PathBuf>,
+    /// `--report-dir DIR` (the report is `DIR/index.html`).
+    pub report_dir: Option<PathBuf>,
+}
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("cannot write the report {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the JUnit report {path}: {message}")]
+    Junit { path: String, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl ReportOptions {
+    /// Whether any written report was asked for.
+    pub fn any(&self) -> bool {
+        self.junit.is_some() || self.report_dir.is_some()
+    }
+
+    /// Check, before a run starts, that the reports can be written there: the report
+    /// directory is created, the JUnit file's directory must exist.
+    pub fn prepare(&self) -> Result<(), ReportError> {
+        if let Some(dir) = &self.report_dir {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        if let Some(file) = &self.junit {
+            if file.is_dir() {
+                return Err(ReportError::Io {
+                    path: file.display().to_string(),
+                    source: std::io::Error::other("is a directory"),
+                });
+            }
+            if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if !parent.is_dir() {
+                    return Err(ReportError::Io {
+                        path: file.display().to_string(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("directory {} does not exist", parent.display()),
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Write `text` to `path` through a temporary file beside it, so a reader never sees half.
+fn write_atomically(path: &Path, text: &str) -> Result<(), ReportError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).map_err(io_err(path))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(path)(e)
+    })
+}
+
+/// Render run `run_id` from the journal into the reports `opts` asks for; returns the files
+/// written.
+pub async fn write_reports(
+    state: &StateDb,
+    run_id: &str,
+    opts: &ReportOptions,
+) -> Result<Vec<PathBuf>, ReportError> {
+    if !opts.any() {
+        return Ok(Vec::new());
+    }
+    write(&RunReport::load(state, run_id).await?, opts)
+}
+
+/// Write the reports `opts` asks for of a run already read; returns the files written.
+pub fn write(report: &RunReport, opts: &ReportOptions) -> Result<Vec<PathBuf>, ReportError> {
+    let mut written = Vec::new();
+    if let Some(path) = &opts.junit {
+        let xml = junit::render(report).map_err(|e| ReportError::Junit {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        write_atomically(path, &xml)?;
+        written.push(path.clone());
+    }
+    if let Some(dir) = &opts.report_dir {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = dir.join("index.html");
+        write_atomically(&path, &html::render(report))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Collects a run's events as they are emitted, stamped as the journal stamps them, for a run
+/// that has no journal: `RunReport::build(record, &recorder.events())`, then [`write`].
+#[derive(Default)]
+pub struct Recorder {
+    events: std::sync::Mutex<Vec<crate::journal::StoredEvent>>,
+}
+
+impl Recorder {
+    /// The events so far, in order.
+    pub fn events(&self) -> Vec<crate::journal::StoredEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl crate::engine::EventSink for Recorder {
+    fn emit(&self, event: &crate::engine::Event) {
+        let Ok(mut events) = self.events.lock() else {
+            return;
+        };
+        let seq = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        events.push(crate::journal::StoredEvent {
+            seq,
+            attempt: 1,
+            at: crate::journal::now(),
+            body: serde_json::to_value(event).unwrap_or_default(),
+        });
+    }
+}
+
+/// A short text summary of a run (what `flotilla report RUN` prints).
+pub fn summary(r: &RunReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "run {} ({} {}): {}, exit code {}",
+        r.run.run_id,
+        r.run.kind,
+        r.run.plan,
+        r.run.status,
+        r.run
+            .exit_code
+            .map_or_else(|| "-".to_string(), |c| c.to_string())
+    );
+    for w in &r.waves {
+        let _ = writeln!(s, "wave {}: {}", w.name, w.status);
+        for id in &w.trusts {
+            let Some(t) = r.trust(id) else { continue };
+            let line = match t.result() {
+                TrustResult::Passed { summary } => summary,
+                TrustResult::Failed { kind, message } => format!("{kind}: {message}"),
+                TrustResult::Skipped { message } => message,
+            };
+            let _ = writeln!(s, "  {:<24} {:<8} {line}", t.id, t.result().label());
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Event, EventSink};
+
+    #[test]
+    fn a_recorder_feeds_the_same_model_as_the_journal() {
+        let rec = Recorder::default();
+        rec.emit(&Event::WaveStarted {
+            wave: "pilot".into(),
+            index: 0,
+            trusts: 1,
+            to_upgrade: 1,
+            concurrency: 1,
+        });
+        rec.emit(&Event::WavePassed {
+            wave: "pilot".into(),
+        });
+        let events = rec.events();
+        assert_eq!(events[1].seq, 1);
+        let r = RunReport::build(model::tests::record(), &events);
+        assert_eq!(r.waves[0].status, "passed");
+    }
+}

@@ -1,0 +1,723 @@
+//! One model of a run, built from its journal: every report (`--junit`, `--report-dir`,
+//! `flotilla report`) renders this, so what a trust's result *is* is decided here once.
+//!
+//! The model reads only the run's record and its events (the same JSON objects `--events`
+//! writes, with the time each was recorded), so a past run renders exactly like a live one.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::health::gate::LatencyComparison;
+use crate::journal::{RunRecord, StateDb, StateError, StoredEvent};
+
+/// A run, as its journal tells it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The run's record (plan, status, exit code, who, when).
+    pub run: RunRecord,
+    /// The release the plan rolls out, when it names one.
+    pub target_release: Option<String>,
+    /// Waves in the plan (from `run_started`).
+    pub planned_waves: Option<usize>,
+    /// Trusts in the plan (from `run_started`).
+    pub planned_trusts: Option<usize>,
+    /// How the last attempt ended (`run_finished`), when it did.
+    pub outcome: Option<String>,
+    /// Time spent running, over every attempt, ms.
+    pub duration_ms: u64,
+    /// Why the gate stopped the run, per halt.
+    pub halts: Vec<Halt>,
+    /// Waves in the order they started.
+    pub waves: Vec<WaveReport>,
+    /// Trusts in the order they first appeared.
+    pub trusts: Vec<TrustReport>,
+    /// Events read.
+    pub events: usize,
+}
+
+/// A halt by the health gate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Halt {
+    /// The wave.
+    pub wave: String,
+    /// The gate's reason.
+    pub reason: String,
+}
+
+/// A wave of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveReport {
+    /// Its name.
+    pub name: String,
+    /// Position in the plan (from 0).
+    pub index: usize,
+    /// started, migrated, passed, failed, halted, not-approved or blocked (preflight).
+    pub status: String,
+    /// Who approved it, for an approval wave.
+    pub approved_by: Option<String>,
+    /// Soak rounds run, and how many the plan asks for.
+    pub soak_rounds: Option<(u32, u32)>,
+    /// When it (last) started, RFC 3339.
+    pub started_at: Option<String>,
+    /// When it last changed status, RFC 3339.
+    pub ended_at: Option<String>,
+    /// `ended_at - started_at`, ms.
+    pub duration_ms: Option<u64>,
+    /// Its trusts, in order of appearance.
+    pub trusts: Vec<String>,
+}
+
+/// One migration step on a trust.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationStep {
+    /// Version.
+    pub version: i64,
+    /// Description (empty for a revert).
+    pub description: String,
+    /// `migrate` or `revert`.
+    pub direction: String,
+    /// started (never finished), applied, failed, reverted.
+    pub state: String,
+    /// How long it took, ms (applied migrations).
+    pub duration_ms: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// One verdict of the health gate on a trust.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateReport {
+    /// post-upgrade, soak or after-rollback.
+    pub window: String,
+    /// The window for people: `post-upgrade`, `soak 1/2`, `after-rollback`.
+    pub label: String,
+    /// pass, fail, inconclusive or error.
+    pub verdict: String,
+    /// The gate's reasons (empty on a pass).
+    pub reasons: Vec<String>,
+    /// Latency figures, baseline against the window, with the samples.
+    pub latency: Vec<LatencyComparison>,
+    /// Which attempt of the run judged it.
+    pub attempt: i64,
+}
+
+impl GateReport {
+    /// Whether the gate passed the trust in this window.
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
+}
+
+/// A rollback of a trust.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackReport {
+    /// Release it was rolled back from.
+    pub from: String,
+    /// Release it was rolled back to.
+    pub to: String,
+    /// started (never finished), finished or failed.
+    pub state: String,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// One trust's part in the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustReport {
+    /// Trust id.
+    pub id: String,
+    /// Its wave.
+    pub wave: String,
+    /// Release before the upgrade.
+    pub from: Option<String>,
+    /// Release the upgrade aims at.
+    pub to: Option<String>,
+    /// Version when its part ended (after any rollback).
+    pub version: Option<i64>,
+    /// Release when its part ended (after any rollback).
+    pub release: Option<String>,
+    /// upgraded, up-to-date, failed, skipped, interrupted, blocked, or started (never
+    /// finished).
+    pub status: String,
+    /// Why it failed or was blocked.
+    pub error: Option<String>,
+    /// Time spent migrating it, ms.
+    pub duration_ms: Option<u64>,
+    /// Migrations applied, failed and reverted, in order.
+    pub migrations: Vec<MigrationStep>,
+    /// Every verdict of the gate on it, in order.
+    pub gates: Vec<GateReport>,
+    /// Its rollback, if it had one.
+    pub rollback: Option<RollbackReport>,
+    /// Connection retries (the errors that caused them).
+    pub retries: Vec<String>,
+    /// Index into `gates` of the first verdict of its latest attempt.
+    #[serde(skip)]
+    latest_gates: usize,
+}
+
+/// What a trust's part came to: the single judgement every report shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum TrustResult {
+    /// Upgraded (or already up to date) and every verdict passed.
+    Passed { summary: String },
+    /// Something went wrong: `kind` is blocked, migration-failed, health-gate,
+    /// rollback-failed, interrupted or unfinished.
+    Failed { kind: String, message: String },
+    /// Not started: the wave or the run stopped first.
+    Skipped { message: String },
+}
+
+impl TrustResult {
+    /// `passed`, `failed` or `skipped`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TrustResult::Passed { .. } => "passed",
+            TrustResult::Failed { .. } => "failed",
+            TrustResult::Skipped { .. } => "skipped",
+        }
+    }
+}
+
+impl TrustReport {
+    fn new(id: &str, wave: &str) -> TrustReport {
+        TrustReport {
+            id: id.to_string(),
+            wave: wave.to_string(),
+            from: None,
+            to: None,
+            version: None,
+            release: None,
+            status: "started".into(),
+            error: None,
+            duration_ms: None,
+            migrations: Vec::new(),
+            gates: Vec::new(),
+            rollback: None,
+            retries: Vec::new(),
+            latest_gates: 0,
+        }
+    }
+
+    /// The verdicts of its latest attempt (a resumed run may judge a trust again).
+    pub fn latest_gates(&self) -> &[GateReport] {
+        &self.gates[self.latest_gates.min(self.gates.len())..]
+    }
+
+    /// The latest post-upgrade verdict with latency figures: what the plots show.
+    pub fn post_upgrade(&self) -> Option<&GateReport> {
+        self.gates
+            .iter()
+            .rev()
+            .find(|g| g.window == "post-upgrade" && !g.latency.is_empty())
+    }
+
+    /// What its part came to.
+    pub fn result(&self) -> TrustResult {
+        let failed = |kind: &str, message: String| TrustResult::Failed {
+            kind: kind.into(),
+            message,
+        };
+        let rolled_back = match &self.rollback {
+            Some(r) if r.state == "finished" => format!("; rolled back to {}", r.to),
+            Some(r) if r.state == "failed" => format!(
+                "; its rollback FAILED: {}",
+                r.error.as_deref().unwrap_or("unknown error")
+            ),
+            Some(_) => "; its rollback did not finish".into(),
+            None => String::new(),
+        };
+        if let Some(r) = &self.rollback {
+            if r.state == "failed" {
+                return failed(
+                    "rollback-failed",
+                    format!(
+                        "rollback to {} failed: {}",
+                        r.to,
+                        r.error.as_deref().unwrap_or("unknown error")
+                    ),
+                );
+            }
+        }
+        let error = self.error.clone().unwrap_or_default();
+        match self.status.as_str() {
+            "blocked" => return failed("blocked", format!("blocked before the run: {error}")),
+            "failed" => return failed("migration-failed", format!("{error}{rolled_back}")),
+            "interrupted" => {
+                return failed(
+                    "interrupted",
+                    "interrupted by an operator between two migrations".into(),
+                )
+            }
+            "skipped" => {
+                return TrustResult::Skipped {
+                    message: "not started: the wave or the run stopped first".into(),
+                }
+            }
+            _ => {}
+        }
+        if let Some(g) = self.latest_gates().iter().find(|g| !g.passed()) {
+            return failed(
+                "health-gate",
+                format!(
+                    "health gate {}: {}: {}{rolled_back}",
+                    g.label,
+                    g.verdict,
+                    g.reasons.join("; ")
+                ),
+            );
+        }
+        match self.status.as_str() {
+            "upgraded" => TrustResult::Passed {
+                summary: format!(
+                    "upgraded {} → {} ({} migrations), {} verdict(s) passed",
+                    self.from.as_deref().unwrap_or("?"),
+                    self.release.as_deref().unwrap_or("?"),
+                    self.migrations
+                        .iter()
+                        .filter(|m| m.direction == "migrate" && m.state == "applied")
+                        .count(),
+                    self.latest_gates().len()
+                ),
+            },
+            "up-to-date" => TrustResult::Passed {
+                summary: format!(
+                    "already at {}",
+                    self.release.as_deref().unwrap_or("the target")
+                ),
+            },
+            _ => failed(
+                "unfinished",
+                "the run ended before this trust's part finished (resume continues it)".into(),
+            ),
+        }
+    }
+}
+
+/// Why a report could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("no run '{run}' in the state database {location}")]
+    NoRun { run: String, location: String },
+}
+
+/// Milliseconds between two RFC 3339 times, when both parse and the second is later.
+fn between(start: &str, end: &str) -> Option<u64> {
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let ms = (parse(end)? - parse(start)?).whole_milliseconds();
+    u64::try_from(ms).ok()
+}
+
+impl RunReport {
+    /// Read run `run_id` from the state database.
+    pub async fn load(state: &StateDb, run_id: &str) -> Result<RunReport, ModelError> {
+        let run = state.run(run_id).await?.ok_or_else(|| ModelError::NoRun {
+            run: run_id.to_string(),
+            location: state.location().to_string(),
+        })?;
+        let events = state.events(run_id).await?;
+        Ok(RunReport::build(run, &events))
+    }
+
+    /// The trust `id`, if it took part.
+    pub fn trust(&self, id: &str) -> Option<&TrustReport> {
+        self.trusts.iter().find(|t| t.id == id)
+    }
+
+    /// Build the model from a run's record and its events, in order.
+    pub fn build(run: RunRecord, events: &[StoredEvent]) -> RunReport {
+        let mut b = Builder {
+            report: RunReport {
+                run,
+                target_release: None,
+                planned_waves: None,
+                planned_trusts: None,
+                outcome: None,
+                duration_ms: 0,
+                halts: Vec::new(),
+                waves: Vec::new(),
+                trusts: Vec::new(),
+                events: events.len(),
+            },
+            soak_round: BTreeMap::new(),
+        };
+        for e in events {
+            b.apply(e);
+        }
+        b.report
+    }
+}
+
+struct Builder {
+    report: RunReport,
+    /// Wave → the soak round in progress (round, of).
+    soak_round: BTreeMap<String, (u32, u32)>,
+}
+
+fn text(b: &Value, k: &str) -> String {
+    b.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn opt_text(b: &Value, k: &str) -> Option<String> {
+    b.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+fn int(b: &Value, k: &str) -> Option<i64> {
+    b.get(k).and_then(Value::as_i64)
+}
+
+fn uint(b: &Value, k: &str) -> Option<u64> {
+    b.get(k).and_then(Value::as_u64)
+}
+
+impl Builder {
+    fn wave(&mut self, name: &str) -> &mut WaveReport {
+        let waves = &mut self.report.waves;
+        let i = match waves.iter().position(|w| w.name == name) {
+            Some(i) => i,
+            None => {
+                waves.push(WaveReport {
+                    name: name.to_string(),
+                    index: waves.len(),
+                    status: "started".into(),
+                    approved_by: None,
+                    soak_rounds: None,
+                    started_at: None,
+                    ended_at: None,
+                    duration_ms: None,
+                    trusts: Vec::new(),
+                });
+                waves.len() - 1
+            }
+        };
+        &mut waves[i]
+    }
+
+    fn wave_status(&mut self, name: &str, status: &str, at: &str) {
+        let w = self.wave(name);
+        w.status = status.to_string();
+        w.ended_at = Some(at.to_string());
+        w.duration_ms = w.started_at.as_deref().and_then(|s| between(s, at));
+    }
+
+    /// The trust `id`, registered in `wave` when first seen (`wave` may be empty for events
+    /// that do not name it; such a trust is filed under its wave when one names it).
+    fn trust(&mut self, id: &str, wave: &str) -> &mut TrustReport {
+        let i = match self.report.trusts.iter().position(|t| t.id == id) {
+            Some(i) => i,
+            None => {
+                self.report.trusts.push(TrustReport::new(id, wave));
+                self.report.trusts.len() - 1
+            }
+        };
+        if !wave.is_empty() {
+            if self.report.trusts[i].wave.is_empty() {
+                self.report.trusts[i].wave = wave.to_string();
+            }
+            let w = self.wave(wave);
+            if !w.trusts.iter().any(|t| t == id) {
+                w.trusts.push(id.to_string());
+            }
+        }
+        &mut self.report.trusts[i]
+    }
+
+    fn apply(&mut self, e: &StoredEvent) {
+        let b = &e.body;
+        let trust = text(b, "trust");
+        let wave = text(b, "wave");
+        match text(b, "event").as_str() {
+            "run_started" => {
+                self.report.target_release = opt_text(b, "target_release");
+                self.report.planned_waves = uint(b, "waves").and_then(|n| usize::try_from(n).ok());
+                self.report.planned_trusts =
+                    uint(b, "trusts").and_then(|n| usize::try_from(n).ok());
+            }
+            "run_finished" => {
+                self.report.outcome = opt_text(b, "outcome");
+                self.report.duration_ms += uint(b, "duration_ms").unwrap_or(0);
+            }
+            "wave_started" => {
+                let index = uint(b, "index").and_then(|n| usize::try_from(n).ok());
+                let w = self.wave(&wave);
+                if let Some(i) = index {
+                    w.index = i;
+                }
+                w.status = "started".into();
+                w.started_at = Some(e.at.clone());
+                w.ended_at = None;
+                w.duration_ms = None;
+            }
+            "wave_approved" => self.wave(&wave).approved_by = opt_text(b, "by"),
+            "wave_not_approved" => self.wave_status(&wave, "not-approved", &e.at),
+            "wave_finished" => {
+                let failed = uint(b, "failed").unwrap_or(0) > 0;
+                self.wave_status(&wave, if failed { "failed" } else { "migrated" }, &e.at);
+            }
+            "wave_passed" => self.wave_status(&wave, "passed", &e.at),
+            "halted" => {
+                self.wave_status(&wave, "halted", &e.at);
+                self.report.halts.push(Halt {
+                    wave,
+                    reason: text(b, "reason"),
+                });
+            }
+            "soak_round" => {
+                let round = (
+                    u32::try_from(uint(b, "round").unwrap_or(0)).unwrap_or(0),
+                    u32::try_from(uint(b, "of").unwrap_or(0)).unwrap_or(0),
+                );
+                self.wave(&wave).soak_rounds = Some(round);
+                self.soak_round.insert(wave, round);
+            }
+            "trust_blocked" => {
+                let t = self.trust(&trust, &wave);
+                t.status = "blocked".into();
+                t.error = opt_text(b, "reason");
+                let w = self.wave(&wave);
+                if w.started_at.is_none() {
+                    w.status = "blocked".into();
+                }
+            }
+            "trust_started" => {
+                let t = self.trust(&trust, &wave);
+                t.from = opt_text(b, "from");
+                t.to = opt_text(b, "to");
+                t.status = "started".into();
+                t.error = None;
+                t.rollback = None;
+                t.latest_gates = t.gates.len();
+            }
+            "trust_finished" => {
+                let t = self.trust(&trust, &wave);
+                t.status = text(b, "status");
+                t.version = int(b, "version");
+                t.release = opt_text(b, "release");
+                t.error = opt_text(b, "error");
+                t.duration_ms = uint(b, "duration_ms");
+            }
+            "trust_retrying" => {
+                let t = self.trust(&trust, "");
+                t.retries.push(text(b, "error"));
+            }
+            "migration_started" | "migration_reverting" => {
+                let reverting = text(b, "event") == "migration_reverting";
+                let t = self.trust(&trust, "");
+                t.migrations.push(MigrationStep {
+                    version: int(b, "version").unwrap_or_default(),
+                    description: text(b, "description"),
+                    direction: if reverting { "revert" } else { "migrate" }.into(),
+                    state: "started".into(),
+                    duration_ms: None,
+                    error: None,
+                });
+            }
+            "migration_applied" | "migration_failed" | "migration_reverted" => {
+                let name = text(b, "event");
+                let version = int(b, "version");
+                let direction = if name == "migration_reverted" {
+                    "revert"
+                } else {
+                    "migrate"
+                };
+                let t = self.trust(&trust, "");
+                if let Some(m) = t.migrations.iter_mut().rev().find(|m| {
+                    Some(m.version) == version && m.direction == direction && m.state == "started"
+                }) {
+                    match name.as_str() {
+                        "migration_applied" => {
+                            m.state = "applied".into();
+                            m.duration_ms = uint(b, "duration_ms");
+                        }
+                        "migration_failed" => {
+                            m.state = "failed".into();
+                            m.error = opt_text(b, "error");
+                        }
+                        _ => m.state = "reverted".into(),
+                    }
+                }
+            }
+            "health_verdict" => {
+                let window = text(b, "window");
+                let label = if window == "soak" {
+                    match self.soak_round.get(&wave) {
+                        Some((round, of)) => format!("soak {round}/{of}"),
+                        None => "soak".into(),
+                    }
+                } else {
+                    window.clone()
+                };
+                let reasons = b
+                    .get("reasons")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let latency = b
+                    .get("latency")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                let t = self.trust(&trust, &wave);
+                t.gates.push(GateReport {
+                    window,
+                    label,
+                    verdict: text(b, "verdict"),
+                    reasons,
+                    latency,
+                    attempt: e.attempt,
+                });
+            }
+            "rollback_started" => {
+                let t = self.trust(&trust, "");
+                t.rollback = Some(RollbackReport {
+                    from: text(b, "from"),
+                    to: text(b, "to"),
+                    state: "started".into(),
+                    error: None,
+                });
+            }
+            "rollback_finished" | "rollback_failed" => {
+                let finished = text(b, "event") == "rollback_finished";
+                let t = self.trust(&trust, "");
+                if finished {
+                    t.version = int(b, "version");
+                    t.release = opt_text(b, "release");
+                }
+                let r = t.rollback.get_or_insert_with(|| RollbackReport {
+                    from: String::new(),
+                    to: String::new(),
+                    state: String::new(),
+                    error: None,
+                });
+                r.state = if finished { "finished" } else { "failed" }.into();
+                r.error = opt_text(b, "error");
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn record() -> RunRecord {
+        RunRecord {
+            run_id: "r1".into(),
+            plan: "rio-5.1".into(),
+            plan_path: "plans/rio-5.1.yaml".into(),
+            plan_sha256: String::new(),
+            migrations_sha256: String::new(),
+            target_version: 130,
+            started_by: "ops@host".into(),
+            started_at: "2026-01-01T10:00:00Z".into(),
+            updated_at: "2026-01-01T10:00:09Z".into(),
+            status: "halted".into(),
+            attempts: 1,
+            exit_code: Some(3),
+            reason: None,
+            kind: "rollout".into(),
+        }
+    }
+
+    pub(crate) fn halted_run() -> Vec<StoredEvent> {
+        let bodies = vec![
+            json!({"event":"run_started","plan":"rio-5.1","target_version":130,"target_release":"5.1","waves":2,"trusts":3,"migrations":10}),
+            json!({"event":"wave_started","wave":"pilot","index":0,"trusts":2,"to_upgrade":2,"concurrency":2}),
+            json!({"event":"trust_started","wave":"pilot","trust":"camden","from":"5.0","to":"5.1","migrations":1}),
+            json!({"event":"migration_started","trust":"camden","version":90,"description":"add <smartcard> & co","before":80}),
+            json!({"event":"migration_applied","trust":"camden","version":90,"duration_ms":6}),
+            json!({"event":"trust_finished","wave":"pilot","trust":"camden","version":90,"release":"5.1","status":"upgraded","migrations":1,"duration_ms":40}),
+            json!({"event":"trust_started","wave":"pilot","trust":"islington","from":"5.0","to":"5.1","migrations":1}),
+            json!({"event":"migration_started","trust":"islington","version":90,"description":"add_smartcard","before":80}),
+            json!({"event":"migration_applied","trust":"islington","version":90,"duration_ms":5}),
+            json!({"event":"trust_finished","wave":"pilot","trust":"islington","version":90,"release":"5.1","status":"upgraded","migrations":1,"duration_ms":30}),
+            json!({"event":"health_verdict","wave":"pilot","trust":"islington","window":"post-upgrade","verdict":"pass","latency":[]}),
+            json!({"event":"health_verdict","wave":"pilot","trust":"camden","window":"post-upgrade","verdict":"fail","reasons":["latency probe 'open-record' regressed"],"latency":[{"probe":"open-record","baseline_median_ms":0.2,"median_ms":4.0,"baseline_p95_ms":0.3,"p95_ms":6.0,"baseline_p99_ms":0.3,"p99_ms":6.5,"shift_ms":3.8,"p_value":1e-9,"machine_factor":1.0,"regressed":true,"baseline_ms":[0.2,0.3],"samples_ms":[4.0,6.0]}]}),
+            json!({"event":"wave_finished","wave":"pilot","upgraded":2,"up_to_date":0,"failed":0,"skipped":0}),
+            json!({"event":"rollback_started","trust":"camden","from":"5.1","to":"5.0","migrations":1}),
+            json!({"event":"migration_reverting","trust":"camden","version":90}),
+            json!({"event":"migration_reverted","trust":"camden","version":90,"now_at":80}),
+            json!({"event":"health_verdict","wave":"pilot","trust":"camden","window":"after-rollback","verdict":"pass","latency":[]}),
+            json!({"event":"rollback_finished","trust":"camden","version":80,"release":"5.0"}),
+            json!({"event":"halted","wave":"pilot","reason":"camden: latency probe 'open-record' regressed"}),
+            json!({"event":"run_finished","outcome":"halted","exit_code":3,"duration_ms":9000}),
+        ];
+        bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| StoredEvent {
+                seq: i as i64,
+                attempt: 1,
+                at: format!("2026-01-01T10:00:{:02}Z", i / 3),
+                body,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_halted_run_fails_the_regressed_trust_with_the_gate_reason() {
+        let r = RunReport::build(record(), &halted_run());
+        assert_eq!(r.waves.len(), 1);
+        assert_eq!(r.waves[0].status, "halted");
+        assert_eq!(r.waves[0].trusts, vec!["camden", "islington"]);
+        assert_eq!(r.waves[0].duration_ms, Some(6000), "wave_started to halted");
+        assert_eq!(r.duration_ms, 9000);
+        let camden = r.trust("camden").unwrap();
+        assert_eq!(camden.release.as_deref(), Some("5.0"), "after the rollback");
+        assert_eq!(camden.migrations.len(), 2);
+        assert_eq!(camden.migrations[1].state, "reverted");
+        match camden.result() {
+            TrustResult::Failed { kind, message } => {
+                assert_eq!(kind, "health-gate");
+                assert!(message.contains("open-record' regressed"), "{message}");
+                assert!(message.contains("rolled back to 5.0"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            camden.post_upgrade().unwrap().latency[0].samples_ms.len(),
+            2
+        );
+        assert_eq!(r.trust("islington").unwrap().result().label(), "passed");
+    }
+
+    #[test]
+    fn a_retried_trust_is_judged_on_its_latest_attempt() {
+        let mut events = halted_run();
+        let extra = [
+            json!({"event":"run_resumed","attempt":2}),
+            json!({"event":"trust_started","wave":"pilot","trust":"camden","from":"5.0","to":"5.1","migrations":1}),
+            json!({"event":"trust_finished","wave":"pilot","trust":"camden","version":90,"release":"5.1","status":"upgraded","migrations":1,"duration_ms":40}),
+            json!({"event":"health_verdict","wave":"pilot","trust":"camden","window":"post-upgrade","verdict":"pass","latency":[]}),
+            json!({"event":"wave_passed","wave":"pilot"}),
+        ];
+        for body in extra {
+            events.push(StoredEvent {
+                seq: events.len() as i64,
+                attempt: 2,
+                at: "2026-01-01T11:00:00Z".into(),
+                body,
+            });
+        }
+        let r = RunReport::build(record(), &events);
+        assert_eq!(r.trust("camden").unwrap().result().label(), "passed");
+        assert_eq!(r.trust("camden").unwrap().gates.len(), 3, "history is kept");
+        assert_eq!(r.waves[0].status, "passed");
+    }
+}
