@@ -519,10 +519,16 @@ pub fn man_page() -> Outcome {
 }
 
 pub(crate) fn event_sinks(g: &Globals, events: Option<&Path>) -> Result<Fanout, Failure> {
-    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Human::new(g.progress, g.color))];
+    let events_on_stdout = events.is_some_and(|p| p == Path::new("-"));
+    let human = if events_on_stdout {
+        Human::on_stderr(g.progress, g.color)
+    } else {
+        Human::new(g.progress, g.color)
+    };
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(human)];
     match events {
         None => {}
-        Some(p) if p == Path::new("-") => sinks.push(Box::new(JsonLines::new(std::io::stdout()))),
+        Some(_) if events_on_stdout => sinks.push(Box::new(JsonLines::new(std::io::stdout()))),
         Some(p) => {
             let file = std::fs::File::create(p).map_err(|e| {
                 Failure::new(

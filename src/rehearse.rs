@@ -63,7 +63,7 @@ pub async fn rehearse(
     };
     let result = match copied {
         Ok(copy) => {
-            print_line(&format!(
+            say(events, &format!(
                 "rehearsal: {} trust database(s) copied to disposable databases in {:.1} s; the originals are not touched",
                 copy.trusts.len(),
                 started.elapsed().as_secs_f64()
@@ -92,10 +92,13 @@ pub async fn rehearse(
     drop(dir);
     match (result, cleaned) {
         (Ok(()), Ok(())) => {
-            print_line(&format!(
-                "rehearsal of {} passed: the real rollout would complete (exit 0)",
-                plan.name
-            ));
+            say(
+                events,
+                &format!(
+                    "rehearsal of {} passed: the real rollout would complete (exit 0)",
+                    plan.name
+                ),
+            );
             Ok(())
         }
         (Ok(()), Err(leftovers)) => Err(leftovers),
@@ -105,6 +108,15 @@ pub async fn rehearse(
                 .push_str(&format!("\nalso: {}", leftovers.message));
             Err(f)
         }
+    }
+}
+
+/// A line for people: on stdout, unless stdout carries `--events -`.
+fn say(events: Option<&Path>, line: &str) {
+    if events.is_some_and(|p| p == Path::new("-")) {
+        eprintln!("{line}");
+    } else {
+        print_line(line);
     }
 }
 

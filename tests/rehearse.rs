@@ -455,3 +455,33 @@ fn postgres_rehearsal_finds_a_down_that_does_not_undo_its_up_before_running_anyt
         scratch_databases()
     );
 }
+
+#[test]
+fn with_events_on_stdout_every_stdout_line_is_an_event_and_people_read_stderr() {
+    let ws = Workspace::new();
+    ws.keep_trusts(&TRUSTS);
+    ws.run(&["demo", "--seed-only", "--patients", "10"])
+        .success();
+    write_small_plan(&ws);
+    let out = ws.run(&["rollout", SMALL, "--rehearse", "--events", "-"]);
+    out.success()
+        .stderr_contains("rehearsal of small passed")
+        .stderr_contains("wave 1 pilot");
+    let events: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| {
+                panic!("stdout line is not an event ({e}): {l}\n{}", out.describe())
+            })
+        })
+        .collect();
+    assert_eq!(
+        events.first().map(|e| e["event"].clone()),
+        Some("run_started".into())
+    );
+    assert_eq!(
+        events.last().map(|e| e["event"].clone()),
+        Some("run_finished".into())
+    );
+}

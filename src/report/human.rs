@@ -15,6 +15,8 @@ use crate::health::gate::{Verdict, Window};
 pub struct Human {
     bars: Option<Bars>,
     state: Mutex<State>,
+    /// Lines and bars go to stderr (stdout carries `--events -`).
+    to_stderr: bool,
 }
 
 struct Bars {
@@ -33,13 +35,26 @@ impl Human {
     /// Bars when `interactive`, plain lines otherwise; bars in colour only when `color`
     /// (`NO_COLOR` unset). The plain lines never carry colour codes.
     pub fn new(interactive: bool, color: bool) -> Human {
+        Self::on(interactive, color, false)
+    }
+
+    /// The same on stderr, leaving stdout to a machine-readable stream.
+    pub fn on_stderr(interactive: bool, color: bool) -> Human {
+        Self::on(interactive, color, true)
+    }
+
+    fn on(interactive: bool, color: bool, to_stderr: bool) -> Human {
         let wave_template = if color {
             "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} trusts {msg}"
         } else {
             "{prefix} [{bar:30}] {pos}/{len} trusts {msg}"
         };
         let bars = interactive.then(|| Bars {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+            multi: MultiProgress::with_draw_target(if to_stderr {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::stdout()
+            }),
             wave_style: ProgressStyle::with_template(wave_template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -50,6 +65,7 @@ impl Human {
         Human {
             bars,
             state: Mutex::new(State::default()),
+            to_stderr,
         }
     }
 
@@ -58,9 +74,11 @@ impl Human {
             Some(b) => {
                 let _ = b.multi.println(text);
             }
+            None if self.to_stderr => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
             None => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{text}");
+                let _ = writeln!(std::io::stdout().lock(), "{text}");
             }
         }
     }
