@@ -377,11 +377,8 @@ impl TrustDb {
                 // From PostgreSQL 14 the server checks every second that the client is still
                 // there while a statement runs, so a killed or aborted run's migration stops
                 // (and rolls back, releasing its locks) within a second, not when it ends.
-                let version: String = sqlx::query_scalar("SHOW server_version_num")
-                    .fetch_one(&mut *c)
-                    .await
-                    .unwrap_or_default();
-                let check = if version.parse::<u32>().unwrap_or(0) >= 140_000 {
+                // The server reported its version when the session started: no round trip.
+                let check = if c.server_version_num().unwrap_or(0) >= 140_000 {
                     "; SET client_connection_check_interval = 1000"
                 } else {
                     ""
@@ -510,7 +507,8 @@ impl TrustDb {
                     tx.commit().await.map_err(|e| failed(&trust, e))?;
                 });
             }
-            Mode::NoTransaction | Mode::Batch => {
+            Mode::Batch => self.apply_batches(m, resume_dirty, started).await?,
+            Mode::NoTransaction => {
                 if !resume_dirty {
                     on_conn!(self, c => sqlx::query(sql::INSERT_APPLIED)
                         .bind(m.version)
@@ -523,13 +521,9 @@ impl TrustDb {
                         .map(|_| ()))
                     .map_err(|e| failed(&trust, e))?;
                 }
-                if m.up.mode == Mode::Batch {
-                    self.run_batches(m, &m.up).await?;
-                } else {
-                    self.each_statement(&m.up.sql)
-                        .await
-                        .map_err(|e| failed(&trust, e))?;
-                }
+                self.each_statement(&m.up.sql)
+                    .await
+                    .map_err(|e| failed(&trust, e))?;
                 on_conn!(self, c => sqlx::query(sql::MARK_CLEAN)
                     .bind(m.version)
                     .bind(millis(started.elapsed()))
@@ -576,6 +570,65 @@ impl TrustDb {
             }
         }
         Ok(started.elapsed())
+    }
+
+    /// A batch migration: its statement repeated, one transaction per pass, until a pass
+    /// changes no rows. The dirty tracking row is written in the first pass's transaction (a
+    /// crash before that commit leaves nothing: the migration is simply still pending, and an
+    /// interrupted one is continued from its dirty row), and marked clean in the transaction of
+    /// the pass that changed nothing: as many commits as passes, not two more.
+    async fn apply_batches(
+        &mut self,
+        m: &Migration,
+        resume_dirty: bool,
+        started: Instant,
+    ) -> Result<(), DbError> {
+        let trust = self.trust.clone();
+        let failed = |source| DbError::MigrationFailed {
+            trust: trust.clone(),
+            version: m.version,
+            path: m.up.path.clone(),
+            source,
+        };
+        let mut record = !resume_dirty;
+        for _ in 0..MAX_BATCHES {
+            let finished = on_conn!(self, c => {
+                let mut tx = c.begin().await.map_err(failed)?;
+                if record {
+                    sqlx::query(sql::INSERT_APPLIED)
+                        .bind(m.version)
+                        .bind(&m.description)
+                        .bind(&m.checksum)
+                        .bind(0_i64)
+                        .bind(true)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                }
+                let done = sqlx::raw_sql(&m.up.sql).execute(&mut *tx).await.map_err(failed)?;
+                let finished = done.rows_affected() == 0;
+                if finished {
+                    sqlx::query(sql::MARK_CLEAN)
+                        .bind(m.version)
+                        .bind(millis(started.elapsed()))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                }
+                tx.commit().await.map_err(failed)?;
+                finished
+            });
+            record = false;
+            if finished {
+                return Ok(());
+            }
+        }
+        Err(DbError::BatchDidNotConverge {
+            trust: self.trust.clone(),
+            version: m.version,
+            path: m.up.path.clone(),
+            batches: MAX_BATCHES,
+        })
     }
 
     async fn run_batches(

@@ -120,11 +120,11 @@ pub fn render_apply(m: &Migration) -> Vec<String> {
         ],
         Mode::Batch => vec![
             header + " [batch: repeated, one transaction per batch, until a batch changes no rows]",
-            insert(true),
             "BEGIN;".into(),
+            insert(true) + " -- first batch only: recorded dirty with it",
             m.up.sql.trim_end().to_string(),
+            clean + " -- only in the batch that changes no rows",
             "COMMIT; -- repeated while rows change".into(),
-            clean,
         ],
     }
 }

@@ -344,6 +344,23 @@ impl Engine<'_> {
         self.events.emit(&event);
     }
 
+    /// [`emit`](Self::emit) for several events at once: one journal transaction for all of them
+    /// (e.g. every trust of a wave already up to date), then each is reported in order.
+    async fn emit_all(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        if let Some(j) = self.journal {
+            if let Err(e) = j.record_all(&events).await {
+                tracing::error!(error = %e, "the journal could not be written: stopping the run");
+                self.control.stop(StopReason::JournalFailed(e.to_string()));
+            }
+        }
+        for event in &events {
+            self.events.emit(event);
+        }
+    }
+
     /// Run a preflighted plan to the end, or to the first failure.
     pub async fn run(&self, preflight: &Preflight) -> RunSummary {
         let started = Instant::now();
@@ -476,21 +493,23 @@ impl Engine<'_> {
         state: &mut RunState,
     ) -> Option<RunOutcome> {
         let mut wave_results: Vec<(String, TrustOutcome)> = Vec::new();
+        let mut up_to_date = Vec::new();
         for t in wave_plan
             .trusts
             .iter()
             .filter(|t| t.action == Action::UpToDate)
         {
-            self.emit_finished(
+            up_to_date.push(self.finished_event(
                 &wave.name,
                 &t.id,
                 t.current_version,
                 TrustOutcome::UpToDate,
                 0,
-            )
-            .await;
+            ));
             wave_results.push((t.id.clone(), TrustOutcome::UpToDate));
         }
+        // Nothing happens to these trusts: one journal transaction records them all.
+        self.emit_all(up_to_date).await;
         // On resume: trusts this run upgraded before it was interrupted, whose post-upgrade
         // check never passed, are checked now against the baseline recorded before.
         let mut verify_only: Vec<String> = Vec::new();
@@ -1120,23 +1139,22 @@ impl Engine<'_> {
         .await;
     }
 
-    async fn emit_finished(
+    fn finished_event(
         &self,
         wave: &str,
         trust: &str,
         version: Option<i64>,
         outcome: TrustOutcome,
         duration_ms: u64,
-    ) {
-        self.emit(Event::TrustFinished {
+    ) -> Event {
+        Event::TrustFinished {
             wave: wave.to_string(),
             trust: trust.to_string(),
             version,
             release: self.catalogs.base().describe(version),
             outcome,
             duration_ms,
-        })
-        .await;
+        }
     }
 
     async fn emit_wave_finished(&self, wave: &str, results: &[(String, TrustOutcome)]) {
@@ -1160,14 +1178,19 @@ impl Engine<'_> {
         stop: &AtomicBool,
     ) -> TrustOutcome {
         let started = Instant::now();
+        // Events that record what already happened (a migration applied) wait here and go to
+        // the journal in one transaction with the next record that must precede an action
+        // (the next migration's start, the trust's end): half the commits, and every
+        // write-ahead record is still durable before its action.
+        let mut pending = Vec::new();
         let (version, outcome) = if stop.load(Ordering::SeqCst) || self.control.stopping() {
             (planned_from, TrustOutcome::Skipped)
         } else {
-            self.migrate_with_retries(wave, id, planned_from, planned)
+            self.migrate_with_retries(wave, id, planned_from, planned, &mut pending)
                 .await
         };
-        self.emit_finished(wave, id, version, outcome.clone(), elapsed_ms(started))
-            .await;
+        pending.push(self.finished_event(wave, id, version, outcome.clone(), elapsed_ms(started)));
+        self.emit_all(pending).await;
         outcome
     }
 
@@ -1179,6 +1202,7 @@ impl Engine<'_> {
         id: &str,
         planned_from: Option<i64>,
         planned: &[Step],
+        pending: &mut Vec<Event>,
     ) -> (Option<i64>, TrustOutcome) {
         let Some(trust) = self.inventory.get(id) else {
             return (
@@ -1195,7 +1219,7 @@ impl Engine<'_> {
         loop {
             let result = match TrustDb::connect(trust, Access::ReadWrite).await {
                 Ok(mut db) => {
-                    let r = self.migrate_locked(wave, &mut db, expect).await;
+                    let r = self.migrate_locked(wave, &mut db, expect, pending).await;
                     db.close().await;
                     r
                 }
@@ -1227,14 +1251,14 @@ impl Engine<'_> {
                     let pause = RETRY_BACKOFF[attempt];
                     attempt += 1;
                     applied_so_far += f.applied;
-                    self.emit(Event::TrustRetrying {
+                    pending.push(Event::TrustRetrying {
                         trust: id.to_string(),
                         attempt,
                         of: RETRY_BACKOFF.len(),
                         after_ms: u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
                         error: f.message.clone(),
-                    })
-                    .await;
+                    });
+                    self.emit_all(std::mem::take(pending)).await;
                     tokio::time::sleep(pause).await;
                     // Continue from what the database really holds now.
                     expect = None;
@@ -1262,6 +1286,7 @@ impl Engine<'_> {
         wave: &str,
         db: &mut TrustDb,
         expect: Option<(Option<i64>, &[Step])>,
+        pending: &mut Vec<Event>,
     ) -> Result<(Option<i64>, usize, bool), Fault> {
         let id = db.trust().to_string();
         let catalog = self.catalogs.for_trust(&id);
@@ -1317,7 +1342,7 @@ impl Engine<'_> {
                 ));
             }
         }
-        self.emit(Event::TrustStarted {
+        pending.push(Event::TrustStarted {
             wave: wave.to_string(),
             trust: id.clone(),
             from: self.catalogs.base().describe(version),
@@ -1326,8 +1351,7 @@ impl Engine<'_> {
                 .base()
                 .describe(Some(self.plan.target.version)),
             migrations: steps.len(),
-        })
-        .await;
+        });
         for (done, step) in steps.iter().enumerate() {
             if self.control.stopping() {
                 return Ok((version, done, true));
@@ -1339,30 +1363,34 @@ impl Engine<'_> {
                     version,
                 ));
             };
-            self.emit(Event::MigrationStarted {
+            // Write-ahead: durable (with what was pending) before the migration starts.
+            pending.push(Event::MigrationStarted {
                 trust: id.clone(),
                 version: m.version,
                 description: m.description.clone(),
                 before: version,
-            })
-            .await;
+            });
+            self.emit_all(std::mem::take(pending)).await;
+            if matches!(self.control.reason(), Some(StopReason::JournalFailed(_))) {
+                // Its start could not be recorded: it must not run unrecorded.
+                return Ok((version, done, true));
+            }
             match db.apply(m, step.resume_dirty).await {
                 Ok(took) => {
                     version = Some(m.version);
-                    self.emit(Event::MigrationApplied {
+                    pending.push(Event::MigrationApplied {
                         trust: id.clone(),
                         version: m.version,
                         duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-                    })
-                    .await;
+                    });
                 }
                 Err(e) => {
-                    self.emit(Event::MigrationFailed {
+                    pending.push(Event::MigrationFailed {
                         trust: id.clone(),
                         version: m.version,
                         error: e.to_string(),
-                    })
-                    .await;
+                    });
+                    self.emit_all(std::mem::take(pending)).await;
                     return Err(fault(version, done, &e, ExitCode::MigrationFailed));
                 }
             }
