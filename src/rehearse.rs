@@ -241,13 +241,7 @@ async fn rehearse_downs(
     dir: &Path,
 ) -> Result<(), Failure> {
     let db_failure = |e: DbError| Failure::new(ExitCode::Config, e.to_string());
-    on_server_of(
-        source,
-        &format!("CREATE DATABASE {}", ident(name)),
-        "creating the rehearsal's scratch database (needs CREATEDB)",
-    )
-    .await
-    .map_err(db_failure)?;
+    create_database(source, name).await.map_err(db_failure)?;
     let target = pg_target(source).map_err(db_failure)?;
     let empty = Trust {
         database: scratch_target(source, &target, name, dir)?,
@@ -295,13 +289,7 @@ async fn copy_trust(trust: &Trust, name: &str, dir: &Path) -> Result<Trust, Fail
         }
         DatabaseTarget::Postgres { .. } => {
             let target = pg_target(trust).map_err(db_failure)?;
-            on_server_of(
-                trust,
-                &format!("CREATE DATABASE {}", ident(name)),
-                "creating the rehearsal's scratch database (needs CREATEDB)",
-            )
-            .await
-            .map_err(db_failure)?;
+            create_database(trust, name).await.map_err(db_failure)?;
             dump_and_restore(trust, &target, name).await?;
             scratch_target(trust, &target, name, dir)?
         }
@@ -504,6 +492,16 @@ async fn on_server_of(source: &Trust, statement: &str, context: &str) -> Result<
     let done = admin.execute_script(statement, context).await;
     admin.close().await;
     done.map(|_| ())
+}
+
+/// Create an empty scratch database on `source`'s server.
+async fn create_database(source: &Trust, name: &str) -> Result<(), DbError> {
+    on_server_of(
+        source,
+        &format!("CREATE DATABASE {}", ident(name)),
+        "creating the rehearsal's scratch database (needs CREATEDB)",
+    )
+    .await
 }
 
 /// Drop a scratch database, from a session on its source trust's server.
