@@ -179,10 +179,10 @@ fn postgres_each_injected_regression_halts_and_rolls_back_with_data_intact() {
 
 #[test]
 fn clean_rollouts_of_the_sample_estate_never_halt() {
-    // The whole sample estate, 6 times: the gate must not cry wolf on a shared machine.
+    // The whole sample estate, 4 times: the gate must not cry wolf on a shared machine.
     let ws = Workspace::new();
     quick_soak(&ws);
-    let runs = 6;
+    let runs = 4;
     for run in 1..=runs {
         let out = ws.run(&["demo", "--patients", "150"]);
         out.success();
