@@ -30,7 +30,7 @@ pub struct Cli {
 
     /// How long the estate lease lives without a heartbeat (a crashed run's lease can be taken
     /// after this; at once when its process is gone from this host).
-    #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_lease_ttl, value_name = "DURATION")]
     pub lease_ttl: std::time::Duration,
 
     /// Plain lines instead of progress bars, even on a terminal.
@@ -47,6 +47,22 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The shortest `--lease-ttl`: the holder renews its lease every third of it, and a renewal
+/// must land before the lease expires, or another run takes over a live one.
+pub const MIN_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `--lease-ttl`: a duration of at least [`MIN_LEASE_TTL`].
+pub fn parse_lease_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < MIN_LEASE_TTL {
+        return Err(format!(
+            "a lease shorter than {} expires between its holder's heartbeats, and would let another run take over a live one at once",
+            humantime::format_duration(MIN_LEASE_TTL)
+        ));
+    }
+    Ok(d)
 }
 
 /// Log output format.
@@ -159,6 +175,17 @@ pub enum Command {
         events: Option<PathBuf>,
         #[command(flatten)]
         reports: ReportArgs,
+    },
+    /// Record that an unfinished run (halted, paused, failed, interrupted, crashed) will not be
+    /// continued, and why. It can then no longer be resumed, and no longer blocks a new
+    /// rollout; its trusts whose upgrade was never judged to pass are still gated by the next
+    /// rollout. Recorded in the journal with your user@host.
+    Abandon {
+        /// The run (`flotilla status` lists them). Named explicitly: there is no default.
+        run: String,
+        /// Why it is abandoned (recorded).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
     },
     /// Roll trusts back with their down migrations, then verify their patient data.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["trust", "wave", "run"])))]

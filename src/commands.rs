@@ -21,9 +21,23 @@ use crate::plan::{Action, RolloutPlan};
 use crate::report::{Human, JsonLines};
 
 /// `println!` that never panics: a closed pipe (`flotilla status | head`) is not an error.
+/// Text for people: secrets scrubbed, control characters from the user's files escaped.
 macro_rules! outln {
+    () => {{
+        let _ = writeln!(std::io::stdout().lock());
+    }};
     ($($arg:tt)*) => {{
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        let text = crate::printable::for_output(&format!($($arg)*));
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }};
+}
+
+/// JSON for programs: secrets scrubbed; serde_json already escapes control characters (and the
+/// terminal escaping of [`outln`] would make it invalid JSON).
+macro_rules! jsonln {
+    ($value:expr) => {{
+        let text = $value.to_string();
+        let _ = writeln!(std::io::stdout().lock(), "{}", crate::secrets::scrub(&text));
     }};
 }
 
@@ -53,6 +67,12 @@ impl Failure {
 impl From<ConfigError> for Failure {
     fn from(e: ConfigError) -> Self {
         Failure::new(ExitCode::Config, e.to_string())
+    }
+}
+
+impl From<crate::journal::StateError> for Failure {
+    fn from(e: crate::journal::StateError) -> Self {
+        Failure::new(e.exit_code(), e.to_string())
     }
 }
 
@@ -163,7 +183,17 @@ pub async fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
             crate::health::probes::check_against_schema(&plan.health, catalog, plan.target.version)
                 .await
                 .map_err(|e| {
-                    Failure::new(ExitCode::Config, format!("{}: health: {e}", path.display()))
+                    // The statements are compiled on a scratch database, not a trust: its
+                    // name means nothing to the reader.
+                    let e = e.strip_prefix("trust 'schema-check': ").unwrap_or(&e);
+                    let at = plan
+                        .locate_health(e)
+                        .map(|(line, column)| format!(":{line}:{column}"))
+                        .unwrap_or_default();
+                    Failure::new(
+                        ExitCode::Config,
+                        format!("{}{at}: health: {e}", path.display()),
+                    )
                 })?;
             let h = &plan.health;
             outln!(
@@ -199,7 +229,7 @@ pub async fn plan(g: &Globals, path: &Path, format: Format, with_sql: bool) -> O
     let (inventory, catalogs, plan) = g.load_plan(path)?;
     let planned = preflight(&inventory, &catalogs, &plan).await.plan;
     match (format, with_sql) {
-        (Format::Json, _) => outln!("{}", plan_json(&planned, &catalogs, with_sql, &inventory)),
+        (Format::Json, _) => jsonln!(plan_json(&planned, &catalogs, with_sql, &inventory)),
         (Format::Text, false) => print_plan_text(&planned, catalogs.base()),
         (Format::Text, true) => print_plan_sql(&planned, &catalogs, &inventory),
     }
@@ -661,8 +691,8 @@ pub(crate) fn outcome_failure(
             ExitCode::Locked,
             format!("rollout {} stopped: its lease was taken over by {holder}", plan.name),
         )),
-        RunOutcome::JournalFailed { error } => Err(Failure::new(
-            ExitCode::Internal,
+        RunOutcome::JournalFailed { error, exit } => Err(Failure::new(
+            exit,
             format!("rollout {} stopped: the state database could not be written ({error}); nothing further was started", plan.name),
         )),
     }
@@ -709,15 +739,12 @@ pub async fn status(g: &Globals, format: Format) -> Outcome {
         .collect();
     let runs = crate::operate::overview(g, 10).await?;
     match format {
-        Format::Json => outln!(
-            "{}",
-            json!({
-                "latest_version": catalog.latest(),
-                "trusts": rows,
-                "runs": runs["runs"],
-                "lease": runs["lease"],
-            })
-        ),
+        Format::Json => jsonln!(json!({
+            "latest_version": catalog.latest(),
+            "trusts": rows,
+            "runs": runs["runs"],
+            "lease": runs["lease"],
+        })),
         Format::Text => {
             outln!(
                 "{:<24} {:<8} {:>7}  {:<8} {:>7}",
@@ -779,8 +806,20 @@ fn print_runs(overview: &serde_json::Value) {
             s(r, "started_at"),
             s(r, "started_by"),
         );
+        if s(r, "status") == "abandoned" {
+            outln!("      {}", s(r, "reason"));
+        }
         for f in r["failed_trusts"].as_array().into_iter().flatten() {
             outln!("      ✗ {}: {}", s(f, "trust"), s(f, "reason"));
+        }
+        let next: Vec<&str> = r["next"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str())
+            .collect();
+        if !next.is_empty() {
+            outln!("      waiting for a decision: {}", next.join("  |  "));
         }
     }
     match overview["lease"].as_object() {
@@ -857,6 +896,8 @@ pub async fn demo(
     } else {
         Some(Plan::load(plan_path, &inventory, catalog)?)
     };
+    // Runs left unfinished on the estate being replaced are abandoned, on the record.
+    crate::unfinished::abandon_before_reseeding(g).await?;
     let started = Instant::now();
     let results: Vec<(String, Result<crate::demo::Seeded, crate::demo::DemoError>)> =
         stream::iter(&inventory.trusts)
@@ -1051,7 +1092,7 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
         reports.push(json!({ "trust": trust.id, "snapshot": snap }));
     }
     if format == Format::Json {
-        outln!("{}", json!({ "plan": plan.name, "trusts": reports }));
+        jsonln!(json!({ "plan": plan.name, "trusts": reports }));
     }
     if problems.is_empty() {
         Ok(())
@@ -1065,24 +1106,20 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
 
 /// `flotilla report RUN`: a past run from the journal. Never creates a state database.
 pub async fn report(g: &Globals, run: &str, reports: &crate::report::ReportOptions) -> Outcome {
-    use crate::journal::StateLocation;
-    let location = StateLocation::parse(&g.state);
-    if let StateLocation::Sqlite(path) = &location {
-        if !path.exists() {
-            return Err(Failure::new(
-                ExitCode::Config,
-                format!(
-                    "no state database at {}: no run has been recorded there (see --state)",
-                    path.display()
-                ),
-            ));
-        }
-    }
-    reports
-        .prepare()
-        .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?;
-    let state = crate::operate::open_state(g).await?;
-    let result = report_from(&state, run, reports).await;
+    // Read-only: nothing is created or written (an empty file, a read-only mount).
+    let Some(state) = crate::operate::open_state_read_only(g).await? else {
+        return Err(Failure::new(
+            ExitCode::Config,
+            format!(
+                "no state database at {}: no run has been recorded there (see --state)",
+                crate::operate::state_location(g)?.display()
+            ),
+        ));
+    };
+    let result = match reports.prepare() {
+        Ok(()) => report_from(&state, run, reports).await,
+        Err(e) => Err(Failure::new(ExitCode::Config, e.to_string())),
+    };
     state.close().await;
     result
 }
@@ -1092,9 +1129,8 @@ async fn report_from(
     run: &str,
     reports: &crate::report::ReportOptions,
 ) -> Outcome {
-    let config = |e: crate::journal::StateError| Failure::new(ExitCode::Config, e.to_string());
     let run_id = if run == "latest" {
-        match state.runs().await.map_err(config)?.first() {
+        match state.runs().await?.first() {
             Some(r) => r.run_id.clone(),
             None => {
                 return Err(Failure::new(

@@ -182,7 +182,7 @@ pub fn failure_of(report: &LintReport) -> Outcome {
 pub fn print_text(report: &LintReport) {
     let mut out = std::io::stdout().lock();
     for f in &report.findings {
-        let _ = writeln!(out, "{f}");
+        let _ = writeln!(out, "{}", crate::printable::printable(&f.to_string()));
     }
     let _ = writeln!(out, "{}", report.summary());
 }

@@ -11,6 +11,7 @@
 //! | 6 | the estate (or a trust database) is locked by another run |
 //! | 7 | checksum drift: applied history differs from the migration files |
 //! | 8 | interrupted by the operator (Ctrl-C, SIGTERM); `flotilla resume` continues |
+//! | 9 | the environment failed flotilla: its state database cannot be written (disk full, read-only file system, I/O error) |
 
 use std::process::ExitCode as StdExitCode;
 
@@ -36,6 +37,10 @@ pub enum ExitCode {
     ChecksumDrift,
     /// 8: interrupted by the operator; resume continues.
     Interrupted,
+    /// 9: the environment failed: the state database (flotilla's own record) cannot be
+    /// written or read (disk full, read-only file system, I/O error). Not a bug, and not the
+    /// user's configuration: free space or fix the storage, then `flotilla resume`.
+    Environment,
 }
 
 impl ExitCode {
@@ -51,6 +56,7 @@ impl ExitCode {
             ExitCode::Locked => 6,
             ExitCode::ChecksumDrift => 7,
             ExitCode::Interrupted => 8,
+            ExitCode::Environment => 9,
         }
     }
 }
@@ -77,8 +83,9 @@ mod tests {
             ExitCode::Locked,
             ExitCode::ChecksumDrift,
             ExitCode::Interrupted,
+            ExitCode::Environment,
         ];
         let codes: Vec<u8> = all.iter().map(|c| c.code()).collect();
-        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }
 }

@@ -14,12 +14,16 @@ pub mod db;
 pub mod demo;
 pub mod engine;
 pub mod exit_codes;
+pub mod files;
 pub mod health;
 pub mod journal;
 pub mod migrations;
 pub mod operate;
 pub mod plan;
+pub mod printable;
 pub mod rehearse;
 pub mod report;
+pub mod secrets;
+pub mod unfinished;
 
 pub use exit_codes::ExitCode;

@@ -25,7 +25,7 @@ fn install_tracing(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| SafeStderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder
@@ -34,9 +34,32 @@ fn install_tracing(cli: &Cli) {
     }
 }
 
+/// Diagnostics go to stderr scrubbed of secrets (tracing-subscriber already escapes control
+/// characters in the values it formats).
+struct SafeStderr;
+
+impl std::io::Write for SafeStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let safe = flotilla::secrets::scrub(&text);
+        std::io::Write::write_all(&mut std::io::stderr().lock(), safe.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::Write::flush(&mut std::io::stderr())
+    }
+}
+
 fn main() -> StdExitCode {
     let cli = Cli::parse();
     install_tracing(&cli);
+    // `--state` is checked before anything else, and a refusal never repeats the value (a
+    // mistyped connection string may hold a password).
+    if let Err(message) = flotilla::journal::StateLocation::parse(&cli.state) {
+        eprintln!("error: {}", flotilla::printable::for_output(&message));
+        return ExitCode::Config.into();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,6 +168,9 @@ fn main() -> StdExitCode {
                 )
                 .await
             }
+            Command::Abandon { run, reason } => {
+                flotilla::unfinished::abandon(&globals, run, reason).await
+            }
             Command::Repair {
                 trust,
                 applied,
@@ -183,7 +209,10 @@ fn main() -> StdExitCode {
     match result {
         Ok(()) => ExitCode::Success.into(),
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            eprintln!(
+                "error: {}",
+                flotilla::printable::for_output(&failure.message)
+            );
             failure.code.into()
         }
     }

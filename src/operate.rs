@@ -25,21 +25,32 @@ use crate::migrations::Catalogs;
 /// How long a lease lives without a heartbeat.
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
 
-/// Open the state database named by `--state`.
+/// Where `--state` points; anything but a file path, `sqlite://PATH` or `postgres://...` is
+/// refused without repeating it.
+pub fn state_location(g: &Globals) -> Result<StateLocation, Failure> {
+    StateLocation::parse(&g.state).map_err(|e| Failure::new(ExitCode::Config, e))
+}
+
+/// Open the state database named by `--state` to record in it (an SQLite file is created).
 pub async fn open_state(g: &Globals) -> Result<StateDb, Failure> {
-    StateDb::open(&StateLocation::parse(&g.state))
-        .await
-        .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))
+    Ok(StateDb::open(&state_location(g)?).await?)
+}
+
+/// Open the state database named by `--state` to read it, changing nothing; `None` when
+/// nothing has been recorded there.
+pub async fn open_state_read_only(g: &Globals) -> Result<Option<StateDb>, Failure> {
+    Ok(StateDb::open_read_only(&state_location(g)?).await?)
 }
 
 /// SHA-256 of the plan file.
 pub fn plan_sha256(plan: &Plan) -> Result<String, Failure> {
-    let bytes = std::fs::read(&plan.path).map_err(|e| {
-        Failure::new(
-            ExitCode::Config,
-            format!("cannot read {}: {e}", plan.path.display()),
-        )
-    })?;
+    let bytes =
+        crate::files::read_regular_bytes(&plan.path, crate::files::YAML_CAP).map_err(|e| {
+            Failure::new(
+                ExitCode::Config,
+                format!("cannot read {}: {e}", plan.path.display()),
+            )
+        })?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
@@ -67,6 +78,8 @@ pub enum Start<'a> {
         record: &'a RunRecord,
         resumed: Resumed,
         unfinished_rollbacks: BTreeSet<String>,
+        /// The operator's decisions about failed trusts: (trust, "retry" | "skip").
+        decisions: Vec<(String, &'static str)>,
     },
 }
 
@@ -119,13 +132,14 @@ fn watch_signals(control: Arc<RunControl>, abort: Arc<tokio::sync::Notify>) {
 }
 
 /// Take the estate lease for `run_id`: exit 6 naming the holder when another run has it.
-async fn take_lease(
+pub(crate) async fn take_lease(
     state: &StateDb,
     run_id: &str,
     ttl: Duration,
 ) -> Result<crate::journal::Lease, Failure> {
     state.acquire_lease(run_id, ttl).await.map_err(|e| match e {
         LeaseError::Held(_) => Failure::new(ExitCode::Locked, format!("{e}; nothing was changed")),
+        LeaseError::State(e) => Failure::from(e),
         other => Failure::new(ExitCode::Config, other.to_string()),
     })
 }
@@ -141,7 +155,17 @@ pub async fn execute(req: Request<'_>) -> Outcome {
         Start::Resume { record, .. } => record.run_id.clone(),
     };
     let lease = take_lease(&state, &run_id, req.lease_ttl).await?;
-    let result = execute_leased(&req, &state, &run_id, &lease).await;
+    // Under the lease no other run is live: an unfinished one is waiting for a decision. (A
+    // rehearsal has a journal of its own, with nothing in it.)
+    let result = if matches!(req.start, Start::New) && !req.rehearsal {
+        crate::unfinished::refuse_if_unfinished(&state, req.plan).await
+    } else {
+        Ok(())
+    };
+    let result = match result {
+        Ok(()) => execute_leased(&req, &state, &run_id, &lease).await,
+        Err(f) => Err(f),
+    };
     if let Err(e) = state.release_lease(&lease).await {
         tracing::warn!(error = %e, "could not release the lease; it expires by itself");
     }
@@ -212,65 +236,136 @@ async fn execute_leased(
     }
     let sinks = crate::commands::event_sinks(g, events)?;
     let mut checked = None;
-    if matches!(start, Start::New) {
-        let first = preflight(inventory, catalogs, plan).await;
-        let planned = &first.plan;
-        if planned.blocked().next().is_none() {
-            // Approval waves that will run must be approved in advance without a terminal.
-            prompt.require_in_advance(
-                planned
-                    .waves
-                    .iter()
-                    .filter(|w| w.approval && w.trusts.iter().any(|t| t.action.is_upgrade()))
-                    .map(|w| w.name.as_str()),
-            )?;
-        }
-        if planned.blocked().next().is_none() && prompt.may_ask() {
-            crate::commands::print_plan_text(planned, catalogs.base());
-            if planned.migration_count() > 0
-                && !crate::commands::ask(&format!(
-                    "Roll out {} ({} migrations)?",
-                    plan.name,
-                    planned.migration_count()
-                ))
-            {
-                return Err(Failure::new(
-                    ExitCode::Config,
-                    "rollout not confirmed; nothing was changed",
-                ));
-            }
-        }
-        checked = Some(first);
-    }
-    let journal = match start {
-        Start::New => Journal::start(
-            state,
-            run_id,
-            &NewRun {
-                kind: if rehearsal { "rehearsal" } else { "rollout" },
-                plan: &plan.name,
-                plan_path: &plan.path,
-                plan_sha256: &plan_sha256(plan)?,
-                migrations_sha256: &migrations_sha256(catalogs, plan),
-                target_version: plan.target.version,
-            },
-        )
-        .await
-        .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?,
-        Start::Resume { record, .. } => {
-            let j = Journal::reopen(state, record)
-                .await
-                .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?;
-            let ev = Event::RunResumed {
-                attempt: j.attempt(),
+    let carried = match start {
+        Start::New => {
+            let first = preflight(inventory, catalogs, plan).await;
+            let planned = &first.plan;
+            let current: BTreeMap<String, (String, Option<i64>)> = planned
+                .waves
+                .iter()
+                .flat_map(|w| {
+                    w.trusts
+                        .iter()
+                        .map(|t| (t.id.clone(), (w.name.clone(), t.current_version)))
+                })
+                .collect();
+            let carried = if rehearsal {
+                Vec::new()
+            } else {
+                crate::unfinished::carried_baselines(
+                    state,
+                    plan,
+                    catalogs,
+                    &current,
+                    &BTreeSet::new(),
+                )
+                .await?
             };
-            j.record(&ev)
-                .await
-                .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?;
-            sinks.emit(&ev);
+            if planned.blocked().next().is_none() {
+                // Approval waves that will run must be approved in advance without a terminal.
+                prompt.require_in_advance(
+                    planned
+                        .waves
+                        .iter()
+                        .filter(|w| w.approval && w.trusts.iter().any(|t| t.action.is_upgrade()))
+                        .map(|w| w.name.as_str()),
+                )?;
+            }
+            if planned.blocked().next().is_none() && prompt.may_ask() {
+                crate::commands::print_plan_text(planned, catalogs.base());
+                if planned.migration_count() > 0
+                    && !crate::commands::ask(&format!(
+                        "Roll out {} ({} migrations)?",
+                        plan.name,
+                        planned.migration_count()
+                    ))
+                {
+                    return Err(Failure::new(
+                        ExitCode::Config,
+                        "rollout not confirmed; nothing was changed",
+                    ));
+                }
+            }
+            checked = Some(first);
+            carried
+        }
+        Start::Resume { resumed, .. } => {
+            // Trusts of the plan this run has no baseline for, whose last upgrade (in another
+            // run) was never judged to pass: read their versions now.
+            let known: BTreeSet<String> = resumed.baselines.keys().cloned().collect();
+            let ledger = crate::unfinished::unjudged(state).await?;
+            let mut current = BTreeMap::new();
+            for w in &plan.waves {
+                for id in w
+                    .trusts
+                    .iter()
+                    .filter(|t| ledger.contains_key(*t) && !known.contains(*t))
+                {
+                    if let Some(trust) = inventory.get(id) {
+                        if let Ok(applied) = crate::engine::run::read_state(trust).await {
+                            let version = applied.iter().map(|a| a.version).max();
+                            current.insert(id.clone(), (w.name.clone(), version));
+                        }
+                    }
+                }
+            }
+            crate::unfinished::carried_baselines(state, plan, catalogs, &current, &known).await?
+        }
+    };
+    let journal = match start {
+        Start::New => {
+            Journal::start(
+                state,
+                run_id,
+                &NewRun {
+                    kind: if rehearsal { "rehearsal" } else { "rollout" },
+                    plan: &plan.name,
+                    plan_path: &plan.path,
+                    plan_sha256: &plan_sha256(plan)?,
+                    migrations_sha256: &migrations_sha256(catalogs, plan),
+                    target_version: plan.target.version,
+                },
+            )
+            .await?
+        }
+        Start::Resume {
+            record, decisions, ..
+        } => {
+            let j = Journal::reopen(state, record).await?;
+            let by = crate::journal::operator();
+            let mut events = vec![Event::RunResumed {
+                attempt: j.attempt(),
+                by: by.clone(),
+            }];
+            for (trust, decision) in decisions {
+                events.push(Event::TrustDecided {
+                    trust: trust.clone(),
+                    decision: (*decision).to_string(),
+                    by: by.clone(),
+                });
+            }
+            j.record_all(&events).await?;
+            for ev in &events {
+                sinks.emit(ev);
+            }
             j
         }
     };
+    // What the engine knows of earlier upgrades: the resumed run's journal, and the baselines
+    // carried from runs whose upgrade of a trust was never judged to pass.
+    let mut resumed: Option<Resumed> = match start {
+        Start::Resume { resumed, .. } => Some(resumed.clone()),
+        Start::New => None,
+    };
+    if !carried.is_empty() {
+        let r = resumed.get_or_insert_with(Resumed::default);
+        if let Err(f) = crate::unfinished::carry(&carried, r, &journal, &sinks).await {
+            let _ = journal
+                .finish("failed", f.code.code(), Some(&f.message))
+                .await;
+            return Err(f);
+        }
+    }
     let control = Arc::new(RunControl::default());
     let abort = Arc::new(tokio::sync::Notify::new());
     watch_signals(control.clone(), abort.clone());
@@ -294,10 +389,6 @@ async fn execute_leased(
             }
         })
     };
-    let resumed = match start {
-        Start::Resume { resumed, .. } => Some(resumed),
-        Start::New => None,
-    };
     let engine = crate::engine::Engine {
         inventory,
         catalogs,
@@ -306,13 +397,15 @@ async fn execute_leased(
         approver: prompt,
         journal: Some(&journal),
         control: &control,
-        resumed,
+        resumed: resumed.as_ref(),
     };
-    if let Start::Resume {
-        resumed,
-        unfinished_rollbacks,
-        ..
-    } = start
+    if let (
+        Start::Resume {
+            unfinished_rollbacks,
+            ..
+        },
+        Some(resumed),
+    ) = (start, resumed.as_ref())
     {
         for id in unfinished_rollbacks {
             if let Err(e) = engine.finish_rollback(id, resumed).await {
@@ -371,8 +464,8 @@ async fn execute_leased(
         eprintln!("error: the run's journal is incomplete: {e}");
         if summary.outcome == RunOutcome::Completed {
             return Err(Failure::new(
-                ExitCode::Internal,
-                "the rollout completed but its journal is incomplete",
+                e.exit_code(),
+                format!("the rollout completed but its journal is incomplete: {e}"),
             ));
         }
     }
@@ -500,9 +593,18 @@ pub struct ResumeOptions {
 
 /// `flotilla resume [RUN]`.
 pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
+    let Some(state) = open_state_read_only(g).await? else {
+        return Err(Failure::new(
+            ExitCode::Config,
+            format!(
+                "no run recorded at {}: nothing to resume (see --state)",
+                state_location(g)?.display()
+            ),
+        ));
+    };
+    state.close().await;
     let state = open_state(g).await?;
-    let config = |e: crate::journal::StateError| Failure::new(ExitCode::Config, e.to_string());
-    let runs = state.runs().await.map_err(config)?;
+    let runs = state.runs().await?;
     let record = match &o.run {
         Some(id) => runs.iter().find(|r| &r.run_id == id).ok_or_else(|| {
             Failure::new(
@@ -556,7 +658,7 @@ pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
             ));
         }
     }
-    let events = state.events(&record.run_id).await.map_err(config)?;
+    let events = state.events(&record.run_id).await?;
     let mut reading = read_journal(&events);
     for id in o.retry.iter().chain(&o.skip) {
         if !reading.failed.contains_key(id) {
@@ -603,6 +705,13 @@ pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
     for id in &o.retry {
         reading.resumed.checked.remove(id);
     }
+    // Recorded with who decided, when the run is reopened.
+    let decisions: Vec<(String, &'static str)> = o
+        .retry
+        .iter()
+        .map(|t| (t.clone(), "retry"))
+        .chain(o.skip.iter().map(|t| (t.clone(), "skip")))
+        .collect();
     let prompt = crate::commands::Prompt::new(o.yes, &o.approve, &plan)?;
     prompt.require_in_advance(
         plan.waves
@@ -627,6 +736,7 @@ pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
             record,
             resumed: reading.resumed,
             unfinished_rollbacks: unfinished,
+            decisions,
         },
         lease_ttl: g.lease_ttl,
         rehearsal: false,
@@ -636,9 +746,13 @@ pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
 
 /// Close the steps a crash left open, from what each trust database really holds; remove
 /// write-probe records a crash left behind.
-async fn reconcile(state: &StateDb, run_id: &str, inventory: &Inventory, plan: &Plan) -> Outcome {
-    let config = |e: crate::journal::StateError| Failure::new(ExitCode::Config, e.to_string());
-    for step in state.open_steps(run_id).await.map_err(config)? {
+pub(crate) async fn reconcile(
+    state: &StateDb,
+    run_id: &str,
+    inventory: &Inventory,
+    plan: &Plan,
+) -> Outcome {
+    for step in state.open_steps(run_id).await? {
         let Some(trust) = inventory.get(&step.trust) else {
             continue;
         };
@@ -685,8 +799,7 @@ async fn reconcile(state: &StateDb, run_id: &str, inventory: &Inventory, plan: &
         };
         state
             .settle_step(run_id, step.seq, status, &detail, after)
-            .await
-            .map_err(config)?;
+            .await?;
     }
     Ok(())
 }
@@ -694,45 +807,59 @@ async fn reconcile(state: &StateDb, run_id: &str, inventory: &Inventory, plan: &
 /// Runs (newest first, at most `limit`) and the lease, for `status`. A missing SQLite state
 /// file is not created: there are simply no runs yet.
 pub async fn overview(g: &Globals, limit: usize) -> Result<serde_json::Value, Failure> {
-    let location = StateLocation::parse(&g.state);
-    if let StateLocation::Sqlite(path) = &location {
-        if !path.exists() {
-            return Ok(serde_json::json!({ "runs": [], "lease": null }));
-        }
-    }
-    let state = open_state(g).await?;
-    let config = |e: crate::journal::StateError| Failure::new(ExitCode::Config, e.to_string());
+    // Read-only: `status` never creates or changes a state database (an empty file stays
+    // empty; a read-only mount is fine).
+    let Some(state) = open_state_read_only(g).await? else {
+        return Ok(serde_json::json!({ "runs": [], "lease": null }));
+    };
+    let result = overview_of(&state, limit).await;
+    state.close().await;
+    result
+}
+
+async fn overview_of(state: &StateDb, limit: usize) -> Result<serde_json::Value, Failure> {
+    let holder = state.lease_holder().await?;
+    let now = crate::journal::lease::now_ms();
     let mut runs = Vec::new();
-    for r in state.runs().await.map_err(config)?.into_iter().take(limit) {
-        let events = state.events(&r.run_id).await.map_err(config)?;
+    for r in state.runs().await?.into_iter().take(limit) {
+        let events = state.events(&r.run_id).await?;
         let reading = read_journal(&events);
-        let current_wave = events.iter().rev().find_map(|e| {
-            (e.body.get("event").and_then(|v| v.as_str()) == Some("wave_started"))
-                .then(|| {
-                    e.body
-                        .get("wave")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string)
-                })
-                .flatten()
-        });
+        let current_wave = crate::unfinished::last_wave(&events);
         let failed: Vec<serde_json::Value> = reading
             .failed
             .iter()
             .map(|(t, why)| serde_json::json!({ "trust": t, "reason": why }))
             .collect();
+        let effective = r.effective_status(holder.as_ref(), now);
+        let next: Vec<String> = if r.resumable() {
+            crate::unfinished::Unfinished {
+                record: r.clone(),
+                status: effective.clone(),
+                wave: current_wave.clone(),
+                failed: reading.failed.clone(),
+            }
+            .ways_forward()
+            .into_iter()
+            .map(|(command, _)| command)
+            .collect()
+        } else {
+            Vec::new()
+        };
         let mut v = serde_json::to_value(&r).unwrap_or_default();
+        // A run left `running` whose lease is gone crashed: say so, keep what was recorded.
+        v["recorded_status"] = serde_json::json!(r.status);
+        v["status"] = serde_json::json!(effective);
         v["current_wave"] = serde_json::json!(current_wave);
         v["failed_trusts"] = serde_json::json!(failed);
         v["waves_passed"] = serde_json::json!(reading.resumed.passed_waves);
+        v["next"] = serde_json::json!(next);
         runs.push(v);
     }
-    let lease = state.lease_holder().await.map_err(config)?.map(|h| {
+    let lease = holder.map(|h| {
         let mut v = serde_json::to_value(&h).unwrap_or_default();
-        v["expired"] = serde_json::json!(h.expired(crate::journal::lease::now_ms()));
+        v["expired"] = serde_json::json!(h.expired(now));
         v
     });
-    state.close().await;
     Ok(serde_json::json!({ "runs": runs, "lease": lease }))
 }
 
@@ -767,7 +894,7 @@ async fn begin_operation(
         },
     )
     .await
-    .map_err(|e| Failure::new(ExitCode::Config, e.to_string()));
+    .map_err(Failure::from);
     match journal {
         Ok(journal) => Ok(Operation {
             state,
@@ -848,14 +975,13 @@ pub async fn rollback(g: &Globals, o: &RollbackOptions) -> Outcome {
     let mut recorded: HashMap<String, (Option<i64>, Snapshot)> = HashMap::new();
     let selected: Vec<String> = if let Some(run) = &o.run {
         let state = open_state(g).await?;
-        let config = |e: crate::journal::StateError| Failure::new(ExitCode::Config, e.to_string());
-        if state.run(run).await.map_err(config)?.is_none() {
+        if state.run(run).await?.is_none() {
             return Err(Failure::new(
                 ExitCode::Config,
                 format!("no run '{run}' in the state database {}", state.location()),
             ));
         }
-        let reading = read_journal(&state.events(run).await.map_err(config)?);
+        let reading = read_journal(&state.events(run).await?);
         state.close().await;
         for (t, (_, from, _, snap)) in reading.resumed.baselines {
             recorded.insert(t, (from, snap));
@@ -1122,10 +1248,7 @@ async fn repair_locked(
             applied,
             dropped_indexes: dropped,
         };
-        journal
-            .record(&event)
-            .await
-            .map_err(|e| Failure::new(ExitCode::Internal, e.to_string()))?;
+        journal.record(&event).await?;
         if let Some(line) = crate::report::human::describe(&event) {
             crate::commands::print_line(&line);
         }

@@ -92,8 +92,15 @@ fn sqlite_a_dirty_no_transaction_migration_stops_the_trust_until_repaired() {
         .code(4)
         .stderr_contains("camden");
     assert_eq!(dirty_rows(&ws, "camden"), 1);
-    // A dirty trust stops every later run, saying what to check and how to clear it.
-    let again = ws.run(&["rollout", "plans/nt.yaml", "--yes"]);
+    // The failed run waits for a decision: a new rollout of the plan refuses, naming it.
+    let run = latest_run(&ws);
+    ws.run(&["rollout", "plans/nt.yaml", "--yes"])
+        .code(2)
+        .stderr_contains(&run)
+        .stderr_contains("FAILED")
+        .stderr_contains("--retry camden");
+    // A dirty trust stops every later attempt, saying what to check and how to clear it.
+    let again = ws.run(&["resume", &run, "--yes", "--retry", "camden"]);
     again
         .code(4)
         .stderr_contains("dirty")
@@ -107,10 +114,20 @@ fn sqlite_a_dirty_no_transaction_migration_stops_the_trust_until_repaired() {
     assert_eq!(dirty_rows(&ws, "camden"), 0);
     assert!(!ws.db("camden").applied_versions().contains(&version));
     ws.run(&["repair", "camden", "--applied"]).code(2);
-    ws.run(&["rollout", "plans/nt.yaml", "--yes"]).success();
+    ws.run(&["resume", &run, "--yes", "--retry", "camden"])
+        .success();
     assert_eq!(version_of(&ws, "camden"), version);
     assert_eq!(dirty_rows(&ws, "camden"), 0);
     assert!(ws.db("camden").table_exists("tripwire"));
+}
+
+/// The newest run's id, from `status --format json`.
+fn latest_run(ws: &Workspace) -> String {
+    let out = ws.run(&["status", "--format", "json"]);
+    out.json()["runs"][0]["run_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no run in status\n{}", out.describe()))
+        .to_string()
 }
 
 #[test]
@@ -141,7 +158,8 @@ fn postgres_repair_drops_the_invalid_index_of_a_failed_concurrent_build() {
         "expected an invalid index"
     );
     assert_eq!(dirty_rows(&ws, "camden"), 1);
-    ws.run(&["rollout", "plans/nt.yaml", "--yes"])
+    let run = latest_run(&ws);
+    ws.run(&["resume", &run, "--yes", "--retry", "camden"])
         .code(4)
         .stderr_contains("flotilla repair");
     ws.run(&["repair", "camden", "--not-applied"])
@@ -161,6 +179,19 @@ fn postgres_repair_drops_the_invalid_index_of_a_failed_concurrent_build() {
          CREATE INDEX CONCURRENTLY nt_idx ON patient (family_name);\n\
          CREATE INDEX CONCURRENTLY nt_given_idx ON patient (given_name);\n",
     );
+    // The failed run was for the old file: it is abandoned (on the record), and the fixed
+    // migration rolled out afresh.
+    ws.run(&["rollout", "plans/nt.yaml", "--yes"])
+        .code(2)
+        .stderr_contains(&run);
+    ws.run(&[
+        "abandon",
+        &run,
+        "--reason",
+        "the concurrent index build was fixed and is rolled out afresh",
+    ])
+    .success()
+    .stdout_contains("abandoned by");
     ws.run(&["rollout", "plans/nt.yaml", "--yes"]).success();
     assert_eq!(version_of(&ws, "camden"), version);
     assert_eq!(

@@ -121,25 +121,68 @@ impl DatabaseTarget {
     }
 }
 
-/// scheme://user@host:port/database, and nothing else: no password, no query parameters.
-fn redact_url(u: &str) -> String {
-    match url::Url::parse(u) {
-        Ok(p) => {
-            let user = if p.username().is_empty() {
-                String::new()
-            } else {
-                format!("{}@", p.username())
-            };
-            let port = p.port().map(|n| format!(":{n}")).unwrap_or_default();
-            format!(
-                "{}://{user}{}{port}{}",
-                p.scheme(),
-                p.host_str().unwrap_or_default(),
-                p.path()
-            )
-        }
-        Err(_) => "<unparseable postgres url>".into(),
+use crate::secrets::redact_url;
+
+/// Connection parameters a Postgres URL may carry (those sqlx understands). Any other is
+/// refused, naming the key only: the driver would log an unknown parameter's value, and a
+/// misspelt `pasword=` must not end up in a log.
+const PG_URL_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "sslca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Why a Postgres connection string cannot be used, in words that never repeat it (it may
+/// hold a password): a libpq key/value string, something that is not a URL, or a URL with a
+/// parameter the driver does not know.
+pub(crate) fn pg_url_problem(url: &str) -> Option<String> {
+    if crate::secrets::is_conninfo(url) {
+        return Some(
+            "a libpq key/value connection string (host=... dbname=...) is not supported: \
+             write it as a URL, postgres://USER@HOST:PORT/DATABASE, with the password in \
+             password_env or password_file"
+                .into(),
+        );
     }
+    let parsed = match url::Url::parse(url) {
+        Ok(p) => p,
+        Err(e) => return Some(format!("not a valid postgres:// URL ({e})")),
+    };
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Some("not a postgres:// URL".into());
+    }
+    let unknown: Vec<String> = parsed
+        .query_pairs()
+        .map(|(k, _)| k.into_owned())
+        .filter(|k| !PG_URL_PARAMETERS.contains(&k.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        return Some(format!(
+            "unknown connection parameter(s) {} in the URL (known: {})",
+            unknown
+                .iter()
+                .map(|k| format!("'{}'", crate::printable::printable(k)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            PG_URL_PARAMETERS.join(", ")
+        ));
+    }
+    None
 }
 
 impl Inventory {
@@ -320,6 +363,9 @@ fn resolve_database(base: &Path, id: &str, db: &DatabaseFile) -> Result<Database
             Ok(DatabaseTarget::Sqlite { path })
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            if let Some(problem) = pg_url_problem(&url) {
+                return Err(problem);
+            }
             let parsed = url::Url::parse(&url).map_err(|e| format!("invalid Postgres URL: {e}"))?;
             let password_param = parsed.query_pairs().any(|(k, _)| {
                 k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword")
@@ -336,10 +382,25 @@ fn resolve_database(base: &Path, id: &str, db: &DatabaseFile) -> Result<Database
                 password,
             })
         }
-        Some(url) => Err(format!(
-            "unsupported database URL scheme in '{}': use sqlite:// or postgres://",
-            url.split(':').next().unwrap_or_default()
+        Some(url) if crate::secrets::is_conninfo(&url) => Err(format!(
+            "database url is a libpq key/value connection string, which is not supported (it is not shown: it may hold a password{}); write it as postgres://USER@HOST:PORT/DATABASE with password_env or password_file",
+            if url.to_ascii_lowercase().contains("password") {
+                ", and it does: passwords never go in trusts.yaml"
+            } else {
+                ""
+            }
         )),
+        Some(url) => Err(match url.split_once("://") {
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) =>
+            {
+                format!("unsupported database URL scheme '{scheme}': use sqlite:// or postgres://")
+            }
+            _ => "database url is neither sqlite://PATH nor postgres://USER@HOST/DATABASE (it is not shown: it may hold a password)".into(),
+        }),
         None => Ok(DatabaseTarget::Postgres {
             url: UrlSource::Env(expand(db.url_env.as_deref().unwrap_or_default(), id)),
             password,
@@ -442,5 +503,37 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("not a usable SQLite URL"), "{err}");
+    }
+
+    #[test]
+    fn a_key_value_connection_string_is_refused_without_echoing_it() {
+        let err = parse(
+            "trusts:\n  - id: a\n    name: A\n    region: r\n    database: {url: 'host=db.example user=rio password=hunter2 dbname=camden'}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("key/value"), "{err}");
+        assert!(err.contains("trusts.yaml:5"), "{err}");
+        for secret in ["hunter2", "db.example", "password=", "rio"] {
+            assert!(!err.contains(secret), "{secret} in {err}");
+        }
+        let err = parse(
+            "trusts:\n  - id: a\n    name: A\n    region: r\n    database: {url: 'mysql://u:hunter2@h/db'}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("'mysql'"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn unknown_url_parameters_are_refused_naming_the_key_only() {
+        let err = parse(
+            "trusts:\n  - id: a\n    name: A\n    region: r\n    database: {url: 'postgres://u@h/db?pasword=hunter2'}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("'pasword'"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

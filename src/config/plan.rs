@@ -25,8 +25,7 @@ struct PlanFile {
     on_regression: OnRegression,
     #[serde(default)]
     max_failed_trusts: usize,
-    #[serde(default)]
-    timeouts: Timeouts,
+    timeouts: Option<Spanned<Timeouts>>,
 }
 
 /// Timeouts for the statements of a migration (Postgres `lock_timeout` and
@@ -45,6 +44,31 @@ pub struct Timeouts {
 
 fn default_lock_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(10)
+}
+
+impl Timeouts {
+    /// A value that would switch a protection off. Postgres reads a `lock_timeout` (and a
+    /// `statement_timeout`) of 0 as "no limit", and both are set in whole milliseconds, so
+    /// anything under 1 ms is 0: a migration would then wait behind a table lock forever,
+    /// queueing every clinician's query on that table behind it.
+    pub fn problem(&self) -> Option<String> {
+        if self.lock < std::time::Duration::from_millis(1) {
+            return Some(format!(
+                "lock: {} would turn the lock timeout off (a migration would wait behind a table lock forever, and every query on that table behind it); give at least 1ms (default 10s)",
+                humantime::format_duration(self.lock)
+            ));
+        }
+        if let Some(st) = self
+            .statement
+            .filter(|d| *d < std::time::Duration::from_millis(1))
+        {
+            return Some(format!(
+                "statement: {} would mean no limit at all; leave `statement` out for no limit, or give at least 1ms",
+                humantime::format_duration(st)
+            ));
+        }
+        None
+    }
 }
 
 impl Default for Timeouts {
@@ -142,8 +166,13 @@ impl Plan {
         inventory: &Inventory,
         catalog: &Catalog,
     ) -> Result<Plan, ConfigError> {
-        let file: PlanFile = yaml::load(path)?;
-        resolve(path, file, inventory, catalog)
+        let text = crate::files::read_regular(path, crate::files::YAML_CAP).map_err(|source| {
+            ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        Self::parse(path, &text, inventory, catalog)
     }
 
     /// Parse and resolve a plan from text, as if read from `path`.
@@ -154,7 +183,17 @@ impl Plan {
         catalog: &Catalog,
     ) -> Result<Plan, ConfigError> {
         let file: PlanFile = yaml::parse(path, text)?;
-        resolve(path, file, inventory, catalog)
+        // Positions inside `health`, for messages (a second, lenient read of the same text).
+        let positions: Option<PlanPositions> = serde_saphyr::from_str(text).ok();
+        resolve(path, file, inventory, catalog, positions)
+    }
+
+    /// `line:column` in the plan file of the health entry a problem is about (an integrity
+    /// table or column, a latency probe, a regression threshold), when it can be found.
+    pub fn locate_health(&self, problem: &str) -> Option<(u64, u64)> {
+        let text = crate::files::read_regular(&self.path, crate::files::YAML_CAP).ok()?;
+        let positions: PlanPositions = serde_saphyr::from_str(&text).ok()?;
+        positions.locate(problem).map(|l| (l.line(), l.column()))
     }
 
     /// Every trust of the plan, wave by wave.
@@ -170,6 +209,7 @@ fn resolve(
     file: PlanFile,
     inventory: &Inventory,
     catalog: &Catalog,
+    positions: Option<PlanPositions>,
 ) -> Result<Plan, ConfigError> {
     let err = |at: Option<serde_saphyr::Location>, msg: String| ConfigError::invalid(path, at, msg);
     let target = match (&file.release, &file.target_version) {
@@ -329,10 +369,24 @@ fn resolve(
             soak,
         });
     }
+    let timeouts = match &file.timeouts {
+        Some(t) => {
+            if let Some(problem) = t.value.problem() {
+                return Err(err(Some(t.referenced), format!("timeouts: {problem}")));
+            }
+            t.value
+        }
+        None => Timeouts::default(),
+    };
     let health = match file.health {
         Some(h) => {
             if let Some(problem) = h.value.static_problems().into_iter().next() {
-                return Err(err(Some(h.referenced), format!("health: {problem}")));
+                // The model keeps no positions: find where the offending entry is written.
+                let at = positions
+                    .as_ref()
+                    .and_then(|p| p.locate(&problem))
+                    .unwrap_or(h.referenced);
+                return Err(err(Some(at), format!("health: {problem}")));
             }
             h.value
         }
@@ -346,8 +400,89 @@ fn resolve(
         health,
         on_regression: file.on_regression,
         max_failed_trusts: file.max_failed_trusts,
-        timeouts: file.timeouts,
+        timeouts,
     })
+}
+
+/// Where the entries of a plan's `health` section are written, read leniently (unknown keys
+/// ignored, any value accepted) so that a problem the health model finds can cite its line.
+#[derive(Debug, Default, Deserialize)]
+struct PlanPositions {
+    #[serde(default)]
+    health: Option<HealthPositions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct HealthPositions {
+    #[serde(default)]
+    latency_probes: Vec<Spanned<ProbePositions>>,
+    #[serde(default)]
+    integrity: HashMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    regression: Option<Spanned<HashMap<String, Spanned<serde::de::IgnoredAny>>>>,
+    #[serde(default)]
+    soak: Option<Spanned<serde::de::IgnoredAny>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ProbePositions {
+    #[serde(default)]
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    samples: Option<Spanned<serde::de::IgnoredAny>>,
+}
+
+impl PlanPositions {
+    /// The position of what `problem` (a message of [`Health::static_problems`]) is about: the
+    /// integrity table or column, the latency probe, the regression field it names.
+    fn locate(&self, problem: &str) -> Option<serde_saphyr::Location> {
+        let h = self.health.as_ref()?;
+        let quoted = |name: &str| problem.contains(&format!("'{name}'"));
+        if problem.contains("integrity") {
+            let mut tables: Vec<_> = h.integrity.iter().collect();
+            tables.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+            for (table, columns) in &tables {
+                if let Some(c) = columns.value.iter().find(|c| quoted(&c.value)) {
+                    if !quoted(&table.value) || problem.contains("key columns") {
+                        return Some(c.referenced);
+                    }
+                }
+                if quoted(&table.value) {
+                    return Some(table.referenced);
+                }
+            }
+        }
+        if problem.contains("latency probe") {
+            // A duplicate name is reported at its second use.
+            let named: Vec<_> = h
+                .latency_probes
+                .iter()
+                .filter(|p| p.value.name.as_ref().is_some_and(|n| quoted(&n.value)))
+                .collect();
+            let probe = if problem.starts_with("duplicate") {
+                named.get(1).or(named.first())
+            } else {
+                named.first()
+            };
+            if let Some(p) = probe {
+                return Some(match (&p.value.samples, problem.contains("samples")) {
+                    (Some(s), true) => s.referenced,
+                    _ => p.referenced,
+                });
+            }
+        }
+        if let Some(field) = problem
+            .strip_prefix("regression.")
+            .and_then(|r| r.split_whitespace().next())
+        {
+            let r = h.regression.as_ref()?;
+            return Some(r.value.get(field).map_or(r.referenced, |f| f.referenced));
+        }
+        if problem.starts_with("soak") {
+            return h.soak.as_ref().map(|s| s.referenced);
+        }
+        None
+    }
 }
 
 fn positive(path: &Path, c: &Spanned<usize>) -> Result<usize, ConfigError> {

@@ -51,6 +51,12 @@ pub struct AppliedMigration {
 pub enum DbError {
     #[error("trust '{trust}': database file {path} does not exist (flotilla never creates a trust database; check the path in the inventory)")]
     MissingSqliteFile { trust: String, path: PathBuf },
+    #[error("trust '{trust}': database path {path} is {what}, not an SQLite database file (check the path in the inventory)")]
+    NotAFile {
+        trust: String,
+        path: PathBuf,
+        what: &'static str,
+    },
     #[error("trust '{trust}': environment variable {var} ({what}) is not set")]
     MissingEnv {
         trust: String,
@@ -130,6 +136,7 @@ impl DbError {
     pub fn trust(&self) -> &str {
         match self {
             DbError::MissingSqliteFile { trust, .. }
+            | DbError::NotAFile { trust, .. }
             | DbError::MissingEnv { trust, .. }
             | DbError::PasswordFile { trust, .. }
             | DbError::BadUrl { trust, .. }
@@ -177,18 +184,47 @@ const MAX_BATCHES: u64 = 1_000_000;
 impl TrustDb {
     /// Connect to a trust's database. An SQLite file must already exist.
     pub async fn connect(trust: &Trust, access: Access) -> Result<TrustDb, DbError> {
+        Self::connect_within(trust, access, None).await
+    }
+
+    /// [`connect`](Self::connect), waiting at most `lock_wait` for a lock another session holds
+    /// (SQLite `busy_timeout`, Postgres `lock_timeout`): preflight honours the plan's
+    /// `timeouts.lock` rather than queueing behind a migration for long.
+    pub async fn connect_within(
+        trust: &Trust,
+        access: Access,
+        lock_wait: Option<Duration>,
+    ) -> Result<TrustDb, DbError> {
         match &trust.database {
             DatabaseTarget::Sqlite { path } => {
-                if !path.is_file() {
-                    return Err(DbError::MissingSqliteFile {
-                        trust: trust.id.clone(),
-                        path: path.clone(),
-                    });
+                match std::fs::metadata(path) {
+                    Ok(m) if m.is_file() => {}
+                    Ok(m) => {
+                        return Err(DbError::NotAFile {
+                            trust: trust.id.clone(),
+                            path: path.clone(),
+                            what: if m.is_dir() {
+                                "a directory"
+                            } else {
+                                "not a regular file"
+                            },
+                        })
+                    }
+                    Err(_) => {
+                        return Err(DbError::MissingSqliteFile {
+                            trust: trust.id.clone(),
+                            path: path.clone(),
+                        })
+                    }
                 }
-                Self::connect_sqlite(&trust.id, path, access, false).await
+                Self::connect_sqlite(&trust.id, path, access, false, lock_wait).await
             }
             DatabaseTarget::Postgres { .. } => {
-                let options = pg_options(trust, access)?;
+                let mut options = pg_options(trust, access)?;
+                if let Some(wait) = lock_wait {
+                    let ms = wait.as_millis().clamp(1, i32::MAX as u128).to_string();
+                    options = options.options([("lock_timeout", ms.as_str())]);
+                }
                 let conn = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
                     .await
                     .map_err(|_| DbError::Unreachable {
@@ -221,7 +257,7 @@ impl TrustDb {
                 message: format!("cannot create directory {}: {e}", dir.display()),
             })?;
         }
-        Self::connect_sqlite(trust, path, Access::ReadWrite, true).await
+        Self::connect_sqlite(trust, path, Access::ReadWrite, true, None).await
     }
 
     async fn connect_sqlite(
@@ -229,16 +265,18 @@ impl TrustDb {
         path: &std::path::Path,
         access: Access,
         create: bool,
+        lock_wait: Option<Duration>,
     ) -> Result<TrustDb, DbError> {
+        let busy = lock_wait.unwrap_or(Duration::from_secs(30));
         if access == Access::ReadOnly {
-            recover_hot_journal(trust, path).await?;
+            recover_hot_journal(trust, path, busy).await?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(create)
             .read_only(access == Access::ReadOnly)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(busy)
             .disable_statement_logging();
         let conn = options.connect().await.map_err(|e| DbError::Unreachable {
             trust: trust.to_string(),
@@ -824,7 +862,11 @@ fn millis(d: Duration) -> i64 {
 /// read-write once and read from it, which makes SQLite complete its own crash recovery (it
 /// restores the last committed state; a journal of a live transaction in another process is
 /// not hot and is left alone), then go on read-only.
-async fn recover_hot_journal(trust: &str, path: &std::path::Path) -> Result<(), DbError> {
+async fn recover_hot_journal(
+    trust: &str,
+    path: &std::path::Path,
+    busy: Duration,
+) -> Result<(), DbError> {
     let mut journal = path.as_os_str().to_owned();
     journal.push("-journal");
     let hot = std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0);
@@ -839,7 +881,7 @@ async fn recover_hot_journal(trust: &str, path: &std::path::Path) -> Result<(), 
     let mut conn = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(false)
-        .busy_timeout(Duration::from_secs(30))
+        .busy_timeout(busy)
         .disable_statement_logging()
         .connect()
         .await
@@ -868,14 +910,24 @@ pub(crate) fn pg_target(trust: &Trust) -> Result<PgTarget, DbError> {
     };
     let (url_text, url_from) = match url {
         UrlSource::Inline(u) => (u.clone(), "trusts.yaml".to_string()),
-        UrlSource::Env(var) => (
-            std::env::var(var).map_err(|_| DbError::MissingEnv {
+        UrlSource::Env(var) => {
+            let value = std::env::var(var).map_err(|_| DbError::MissingEnv {
                 trust: trust.id.clone(),
                 var: var.clone(),
                 what: "url_env",
-            })?,
-            var.clone(),
-        ),
+            })?;
+            // A URL from the environment may carry a password: never shown, scrubbed from
+            // anything printed, and refused without echo when it is not a usable URL.
+            crate::secrets::register_url(&value);
+            if let Some(problem) = crate::config::inventory::pg_url_problem(&value) {
+                return Err(DbError::BadUrl {
+                    trust: trust.id.clone(),
+                    var: var.clone(),
+                    message: format!("{problem} (the value is not shown)"),
+                });
+            }
+            (value, var.clone())
+        }
     };
     let password = match password {
         PasswordSource::None => None,
@@ -885,7 +937,7 @@ pub(crate) fn pg_target(trust: &Trust) -> Result<PgTarget, DbError> {
             what: "password_env",
         })?),
         PasswordSource::File(path) => Some(
-            std::fs::read_to_string(path)
+            crate::files::read_regular(path, crate::files::PASSWORD_CAP)
                 .map_err(|source| DbError::PasswordFile {
                     trust: trust.id.clone(),
                     path: path.clone(),
@@ -895,6 +947,9 @@ pub(crate) fn pg_target(trust: &Trust) -> Result<PgTarget, DbError> {
                 .to_string(),
         ),
     };
+    if let Some(pw) = &password {
+        crate::secrets::register(pw);
+    }
     Ok(PgTarget {
         url: url_text,
         password,

@@ -160,8 +160,32 @@ pub enum Event {
     },
     /// A wave's trusts passed their checks and soak: the next wave may start.
     WavePassed { wave: String },
-    /// A run was resumed (`attempt` counts from 1 for the first start).
-    RunResumed { attempt: i64 },
+    /// A run was resumed (`attempt` counts from 1 for the first start) by `by` (user@host).
+    RunResumed { attempt: i64, by: String },
+    /// On resume, an operator decided about a trust that failed in the run: `retry` it (it is
+    /// measured and gated again) or `skip` it (left out of the rest of the run).
+    TrustDecided {
+        trust: String,
+        decision: String,
+        by: String,
+    },
+    /// An operator abandoned an unfinished run (`was`: its status then): it will not be
+    /// resumed, and no longer blocks a new rollout of its plan. Its trusts whose upgrade was
+    /// never judged to pass are still gated by the next rollout.
+    RunAbandoned {
+        was: String,
+        by: String,
+        reason: String,
+    },
+    /// A trust found already upgraded (or part-way) whose last upgrade, in run `from_run`,
+    /// was never judged to pass: it is gated in this run against the baseline recorded then,
+    /// before its upgrade (`from`: the version it was at).
+    BaselineCarried {
+        wave: String,
+        trust: String,
+        from: Option<i64>,
+        from_run: String,
+    },
     /// The operator interrupted the run (Ctrl-C or SIGTERM); `abort` when a second signal
     /// abandoned in-flight transactions.
     Interrupted { abort: bool },

@@ -84,7 +84,7 @@ pub enum RunOutcome {
     /// Another run took this run's lease over (this one had stopped heartbeating).
     LeaseLost { holder: String },
     /// The state database could not be written: nothing more is started unrecorded.
-    JournalFailed { error: String },
+    JournalFailed { error: String, exit: ExitCode },
 }
 
 impl RunOutcome {
@@ -99,7 +99,9 @@ impl RunOutcome {
             RunOutcome::NotApproved { .. } => ExitCode::Config,
             RunOutcome::Interrupted => ExitCode::Interrupted,
             RunOutcome::LeaseLost { .. } => ExitCode::Locked,
-            RunOutcome::JournalFailed { .. } => ExitCode::Internal,
+            // Almost always the environment (a full disk, a read-only or failing state
+            // database): exit 9; a failure of flotilla's own SQL stays exit 1.
+            RunOutcome::JournalFailed { exit, .. } => *exit,
         }
     }
 
@@ -132,6 +134,7 @@ pub struct RunSummary {
 fn blocker_from(err: &DbError) -> Blocker {
     let exit = match err {
         DbError::MissingSqliteFile { .. }
+        | DbError::NotAFile { .. }
         | DbError::MissingEnv { .. }
         | DbError::PasswordFile { .. }
         | DbError::BadUrl { .. } => ExitCode::Config,
@@ -146,12 +149,53 @@ fn blocker_from(err: &DbError) -> Blocker {
 
 /// Read a trust's applied history without changing anything.
 pub async fn read_state(trust: &Trust) -> TrustState {
-    let mut db = TrustDb::connect(trust, Access::ReadOnly)
+    read_state_within(trust, crate::config::plan::Timeouts::default().lock).await
+}
+
+/// [`read_state`], waiting at most `lock_wait` for a lock another session holds on the trust
+/// (a migration in progress, a long write): then the trust is reported as locked, with how
+/// long was waited, instead of queueing behind it.
+pub async fn read_state_within(trust: &Trust, lock_wait: Duration) -> TrustState {
+    let started = Instant::now();
+    let waited = |e: &DbError| {
+        let b = blocker_from(e);
+        if is_lock_wait(e) {
+            Blocker::Unreadable {
+                message: format!(
+                    "{e} (waited {:.1} s for another session's lock; the plan's timeouts.lock is {})",
+                    started.elapsed().as_secs_f64(),
+                    humantime::format_duration(lock_wait)
+                ),
+                exit: ExitCode::Locked,
+            }
+        } else {
+            b
+        }
+    };
+    let mut db = TrustDb::connect_within(trust, Access::ReadOnly, Some(lock_wait))
         .await
-        .map_err(|e| blocker_from(&e))?;
-    let applied = db.applied().await.map_err(|e| blocker_from(&e));
+        .map_err(|e| waited(&e))?;
+    let applied = db.applied().await.map_err(|e| waited(&e));
     db.close().await;
     applied
+}
+
+/// Whether an error is a lock wait that ran out (SQLite busy/locked, Postgres
+/// `lock_not_available`).
+fn is_lock_wait(e: &DbError) -> bool {
+    let source = match e {
+        DbError::Query { source, .. } | DbError::MigrationFailed { source, .. } => source,
+        DbError::Unreachable { message, .. } => {
+            return message.contains("database is locked") || message.contains("(code: 5)")
+        }
+        _ => return false,
+    };
+    match source {
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| matches!(c.as_ref(), "5" | "6" | "517" | "262" | "55P03")),
+        _ => false,
+    }
 }
 
 /// The result of preflight: the planned rollout and each trust's probe parameters.
@@ -160,15 +204,20 @@ pub struct Preflight {
     pub plan: RolloutPlan,
     /// Probe parameters drawn from each trust to upgrade.
     pub params: HashMap<String, ProbeParams>,
+    /// How long preflight took (reading every trust, waiting for locks): part of the run's
+    /// reported duration.
+    pub elapsed: Duration,
 }
 
 /// Read every trust of the plan (read-only, concurrently), plan the rollout, and draw the
 /// health probes' parameters from every trust that would be upgraded: a probe that cannot run
 /// on a trust blocks the run before anything changes.
 pub async fn preflight(inventory: &Inventory, catalogs: &Catalogs, plan: &Plan) -> Preflight {
+    let started = Instant::now();
     let trusts: Vec<&Trust> = plan.trusts().filter_map(|id| inventory.get(id)).collect();
+    let lock_wait = plan.timeouts.lock;
     let states: HashMap<String, TrustState> = stream::iter(trusts)
-        .map(|t| async move { (t.id.clone(), read_state(t).await) })
+        .map(|t| async move { (t.id.clone(), read_state_within(t, lock_wait).await) })
         .buffer_unordered(READ_CONCURRENCY)
         .collect()
         .await;
@@ -215,6 +264,7 @@ pub async fn preflight(inventory: &Inventory, catalogs: &Catalogs, plan: &Plan) 
     Preflight {
         plan: planned,
         params,
+        elapsed: started.elapsed(),
     }
 }
 
@@ -246,7 +296,7 @@ pub enum StopReason {
     /// Another run took the lease.
     LeaseLost(String),
     /// The journal could not be written.
-    JournalFailed(String),
+    JournalFailed(String, ExitCode),
 }
 
 /// Shared stop flag: once set, nothing new starts; in-flight migrations finish.
@@ -277,7 +327,7 @@ impl RunControl {
         self.reason().map(|r| match r {
             StopReason::Interrupted => RunOutcome::Interrupted,
             StopReason::LeaseLost(holder) => RunOutcome::LeaseLost { holder },
-            StopReason::JournalFailed(error) => RunOutcome::JournalFailed { error },
+            StopReason::JournalFailed(error, exit) => RunOutcome::JournalFailed { error, exit },
         })
     }
 }
@@ -338,7 +388,8 @@ impl Engine<'_> {
         if let Some(j) = self.journal {
             if let Err(e) = j.record(&event).await {
                 tracing::error!(error = %e, "the journal could not be written: stopping the run");
-                self.control.stop(StopReason::JournalFailed(e.to_string()));
+                self.control
+                    .stop(StopReason::JournalFailed(e.to_string(), e.exit_code()));
             }
         }
         self.events.emit(&event);
@@ -353,7 +404,8 @@ impl Engine<'_> {
         if let Some(j) = self.journal {
             if let Err(e) = j.record_all(&events).await {
                 tracing::error!(error = %e, "the journal could not be written: stopping the run");
-                self.control.stop(StopReason::JournalFailed(e.to_string()));
+                self.control
+                    .stop(StopReason::JournalFailed(e.to_string(), e.exit_code()));
             }
         }
         for event in &events {
@@ -386,7 +438,8 @@ impl Engine<'_> {
         self.emit(Event::RunFinished {
             outcome: outcome.label().into(),
             exit_code: outcome.exit_code().code(),
-            duration_ms: elapsed_ms(started),
+            duration_ms: elapsed_ms(started)
+                .saturating_add(u64::try_from(preflight.elapsed.as_millis()).unwrap_or(0)),
         })
         .await;
         RunSummary {
@@ -550,7 +603,8 @@ impl Engine<'_> {
                 if !problems.is_empty() {
                     let verdict =
                         Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
-                    self.emit_verdict(&wave.name, id, Window::PostUpgrade, &verdict, Vec::new())
+                    // Nothing was upgraded: the verdict is about the baseline, not the upgrade.
+                    self.emit_verdict(&wave.name, id, Window::Baseline, &verdict, Vec::new())
                         .await;
                     broken.push((id.to_string(), verdict));
                 }
@@ -1371,7 +1425,7 @@ impl Engine<'_> {
                 before: version,
             });
             self.emit_all(std::mem::take(pending)).await;
-            if matches!(self.control.reason(), Some(StopReason::JournalFailed(_))) {
+            if matches!(self.control.reason(), Some(StopReason::JournalFailed(..))) {
                 // Its start could not be recorded: it must not run unrecorded.
                 return Ok((version, done, true));
             }

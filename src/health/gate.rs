@@ -50,6 +50,9 @@ impl Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Window {
+    /// Before the upgrade: the baseline could not be measured (an error verdict; nothing was
+    /// upgraded).
+    Baseline,
     /// Right after the upgrade: everything, integrity on the undeclared hash.
     PostUpgrade,
     /// A soak round: latency, durability and invariants.

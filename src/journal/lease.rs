@@ -91,11 +91,55 @@ pub fn host_name() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
-/// The user running flotilla.
+/// The user running flotilla: the name of the process's effective uid (what the system says,
+/// not what `$USER` claims; `$USER` is unset under cron, systemd and `env -i`), then
+/// `$USER`/`$LOGNAME`, then `uid N`.
 pub fn user_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        uid_name(uid)
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| format!("uid {uid}"))
+    })
+    .clone()
+}
+
+/// The login name of `uid` from the system's user database (files, LDAP: whatever NSS has).
+fn uid_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `passwd` is plain data that getpwuid_r fills in; `buf` outlives every pointer
+        // it stores into `passwd` (we copy the name out before `buf` is dropped or reused), and
+        // its length is passed with it.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        return name
+            .to_str()
+            .ok()
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+    }
 }
 
 /// Whether process `pid` exists on this host. Only Linux can tell (`/proc`); elsewhere a
@@ -205,5 +249,19 @@ impl Lease {
     /// How often to heartbeat: a third of the time-to-live.
     pub fn heartbeat_interval(&self) -> Duration {
         (self.ttl / 3).max(Duration::from_millis(100))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_is_named_from_the_uid_not_from_the_environment() {
+        assert_eq!(uid_name(0).as_deref(), Some("root"));
+        // SAFETY: geteuid cannot fail.
+        let me = uid_name(unsafe { libc::geteuid() });
+        assert!(me.is_some(), "this process's uid has a name");
+        assert_eq!(user_name(), me.unwrap());
     }
 }

@@ -64,10 +64,33 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// Whether resume may continue it.
+    /// Whether resume may continue it: a rollout that did not complete, was not blocked before
+    /// it began, and was not abandoned by an operator.
     pub fn resumable(&self) -> bool {
-        self.kind == "rollout" && !matches!(self.status.as_str(), "completed" | "blocked")
+        self.kind == "rollout"
+            && !matches!(self.status.as_str(), "completed" | "blocked" | "abandoned")
     }
+
+    /// The status to show and to act on: a run recorded as `running` whose lease is gone
+    /// (expired, taken by another run, or its process dead on this host) is `crashed`, not
+    /// running forever.
+    pub fn effective_status(&self, lease: Option<&Holder>, now_ms: i64) -> String {
+        if self.status != "running" {
+            return self.status.clone();
+        }
+        let live = lease
+            .is_some_and(|h| h.run_id == self.run_id && !h.expired(now_ms) && !h.holder_is_gone());
+        if live {
+            "running".into()
+        } else {
+            "crashed".into()
+        }
+    }
+}
+
+/// Who is deciding: `user@host` (the user from the process's uid).
+pub fn operator() -> String {
+    format!("{}@{}", lease::user_name(), lease::host_name())
 }
 
 /// An event as stored.
@@ -231,6 +254,120 @@ impl StateDb {
     }
 }
 
+/// One fact about a trust's gate, from any run (see [`StateDb::gate_history`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateRecord {
+    /// The run that recorded it.
+    pub run_id: String,
+    /// Its sequence in that run.
+    pub seq: i64,
+    /// The trust.
+    pub trust: String,
+    /// What it says.
+    pub fact: GateFact,
+}
+
+/// What a [`GateRecord`] says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateFact {
+    /// A baseline was measured before an upgrade (`baseline_recorded`, its JSON body).
+    Baseline(serde_json::Value),
+    /// A verdict (`window`: post-upgrade, soak, after-rollback, baseline; `verdict`: pass,
+    /// fail, inconclusive, error).
+    Verdict { window: String, verdict: String },
+    /// A rollback finished and was verified, leaving the trust at `version`.
+    RolledBack { version: Option<i64> },
+}
+
+impl StateDb {
+    /// Every trust a run touched (any event naming a trust).
+    pub async fn run_trusts(
+        &self,
+        run_id: &str,
+    ) -> Result<std::collections::BTreeSet<String>, StateError> {
+        let rows: Vec<String> = on_pool!(&self.pool, p =>
+            sqlx::query_scalar("SELECT DISTINCT trust FROM flotilla_events WHERE run_id = $1 AND trust IS NOT NULL")
+                .bind(run_id).fetch_all(p).await)
+        .map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Every run's baselines, verdicts and verified rollbacks, in the order they happened (by
+    /// time, then run and sequence): what a new run needs to know about trusts whose last
+    /// upgrade was never judged to pass. Verdicts come from `flotilla_measurements` (their
+    /// figures are not read).
+    pub async fn gate_history(&self) -> Result<Vec<GateRecord>, StateError> {
+        let events: Vec<(String, i64, String, String, Option<String>, String)> = on_pool!(&self.pool, p =>
+            sqlx::query_as("SELECT run_id, seq, at, event, trust, body FROM flotilla_events WHERE event IN ('baseline_recorded', 'rollback_finished')")
+                .fetch_all(p).await)
+        .map_err(|e| self.err(e))?;
+        let verdicts: Vec<(String, i64, String, String, String, Option<String>)> = on_pool!(&self.pool, p =>
+            sqlx::query_as("SELECT m.run_id, m.seq, e.at, m.trust, m.window_label, m.verdict FROM flotilla_measurements m JOIN flotilla_events e ON e.run_id = m.run_id AND e.seq = m.seq WHERE m.kind = 'verdict'")
+                .fetch_all(p).await)
+        .map_err(|e| self.err(e))?;
+        let mut out: Vec<(i128, GateRecord)> = Vec::with_capacity(events.len() + verdicts.len());
+        let when = |at: &str| {
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp_nanos())
+                .unwrap_or(0)
+        };
+        for (run_id, seq, at, event, trust, body) in events {
+            let Some(trust) = trust else { continue };
+            let body: serde_json::Value = serde_json::from_str(&body)
+                .map_err(|e| self.invalid(format!("run {run_id}, event {seq}: {e}")))?;
+            let fact = if event == "baseline_recorded" {
+                GateFact::Baseline(body)
+            } else {
+                GateFact::RolledBack {
+                    version: body.get("version").and_then(serde_json::Value::as_i64),
+                }
+            };
+            out.push((
+                when(&at),
+                GateRecord {
+                    run_id,
+                    seq,
+                    trust,
+                    fact,
+                },
+            ));
+        }
+        for (run_id, seq, at, trust, window, verdict) in verdicts {
+            out.push((
+                when(&at),
+                GateRecord {
+                    run_id,
+                    seq,
+                    trust,
+                    fact: GateFact::Verdict {
+                        window,
+                        verdict: verdict.unwrap_or_default(),
+                    },
+                },
+            ));
+        }
+        out.sort_by(|(ta, a), (tb, b)| (ta, &a.run_id, a.seq).cmp(&(tb, &b.run_id, b.seq)));
+        Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The last `event` about `trust` recorded by `run_id` before sequence `before`.
+    pub async fn event_before(
+        &self,
+        run_id: &str,
+        trust: &str,
+        event: &str,
+        before: i64,
+    ) -> Result<Option<serde_json::Value>, StateError> {
+        let body: Option<String> = on_pool!(&self.pool, p =>
+            sqlx::query_scalar("SELECT body FROM flotilla_events WHERE run_id = $1 AND trust = $2 AND event = $3 AND seq < $4 ORDER BY seq DESC LIMIT 1")
+                .bind(run_id).bind(trust).bind(event).bind(before).fetch_optional(p).await)
+        .map_err(|e| self.err(e))?;
+        body.map(|b| serde_json::from_str(&b))
+            .transpose()
+            .map_err(|e| self.invalid(format!("run {run_id}: {e}")))
+    }
+}
+
 /// Records one run's events, write-ahead, with group commit: events recorded while another
 /// write is in progress (trusts migrating concurrently) are written together, in one
 /// transaction, by the next caller to get the writer's lock. Each caller still returns only once
@@ -321,6 +458,33 @@ impl Journal {
             seq: tokio::sync::Mutex::new(next.map_or(0, |n| n + 1)),
             queue: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Add records to a run that is not being run (an operator's decision about it, such as
+    /// abandoning it): the attempt stays, the sequence continues.
+    pub async fn append_to(db: &StateDb, run: &RunRecord) -> Result<Journal, StateError> {
+        let next: Option<i64> = on_pool!(&db.pool, p =>
+            sqlx::query_scalar("SELECT MAX(seq) FROM flotilla_events WHERE run_id = $1")
+                .bind(&run.run_id).fetch_one(p).await)
+        .map_err(|e| db.err(e))?;
+        Ok(Journal {
+            db: db.clone(),
+            run_id: run.run_id.clone(),
+            attempt: run.attempts,
+            seq: tokio::sync::Mutex::new(next.map_or(0, |n| n + 1)),
+            queue: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Record that an operator abandoned the run (its status was `was`): it can no longer be
+    /// resumed, and no longer blocks a new rollout. `false` when its status changed meanwhile.
+    pub async fn mark_abandoned(&self, was: &str, reason: &str) -> Result<bool, StateError> {
+        let changed = on_pool!(&self.db.pool, p =>
+            sqlx::query("UPDATE flotilla_runs SET status = 'abandoned', reason = $3, updated_at = $4 WHERE run_id = $1 AND status = $2")
+                .bind(&self.run_id).bind(was).bind(reason).bind(now())
+                .execute(p).await.map(|r| r.rows_affected()))
+        .map_err(|e| self.db.err(e))?;
+        Ok(changed == 1)
     }
 
     /// This run's id.
@@ -420,8 +584,10 @@ impl Journal {
                     .get("trust")
                     .and_then(|v| v.as_str())
                     .map(str::to_string);
+                // No secret is recorded, even one a library put into an error text.
+                let text = crate::secrets::scrub(&body.to_string()).into_owned();
                 sqlx::query("INSERT INTO flotilla_events (run_id, seq, attempt, at, event, trust, body) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(run).bind(seq).bind(self.attempt).bind(&at).bind(&name).bind(&trust).bind(body.to_string())
+                    .bind(run).bind(seq).bind(self.attempt).bind(&at).bind(&name).bind(&trust).bind(text)
                     .execute(&mut *tx).await?;
                 let step_start = |trust: &str, kind: &str, version: Option<i64>, before: Option<i64>, detail: Option<String>| {
                     sqlx::query("INSERT INTO flotilla_steps (run_id, seq, trust, kind, version, before_version, after_version, state, detail, started_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, 'started', $7, $8)")

@@ -10,6 +10,8 @@ use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::ConnectOptions;
 
+use crate::exit_codes::ExitCode;
+
 /// Environment variable holding the password of a Postgres state database (never in the URL).
 pub const STATE_PASSWORD_ENV: &str = "FLOTILLA_STATE_PASSWORD";
 
@@ -41,6 +43,8 @@ const SCHEMA: &[&str] = &[
         PRIMARY KEY (run_id, seq)
     )",
     "CREATE INDEX IF NOT EXISTS flotilla_events_trust_idx ON flotilla_events (trust, run_id)",
+    // Finding every run's baselines and verdicts (a new run checks what was never judged).
+    "CREATE INDEX IF NOT EXISTS flotilla_events_event_idx ON flotilla_events (event)",
     "CREATE TABLE IF NOT EXISTS flotilla_waves (
         run_id TEXT NOT NULL,
         wave TEXT NOT NULL,
@@ -91,8 +95,14 @@ const SCHEMA: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state database {location}: {message}")]
-    Open { location: String, message: String },
-    #[error("state database {location}: {source}")]
+    Open {
+        location: String,
+        message: String,
+        /// The documented exit code: a location that cannot be used is the user's
+        /// configuration (2); storage that fails is the environment (9).
+        code: ExitCode,
+    },
+    #[error("state database {location}: {}", describe_sqlx(.source))]
     Query {
         location: String,
         #[source]
@@ -100,6 +110,67 @@ pub enum StateError {
     },
     #[error("state database {location}: {message}")]
     Invalid { location: String, message: String },
+}
+
+impl StateError {
+    /// The documented exit code for this error: a full disk, a read-only file system, an I/O
+    /// error or a state server that went away is the environment (9), never "a bug" (1).
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            StateError::Open { code, .. } => *code,
+            StateError::Query { source, .. } if is_environmental(source) => ExitCode::Environment,
+            StateError::Query { .. } | StateError::Invalid { .. } => ExitCode::Internal,
+        }
+    }
+}
+
+/// Whether a database error comes from the storage or the server's resources rather than from
+/// flotilla's SQL: SQLite FULL, IOERR, READONLY, CANTOPEN, PERM, NOLFS, BUSY/LOCKED (another
+/// process holds the file too long); Postgres classes 08 (connection), 53 (insufficient
+/// resources: disk full, out of memory), 57P (shutdown), 58 (I/O) and read-only transactions
+/// (a standby).
+pub(crate) fn is_environmental(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            let Some(code) = d.code() else { return false };
+            if let Ok(n) = code.parse::<i64>() {
+                // SQLite: the primary result code is the low byte of the extended one.
+                matches!(n & 0xff, 3 | 5 | 6 | 8 | 10 | 13 | 14 | 22)
+            } else {
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
+                    || code.starts_with("58")
+                    || code.as_ref() == "25006"
+            }
+        }
+        _ => false,
+    }
+}
+
+/// sqlx's text, with what SQLite's terse codes mean for an operator.
+fn describe_sqlx(e: &sqlx::Error) -> String {
+    let text = crate::secrets::scrub(&e.to_string()).into_owned();
+    if let sqlx::Error::Database(d) = e {
+        if let Some(n) = d.code().and_then(|c| c.parse::<i64>().ok()) {
+            let hint = match n & 0xff {
+                13 => Some("the disk holding it is full: free space, then `flotilla resume`"),
+                8 => Some("it is read-only (a read-only mount or file?)"),
+                10 => Some("the storage reported an I/O error"),
+                14 => Some("the file or its directory cannot be opened"),
+                _ => None,
+            };
+            if let Some(h) = hint {
+                return format!("{text} ({h})");
+            }
+        }
+    }
+    text
 }
 
 #[derive(Clone)]
@@ -136,29 +207,40 @@ pub enum StateLocation {
 }
 
 impl StateLocation {
-    /// Parse `--state`.
-    pub fn parse(s: &str) -> StateLocation {
+    /// Parse `--state`: `sqlite://PATH`, `postgres://...` (or `postgresql://`), or a file path
+    /// without `=` and without another `scheme://`. Anything else is refused, and the refusal
+    /// never repeats the value: a mistyped connection string may hold a password, and taking
+    /// it as a file name would create files named after it and bypass the team's lease.
+    pub fn parse(s: &str) -> Result<StateLocation, String> {
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            StateLocation::Postgres(s.to_string())
-        } else if let Some(rest) = s.strip_prefix("sqlite://") {
-            StateLocation::Sqlite(PathBuf::from(rest))
-        } else {
-            StateLocation::Sqlite(PathBuf::from(s))
+            if let Some(problem) = crate::config::inventory::pg_url_problem(s) {
+                return Err(format!("--state: {problem} (the value is not shown)"));
+            }
+            return Ok(StateLocation::Postgres(s.to_string()));
         }
+        if let Some(rest) = s.strip_prefix("sqlite://") {
+            if rest.is_empty() || rest.contains('?') || rest.contains('=') {
+                return Err("--state: sqlite://PATH takes a file path without options (the value is not shown)".into());
+            }
+            return Ok(StateLocation::Sqlite(PathBuf::from(rest)));
+        }
+        if s.trim().is_empty() {
+            return Err("--state is empty: give a file path, sqlite://PATH or postgres://USER@HOST/DATABASE".into());
+        }
+        if crate::secrets::is_conninfo(s) || s.contains('=') {
+            return Err("--state looks like a key/value connection string (it contains '='), which is not supported and is not taken as a file name; give postgres://USER@HOST:PORT/DATABASE (password in FLOTILLA_STATE_PASSWORD), sqlite://PATH or a file path (the value is not shown: it may hold a password)".into());
+        }
+        if s.contains("://") {
+            return Err("--state: unsupported scheme; give postgres://USER@HOST:PORT/DATABASE, sqlite://PATH or a file path (the value is not shown)".into());
+        }
+        Ok(StateLocation::Sqlite(PathBuf::from(s)))
     }
 
     /// How to show it (never with a password).
     pub fn display(&self) -> String {
         match self {
             StateLocation::Sqlite(p) => p.display().to_string(),
-            StateLocation::Postgres(u) => match url::Url::parse(u) {
-                Ok(mut url) => {
-                    let _ = url.set_password(None);
-                    url.set_query(None);
-                    url.to_string()
-                }
-                Err(_) => "postgres://(invalid URL)".into(),
-            },
+            StateLocation::Postgres(u) => crate::secrets::redact_url(u),
         }
     }
 }
@@ -166,45 +248,107 @@ impl StateLocation {
 impl StateDb {
     /// Open (and for SQLite create) the state database and its schema.
     pub async fn open(location: &StateLocation) -> Result<StateDb, StateError> {
+        let db = Self::connect(location, Access::ReadWrite).await?;
+        for statement in SCHEMA {
+            on_pool!(&db.pool, p => sqlx::query(statement).execute(p).await.map(|_| ()))
+                .map_err(|e| db.err(e))?;
+        }
+        Ok(db)
+    }
+
+    /// Open an existing state database to read it, changing nothing: no file, directory or
+    /// schema is created (`status` and `report` never write). `None` when there is nothing
+    /// recorded yet: no file, an empty file, or no flotilla tables. An SQLite file on a
+    /// read-only mount is read as immutable when it cannot be opened otherwise.
+    pub async fn open_read_only(location: &StateLocation) -> Result<Option<StateDb>, StateError> {
+        if let StateLocation::Sqlite(path) = location {
+            match std::fs::metadata(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Ok(m) if m.is_file() && m.len() == 0 => return Ok(None),
+                _ => {}
+            }
+        }
+        let db = Self::connect(location, Access::ReadOnly).await?;
+        let exists: Result<i64, sqlx::Error> = on_pool!(&db.pool, p => {
+            let q = match &db.pool {
+                Pool::Sqlite(_) => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'flotilla_runs'",
+                Pool::Postgres(_) => "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = 'flotilla_runs'",
+            };
+            sqlx::query_scalar(q).fetch_one(p).await
+        });
+        match exists {
+            Ok(0) => {
+                db.close().await;
+                Ok(None)
+            }
+            Ok(_) => Ok(Some(db)),
+            Err(e) => {
+                let e = db.err(e);
+                db.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn connect(location: &StateLocation, access: Access) -> Result<StateDb, StateError> {
         let shown = location.display();
-        let open_err = |message: String| StateError::Open {
+        let open_err = |message: String, code: ExitCode| StateError::Open {
             location: shown.clone(),
             message,
+            code,
         };
         let pool = match location {
-            StateLocation::Sqlite(path) => Pool::Sqlite(open_sqlite(path).await.map_err(open_err)?),
+            StateLocation::Sqlite(path) => Pool::Sqlite(
+                open_sqlite(path, access)
+                    .await
+                    .map_err(|(m, code)| open_err(m, code))?,
+            ),
             StateLocation::Postgres(url) => {
-                let parsed = url::Url::parse(url).map_err(|e| open_err(e.to_string()))?;
-                if parsed.password().is_some() || parsed.query_pairs().any(|(k, _)| k == "password")
+                let parsed = url::Url::parse(url)
+                    .map_err(|e| open_err(format!("not a valid URL ({e})"), ExitCode::Config))?;
+                if parsed.password().is_some()
+                    || parsed
+                        .query_pairs()
+                        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
                 {
-                    return Err(open_err(format!(
-                        "the URL holds a password; put it in {STATE_PASSWORD_ENV} instead"
-                    )));
+                    return Err(open_err(
+                        format!("the URL holds a password; put it in {STATE_PASSWORD_ENV} instead"),
+                        ExitCode::Config,
+                    ));
                 }
                 let mut options = PgConnectOptions::from_str(url)
-                    .map_err(|e| open_err(e.to_string()))?
+                    .map_err(|e| {
+                        open_err(
+                            crate::secrets::scrub(&e.to_string()).into_owned(),
+                            ExitCode::Config,
+                        )
+                    })?
                     .disable_statement_logging();
                 if let Ok(pw) = std::env::var(STATE_PASSWORD_ENV) {
+                    crate::secrets::register(&pw);
                     options = options.password(&pw);
+                }
+                if access == Access::ReadOnly {
+                    options = options.options([("default_transaction_read_only", "on")]);
                 }
                 let pool = PgPoolOptions::new()
                     .max_connections(2)
                     .acquire_timeout(Duration::from_secs(15))
                     .connect_with(options)
                     .await
-                    .map_err(|e| open_err(e.to_string()))?;
+                    .map_err(|e| {
+                        open_err(
+                            crate::secrets::scrub(&e.to_string()).into_owned(),
+                            ExitCode::Environment,
+                        )
+                    })?;
                 Pool::Postgres(pool)
             }
         };
-        let db = StateDb {
+        Ok(StateDb {
             pool,
             location: shown,
-        };
-        for statement in SCHEMA {
-            on_pool!(&db.pool, p => sqlx::query(statement).execute(p).await.map(|_| ()))
-                .map_err(|e| db.err(e))?;
-        }
-        Ok(db)
+        })
     }
 
     /// Where it is, for messages.
@@ -232,22 +376,137 @@ impl StateDb {
     }
 }
 
-async fn open_sqlite(path: &Path) -> Result<SqlitePool, String> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+/// Whether the state database is opened to record or only to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+async fn open_sqlite(path: &Path, access: Access) -> Result<SqlitePool, (String, ExitCode)> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err((
+                "is a directory, not a state database file".into(),
+                ExitCode::Config,
+            ))
+        }
+        Ok(m) if !m.is_file() => {
+            return Err((
+                "is not a regular file (a state database is an SQLite file)".into(),
+                ExitCode::Config,
+            ))
+        }
+        _ => {}
     }
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // FULL: a recorded step survives a power cut, not only a killed process.
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(30))
-        .disable_statement_logging();
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(60))
-        .connect_with(options)
-        .await
-        .map_err(|e| e.to_string())
+    if access == Access::ReadWrite {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                (
+                    format!("cannot create its directory {}: {e}", dir.display()),
+                    ExitCode::Environment,
+                )
+            })?;
+        }
+    }
+    let options = |immutable: bool| {
+        let o = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(Duration::from_secs(30))
+            .disable_statement_logging();
+        match access {
+            Access::ReadWrite => o
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a recorded step survives a power cut, not only a killed process.
+                .synchronous(SqliteSynchronous::Full),
+            // Reading changes nothing: no journal-mode switch, no file created.
+            Access::ReadOnly => o.read_only(true).immutable(immutable),
+        }
+    };
+    let connect = |immutable: bool| {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options(immutable))
+    };
+    let failed = |e: sqlx::Error| {
+        let code = if is_environmental(&e) {
+            ExitCode::Environment
+        } else {
+            ExitCode::Internal
+        };
+        (describe_sqlx(&e), code)
+    };
+    match connect(false).await {
+        Ok(pool) if access == Access::ReadWrite => Ok(pool),
+        Ok(pool) => {
+            // A WAL database needs its -shm file, which a read-only mount cannot hold: read
+            // the file as immutable then (nothing can be writing to it there anyway).
+            match sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+                .execute(&pool)
+                .await
+            {
+                Ok(_) => Ok(pool),
+                Err(e) if is_environmental(&e) => {
+                    pool.close().await;
+                    connect(true).await.map_err(failed)
+                }
+                Err(e) => Err(failed(e)),
+            }
+        }
+        Err(e) if access == Access::ReadOnly && is_environmental(&e) => {
+            connect(true).await.map_err(failed)
+        }
+        Err(e) => Err(failed(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_locations_are_files_sqlite_or_postgres_urls_and_nothing_else() {
+        assert_eq!(
+            StateLocation::parse("x/state.db").unwrap(),
+            StateLocation::Sqlite("x/state.db".into())
+        );
+        assert_eq!(
+            StateLocation::parse("sqlite://x/state.db").unwrap(),
+            StateLocation::Sqlite("x/state.db".into())
+        );
+        assert!(matches!(
+            StateLocation::parse("postgres://u@h/db").unwrap(),
+            StateLocation::Postgres(_)
+        ));
+        for bad in [
+            "host=db user=rio password=hunter2 dbname=state",
+            "dbname=state password=hunter2",
+            "mysql://u:hunter2@h/db",
+            "sqlite://x.db?mode=rwc&password=hunter2",
+            "postgres://u@h/db?pasword=hunter2",
+            "",
+        ] {
+            let err = StateLocation::parse(bad).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reading_an_empty_state_file_writes_nothing_into_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::fs::write(&path, b"").unwrap();
+        let db = StateDb::open_read_only(&StateLocation::Sqlite(path.clone()))
+            .await
+            .unwrap();
+        assert!(db.is_none());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        let none = StateDb::open_read_only(&StateLocation::Sqlite(dir.path().join("no.db")))
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        assert!(!dir.path().join("no.db").exists());
+    }
 }

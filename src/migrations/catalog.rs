@@ -27,9 +27,18 @@ pub enum CatalogError {
         source: std::io::Error,
     },
     #[error(
-        "{path}: not a migration file name; expected <version>_<description>.up.sql or .down.sql"
+        "{path}: not a migration file name; expected <version>_<description>.up.sql or .down.sql{hint}"
     )]
-    BadFileName { path: PathBuf },
+    BadFileName { path: PathBuf, hint: &'static str },
+    #[error("{path}: version {digits} is too large (the largest version is {max}, a 19-digit number)", max = i64::MAX)]
+    VersionTooLarge { path: PathBuf, digits: String },
+    #[error("{inventory}{line}: trust '{trust}': local_migrations {path} is not a directory")]
+    LocalNotDirectory {
+        inventory: PathBuf,
+        line: String,
+        trust: String,
+        path: PathBuf,
+    },
     #[error("two migrations have version {version}: {first} and {second}")]
     DuplicateVersion {
         version: i64,
@@ -136,8 +145,33 @@ impl Catalogs {
     ) -> Result<Catalogs, CatalogError> {
         let mut local = HashMap::new();
         for t in &inventory.trusts {
-            if let Some(dir) = t.local_migrations.as_ref().filter(|d| d.is_dir()) {
-                local.insert(t.id.clone(), Arc::new(base.with_local(dir)?));
+            let Some(dir) = t.local_migrations.as_ref() else {
+                continue;
+            };
+            // A directory that does not exist means "none"; anything else that is not a
+            // directory is a mistake, not "none".
+            match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => {
+                    local.insert(t.id.clone(), Arc::new(base.with_local(dir)?));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(_) => {
+                    return Err(CatalogError::LocalNotDirectory {
+                        inventory: inventory.path.clone(),
+                        line: inventory
+                            .line_of(&t.id)
+                            .map(|l| format!(":{l}"))
+                            .unwrap_or_default(),
+                        trust: t.id.clone(),
+                        path: dir.clone(),
+                    })
+                }
+                Err(source) => {
+                    return Err(CatalogError::ReadDir {
+                        path: dir.clone(),
+                        source,
+                    })
+                }
             }
         }
         Ok(Catalogs {
@@ -379,7 +413,12 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
             source,
         })?;
         let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) == Some("sql") {
+        // `.sql` in any case: `0135_x.UP.SQL` is refused with a clear message, never skipped.
+        if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("sql"))
+        {
             files.push(path);
         }
     }
@@ -389,12 +428,36 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        let (version, description, direction) = parse_file_name(name)
-            .ok_or_else(|| CatalogError::BadFileName { path: path.clone() })?;
-        let sql = std::fs::read_to_string(&path).map_err(|source| CatalogError::ReadFile {
-            path: path.clone(),
-            source,
-        })?;
+        let (version, description, direction) = match parse_file_name(name) {
+            Ok(parsed) => parsed,
+            Err(NameProblem::Digits(digits)) => {
+                return Err(CatalogError::VersionTooLarge {
+                    path: path.clone(),
+                    digits,
+                })
+            }
+            Err(NameProblem::Shape) => {
+                let lower = name.to_ascii_lowercase();
+                let hint = if lower != name
+                    && (lower.ends_with(".up.sql") || lower.ends_with(".down.sql"))
+                {
+                    " (file names are case-sensitive: write the suffix in lower case)"
+                } else {
+                    ""
+                };
+                return Err(CatalogError::BadFileName {
+                    path: path.clone(),
+                    hint,
+                });
+            }
+        };
+        let sql =
+            crate::files::read_regular(&path, crate::files::MIGRATION_CAP).map_err(|source| {
+                CatalogError::ReadFile {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
         let pair = pairs.entry(version).or_default();
         let slot = match direction {
             Direction::Up => &mut pair.up,
@@ -460,20 +523,31 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
     Ok(migrations)
 }
 
-fn parse_file_name(name: &str) -> Option<(i64, &str, Direction)> {
+/// Why a file name is not a migration's.
+enum NameProblem {
+    /// Not `<version>_<description>.up.sql` / `.down.sql`.
+    Shape,
+    /// The version's digits do not fit a 64-bit version.
+    Digits(String),
+}
+
+fn parse_file_name(name: &str) -> Result<(i64, &str, Direction), NameProblem> {
     let (stem, direction) = if let Some(s) = name.strip_suffix(".up.sql") {
         (s, Direction::Up)
     } else if let Some(s) = name.strip_suffix(".down.sql") {
         (s, Direction::Down)
     } else {
-        return None;
+        return Err(NameProblem::Shape);
     };
-    let (version, description) = stem.split_once('_')?;
+    let (version, description) = stem.split_once('_').ok_or(NameProblem::Shape)?;
     if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) || description.is_empty()
     {
-        return None;
+        return Err(NameProblem::Shape);
     }
-    Some((version.parse().ok()?, description, direction))
+    let version = version
+        .parse()
+        .map_err(|_| NameProblem::Digits(version.to_string()))?;
+    Ok((version, description, direction))
 }
 
 struct Directives {
@@ -609,6 +683,20 @@ mod tests {
             matches!(err, CatalogError::DuplicateVersion { version: 1, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn refuses_upper_case_suffixes_and_versions_too_large_for_64_bits() {
+        let dir = dir_with(&[("0135_x.UP.SQL", "SELECT 1;")]);
+        let err = Catalog::load(dir.path()).unwrap_err();
+        assert!(matches!(err, CatalogError::BadFileName { .. }), "{err}");
+        assert!(err.to_string().contains("case-sensitive"), "{err}");
+        let dir = dir_with(&[
+            ("99999999999999999999_x.up.sql", "SELECT 1;"),
+            ("99999999999999999999_x.down.sql", "SELECT 1;"),
+        ]);
+        let err = Catalog::load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
     }
 
     #[test]

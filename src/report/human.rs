@@ -70,6 +70,9 @@ impl Human {
     }
 
     fn line(&self, text: String) {
+        // Names and reasons come from the user's files and the databases: scrubbed of secrets
+        // and with control characters escaped before they reach a terminal.
+        let text = crate::printable::for_output(&text);
         match &self.bars {
             Some(b) => {
                 let _ = b.multi.println(text);
@@ -132,6 +135,7 @@ pub fn describe(event: &Event) -> Option<String> {
                 .collect();
             let figures = if figures.is_empty() { String::new() } else { format!(" ({})", figures.join(", ")) };
             let window = match window {
+                Window::Baseline => "before upgrade (baseline; nothing was upgraded)",
                 Window::PostUpgrade => "after upgrade",
                 Window::Soak => "in soak",
                 Window::AfterRollback => "after rollback",
@@ -169,7 +173,15 @@ pub fn describe(event: &Event) -> Option<String> {
             if dropped_indexes.is_empty() { String::new() } else { format!("; dropped invalid index {}", dropped_indexes.join(", ")) }
         ),
         Event::WavePassed { wave } => format!("wave {wave} passed its checks"),
-        Event::RunResumed { attempt } => format!("resuming the run (attempt {attempt})"),
+        Event::RunResumed { attempt, by } => format!("resuming the run (attempt {attempt}, by {by})"),
+        Event::TrustDecided { trust, decision, by } => match decision.as_str() {
+            "skip" => format!("  {trust}: left out of the rest of the run (--skip, by {by})"),
+            _ => format!("  {trust}: tried again, measured and gated afresh (--retry, by {by})"),
+        },
+        Event::RunAbandoned { was, by, reason } => format!("run abandoned (it was {was}) by {by}: {reason}"),
+        Event::BaselineCarried { trust, from_run, .. } => format!(
+            "  ! {trust}: already upgraded, but its upgrade in run {from_run} was never judged to pass: it is gated now against the baseline recorded then"
+        ),
         Event::Interrupted { abort: false } => "interrupted: nothing new was started".to_string(),
         Event::Interrupted { abort: true } => "interrupted twice: transactions in flight were abandoned (rolled back)".to_string(),
         Event::MigrationReverting { .. }

@@ -24,6 +24,7 @@ impl<W: Write + Send> EventSink for JsonLines<W> {
         let Ok(mut out) = self.out.lock() else { return };
         let line = serde_json::to_string(event)
             .unwrap_or_else(|e| format!("{{\"event\":\"unserialisable\",\"error\":\"{e}\"}}"));
+        let line = crate::secrets::scrub(&line);
         if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
             tracing::warn!("could not write an event to the events file");
         }
