@@ -32,12 +32,17 @@ macro_rules! outln {
     }};
 }
 
-/// JSON for programs: secrets scrubbed; serde_json already escapes control characters (and the
-/// terminal escaping of [`outln`] would make it invalid JSON).
+/// JSON for programs: every password flotilla read is masked where it appears; serde_json
+/// already escapes control characters (the terminal escaping of [`outln`] would make it
+/// invalid JSON), and SQL in it stays exact.
 macro_rules! jsonln {
     ($value:expr) => {{
         let text = $value.to_string();
-        let _ = writeln!(std::io::stdout().lock(), "{}", crate::secrets::scrub(&text));
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            crate::secrets::scrub_registered(&text)
+        );
     }};
 }
 

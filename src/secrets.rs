@@ -91,18 +91,23 @@ pub fn redact_url(u: &str) -> String {
     }
 }
 
+/// `text` with every registered secret masked, and nothing else changed (for output that must
+/// stay exact otherwise, such as SQL in JSON).
+pub fn scrub_registered(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    let all = REGISTERED.read().unwrap_or_else(|p| p.into_inner());
+    for secret in all.iter() {
+        if out.contains(secret.as_str()) {
+            out = Cow::Owned(out.replace(secret.as_str(), MASK));
+        }
+    }
+    out
+}
+
 /// `text` with every registered secret, every `password=VALUE` (libpq key/value strings and
 /// URL query parameters) and every `://user:secret@` masked.
 pub fn scrub(text: &str) -> Cow<'_, str> {
-    let mut out = Cow::Borrowed(text);
-    {
-        let all = REGISTERED.read().unwrap_or_else(|p| p.into_inner());
-        for secret in all.iter() {
-            if out.contains(secret.as_str()) {
-                out = Cow::Owned(out.replace(secret.as_str(), MASK));
-            }
-        }
-    }
+    let mut out = scrub_registered(text);
     if let Some(masked) = mask_userinfo(&out) {
         out = Cow::Owned(masked);
     }
@@ -112,7 +117,24 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     out
 }
 
-/// `scheme://user:secret@host` → `scheme://user:********@host`; `None` when there is none.
+/// [`scrub`] every string of a JSON value (keys stay): the value stays valid JSON, which
+/// masking its serialised text could break.
+pub fn scrub_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => {
+            if let Cow::Owned(masked) = scrub(s) {
+                *s = masked;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(scrub_json),
+        serde_json::Value::Object(map) => map.values_mut().for_each(scrub_json),
+        _ => {}
+    }
+}
+
+/// `scheme://user:secret@host/db?k=v` → `scheme://user:********@host/db?k=********`: the
+/// user-info password and every query value of a URL (a misspelt `pasword=` is still a
+/// password); `None` when there is nothing to mask.
 fn mask_userinfo(text: &str) -> Option<String> {
     if !text.contains("://") {
         return None;
@@ -145,6 +167,30 @@ fn mask_userinfo(text: &str) -> Option<String> {
             None => out.push_str(authority),
         }
         rest = &tail[end..];
+        // Path and query, up to the end of the URL.
+        let url_end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
+            .unwrap_or(rest.len());
+        let (url_rest, after) = rest.split_at(url_end);
+        match url_rest.split_once('?') {
+            Some((path, query)) => {
+                out.push_str(path);
+                out.push('?');
+                let masked: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((k, v)) if !v.is_empty() => {
+                            changed = true;
+                            format!("{k}={MASK}")
+                        }
+                        _ => pair.to_string(),
+                    })
+                    .collect();
+                out.push_str(&masked.join("&"));
+            }
+            None => out.push_str(url_rest),
+        }
+        rest = after;
     }
     out.push_str(rest);
     changed.then_some(out)
@@ -229,7 +275,13 @@ mod tests {
         assert!(!s.contains("hunter"), "{s}");
         let s = scrub("postgres://u@h/db?sslmode=require&password=hunter2&x=1");
         assert!(!s.contains("hunter2"), "{s}");
-        assert!(s.contains("x=1"), "{s}");
+        assert_eq!(
+            s,
+            "postgres://u@h/db?sslmode=********&password=********&x=********"
+        );
+        let s = scrub("value \"postgres://u@h/db?pasword=hunter2\", expected a duration");
+        assert!(!s.contains("hunter2"), "{s}");
+        assert!(s.ends_with("\", expected a duration"), "{s}");
     }
 
     #[test]
@@ -253,6 +305,19 @@ mod tests {
         assert!(!s.contains("Tr0ub4dor&3"), "{s}");
         register("ab");
         assert_eq!(scrub("a b ab"), "a b ab", "too short to scrub by value");
+    }
+
+    #[test]
+    fn json_stays_json_when_its_strings_are_scrubbed() {
+        let mut v = serde_json::json!({
+            "error": "cannot parse \"postgres://u:pw1234@h/db?x=1\" or host=h password=pw1234",
+            "n": 1,
+        });
+        scrub_json(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("pw1234"), "{text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["n"], 1);
     }
 
     #[test]

@@ -474,10 +474,10 @@ async fn abandon_in(
             ),
         ));
     }
+    // Its state as it was before this command took the lease (for the run's own id).
+    let was = record.effective_status(state.lease_holder().await?.as_ref(), now_ms());
     let lease = crate::operate::take_lease(state, &record.run_id, g.lease_ttl).await?;
     let result = async {
-        let holder = state.lease_holder().await?;
-        let was = record.effective_status(holder.as_ref(), now_ms());
         // What it left in flight is settled from the databases, as resume would: nothing is
         // left half-done and unrecorded.
         let open = state.open_steps(&record.run_id).await?;

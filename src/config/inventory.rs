@@ -172,13 +172,25 @@ pub(crate) fn pg_url_problem(url: &str) -> Option<String> {
         .filter(|k| !PG_URL_PARAMETERS.contains(&k.as_str()))
         .collect();
     if !unknown.is_empty() {
+        // A key is shown only when it looks like a (misspelt) parameter name: lower-case
+        // letters, '_' and '-'. Anything else may be a password typed in the wrong place.
+        let shown: Vec<String> = unknown
+            .iter()
+            .map(|k| {
+                if !k.is_empty()
+                    && k.len() <= 32
+                    && k.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-')
+                {
+                    format!("'{k}'")
+                } else {
+                    "(one not shown: it does not look like a parameter name)".to_string()
+                }
+            })
+            .collect();
         return Some(format!(
             "unknown connection parameter(s) {} in the URL (known: {})",
-            unknown
-                .iter()
-                .map(|k| format!("'{}'", crate::printable::printable(k)))
-                .collect::<Vec<_>>()
-                .join(", "),
+            shown.join(", "),
             PG_URL_PARAMETERS.join(", ")
         ));
     }

@@ -54,11 +54,13 @@ impl ConfigError {
         message: impl Into<String>,
     ) -> Self {
         let (line, column) = at.map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        // Messages quote the values they refuse: never a password among them.
+        let message: String = message.into();
         ConfigError::Invalid {
             path: path.to_path_buf(),
             line,
             column,
-            message: message.into(),
+            message: crate::secrets::scrub(&message).into_owned(),
         }
     }
 }

@@ -28,7 +28,9 @@ pub(crate) fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, C
             path: path.to_path_buf(),
             line,
             column,
-            message: plain_message(&err),
+            // The parser quotes the values it rejects: a connection string among them must
+            // not carry its password into the message.
+            message: crate::secrets::scrub(&plain_message(&err)).into_owned(),
         }
     })
 }

@@ -386,7 +386,7 @@ pub struct Journal {
 /// An event waiting to be written, and who waits for it.
 struct Queued {
     event: Event,
-    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    done: tokio::sync::oneshot::Sender<Result<(), (String, crate::exit_codes::ExitCode)>>,
 }
 
 /// What a new run records about itself.
@@ -545,7 +545,18 @@ impl Journal {
             std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
         if !batch.is_empty() {
             let written = self.write_batch(*seq, &batch).await;
-            let answer = written.as_ref().map(|_| ()).map_err(ToString::to_string);
+            // Every waiting caller gets the error, classified (a full disk is the
+            // environment's failure, not flotilla's).
+            let answer = written.as_ref().map(|_| ()).map_err(|e| {
+                (
+                    store::describe_sqlx(e),
+                    if store::is_environmental(e) {
+                        crate::exit_codes::ExitCode::Environment
+                    } else {
+                        crate::exit_codes::ExitCode::Internal
+                    },
+                )
+            });
             if written.is_ok() {
                 *seq += i64::try_from(batch.len()).unwrap_or(i64::MAX);
             }
@@ -557,7 +568,7 @@ impl Journal {
         for rx in waiting {
             match rx.await {
                 Ok(Ok(())) => {}
-                Ok(Err(message)) => return Err(self.db.invalid(message)),
+                Ok(Err((message, code))) => return Err(self.db.failed(message, code)),
                 Err(_) => return Err(self.db.invalid("the journal writer stopped")),
             }
         }
@@ -574,7 +585,9 @@ impl Journal {
             for (n, q) in batch.iter().enumerate() {
                 let seq = first + i64::try_from(n).unwrap_or(i64::MAX);
                 let event = &q.event;
-                let body = serde_json::to_value(event).unwrap_or_default();
+                let mut body = serde_json::to_value(event).unwrap_or_default();
+                // No secret is recorded, even one a library put into an error text.
+                crate::secrets::scrub_json(&mut body);
                 let name = body
                     .get("event")
                     .and_then(|v| v.as_str())
@@ -584,10 +597,8 @@ impl Journal {
                     .get("trust")
                     .and_then(|v| v.as_str())
                     .map(str::to_string);
-                // No secret is recorded, even one a library put into an error text.
-                let text = crate::secrets::scrub(&body.to_string()).into_owned();
                 sqlx::query("INSERT INTO flotilla_events (run_id, seq, attempt, at, event, trust, body) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(run).bind(seq).bind(self.attempt).bind(&at).bind(&name).bind(&trust).bind(text)
+                    .bind(run).bind(seq).bind(self.attempt).bind(&at).bind(&name).bind(&trust).bind(body.to_string())
                     .execute(&mut *tx).await?;
                 let step_start = |trust: &str, kind: &str, version: Option<i64>, before: Option<i64>, detail: Option<String>| {
                     sqlx::query("INSERT INTO flotilla_steps (run_id, seq, trust, kind, version, before_version, after_version, state, detail, started_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, 'started', $7, $8)")

@@ -110,6 +110,13 @@ pub enum StateError {
     },
     #[error("state database {location}: {message}")]
     Invalid { location: String, message: String },
+    /// A write that failed for every event waiting on it (group commit), classified.
+    #[error("state database {location}: {message}")]
+    Write {
+        location: String,
+        message: String,
+        code: ExitCode,
+    },
 }
 
 impl StateError {
@@ -117,7 +124,7 @@ impl StateError {
     /// error or a state server that went away is the environment (9), never "a bug" (1).
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            StateError::Open { code, .. } => *code,
+            StateError::Open { code, .. } | StateError::Write { code, .. } => *code,
             StateError::Query { source, .. } if is_environmental(source) => ExitCode::Environment,
             StateError::Query { .. } | StateError::Invalid { .. } => ExitCode::Internal,
         }
@@ -154,7 +161,7 @@ pub(crate) fn is_environmental(e: &sqlx::Error) -> bool {
 }
 
 /// sqlx's text, with what SQLite's terse codes mean for an operator.
-fn describe_sqlx(e: &sqlx::Error) -> String {
+pub(crate) fn describe_sqlx(e: &sqlx::Error) -> String {
     let text = crate::secrets::scrub(&e.to_string()).into_owned();
     if let sqlx::Error::Database(d) = e {
         if let Some(n) = d.code().and_then(|c| c.parse::<i64>().ok()) {
@@ -195,6 +202,8 @@ pub(crate) use on_pool;
 pub struct StateDb {
     pub(crate) pool: Pool,
     location: String,
+    /// The directory of an SQLite state file (to say when it is on a read-only file system).
+    sqlite_dir: Option<PathBuf>,
 }
 
 /// Where the state database is: a file path, `sqlite://PATH`, or `postgres://…`.
@@ -345,9 +354,19 @@ impl StateDb {
                 Pool::Postgres(pool)
             }
         };
+        let sqlite_dir = match location {
+            StateLocation::Sqlite(path) => Some(
+                path.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+            ),
+            StateLocation::Postgres(_) => None,
+        };
         Ok(StateDb {
             pool,
             location: shown,
+            sqlite_dir,
         })
     }
 
@@ -357,9 +376,32 @@ impl StateDb {
     }
 
     pub(crate) fn err(&self, source: sqlx::Error) -> StateError {
+        if let Some(dir) = self
+            .sqlite_dir
+            .as_ref()
+            .filter(|d| is_environmental(&source) && on_read_only_file_system(d))
+        {
+            return StateError::Write {
+                location: self.location.clone(),
+                message: format!(
+                    "{}; {} is on a read-only file system, so runs cannot be recorded there",
+                    describe_sqlx(&source),
+                    dir.display()
+                ),
+                code: ExitCode::Environment,
+            };
+        }
         StateError::Query {
             location: self.location.clone(),
             source,
+        }
+    }
+
+    pub(crate) fn failed(&self, message: String, code: ExitCode) -> StateError {
+        StateError::Write {
+            location: self.location.clone(),
+            message,
+            code,
         }
     }
 
@@ -436,7 +478,18 @@ async fn open_sqlite(path: &Path, access: Access) -> Result<SqlitePool, (String,
         } else {
             ExitCode::Internal
         };
-        (describe_sqlx(&e), code)
+        let mut message = describe_sqlx(&e);
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if access == Access::ReadWrite && on_read_only_file_system(dir) {
+            message.push_str(&format!(
+                "; {} is on a read-only file system, so runs cannot be recorded there",
+                dir.display()
+            ));
+        }
+        (message, code)
     };
     match connect(false).await {
         Ok(pool) if access == Access::ReadWrite => Ok(pool),
@@ -460,6 +513,18 @@ async fn open_sqlite(path: &Path, access: Access) -> Result<SqlitePool, (String,
         }
         Err(e) => Err(failed(e)),
     }
+}
+
+/// Whether `dir` is on a file system mounted read-only.
+fn on_read_only_file_system(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a NUL-terminated path and `stat` a plain struct statvfs fills in.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut stat) };
+    rc == 0 && (stat.f_flag & libc::ST_RDONLY) != 0
 }
 
 #[cfg(test)]

@@ -22,9 +22,16 @@ impl<W: Write + Send> JsonLines<W> {
 impl<W: Write + Send> EventSink for JsonLines<W> {
     fn emit(&self, event: &Event) {
         let Ok(mut out) = self.out.lock() else { return };
-        let line = serde_json::to_string(event)
+        let mut line = serde_json::to_string(event)
             .unwrap_or_else(|e| format!("{{\"event\":\"unserialisable\",\"error\":\"{e}\"}}"));
-        let line = crate::secrets::scrub(&line);
+        // Nothing to mask (the rule): the line as serialised, fields in their order. Else each
+        // string is scrubbed in the parsed value, so the line stays valid JSON.
+        if matches!(crate::secrets::scrub(&line), std::borrow::Cow::Owned(_)) {
+            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&line) {
+                crate::secrets::scrub_json(&mut v);
+                line = v.to_string();
+            }
+        }
         if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
             tracing::warn!("could not write an event to the events file");
         }
