@@ -318,10 +318,13 @@ fn between(start: &str, end: &str) -> Option<u64> {
 impl RunReport {
     /// Read run `run_id` from the state database.
     pub async fn load(state: &StateDb, run_id: &str) -> Result<RunReport, ModelError> {
-        let run = state.run(run_id).await?.ok_or_else(|| ModelError::NoRun {
+        let mut run = state.run(run_id).await?.ok_or_else(|| ModelError::NoRun {
             run: run_id.to_string(),
             location: state.location().to_string(),
         })?;
+        // A run left `running` whose lease is gone crashed: the report says so.
+        let lease = state.lease_holder().await?;
+        run.status = run.effective_status(lease.as_ref(), crate::journal::lease::now_ms());
         let events = state.events(run_id).await?;
         Ok(RunReport::build(run, &events))
     }

@@ -61,8 +61,14 @@ fn after_a_halt_rollout_refuses_naming_the_run_and_resume_skip_lets_it_proceed()
         1,
         "the refused rollout was recorded as a run"
     );
-    // What never touches the estate is not blocked.
+    // What never touches the estate is not blocked: a dry-run (no journal), and a rehearsal
+    // (its own journal, on copies), which gives the exit code the real run would: camden's
+    // fault is still there.
     ws.run(&["rollout", PLAN, "--dry-run"]).success();
+    ws.run(&["rollout", PLAN, "--rehearse"])
+        .code(3)
+        .stderr_contains("camden")
+        .stderr_contains("rehearsal");
     ws.run(&["status"])
         .success()
         .stdout_contains("HALTED")
