@@ -623,6 +623,7 @@ pub async fn rollout(
                 start: crate::operate::Start::New,
                 lease_ttl: g.lease_ttl,
                 rehearsal: false,
+                history: None,
             })
             .await
         }
@@ -967,6 +968,7 @@ pub async fn demo(
                 start: crate::operate::Start::New,
                 lease_ttl: g.lease_ttl,
                 rehearsal: false,
+                history: None,
             })
             .await
         }

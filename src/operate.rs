@@ -98,6 +98,10 @@ pub struct Request<'a> {
     pub lease_ttl: Duration,
     /// A rehearsal on disposable copies: recorded as kind `rehearsal` in its own journal.
     pub rehearsal: bool,
+    /// Where earlier runs are recorded when that is not this run's own journal: a rehearsal
+    /// reads the estate's (read-only) to judge, on the copies, the trusts whose upgrade was
+    /// never judged, as the real run would.
+    pub history: Option<&'a StateDb>,
 }
 
 /// Spawn the signal watcher: the first SIGINT/SIGTERM asks the run to stop starting work, the
@@ -230,6 +234,7 @@ async fn execute_leased(
         lease_ttl: _,
         rehearsal,
         reports: _,
+        history: _,
     } = req;
     if matches!(start, Start::Resume { .. }) {
         reconcile(state, run_id, inventory, plan).await?;
@@ -249,17 +254,19 @@ async fn execute_leased(
                         .map(|t| (t.id.clone(), (w.name.clone(), t.current_version)))
                 })
                 .collect();
-            let carried = if rehearsal {
-                Vec::new()
-            } else {
-                crate::unfinished::carried_baselines(
-                    state,
-                    plan,
-                    catalogs,
-                    &current,
-                    &BTreeSet::new(),
-                )
-                .await?
+            let history = if rehearsal { req.history } else { Some(state) };
+            let carried = match history {
+                Some(history) => {
+                    crate::unfinished::carried_baselines(
+                        history,
+                        plan,
+                        catalogs,
+                        &current,
+                        &BTreeSet::new(),
+                    )
+                    .await?
+                }
+                None => Vec::new(),
             };
             if planned.blocked().next().is_none() {
                 // Approval waves that will run must be approved in advance without a terminal.
@@ -740,6 +747,7 @@ pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
         },
         lease_ttl: g.lease_ttl,
         rehearsal: false,
+        history: None,
     })
     .await
 }

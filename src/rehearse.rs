@@ -72,7 +72,19 @@ pub async fn rehearse(
                 state: dir.path().join("state.db").display().to_string(),
                 ..g.clone()
             };
-            crate::operate::execute(crate::operate::Request {
+            // The estate's journal, read-only: a trust whose upgrade was never judged is
+            // judged on its copy against the baseline recorded then, as the real run would.
+            let history = match crate::operate::open_state_read_only(g).await {
+                Ok(h) => h,
+                Err(e) => {
+                    say(events, &format!(
+                        "rehearsal: the estate's journal cannot be read ({}); trusts whose upgrade was never judged are not judged in this rehearsal, though the real run would",
+                        e.message
+                    ));
+                    None
+                }
+            };
+            let result = crate::operate::execute(crate::operate::Request {
                 g: &rehearsal_globals,
                 inventory: &copy,
                 catalogs,
@@ -83,8 +95,13 @@ pub async fn rehearse(
                 start: crate::operate::Start::New,
                 lease_ttl: g.lease_ttl,
                 rehearsal: true,
+                history: history.as_ref(),
             })
-            .await
+            .await;
+            if let Some(h) = history {
+                h.close().await;
+            }
+            result
         }
         Err(f) => Err(f),
     };

@@ -64,11 +64,13 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// Whether resume may continue it: a rollout that did not complete, was not blocked before
-    /// it began, and was not abandoned by an operator.
+    /// Whether resume may continue it: a rollout that did not complete, was not abandoned by
+    /// an operator, and was not blocked before it began. (A run blocked on a later attempt,
+    /// e.g. by a dirty trust found on resume, did things before: it is still unfinished.)
     pub fn resumable(&self) -> bool {
         self.kind == "rollout"
-            && !matches!(self.status.as_str(), "completed" | "blocked" | "abandoned")
+            && !matches!(self.status.as_str(), "completed" | "abandoned")
+            && !(self.status == "blocked" && self.attempts <= 1)
     }
 
     /// The status to show and to act on: a run recorded as `running` whose lease is gone
@@ -676,6 +678,81 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(status: &str, attempts: i64, kind: &str) -> RunRecord {
+        RunRecord {
+            run_id: "r1".into(),
+            plan: "p".into(),
+            plan_path: "p.yaml".into(),
+            plan_sha256: String::new(),
+            migrations_sha256: String::new(),
+            target_version: 1,
+            started_by: "u@h".into(),
+            started_at: now(),
+            updated_at: now(),
+            status: status.into(),
+            attempts,
+            exit_code: None,
+            reason: None,
+            kind: kind.into(),
+        }
+    }
+
+    #[test]
+    fn unfinished_runs_are_resumable_until_completed_abandoned_or_blocked_before_they_began() {
+        for status in [
+            "halted",
+            "paused",
+            "failed",
+            "rollback-failed",
+            "interrupted",
+            "running",
+        ] {
+            assert!(record(status, 1, "rollout").resumable(), "{status}");
+        }
+        assert!(!record("completed", 2, "rollout").resumable());
+        assert!(!record("abandoned", 1, "rollout").resumable());
+        assert!(!record("blocked", 1, "rollout").resumable(), "nothing ran");
+        assert!(
+            record("blocked", 2, "rollout").resumable(),
+            "blocked on resume: the first attempt did things"
+        );
+        assert!(!record("failed", 1, "rollback").resumable());
+    }
+
+    #[test]
+    fn a_running_run_without_its_live_lease_is_crashed() {
+        let r = record("running", 1, "rollout");
+        let t = lease::now_ms();
+        let holder = |run: &str, expires_ms: i64| Holder {
+            run_id: run.into(),
+            user: "u".into(),
+            host: lease::host_name(),
+            pid: i64::from(std::process::id()),
+            since: now(),
+            heartbeat_ms: t,
+            expires_ms,
+        };
+        assert_eq!(
+            r.effective_status(Some(&holder("r1", t + 10_000)), t),
+            "running"
+        );
+        assert_eq!(r.effective_status(None, t), "crashed");
+        assert_eq!(r.effective_status(Some(&holder("r1", t - 1)), t), "crashed");
+        assert_eq!(
+            r.effective_status(Some(&holder("r2", t + 10_000)), t),
+            "crashed"
+        );
+        let gone = Holder {
+            pid: i64::from(u32::MAX),
+            ..holder("r1", t + 10_000)
+        };
+        assert_eq!(r.effective_status(Some(&gone), t), "crashed");
+        assert_eq!(
+            record("halted", 1, "rollout").effective_status(None, t),
+            "halted"
+        );
+    }
 
     fn applied(trust: &str, version: i64) -> Event {
         Event::MigrationApplied {

@@ -267,6 +267,10 @@ fn a_run_killed_before_its_verdict_is_crashed_refuses_a_new_rollout_and_its_trus
         .stderr_contains("never judged")
         .stderr_contains("no health section");
 
+    // A rehearsal predicts it: camden's copy is judged against the same baseline.
+    ws.run(&["rollout", "plans/gate.yaml", "--rehearse"])
+        .code(3)
+        .stderr_contains("integrity of 'clinical_note'");
     // The gated plan judges camden against the baseline recorded before its upgrade: the lost
     // notes are found, and the wave halts before islington.
     let out = ws.run(&["rollout", "plans/gate.yaml", "--yes"]);
