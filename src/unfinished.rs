@@ -149,7 +149,10 @@ pub async fn refuse_if_unfinished(state: &StateDb, plan: &Plan) -> Outcome {
         text.push_str("\n  ");
         text.push_str(&u.describe());
         if !same_plan {
-            text.push_str(&format!("; it touched {}", shared.join(", ")));
+            text.push_str(&format!(
+                "; it touched {}, which this plan includes",
+                shared.join(", ")
+            ));
         }
         for (t, why) in &u.failed {
             text.push_str(&format!("\n      ✗ {t}: {why}"));

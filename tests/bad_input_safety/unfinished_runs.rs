@@ -61,6 +61,21 @@ fn after_a_halt_rollout_refuses_naming_the_run_and_resume_skip_lets_it_proceed()
         1,
         "the refused rollout was recorded as a run"
     );
+    // Another plan is refused too when it shares a trust with the halted run, and not when
+    // it does not.
+    let target = crate::common::release_version("5.1");
+    ws.write_target_plan(
+        "other.yaml",
+        target,
+        &[("w", vec!["islington".into(), "brent".into()])],
+    );
+    ws.run(&["rollout", "plans/other.yaml", "--yes"])
+        .code(2)
+        .stderr_contains(&run)
+        .stderr_contains("it touched islington, which this plan includes");
+    ws.write_target_plan("brent.yaml", target, &[("w", vec!["brent".into()])]);
+    ws.run(&["rollout", "plans/brent.yaml", "--yes"]).success();
+    assert_eq!(versions(&ws)["brent"], 130);
     // What never touches the estate is not blocked: a dry-run (no journal), and a rehearsal
     // (its own journal, on copies), which gives the exit code the real run would: camden's
     // fault is still there.
