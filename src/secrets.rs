@@ -199,10 +199,15 @@ fn mask_userinfo(text: &str) -> Option<String> {
 /// `password=VALUE` / `password = 'VALUE'` (any case, also `sslpassword`), as in libpq
 /// key/value strings and URL query parameters → `password=********`; `None` when there is none.
 fn mask_password_pairs(text: &str) -> Option<String> {
-    let lower = text.to_ascii_lowercase();
-    if !lower.contains("password") && !lower.contains("pwd") {
+    let has = |needle: &[u8]| {
+        text.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    if !has(b"password") && !has(b"pwd") {
         return None;
     }
+    let lower = text.to_ascii_lowercase();
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
