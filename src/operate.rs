@@ -604,7 +604,7 @@ pub async fn resume(g: &Globals, o: &ResumeOptions) -> Outcome {
         return Err(Failure::new(
             ExitCode::Config,
             format!(
-                "no run recorded at {}: nothing to resume (see --state)",
+                "no run to resume: nothing is recorded at {} (see --state)",
                 state_location(g)?.display()
             ),
         ));

@@ -86,6 +86,9 @@ fn status_and_report_change_nothing_and_read_a_state_database_on_a_read_only_mou
     ws.run(&["report", "latest"])
         .code(2)
         .stderr_contains("no run has been recorded");
+    ws.run(&["resume", "--yes"])
+        .code(2)
+        .stderr_contains("no run to resume");
     assert_eq!(
         std::fs::metadata(ws.path(".flotilla/state.db"))
             .unwrap()
