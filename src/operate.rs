@@ -307,6 +307,7 @@ async fn execute_leased(
         journal: Some(&journal),
         control: &control,
         resumed,
+        workload: Default::default(),
     };
     if let Start::Resume {
         resumed,
@@ -1032,6 +1033,7 @@ pub async fn rollback(g: &Globals, o: &RollbackOptions) -> Outcome {
         journal: Some(&op.journal),
         control: &control,
         resumed: None,
+        workload: Default::default(),
     };
     let mut failures = Vec::new();
     for (id, to, snap) in &work {

@@ -236,6 +236,8 @@ pub struct Engine<'a> {
     pub control: &'a RunControl,
     /// What an interrupted run already did, when this is a resume.
     pub resumed: Option<&'a Resumed>,
+    /// The trusts' real workload readings (PostgreSQL with `pg_stat_statements`).
+    pub workload: crate::health::workload::Tracker,
 }
 
 /// Why a run should stop starting new work.
@@ -517,6 +519,9 @@ impl Engine<'_> {
         // Baseline, sequentially: the same conditions as the post-upgrade window.
         let mut baselines: HashMap<String, Watched> = HashMap::new();
         if self.gated() {
+            // Every trust's workload baseline window opens now, before the first baseline.
+            self.workload_mark(upgrades.iter().map(|(id, _, _)| *id))
+                .await;
             let mut broken = Vec::new();
             for (id, from, steps) in upgrades {
                 let Some(trust) = self.inventory.get(id) else {
@@ -550,8 +555,15 @@ impl Engine<'_> {
                 if !problems.is_empty() {
                     let verdict =
                         Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
-                    self.emit_verdict(&wave.name, id, Window::PostUpgrade, &verdict, Vec::new())
-                        .await;
+                    self.emit_verdict(
+                        &wave.name,
+                        id,
+                        Window::PostUpgrade,
+                        &verdict,
+                        Vec::new(),
+                        None,
+                    )
+                    .await;
                     broken.push((id.to_string(), verdict));
                 }
                 baselines.insert(
@@ -648,13 +660,24 @@ impl Engine<'_> {
         // Post-upgrade checks and the policy.
         let mut verdicts: Vec<(String, Verdict)> = Vec::new();
         if self.gated() {
+            // The workload windows after the upgrade open once the wave's migrations are done,
+            // so that no migration (nor the locks it held) is counted in them.
+            self.workload_mark(upgraded.iter().map(String::as_str))
+                .await;
             for id in &upgraded {
                 let Some(w) = baselines.get(id) else { continue };
                 let j = self
                     .confirmed(id, w, Scope::Full, Window::PostUpgrade, "post-upgrade")
                     .await;
-                self.emit_verdict(&wave.name, id, Window::PostUpgrade, &j.verdict, j.latency)
-                    .await;
+                self.emit_verdict(
+                    &wave.name,
+                    id,
+                    Window::PostUpgrade,
+                    &j.verdict,
+                    j.latency,
+                    j.workload,
+                )
+                .await;
                 verdicts.push((id.clone(), j.verdict));
             }
         }
@@ -669,8 +692,15 @@ impl Engine<'_> {
             let j = self
                 .confirmed(&id, w, Scope::Soak, Window::Soak, "late-check")
                 .await;
-            self.emit_verdict(&wave.name, &id, Window::Soak, &j.verdict, j.latency)
-                .await;
+            self.emit_verdict(
+                &wave.name,
+                &id,
+                Window::Soak,
+                &j.verdict,
+                j.latency,
+                j.workload,
+            )
+            .await;
             late_verdicts.push((id, j.verdict));
         }
         self.emit_wave_finished(&wave.name, &wave_results).await;
@@ -810,8 +840,15 @@ impl Engine<'_> {
                 let j = self
                     .confirmed(id, w, Scope::Soak, Window::Soak, &format!("soak-{round}"))
                     .await;
-                self.emit_verdict(&wave.name, id, Window::Soak, &j.verdict, j.latency)
-                    .await;
+                self.emit_verdict(
+                    &wave.name,
+                    id,
+                    Window::Soak,
+                    &j.verdict,
+                    j.latency,
+                    j.workload,
+                )
+                .await;
                 verdicts.push((id.clone(), j.verdict));
             }
             if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
@@ -835,6 +872,7 @@ impl Engine<'_> {
                 verdict: Verdict::Error(vec![format!("trust '{id}' is not in the inventory")]),
                 critical: false,
                 latency: Vec::new(),
+                workload: None,
             };
         };
         let snap = self
@@ -965,8 +1003,15 @@ impl Engine<'_> {
             &after,
             Window::AfterRollback,
         );
-        self.emit_verdict(&w.wave, id, Window::AfterRollback, &j.verdict, Vec::new())
-            .await;
+        self.emit_verdict(
+            &w.wave,
+            id,
+            Window::AfterRollback,
+            &j.verdict,
+            Vec::new(),
+            None,
+        )
+        .await;
         match j.verdict {
             Verdict::Pass => {
                 self.emit(Event::RollbackFinished {
@@ -1087,7 +1132,12 @@ impl Engine<'_> {
             })
             .await;
         }
-        let snap = measure(
+        let workload = scope != Scope::Integrity;
+        if workload {
+            let notice = self.workload.open(trust, &self.plan.health).await;
+            self.workload_notice(id, notice).await;
+        }
+        let mut snap = measure(
             trust,
             &self.plan.health,
             params,
@@ -1096,6 +1146,9 @@ impl Engine<'_> {
             probe.clone(),
         )
         .await;
+        if workload {
+            snap.workload = self.workload.close(trust, &self.plan.health).await;
+        }
         if let (Some((probe_id, _)), Some(Ok(_))) = (&probe, &snap.write) {
             self.emit(Event::WriteProbeCleaned {
                 trust: id.to_string(),
@@ -1121,6 +1174,7 @@ impl Engine<'_> {
             .collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn emit_verdict(
         &self,
         wave: &str,
@@ -1128,6 +1182,7 @@ impl Engine<'_> {
         window: Window,
         verdict: &Verdict,
         latency: Vec<crate::health::gate::LatencyComparison>,
+        workload: Option<crate::health::workload::WorkloadComparison>,
     ) {
         self.emit(Event::HealthVerdict {
             wave: wave.to_string(),
@@ -1135,8 +1190,34 @@ impl Engine<'_> {
             window,
             verdict: verdict.clone(),
             latency,
+            workload,
         })
         .await;
+    }
+
+    /// Open a new workload window on each of these trusts now (a few at a time), and say once
+    /// per trust when its workload cannot be read.
+    async fn workload_mark(&self, ids: impl Iterator<Item = &str>) {
+        let trusts: Vec<&Trust> = ids.filter_map(|id| self.inventory.get(id)).collect();
+        let notices: Vec<(String, Option<String>)> = stream::iter(trusts)
+            .map(|t| async move { (t.id.clone(), self.workload.mark(t, &self.plan.health).await) })
+            .buffer_unordered(READ_CONCURRENCY)
+            .collect()
+            .await;
+        for (id, notice) in notices {
+            self.workload_notice(&id, notice).await;
+        }
+    }
+
+    async fn workload_notice(&self, trust: &str, reason: Option<String>) {
+        if let Some(reason) = reason {
+            tracing::info!(trust, %reason, "the real workload is not judged on this trust: the probes are its only signal");
+            self.emit(Event::WorkloadUnavailable {
+                trust: trust.to_string(),
+                reason,
+            })
+            .await;
+        }
     }
 
     fn finished_event(
@@ -1432,6 +1513,9 @@ fn snapshot_errors(s: &Snapshot) -> Vec<String> {
     if let Some(Err(e)) = &s.write {
         out.push(format!("write probe: {e}"));
     }
+    if let Some(Err(e)) = &s.workload {
+        out.push(format!("workload (pg_stat_statements): {e}"));
+    }
     if let Some(Ok(crate::health::probes::WriteOutcome::Lost { detail })) = &s.write {
         out.push(format!(
             "write probe: data not reliably saved even before the upgrade: {detail}"
@@ -1570,6 +1654,7 @@ impl Engine<'_> {
             Window::AfterRollback,
             &judgement.verdict,
             Vec::new(),
+            None,
         )
         .await;
         if judgement.verdict != Verdict::Pass {
