@@ -53,11 +53,26 @@ struct Source {
     schema: String,
     /// `exec_time` (1.8+, PostgreSQL 13+) or `time`.
     time: &'static str,
+    /// Queryids of flotilla's own health statements, asked of the server whenever a window is
+    /// opened afresh ([`Tracker::mark`]: before a wave's baselines and after its migrations,
+    /// the only moments the trust's schema may have changed).
+    own: HashSet<i64>,
+}
+
+/// What is known of a queryid's text, so that each text is fetched once per run.
+#[derive(Debug, Clone)]
+enum Text {
+    /// flotilla's own, or a reading of the statistics views: never workload.
+    Own,
+    /// Workload, with its text as shown.
+    Shown(String),
 }
 
 enum TrustState {
     Available {
         source: Source,
+        /// Texts already fetched, by queryid.
+        texts: HashMap<i64, Text>,
         /// The reading that opened the trust's current window (or why it failed).
         open: Option<Result<Box<Reading>, String>>,
     },
@@ -143,6 +158,7 @@ async fn detect(conn: &mut PgConnection) -> Result<Detected, String> {
     let source = Source {
         schema,
         time: if modern > 0 { "exec_time" } else { "time" },
+        own: HashSet::new(),
     };
     // The library must be preloaded for the view to answer at all.
     match read_statements(conn, &source).await {
@@ -259,12 +275,7 @@ async fn own_queryids(conn: &mut PgConnection, health: &Health) -> HashSet<i64> 
     out
 }
 
-async fn read(
-    conn: &mut PgConnection,
-    source: &Source,
-    health: &Health,
-) -> Result<Reading, String> {
-    let own = own_queryids(conn, health).await;
+async fn read(conn: &mut PgConnection, source: &Source) -> Result<Reading, String> {
     let statements = read_statements(conn, source).await.map_err(|e| match e {
         ReadError::NotLoaded => "pg_stat_statements is no longer loaded".to_string(),
         ReadError::Other(e) => e,
@@ -274,7 +285,7 @@ async fn read(
         at: Instant::now(),
         statements,
         database: Some(database),
-        own,
+        own: source.own.clone(),
     })
 }
 
@@ -376,22 +387,34 @@ fn database_delta(start: &Reading, end: &Reading) -> Option<DatabaseWindow> {
 async fn window_between(
     conn: &mut PgConnection,
     source: &Source,
+    texts: &mut HashMap<i64, Text>,
     start: &Reading,
     end: &Reading,
     min_calls: u64,
 ) -> Result<(WorkloadWindow, bool), String> {
     let (deltas, reset) = statement_deltas(start, end);
-    let ids: Vec<i64> = deltas.iter().map(|(id, _)| *id).collect();
-    let texts = read_texts(conn, source, &ids).await?;
+    let unknown: Vec<i64> = deltas
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !texts.contains_key(id))
+        .collect();
+    for (id, raw) in read_texts(conn, source, &unknown).await? {
+        let text = if own_text(&raw) {
+            Text::Own
+        } else {
+            Text::Shown(display_text(&raw))
+        };
+        texts.insert(id, text);
+    }
     let mut traffic = false;
     let mut statements = Vec::new();
     let mut omitted = 0;
     for (id, c) in deltas {
-        let raw = texts.get(&id);
-        if raw.is_some_and(|t| own_text(t)) {
-            continue;
-        }
-        let shown = raw.map(|t| display_text(t));
+        let shown = match texts.get(&id) {
+            Some(Text::Own) => continue,
+            Some(Text::Shown(s)) => Some(s.clone()),
+            None => None,
+        };
         traffic |= shown.as_deref().is_none_or(|s| !housekeeping(s));
         if statements.len() == MAX_KEPT {
             omitted += 1;
@@ -461,6 +484,7 @@ impl Tracker {
                     trust.id.clone(),
                     TrustState::Available {
                         source: source.clone(),
+                        texts: HashMap::new(),
                         open: None,
                     },
                 );
@@ -471,6 +495,25 @@ impl Tracker {
                 (None, Some(why))
             }
         })
+    }
+
+    /// Swap the trust's known texts with `texts`, returning what was there.
+    fn texts(&self, trust: &str, texts: HashMap<i64, Text>) -> HashMap<i64, Text> {
+        match self.trusts.lock() {
+            Ok(mut map) => match map.get_mut(trust) {
+                Some(TrustState::Available { texts: known, .. }) => std::mem::replace(known, texts),
+                _ => HashMap::new(),
+            },
+            Err(_) => HashMap::new(),
+        }
+    }
+
+    fn set_own(&self, trust: &str, own: &HashSet<i64>) {
+        if let Ok(mut map) = self.trusts.lock() {
+            if let Some(TrustState::Available { source, .. }) = map.get_mut(trust) {
+                source.own.clone_from(own);
+            }
+        }
     }
 
     fn set_open(&self, trust: &str, reading: Result<Reading, String>) {
@@ -504,6 +547,7 @@ impl Tracker {
         if !Self::applies(trust, health) {
             return None;
         }
+        let started = Instant::now();
         let mut conn = match connect(trust).await {
             Ok(c) => c,
             Err(e) => {
@@ -519,11 +563,14 @@ impl Tracker {
                 return None;
             }
         };
-        if let Some(source) = source {
-            let reading = read(&mut conn, &source, health).await;
+        if let Some(mut source) = source {
+            source.own = own_queryids(&mut conn, health).await;
+            self.set_own(&trust.id, &source.own);
+            let reading = read(&mut conn, &source).await;
             self.set_open(&trust.id, reading);
         }
         let _ = conn.close().await;
+        tracing::debug!(trust = %trust.id, ms = started.elapsed().as_secs_f64() * 1000.0, "workload window opened");
         notice
     }
 
@@ -549,15 +596,20 @@ impl Tracker {
                 _ => return None,
             }
         };
+        let started = Instant::now();
         let start = self.take_open(&trust.id);
         let mut conn = match connect(trust).await {
             Ok(c) => c,
             Err(e) => return Some(Err(e)),
         };
+        let mut texts = self.texts(&trust.id, HashMap::new());
         let result = self
-            .close_on(&mut conn, trust, &source, health, start)
+            .close_on(&mut conn, trust, &source, &mut texts, health, start)
             .await;
+        self.texts(&trust.id, texts);
         let _ = conn.close().await;
+        let seconds = result.as_ref().map_or(0.0, |w| w.seconds);
+        tracing::debug!(trust = %trust.id, ms = started.elapsed().as_secs_f64() * 1000.0, window_s = seconds, "workload window closed");
         Some(result)
     }
 
@@ -566,10 +618,11 @@ impl Tracker {
         conn: &mut PgConnection,
         trust: &Trust,
         source: &Source,
+        texts: &mut HashMap<i64, Text>,
         health: &Health,
         start: Option<Result<Reading, String>>,
     ) -> Measured<WorkloadWindow> {
-        let end = read(conn, source, health).await;
+        let end = read(conn, source).await;
         let Ok(end) = end else {
             let e = end.err().unwrap_or_default();
             self.set_open(&trust.id, Err(e.clone()));
@@ -589,7 +642,7 @@ impl Tracker {
         };
         let min_calls = health.workload.min_calls;
         let (mut window, traffic) =
-            match window_between(conn, source, &start, &end, min_calls).await {
+            match window_between(conn, source, texts, &start, &end, min_calls).await {
                 Ok(w) => w,
                 Err(e) => {
                     self.set_open(&trust.id, Ok(end));
@@ -601,10 +654,10 @@ impl Tracker {
         let min_window = health.workload.min_window;
         if traffic && elapsed < min_window {
             tokio::time::sleep(min_window - elapsed).await;
-            match read(conn, source, health).await {
+            match read(conn, source).await {
                 Ok(later) => {
                     end = later;
-                    match window_between(conn, source, &start, &end, min_calls).await {
+                    match window_between(conn, source, texts, &start, &end, min_calls).await {
                         Ok((w, _)) => window = w,
                         Err(e) => {
                             self.set_open(&trust.id, Ok(end));
