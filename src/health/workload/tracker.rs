@@ -123,7 +123,8 @@ async fn detect(conn: &mut PgConnection) -> Result<Detected, String> {
          JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
          WHERE e.extname = 'pg_stat_statements'), \
          pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE'), \
-         pg_catalog.current_setting('compute_query_id', true)"
+         pg_catalog.current_setting('compute_query_id', true), \
+         pg_catalog.current_setting('pg_stat_statements.track', true)"
     ))
     .fetch_one(&mut *conn)
     .await
@@ -131,6 +132,7 @@ async fn detect(conn: &mut PgConnection) -> Result<Detected, String> {
     let schema: Option<String> = row.try_get(0).map_err(|e| e.to_string())?;
     let all_stats: bool = row.try_get(1).map_err(|e| e.to_string())?;
     let query_id: Option<String> = row.try_get(2).map_err(|e| e.to_string())?;
+    let track: Option<String> = row.try_get(3).map_err(|e| e.to_string())?;
     let Some(schema) = schema else {
         return Ok(Detected::Unavailable(
             "the pg_stat_statements extension is not created in this database; flotilla never creates it (CREATE EXTENSION pg_stat_statements, with the library in shared_preload_libraries)".into(),
@@ -144,6 +146,11 @@ async fn detect(conn: &mut PgConnection) -> Result<Detected, String> {
     if query_id.as_deref() == Some("off") {
         return Ok(Detected::Unavailable(
             "compute_query_id is off, so pg_stat_statements records no statements".into(),
+        ));
+    }
+    if track.as_deref() == Some("none") {
+        return Ok(Detected::Unavailable(
+            "pg_stat_statements.track is none, so it records no statements".into(),
         ));
     }
     let schema = quote_ident(&schema);
