@@ -133,7 +133,11 @@ pub fn describe(event: &Event) -> Option<String> {
             if let Some(w) = workload {
                 let new = if w.new_count > 0 { format!(", {} new", w.new_count) } else { String::new() };
                 let n = w.statements.len();
-                figures.push(format!("workload: {n} statement{} compared{new}", if n == 1 { "" } else { "s" }));
+                figures.push(if n == 0 && w.new_count == 0 {
+                    "workload: nothing to compare".to_string()
+                } else {
+                    format!("workload: {n} statement{} compared{new}", if n == 1 { "" } else { "s" })
+                });
             }
             let figures = if figures.is_empty() { String::new() } else { format!(" ({})", figures.join(", ")) };
             let window = match window {
