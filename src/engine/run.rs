@@ -555,15 +555,8 @@ impl Engine<'_> {
                 if !problems.is_empty() {
                     let verdict =
                         Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
-                    self.emit_verdict(
-                        &wave.name,
-                        id,
-                        Window::PostUpgrade,
-                        &verdict,
-                        Vec::new(),
-                        None,
-                    )
-                    .await;
+                    self.emit_verdict(&wave.name, id, Window::PostUpgrade, &verdict, Vec::new())
+                        .await;
                     broken.push((id.to_string(), verdict));
                 }
                 baselines.insert(
@@ -669,15 +662,8 @@ impl Engine<'_> {
                 let j = self
                     .confirmed(id, w, Scope::Full, Window::PostUpgrade, "post-upgrade")
                     .await;
-                self.emit_verdict(
-                    &wave.name,
-                    id,
-                    Window::PostUpgrade,
-                    &j.verdict,
-                    j.latency,
-                    j.workload,
-                )
-                .await;
+                self.emit_judgement(&wave.name, id, Window::PostUpgrade, &j)
+                    .await;
                 verdicts.push((id.clone(), j.verdict));
             }
         }
@@ -692,15 +678,7 @@ impl Engine<'_> {
             let j = self
                 .confirmed(&id, w, Scope::Soak, Window::Soak, "late-check")
                 .await;
-            self.emit_verdict(
-                &wave.name,
-                &id,
-                Window::Soak,
-                &j.verdict,
-                j.latency,
-                j.workload,
-            )
-            .await;
+            self.emit_judgement(&wave.name, &id, Window::Soak, &j).await;
             late_verdicts.push((id, j.verdict));
         }
         self.emit_wave_finished(&wave.name, &wave_results).await;
@@ -840,15 +818,7 @@ impl Engine<'_> {
                 let j = self
                     .confirmed(id, w, Scope::Soak, Window::Soak, &format!("soak-{round}"))
                     .await;
-                self.emit_verdict(
-                    &wave.name,
-                    id,
-                    Window::Soak,
-                    &j.verdict,
-                    j.latency,
-                    j.workload,
-                )
-                .await;
+                self.emit_judgement(&wave.name, id, Window::Soak, &j).await;
                 verdicts.push((id.clone(), j.verdict));
             }
             if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
@@ -1003,15 +973,8 @@ impl Engine<'_> {
             &after,
             Window::AfterRollback,
         );
-        self.emit_verdict(
-            &w.wave,
-            id,
-            Window::AfterRollback,
-            &j.verdict,
-            Vec::new(),
-            None,
-        )
-        .await;
+        self.emit_verdict(&w.wave, id, Window::AfterRollback, &j.verdict, Vec::new())
+            .await;
         match j.verdict {
             Verdict::Pass => {
                 self.emit(Event::RollbackFinished {
@@ -1174,7 +1137,6 @@ impl Engine<'_> {
             .collect()
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn emit_verdict(
         &self,
         wave: &str,
@@ -1182,7 +1144,6 @@ impl Engine<'_> {
         window: Window,
         verdict: &Verdict,
         latency: Vec<crate::health::gate::LatencyComparison>,
-        workload: Option<crate::health::workload::WorkloadComparison>,
     ) {
         self.emit(Event::HealthVerdict {
             wave: wave.to_string(),
@@ -1190,7 +1151,21 @@ impl Engine<'_> {
             window,
             verdict: verdict.clone(),
             latency,
-            workload,
+            workload: None,
+        })
+        .await;
+    }
+
+    /// [`emit_verdict`](Self::emit_verdict) with every figure of a judgement (latency and the
+    /// real workload).
+    async fn emit_judgement(&self, wave: &str, trust: &str, window: Window, j: &Judgement) {
+        self.emit(Event::HealthVerdict {
+            wave: wave.to_string(),
+            trust: trust.to_string(),
+            window,
+            verdict: j.verdict.clone(),
+            latency: j.latency.clone(),
+            workload: j.workload.clone(),
         })
         .await;
     }
@@ -1654,7 +1629,6 @@ impl Engine<'_> {
             Window::AfterRollback,
             &judgement.verdict,
             Vec::new(),
-            None,
         )
         .await;
         if judgement.verdict != Verdict::Pass {
