@@ -209,6 +209,17 @@ pub async fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
                 h.invariants.len(),
                 plan.target.version
             );
+            let w = &h.workload;
+            if w.enabled {
+                outln!(
+                    "  real workload: on PostgreSQL trusts with pg_stat_statements, the top {} statements by total time with at least {} calls in the baseline and the window are judged; a window with traffic lasts at least {}",
+                    w.statements,
+                    w.min_calls,
+                    humantime::format_duration(w.min_window)
+                );
+            } else {
+                outln!("  real workload: not judged (workload.enabled: false)");
+            }
         }
     }
     outln!("ok: valid");

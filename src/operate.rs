@@ -405,6 +405,7 @@ async fn execute_leased(
         journal: Some(&journal),
         control: &control,
         resumed: resumed.as_ref(),
+        workload: Default::default(),
     };
     if let (
         Start::Resume {
@@ -1166,6 +1167,7 @@ pub async fn rollback(g: &Globals, o: &RollbackOptions) -> Outcome {
         journal: Some(&op.journal),
         control: &control,
         resumed: None,
+        workload: Default::default(),
     };
     let mut failures = Vec::new();
     for (id, to, snap) in &work {

@@ -114,6 +114,9 @@ pub struct Health {
     /// Default soak after each wave (a wave may override it).
     #[serde(default)]
     pub soak: Option<Soak>,
+    /// The real workload on PostgreSQL (`pg_stat_statements`), where available.
+    #[serde(default)]
+    pub workload: super::workload::Workload,
 }
 
 impl Health {
@@ -181,6 +184,7 @@ impl Health {
                 out.push("soak.rounds must be at least 1".into());
             }
         }
+        out.extend(self.workload.static_problems());
         out
     }
 }

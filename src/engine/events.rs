@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::health::gate::{LatencyComparison, Verdict, Window};
 use crate::health::probes::Snapshot;
+use crate::health::workload::WorkloadComparison;
 
 /// How one trust's part of a run ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -105,7 +106,13 @@ pub enum Event {
         #[serde(flatten)]
         verdict: Verdict,
         latency: Vec<LatencyComparison>,
+        /// The real workload's figures (PostgreSQL with `pg_stat_statements`), when compared.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workload: Option<WorkloadComparison>,
     },
+    /// The real workload cannot be judged on a trust (said once per trust and run): the gate
+    /// goes on with the probes alone.
+    WorkloadUnavailable { trust: String, reason: String },
     /// A soak round after a wave.
     SoakRound {
         wave: String,

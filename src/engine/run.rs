@@ -286,6 +286,8 @@ pub struct Engine<'a> {
     pub control: &'a RunControl,
     /// What an interrupted run already did, when this is a resume.
     pub resumed: Option<&'a Resumed>,
+    /// The trusts' real workload readings (PostgreSQL with `pg_stat_statements`).
+    pub workload: crate::health::workload::Tracker,
 }
 
 /// Why a run should stop starting new work.
@@ -570,6 +572,9 @@ impl Engine<'_> {
         // Baseline, sequentially: the same conditions as the post-upgrade window.
         let mut baselines: HashMap<String, Watched> = HashMap::new();
         if self.gated() {
+            // Every trust's workload baseline window opens now, before the first baseline.
+            self.workload_mark(upgrades.iter().map(|(id, _, _)| *id))
+                .await;
             let mut broken = Vec::new();
             for (id, from, steps) in upgrades {
                 let Some(trust) = self.inventory.get(id) else {
@@ -702,12 +707,16 @@ impl Engine<'_> {
         // Post-upgrade checks and the policy.
         let mut verdicts: Vec<(String, Verdict)> = Vec::new();
         if self.gated() {
+            // The workload windows after the upgrade open once the wave's migrations are done,
+            // so that no migration (nor the locks it held) is counted in them.
+            self.workload_mark(upgraded.iter().map(String::as_str))
+                .await;
             for id in &upgraded {
                 let Some(w) = baselines.get(id) else { continue };
                 let j = self
                     .confirmed(id, w, Scope::Full, Window::PostUpgrade, "post-upgrade")
                     .await;
-                self.emit_verdict(&wave.name, id, Window::PostUpgrade, &j.verdict, j.latency)
+                self.emit_judgement(&wave.name, id, Window::PostUpgrade, &j)
                     .await;
                 verdicts.push((id.clone(), j.verdict));
             }
@@ -723,8 +732,7 @@ impl Engine<'_> {
             let j = self
                 .confirmed(&id, w, Scope::Soak, Window::Soak, "late-check")
                 .await;
-            self.emit_verdict(&wave.name, &id, Window::Soak, &j.verdict, j.latency)
-                .await;
+            self.emit_judgement(&wave.name, &id, Window::Soak, &j).await;
             late_verdicts.push((id, j.verdict));
         }
         self.emit_wave_finished(&wave.name, &wave_results).await;
@@ -864,8 +872,7 @@ impl Engine<'_> {
                 let j = self
                     .confirmed(id, w, Scope::Soak, Window::Soak, &format!("soak-{round}"))
                     .await;
-                self.emit_verdict(&wave.name, id, Window::Soak, &j.verdict, j.latency)
-                    .await;
+                self.emit_judgement(&wave.name, id, Window::Soak, &j).await;
                 verdicts.push((id.clone(), j.verdict));
             }
             if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
@@ -889,6 +896,7 @@ impl Engine<'_> {
                 verdict: Verdict::Error(vec![format!("trust '{id}' is not in the inventory")]),
                 critical: false,
                 latency: Vec::new(),
+                workload: None,
             };
         };
         let snap = self
@@ -1141,7 +1149,12 @@ impl Engine<'_> {
             })
             .await;
         }
-        let snap = measure(
+        let workload = scope != Scope::Integrity;
+        if workload {
+            let notice = self.workload.open(trust, &self.plan.health).await;
+            self.workload_notice(id, notice).await;
+        }
+        let mut snap = measure(
             trust,
             &self.plan.health,
             params,
@@ -1150,6 +1163,9 @@ impl Engine<'_> {
             probe.clone(),
         )
         .await;
+        if workload {
+            snap.workload = self.workload.close(trust, &self.plan.health).await;
+        }
         if let (Some((probe_id, _)), Some(Ok(_))) = (&probe, &snap.write) {
             self.emit(Event::WriteProbeCleaned {
                 trust: id.to_string(),
@@ -1189,8 +1205,48 @@ impl Engine<'_> {
             window,
             verdict: verdict.clone(),
             latency,
+            workload: None,
         })
         .await;
+    }
+
+    /// [`emit_verdict`](Self::emit_verdict) with every figure of a judgement (latency and the
+    /// real workload).
+    async fn emit_judgement(&self, wave: &str, trust: &str, window: Window, j: &Judgement) {
+        self.emit(Event::HealthVerdict {
+            wave: wave.to_string(),
+            trust: trust.to_string(),
+            window,
+            verdict: j.verdict.clone(),
+            latency: j.latency.clone(),
+            workload: j.workload.clone(),
+        })
+        .await;
+    }
+
+    /// Open a new workload window on each of these trusts now (a few at a time), and say once
+    /// per trust when its workload cannot be read.
+    async fn workload_mark(&self, ids: impl Iterator<Item = &str>) {
+        let trusts: Vec<&Trust> = ids.filter_map(|id| self.inventory.get(id)).collect();
+        let notices: Vec<(String, Option<String>)> = stream::iter(trusts)
+            .map(|t| async move { (t.id.clone(), self.workload.mark(t, &self.plan.health).await) })
+            .buffer_unordered(READ_CONCURRENCY)
+            .collect()
+            .await;
+        for (id, notice) in notices {
+            self.workload_notice(&id, notice).await;
+        }
+    }
+
+    async fn workload_notice(&self, trust: &str, reason: Option<String>) {
+        if let Some(reason) = reason {
+            tracing::info!(trust, %reason, "the real workload is not judged on this trust: the probes are its only signal");
+            self.emit(Event::WorkloadUnavailable {
+                trust: trust.to_string(),
+                reason,
+            })
+            .await;
+        }
     }
 
     fn finished_event(
@@ -1485,6 +1541,9 @@ fn snapshot_errors(s: &Snapshot) -> Vec<String> {
     );
     if let Some(Err(e)) = &s.write {
         out.push(format!("write probe: {e}"));
+    }
+    if let Some(Err(e)) = &s.workload {
+        out.push(format!("workload (pg_stat_statements): {e}"));
     }
     if let Some(Ok(crate::health::probes::WriteOutcome::Lost { detail })) = &s.write {
         out.push(format!(

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::probes::{LatencySamples, Snapshot, WriteOutcome};
 use super::stats::{hodges_lehmann_shift, mann_whitney_greater, percentile};
+use super::workload::WorkloadComparison;
 use crate::config::health::{Health, Regression};
 
 /// The verdict on one trust in one window. Missing data is never a pass.
@@ -103,6 +104,8 @@ pub struct Judgement {
     pub critical: bool,
     /// One entry per latency probe compared.
     pub latency: Vec<LatencyComparison>,
+    /// The real workload's figures (PostgreSQL with `pg_stat_statements`), when compared.
+    pub workload: Option<WorkloadComparison>,
 }
 
 fn ratio(post: f64, base: f64) -> f64 {
@@ -178,6 +181,7 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
     let mut error = Vec::new();
     let mut inconclusive = Vec::new();
     let mut latency = Vec::new();
+    let mut workload = None;
 
     if kind != Window::AfterRollback {
         for probe in &health.latency_probes {
@@ -246,6 +250,16 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                 None => inconclusive.push(format!("invariant '{}' was not checked", inv.name)),
             }
         }
+        // The real workload (PostgreSQL, pg_stat_statements): see `health::workload`.
+        // Statement and rollback-rate regressions may be re-measured like latency; deadlocks
+        // stand on their own.
+        let w = super::workload::judge(&health.workload, &health.regression, baseline, window);
+        latency_fails += w.fail.len();
+        fail.extend(w.fail);
+        fail.extend(w.critical);
+        error.extend(w.error);
+        inconclusive.extend(w.inconclusive);
+        workload = w.comparison;
     }
     if kind != Window::Soak {
         for table in health.integrity.keys() {
@@ -304,6 +318,7 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
         verdict,
         critical,
         latency,
+        workload,
     }
 }
 

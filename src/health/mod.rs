@@ -3,3 +3,4 @@
 pub mod gate;
 pub mod probes;
 pub mod stats;
+pub mod workload;

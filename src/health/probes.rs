@@ -61,6 +61,10 @@ pub struct Snapshot {
     pub integrity: BTreeMap<String, Measured<TableFigures>>,
     /// Invariant → value.
     pub invariants: BTreeMap<String, Measured<i64>>,
+    /// The trust's real workload over the window (PostgreSQL with `pg_stat_statements`; see
+    /// `health::workload`), taken by the engine around the probes; `None` where it is not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Measured<super::workload::WorkloadWindow>>,
 }
 
 /// Remove a write probe's record left behind by a run that died between its insert and its

@@ -322,6 +322,48 @@ pub fn hodges_lehmann_shift(post: &[f64], baseline: &[f64]) -> Option<f64> {
     median(&diffs)
 }
 
+/// Count, mean and variance of a sample, when only those summary figures are known (e.g.
+/// PostgreSQL's `pg_stat_statements` keeps per-statement call counts, total and
+/// standard deviation of execution time, not the individual times).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moments {
+    /// Number of observations.
+    pub n: f64,
+    /// Their mean.
+    pub mean: f64,
+    /// Their (population) variance.
+    pub variance: f64,
+}
+
+/// One-sided test that the mean of `post` exceeds the mean of `baseline`, from summary
+/// figures only: Welch's unequal-variance statistic
+/// `z = (mean_post - mean_base) / sqrt(var_post / n_post + var_base / n_base)` with the
+/// standard normal upper tail as the p-value (a large-sample z-test: with at least a few
+/// dozen observations per side the t distribution Welch's test would use is close to normal).
+/// A proportion is a mean too: `k` of `n` events is `mean = k/n`,
+/// `variance = mean * (1 - mean)`.
+///
+/// Returns `None` when either side has no observations, a figure is not finite, or both
+/// variances are zero (every observation equal: nothing to test).
+pub fn welch_mean_greater(post: Moments, baseline: Moments) -> Option<f64> {
+    let figures = [
+        post.n,
+        post.mean,
+        post.variance,
+        baseline.n,
+        baseline.mean,
+        baseline.variance,
+    ];
+    if post.n < 1.0 || baseline.n < 1.0 || figures.iter().any(|f| !f.is_finite()) {
+        return None;
+    }
+    let se2 = post.variance.max(0.0) / post.n + baseline.variance.max(0.0) / baseline.n;
+    if se2 <= 0.0 {
+        return None;
+    }
+    Some(normal_sf((post.mean - baseline.mean) / se2.sqrt()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,5 +770,55 @@ mod tests {
     fn hodges_lehmann_empty_sample_gives_none() {
         assert_eq!(hodges_lehmann_shift(&[], &[1.0]), None);
         assert_eq!(hodges_lehmann_shift(&[1.0], &[]), None);
+    }
+}
+
+#[cfg(test)]
+mod welch_tests {
+    use super::*;
+
+    fn m(n: f64, mean: f64, variance: f64) -> Moments {
+        Moments { n, mean, variance }
+    }
+
+    #[test]
+    fn welch_z_matches_hand_computed_reference_values() {
+        // z = 0.5 / sqrt(4/100 + 9/50) = 1.066003581778; P(Z > z) = 0.143211011389.
+        let p = welch_mean_greater(m(100.0, 10.0, 4.0), m(50.0, 9.5, 9.0)).unwrap();
+        assert!((p - 0.143_211_011_388_929_4).abs() < 1e-12, "{p}");
+        // z = 1 / sqrt(0.25/30 + 0.25/40) = 8.280786712108; P = 6.1182e-17.
+        let p = welch_mean_greater(m(30.0, 2.0, 0.25), m(40.0, 1.0, 0.25)).unwrap();
+        assert!((p / 6.118_209_027_702_831e-17 - 1.0).abs() < 1e-9, "{p}");
+        // The textbook quantiles: z = 1.6449 -> 0.05, z = 2.3263 -> 0.01.
+        let p = welch_mean_greater(m(1.0, 1.644_853_626_951_472_2, 1.0), m(1.0, 0.0, 0.0)).unwrap();
+        assert!((p - 0.05).abs() < 1e-12, "{p}");
+        let p = welch_mean_greater(m(1.0, 2.326_347_874_040_840_8, 1.0), m(1.0, 0.0, 0.0)).unwrap();
+        assert!((p - 0.01).abs() < 1e-12, "{p}");
+    }
+
+    #[test]
+    fn welch_z_is_one_sided_and_refuses_degenerate_input() {
+        // Equal means: p = 0.5; post faster: p > 0.5.
+        assert_eq!(
+            welch_mean_greater(m(10.0, 1.0, 1.0), m(10.0, 1.0, 1.0)),
+            Some(0.5)
+        );
+        assert!(welch_mean_greater(m(10.0, 0.5, 1.0), m(10.0, 1.0, 1.0)).unwrap() > 0.5);
+        assert_eq!(
+            welch_mean_greater(m(0.0, 1.0, 1.0), m(10.0, 1.0, 1.0)),
+            None
+        );
+        assert_eq!(
+            welch_mean_greater(m(10.0, 2.0, 0.0), m(10.0, 1.0, 0.0)),
+            None
+        );
+        assert_eq!(
+            welch_mean_greater(m(10.0, f64::NAN, 1.0), m(10.0, 1.0, 1.0)),
+            None
+        );
+        // A proportion: 30 of 200 against 2 of 200: z = 5.341333156016, p = 4.6132755495e-8.
+        let (a, b) = (30.0 / 200.0, 2.0 / 200.0);
+        let p = welch_mean_greater(m(200.0, a, a * (1.0 - a)), m(200.0, b, b * (1.0 - b))).unwrap();
+        assert!((p / 4.613_275_549_525_206e-8 - 1.0).abs() < 1e-9, "{p}");
     }
 }

@@ -8,6 +8,7 @@ use html_escape::{encode_double_quoted_attribute as attr, encode_text as esc};
 
 use super::model::{GateReport, RunReport, TrustReport, TrustResult};
 use crate::health::gate::LatencyComparison;
+use crate::health::workload::WorkloadComparison;
 
 const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em; color: #1d1d1f; }
@@ -272,6 +273,18 @@ fn trust_section(o: &mut String, t: &TrustReport) {
         for g in t.gates.iter().filter(|g| !g.latency.is_empty()) {
             latency_table(o, g);
         }
+        for g in &t.gates {
+            if let Some(w) = &g.workload {
+                workload_tables(o, &g.label, w);
+            }
+        }
+    }
+    if let Some(why) = &t.workload_unavailable {
+        let _ = writeln!(
+            o,
+            "<p>Real workload not judged: {}. The probes are this trust's only signal.</p>",
+            esc(why)
+        );
     }
     match t.post_upgrade() {
         Some(g) => {
@@ -310,6 +323,78 @@ fn latency_table(o: &mut String, g: &GateReport) {
         );
     }
     o.push_str("</table>\n");
+}
+
+/// The real workload of one verdict (PostgreSQL with `pg_stat_statements`): the statements
+/// compared, the new ones, and the database's error signals.
+fn workload_tables(o: &mut String, label: &str, w: &WorkloadComparison) {
+    let _ = writeln!(
+        o,
+        "<table>\n<caption>real workload, {} (baseline window {:.1} s, this window {:.1} s, machine ×{:.2})</caption>\n<tr><th>statement (normalised)</th><th>calls before</th><th>calls after</th><th>mean before</th><th>mean after</th><th>ratio</th><th>p-value</th><th>regressed</th></tr>",
+        esc(label),
+        w.baseline_seconds,
+        w.seconds,
+        w.machine_factor
+    );
+    for s in &w.statements {
+        let _ = writeln!(
+            o,
+            "<tr><td><code>{}</code></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">×{:.2}</td><td class=\"num\">{:.2e}</td><td>{}</td></tr>",
+            esc(&s.query),
+            s.baseline_calls,
+            s.calls,
+            s.baseline_mean_ms,
+            s.mean_ms,
+            s.ratio,
+            s.p_value,
+            if s.regressed { "<b class=\"reason\">yes</b>" } else { "no" }
+        );
+    }
+    for s in &w.new_statements {
+        let _ = writeln!(
+            o,
+            "<tr><td><code>{}</code></td><td class=\"num\">–</td><td class=\"num\">{}</td><td class=\"num\">–</td><td class=\"num\">{:.3} ms</td><td colspan=\"3\">new since the baseline (not judged)</td></tr>",
+            esc(&s.query),
+            s.calls,
+            s.mean_ms
+        );
+    }
+    o.push_str("</table>\n");
+    let _ = writeln!(
+        o,
+        "<p>{} statements compared; {} more beyond the top ones; {} with too few calls in a window; {} new (only after the upgrade); {} not seen again.</p>",
+        w.statements.len(),
+        w.beyond_top,
+        w.too_few_calls,
+        w.new_count,
+        w.gone
+    );
+    if let Some(d) = &w.database {
+        let _ = writeln!(
+            o,
+            "<table>\n<caption>database signals, {}</caption>\n<tr><th></th><th>baseline</th><th>this window</th></tr>\n<tr><td>transactions rolled back</td><td class=\"num\">{} of {} ({:.1}%)</td><td class=\"num\">{} of {} ({:.1}%){}</td></tr>\n<tr><td>deadlocks</td><td class=\"num\">{}</td><td class=\"num\">{}{}</td></tr>\n<tr><td>recovery conflicts</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n<tr><td>temporary files</td><td class=\"num\">{} ({} bytes)</td><td class=\"num\">{} ({} bytes)</td></tr>\n</table>",
+            esc(label),
+            d.baseline.rollbacks,
+            d.baseline.commits + d.baseline.rollbacks,
+            d.baseline_rollback_rate * 100.0,
+            d.window.rollbacks,
+            d.window.commits + d.window.rollbacks,
+            d.rollback_rate * 100.0,
+            if d.rollbacks_regressed { " <b class=\"reason\">regressed</b>" } else { "" },
+            d.baseline.deadlocks,
+            d.window.deadlocks,
+            if d.deadlocks_regressed { " <b class=\"reason\">regressed</b>" } else { "" },
+            d.baseline.conflicts,
+            d.window.conflicts,
+            d.baseline.temp_files,
+            d.baseline.temp_bytes,
+            d.window.temp_files,
+            d.window.temp_bytes,
+        );
+    }
+    for n in &w.notes {
+        let _ = writeln!(o, "<p>{}</p>", esc(n));
+    }
 }
 
 /// A step of 1, 2 or 5 × 10^k giving about `n` ticks up to `max`.
@@ -496,6 +581,25 @@ mod tests {
             html.matches("<svg ").count(),
             1,
             "only camden has latency figures"
+        );
+    }
+
+    #[test]
+    fn workload_figures_are_shown_escaped_with_the_regressed_statement() {
+        let html = render(&RunReport::build(
+            record(),
+            &crate::report::model::tests::workload_run(),
+        ));
+        assert!(html.contains("real workload, post-upgrade"), "{html}");
+        assert!(
+            html.contains("SELECT at FROM audit_log WHERE entity_id &lt; $1"),
+            "{html}"
+        );
+        assert!(html.contains("new since the baseline"), "{html}");
+        assert!(html.contains("1 of 281 (0.4%)"), "{html}");
+        assert!(
+            html.contains("Real workload not judged: the pg_stat_statements extension is not created in this database."),
+            "{html}"
         );
     }
 

@@ -128,11 +128,20 @@ pub fn describe(event: &Event) -> Option<String> {
         ),
         Event::RunFinished { outcome, duration_ms, .. } => format!("rollout {outcome} in {}", secs(*duration_ms)),
         Event::HealthMeasured { .. } => return None,
-        Event::HealthVerdict { trust, window, verdict, latency, .. } => {
-            let figures: Vec<String> = latency
+        Event::HealthVerdict { trust, window, verdict, latency, workload, .. } => {
+            let mut figures: Vec<String> = latency
                 .iter()
                 .map(|c| format!("{} {:.2}→{:.2} ms", c.probe, c.baseline_median_ms, c.median_ms))
                 .collect();
+            if let Some(w) = workload {
+                let new = if w.new_count > 0 { format!(", {} new", w.new_count) } else { String::new() };
+                let n = w.statements.len();
+                figures.push(if n == 0 && w.new_count == 0 {
+                    "workload: nothing to compare".to_string()
+                } else {
+                    format!("workload: {n} statement{} compared{new}", if n == 1 { "" } else { "s" })
+                });
+            }
             let figures = if figures.is_empty() { String::new() } else { format!(" ({})", figures.join(", ")) };
             let window = match window {
                 Window::Baseline => "before upgrade (baseline; nothing was upgraded)",
@@ -161,6 +170,9 @@ pub fn describe(event: &Event) -> Option<String> {
         }
         Event::RollbackFailed { trust, error } => format!("  ✗ {trust} ROLLBACK FAILED: {error}"),
         Event::Halted { wave, .. } => format!("HALTED in wave {wave}: no further trust will be touched"),
+        Event::WorkloadUnavailable { trust, reason } => {
+            format!("  · {trust}: real workload not judged: {reason}. The probes are its only signal.")
+        }
         Event::TrustRetrying { trust, attempt, of, after_ms, error } => format!(
             "  ⟳ {trust}: connection problem, retry {attempt}/{of} in {}: {error}",
             secs(*after_ms)

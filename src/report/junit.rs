@@ -54,6 +54,12 @@ fn finish_trust_case(mut case: TestCase, classname: &str, t: &TrustReport) -> Te
         ("status", Some(t.status.clone())),
         ("release", t.release.clone()),
         ("version", t.version.map(|v| v.to_string())),
+        (
+            "workload",
+            t.workload_unavailable
+                .as_ref()
+                .map(|why| format!("not judged: {why}")),
+        ),
     ] {
         if let Some(v) = v {
             case.add_property(Property::new(k, v));
@@ -110,6 +116,47 @@ fn gate_case(classname: &str, t: &TrustReport, g: &GateReport) -> TestCase {
     };
     let mut case = TestCase::new(format!("{} / gate {}", t.id, g.label), status);
     case.set_classname(classname);
+    if let Some(w) = &g.workload {
+        for st in &w.statements {
+            case.add_property(Property::new(
+                format!("workload.statement.{}", st.queryid),
+                format!(
+                    "{}: mean {:.3} → {:.3} ms over {} → {} calls, p = {:.3e}{}",
+                    st.query,
+                    st.baseline_mean_ms,
+                    st.mean_ms,
+                    st.baseline_calls,
+                    st.calls,
+                    st.p_value,
+                    if st.regressed { ", regressed" } else { "" }
+                ),
+            ));
+        }
+        if let Some(d) = &w.database {
+            case.add_property(Property::new(
+                "workload.database",
+                format!(
+                    "rollbacks {}/{} → {}/{}, deadlocks {} → {}, conflicts {} → {}, temp files {} → {}",
+                    d.baseline.rollbacks,
+                    d.baseline.commits + d.baseline.rollbacks,
+                    d.window.rollbacks,
+                    d.window.commits + d.window.rollbacks,
+                    d.baseline.deadlocks,
+                    d.window.deadlocks,
+                    d.baseline.conflicts,
+                    d.window.conflicts,
+                    d.baseline.temp_files,
+                    d.window.temp_files
+                ),
+            ));
+        }
+        if w.new_count > 0 {
+            case.add_property(Property::new(
+                "workload.new_statements",
+                w.new_count.to_string(),
+            ));
+        }
+    }
     for l in &g.latency {
         case.add_property(Property::new(
             format!("latency.{}", l.probe),
@@ -207,6 +254,27 @@ mod tests {
             xml.contains(
                 r#"<testcase name="camden / gate post-upgrade" classname="rio-5.1.pilot">"#
             ),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn workload_figures_are_properties_of_the_gate_and_the_trust() {
+        let xml = render(&RunReport::build(
+            record(),
+            &crate::report::model::tests::workload_run(),
+        ))
+        .unwrap();
+        assert!(
+            xml.contains(r#"<property name="workload.statement.42" value="SELECT at FROM audit_log WHERE entity_id &lt; $1: mean 0.120 → 5.000 ms over 140 → 90 calls, p = 1.000e-30, regressed"/>"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<property name="workload.database" value="rollbacks 0/300 → 1/281, deadlocks 0 → 0, conflicts 0 → 0, temp files 0 → 2"/>"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(r#"<property name="workload" value="not judged: the pg_stat_statements extension is not created in this database"/>"#),
             "{xml}"
         );
     }

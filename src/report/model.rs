@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::health::gate::LatencyComparison;
+use crate::health::workload::WorkloadComparison;
 use crate::journal::{RunRecord, StateDb, StateError, StoredEvent};
 
 /// A run, as its journal tells it.
@@ -99,6 +100,8 @@ pub struct GateReport {
     pub reasons: Vec<String>,
     /// Latency figures, baseline against the window, with the samples.
     pub latency: Vec<LatencyComparison>,
+    /// The real workload's figures (PostgreSQL with `pg_stat_statements`), when compared.
+    pub workload: Option<WorkloadComparison>,
     /// Which attempt of the run judged it.
     pub attempt: i64,
 }
@@ -153,6 +156,8 @@ pub struct TrustReport {
     pub rollback: Option<RollbackReport>,
     /// Connection retries (the errors that caused them).
     pub retries: Vec<String>,
+    /// Why its real workload was not judged (`pg_stat_statements` missing), if it was not.
+    pub workload_unavailable: Option<String>,
     /// Index into `gates` of the first verdict of its latest attempt.
     #[serde(skip)]
     latest_gates: usize,
@@ -198,6 +203,7 @@ impl TrustReport {
             gates: Vec::new(),
             rollback: None,
             retries: Vec::new(),
+            workload_unavailable: None,
             latest_gates: 0,
         }
     }
@@ -574,6 +580,9 @@ impl Builder {
                     .get("latency")
                     .and_then(|v| serde_json::from_value(v.clone()).ok())
                     .unwrap_or_default();
+                let workload = b
+                    .get("workload")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok());
                 let t = self.trust(&trust, &wave);
                 t.gates.push(GateReport {
                     window,
@@ -581,8 +590,13 @@ impl Builder {
                     verdict: text(b, "verdict"),
                     reasons,
                     latency,
+                    workload,
                     attempt: e.attempt,
                 });
+            }
+            "workload_unavailable" => {
+                let t = self.trust(&trust, "");
+                t.workload_unavailable = opt_text(b, "reason");
             }
             "rollback_started" => {
                 let t = self.trust(&trust, "");
@@ -671,6 +685,60 @@ pub(crate) mod tests {
                 body,
             })
             .collect()
+    }
+
+    /// The halted run, with camden failed by its real workload (a statement the probes never
+    /// run) and islington's workload not judged (no pg_stat_statements).
+    pub(crate) fn workload_run() -> Vec<StoredEvent> {
+        let mut events = halted_run();
+        for e in &mut events {
+            if e.body["event"] == "health_verdict"
+                && e.body["trust"] == "camden"
+                && e.body["window"] == "post-upgrade"
+            {
+                e.body = json!({"event":"health_verdict","wave":"pilot","trust":"camden","window":"post-upgrade","verdict":"fail",
+                    "reasons":["statement regressed (pg_stat_statements queryid 42): mean 0.120 ms → 5.000 ms (×41.7) over 140 → 90 calls: SELECT at FROM audit_log WHERE entity_id < $1"],
+                    "latency":[],
+                    "workload":{"baseline_seconds":2.5,"seconds":2.1,"machine_factor":1.0,
+                        "statements":[{"queryid":42,"query":"SELECT at FROM audit_log WHERE entity_id < $1","baseline_calls":140,"calls":90,"baseline_mean_ms":0.12,"mean_ms":5.0,"ratio":41.7,"shift_ms":4.88,"p_value":1e-30,"total_ms":450.0,"regressed":true}],
+                        "beyond_top":0,"too_few_calls":3,
+                        "new_statements":[{"queryid":7,"query":"SELECT 1 FROM audit_archive","calls":30,"mean_ms":0.5,"total_ms":15.0}],
+                        "new_count":1,"gone":0,
+                        "database":{"baseline":{"commits":300,"rollbacks":0,"deadlocks":0,"conflicts":0,"temp_files":0,"temp_bytes":0},
+                                    "window":{"commits":280,"rollbacks":1,"deadlocks":0,"conflicts":0,"temp_files":2,"temp_bytes":8192},
+                                    "baseline_rollback_rate":0.0,"rollback_rate":0.0036,"rollback_p_value":0.16,"rollbacks_regressed":false,"deadlocks_regressed":false}}});
+            }
+        }
+        events.insert(
+            1,
+            StoredEvent {
+                seq: 1000,
+                attempt: 1,
+                at: "2026-01-01T10:00:00Z".into(),
+                body: json!({"event":"workload_unavailable","trust":"islington","reason":"the pg_stat_statements extension is not created in this database"}),
+            },
+        );
+        events
+    }
+
+    #[test]
+    fn workload_figures_and_an_unjudged_workload_reach_the_report() {
+        let r = RunReport::build(record(), &workload_run());
+        let camden = r.trust("camden").unwrap();
+        let gate = camden
+            .gates
+            .iter()
+            .find(|g| g.window == "post-upgrade")
+            .unwrap();
+        let w = gate.workload.as_ref().expect("workload figures");
+        assert!(w.statements[0].regressed && w.new_count == 1);
+        assert_eq!(camden.workload_unavailable, None);
+        let islington = r.trust("islington").unwrap();
+        assert_eq!(islington.wave, "pilot");
+        assert!(islington
+            .workload_unavailable
+            .as_deref()
+            .is_some_and(|w| w.contains("not created")));
     }
 
     #[test]
