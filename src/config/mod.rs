@@ -4,6 +4,7 @@
 pub mod health;
 pub mod inventory;
 pub mod plan;
+pub mod probe_safety;
 mod yaml;
 
 pub(crate) use yaml::load as load_yaml;

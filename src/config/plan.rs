@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::health::{Health, OnRegression, Soak};
+use super::probe_safety::{self, ProbeDialect, ProbeLines};
 use super::{yaml, ConfigError, Inventory};
 use crate::migrations::Catalog;
 
@@ -142,8 +143,11 @@ impl Plan {
         inventory: &Inventory,
         catalog: &Catalog,
     ) -> Result<Plan, ConfigError> {
-        let file: PlanFile = yaml::load(path)?;
-        resolve(path, file, inventory, catalog)
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text, inventory, catalog)
     }
 
     /// Parse and resolve a plan from text, as if read from `path`.
@@ -154,7 +158,10 @@ impl Plan {
         catalog: &Catalog,
     ) -> Result<Plan, ConfigError> {
         let file: PlanFile = yaml::parse(path, text)?;
-        resolve(path, file, inventory, catalog)
+        // Where the probe statements are written, for refusals that name their line. The file
+        // parsed above, so this lenient second read only fails on something already accepted.
+        let lines: ProbeLines = yaml::parse(path, text).unwrap_or_default();
+        resolve(path, file, &lines, inventory, catalog)
     }
 
     /// Every trust of the plan, wave by wave.
@@ -168,6 +175,7 @@ impl Plan {
 fn resolve(
     path: &Path,
     file: PlanFile,
+    lines: &ProbeLines,
     inventory: &Inventory,
     catalog: &Catalog,
 ) -> Result<Plan, ConfigError> {
@@ -239,7 +247,9 @@ fn resolve(
     let mut placed: HashMap<String, String> = HashMap::new();
     let mut wave_names = BTreeSet::new();
     let mut waves = Vec::with_capacity(file.waves.value.len());
+    let mut wave_lines = Vec::with_capacity(file.waves.value.len());
     for w in &file.waves.value {
+        wave_lines.push(w.name.referenced);
         let name = w.name.value.clone();
         if !wave_names.insert(name.clone()) {
             return Err(err(
@@ -338,6 +348,12 @@ fn resolve(
         }
         None => Health::default(),
     };
+    refuse_unsafe_probes(path, &health, lines, inventory, &waves)?;
+    for (w, at) in waves.iter().zip(wave_lines) {
+        if let Some(Err(problem)) = health.write_sizing(w.soak) {
+            return Err(err(Some(at), format!("wave '{}': {problem}", w.name)));
+        }
+    }
     Ok(Plan {
         name: file.name,
         path: path.to_path_buf(),
@@ -348,6 +364,45 @@ fn resolve(
         max_failed_trusts: file.max_failed_trusts,
         timeouts: file.timeouts,
     })
+}
+
+/// Parse every probe statement in each dialect of the plan's trusts and refuse any that could
+/// change data ([`super::probe_safety`]), naming the file, line and statement.
+fn refuse_unsafe_probes(
+    path: &Path,
+    health: &Health,
+    lines: &ProbeLines,
+    inventory: &Inventory,
+    waves: &[Wave],
+) -> Result<(), ConfigError> {
+    let mut dialects: Vec<ProbeDialect> = waves
+        .iter()
+        .flat_map(|w| &w.trusts)
+        .filter_map(|id| inventory.get(id))
+        .map(|t| match t.database {
+            super::DatabaseTarget::Sqlite { .. } => ProbeDialect::Sqlite,
+            super::DatabaseTarget::Postgres { .. } => ProbeDialect::Postgres,
+        })
+        .collect();
+    dialects.sort();
+    dialects.dedup();
+    let refusals = probe_safety::check(health, &dialects);
+    let Some(first) = refusals.first() else {
+        return Ok(());
+    };
+    let mut message = first.to_string();
+    for r in &refusals[1..] {
+        let at = lines
+            .location(r.at)
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        message.push_str(&format!("\n  {}{at}: {r}", path.display()));
+    }
+    Err(ConfigError::invalid(
+        path,
+        lines.location(first.at),
+        message,
+    ))
 }
 
 fn positive(path: &Path, c: &Spanned<usize>) -> Result<usize, ConfigError> {

@@ -13,12 +13,13 @@ use futures::stream::{self, StreamExt};
 
 use super::events::{Event, EventSink, TrustOutcome};
 use super::policy::{decide, Next};
+use crate::config::health::DEFAULT_WRITE_SAMPLES;
 use crate::config::plan::Approval;
 use crate::config::{Inventory, Plan, Trust, Wave};
 use crate::db::{Access, DbError, TrustDb};
 use crate::exit_codes::ExitCode;
 use crate::health::gate::{judge, Judgement, Verdict, Window};
-use crate::health::probes::{draw_params, measure, probe_identity, ProbeParams, Scope, Snapshot};
+use crate::health::probes::{draw_params, measure, ProbeParams, Scope, Snapshot, WriteBatch};
 use crate::journal::Journal;
 use crate::migrations::{Catalog, Catalogs, Reversibility};
 use crate::plan::{plan_rollout, verify, Action, Blocker, RolloutPlan, Step, TrustState};
@@ -301,6 +302,9 @@ struct Watched {
     baseline: Snapshot,
     params: ProbeParams,
     rewrites: BTreeSet<(String, String)>,
+    /// Writes and losses the write probe has seen since the upgrade (shared by the clones
+    /// that soak and background checks hold): the loss bound they prove together.
+    writes_seen: std::sync::Arc<Mutex<(usize, usize)>>,
 }
 
 #[derive(Default)]
@@ -325,6 +329,7 @@ impl Engine<'_> {
             baseline: baseline.clone(),
             params: params.clone(),
             rewrites: self.rewrites_between(id, *from),
+            writes_seen: Default::default(),
         }
     }
 
@@ -537,7 +542,15 @@ impl Engine<'_> {
                 let params = preflight.params.get(*id).cloned().unwrap_or_default();
                 let rewrites = self.rewrites(id, steps);
                 let baseline = self
-                    .measure(id, trust, &params, &rewrites, Scope::Full, "baseline")
+                    .measure(
+                        id,
+                        &wave.name,
+                        trust,
+                        &params,
+                        &rewrites,
+                        Scope::Full,
+                        "baseline",
+                    )
                     .await;
                 self.emit(Event::BaselineRecorded {
                     wave: wave.name.clone(),
@@ -562,6 +575,7 @@ impl Engine<'_> {
                         baseline,
                         params,
                         rewrites,
+                        writes_seen: Default::default(),
                     },
                 );
             }
@@ -653,7 +667,7 @@ impl Engine<'_> {
                 let j = self
                     .confirmed(id, w, Scope::Full, Window::PostUpgrade, "post-upgrade")
                     .await;
-                self.emit_verdict(&wave.name, id, Window::PostUpgrade, &j.verdict, j.latency)
+                self.emit_judgement(&wave.name, id, Window::PostUpgrade, &j)
                     .await;
                 verdicts.push((id.clone(), j.verdict));
             }
@@ -669,8 +683,7 @@ impl Engine<'_> {
             let j = self
                 .confirmed(&id, w, Scope::Soak, Window::Soak, "late-check")
                 .await;
-            self.emit_verdict(&wave.name, &id, Window::Soak, &j.verdict, j.latency)
-                .await;
+            self.emit_judgement(&wave.name, &id, Window::Soak, &j).await;
             late_verdicts.push((id, j.verdict));
         }
         self.emit_wave_finished(&wave.name, &wave_results).await;
@@ -810,8 +823,7 @@ impl Engine<'_> {
                 let j = self
                     .confirmed(id, w, Scope::Soak, Window::Soak, &format!("soak-{round}"))
                     .await;
-                self.emit_verdict(&wave.name, id, Window::Soak, &j.verdict, j.latency)
-                    .await;
+                self.emit_judgement(&wave.name, id, Window::Soak, &j).await;
                 verdicts.push((id.clone(), j.verdict));
             }
             if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
@@ -835,12 +847,17 @@ impl Engine<'_> {
                 verdict: Verdict::Error(vec![format!("trust '{id}' is not in the inventory")]),
                 critical: false,
                 latency: Vec::new(),
+                writes: None,
             };
         };
         let snap = self
-            .measure(id, trust, &w.params, &w.rewrites, scope, label)
+            .measure(id, &w.wave, trust, &w.params, &w.rewrites, scope, label)
             .await;
-        judge(&self.plan.health, &w.baseline, &snap, kind)
+        let mut j = judge(&self.plan.health, &w.baseline, &snap, kind);
+        if let (Some(figures), Ok(mut seen)) = (j.writes.as_mut(), w.writes_seen.lock()) {
+            *seen = figures.accumulate(*seen);
+        }
+        j
     }
 
     /// Like [`judged`](Self::judged), but a window that does not pass only on latency is
@@ -952,6 +969,7 @@ impl Engine<'_> {
         let after = self
             .measure(
                 id,
+                &w.wave,
                 trust,
                 &w.params,
                 &w.rewrites,
@@ -1067,23 +1085,30 @@ impl Engine<'_> {
             .collect()
     }
 
-    /// Measure a trust. The write probe's record is journalled before it is inserted and
-    /// again once it is removed, so a crash in between leaves a note of what to clean up.
+    /// Measure a trust. The write probe's records are journalled before the first is
+    /// inserted and again once they are all removed, so a crash in between leaves a note of
+    /// what to clean up. The writes are sized for `wave` ([`crate::config::health::Health::write_sizing`]): the
+    /// baseline makes fewer (enough for write latency), every later window the share of the
+    /// writes the plan's `max_loss_rate` needs.
+    #[allow(clippy::too_many_arguments)]
     async fn measure(
         &self,
         id: &str,
+        wave: &str,
         trust: &Trust,
         params: &ProbeParams,
         rewrites: &BTreeSet<(String, String)>,
         scope: Scope,
         label: &str,
     ) -> Snapshot {
-        let probe = (scope != Scope::Integrity && self.plan.health.write_probe.is_some())
-            .then(probe_identity);
-        if let Some((probe_id, _)) = &probe {
+        let batch = (scope != Scope::Integrity)
+            .then(|| self.write_batch(wave, label == "baseline"))
+            .flatten();
+        if let Some(b) = &batch {
             self.emit(Event::WriteProbeStarted {
                 trust: id.to_string(),
-                id: *probe_id,
+                id: b.first_id,
+                count: b.count,
             })
             .await;
         }
@@ -1093,13 +1118,13 @@ impl Engine<'_> {
             params,
             rewrites,
             scope,
-            probe.clone(),
+            batch.clone(),
         )
         .await;
-        if let (Some((probe_id, _)), Some(Ok(_))) = (&probe, &snap.write) {
+        if let (Some(b), Some(Ok(_))) = (&batch, &snap.write) {
             self.emit(Event::WriteProbeCleaned {
                 trust: id.to_string(),
-                id: *probe_id,
+                id: b.first_id,
             })
             .await;
         }
@@ -1110,6 +1135,26 @@ impl Engine<'_> {
         })
         .await;
         snap
+    }
+
+    /// The write records of one window of `wave` (`None` without a write probe).
+    fn write_batch(&self, wave: &str, baseline: bool) -> Option<WriteBatch> {
+        let health = &self.plan.health;
+        let soak = self
+            .plan
+            .waves
+            .iter()
+            .find(|w| w.name == wave)
+            .map_or(health.soak, |w| w.soak);
+        // The plan was refused at load when the sizing fails; the default is a fallback only.
+        let (per_window, baseline_count, sessions) = match health.write_sizing(soak)? {
+            Ok(s) => (s.per_window, s.baseline, s.concurrency),
+            Err(_) => (DEFAULT_WRITE_SAMPLES, DEFAULT_WRITE_SAMPLES, 1),
+        };
+        Some(WriteBatch::new(
+            if baseline { baseline_count } else { per_window },
+            sessions,
+        ))
     }
 
     fn rewrites(&self, id: &str, steps: &[Step]) -> BTreeSet<(String, String)> {
@@ -1135,6 +1180,20 @@ impl Engine<'_> {
             window,
             verdict: verdict.clone(),
             latency,
+            writes: None,
+        })
+        .await;
+    }
+
+    /// A judged window's verdict with its latency and write figures.
+    async fn emit_judgement(&self, wave: &str, trust: &str, window: Window, j: &Judgement) {
+        self.emit(Event::HealthVerdict {
+            wave: wave.to_string(),
+            trust: trust.to_string(),
+            window,
+            verdict: j.verdict.clone(),
+            latency: j.latency.clone(),
+            writes: j.writes.clone(),
         })
         .await;
     }
@@ -1432,10 +1491,15 @@ fn snapshot_errors(s: &Snapshot) -> Vec<String> {
     if let Some(Err(e)) = &s.write {
         out.push(format!("write probe: {e}"));
     }
-    if let Some(Ok(crate::health::probes::WriteOutcome::Lost { detail })) = &s.write {
-        out.push(format!(
-            "write probe: data not reliably saved even before the upgrade: {detail}"
-        ));
+    if let Some(Ok(w)) = &s.write {
+        if w.lost > 0 {
+            out.push(format!(
+                "write probe: data not reliably saved even before the upgrade: {} of {} writes lost: {}",
+                w.lost,
+                w.writes,
+                w.failures.join("; ")
+            ));
+        }
     }
     out
 }
@@ -1515,6 +1579,7 @@ impl Engine<'_> {
         let before = self
             .measure(
                 id,
+                "rollback",
                 trust,
                 &params,
                 &rewrites,
@@ -1547,6 +1612,7 @@ impl Engine<'_> {
         let after = self
             .measure(
                 id,
+                "rollback",
                 trust,
                 &params,
                 &rewrites,

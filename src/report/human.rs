@@ -125,11 +125,14 @@ pub fn describe(event: &Event) -> Option<String> {
         ),
         Event::RunFinished { outcome, duration_ms, .. } => format!("rollout {outcome} in {}", secs(*duration_ms)),
         Event::HealthMeasured { .. } => return None,
-        Event::HealthVerdict { trust, window, verdict, latency, .. } => {
-            let figures: Vec<String> = latency
+        Event::HealthVerdict { trust, window, verdict, latency, writes, .. } => {
+            let mut figures: Vec<String> = latency
                 .iter()
                 .map(|c| format!("{} {:.2}→{:.2} ms", c.probe, c.baseline_median_ms, c.median_ms))
                 .collect();
+            if let Some(w) = writes {
+                figures.push(w.describe());
+            }
             let figures = if figures.is_empty() { String::new() } else { format!(" ({})", figures.join(", ")) };
             let window = match window {
                 Window::PostUpgrade => "after upgrade",
