@@ -110,6 +110,9 @@ fn gate_case(classname: &str, t: &TrustReport, g: &GateReport) -> TestCase {
     };
     let mut case = TestCase::new(format!("{} / gate {}", t.id, g.label), status);
     case.set_classname(classname);
+    if let Some(w) = &g.writes {
+        case.add_property(Property::new("writes", w.describe()));
+    }
     for l in &g.latency {
         case.add_property(Property::new(
             format!("latency.{}", l.probe),

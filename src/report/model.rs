@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::health::gate::LatencyComparison;
+use crate::health::gate::{LatencyComparison, WriteFigures};
 use crate::journal::{RunRecord, StateDb, StateError, StoredEvent};
 
 /// A run, as its journal tells it.
@@ -99,6 +99,8 @@ pub struct GateReport {
     pub reasons: Vec<String>,
     /// Latency figures, baseline against the window, with the samples.
     pub latency: Vec<LatencyComparison>,
+    /// What the window's writes proved (lost of total, the loss bound), when it had writes.
+    pub writes: Option<WriteFigures>,
     /// Which attempt of the run judged it.
     pub attempt: i64,
 }
@@ -571,6 +573,9 @@ impl Builder {
                     .get("latency")
                     .and_then(|v| serde_json::from_value(v.clone()).ok())
                     .unwrap_or_default();
+                let writes = b
+                    .get("writes")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok());
                 let t = self.trust(&trust, &wave);
                 t.gates.push(GateReport {
                     window,
@@ -578,6 +583,7 @@ impl Builder {
                     verdict: text(b, "verdict"),
                     reasons,
                     latency,
+                    writes,
                     attempt: e.attempt,
                 });
             }
