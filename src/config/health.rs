@@ -58,7 +58,8 @@ pub struct WriteProbe {
     /// Default: `1 - regression.alpha` (99% with the default alpha).
     #[serde(default)]
     pub confidence: Option<Rate>,
-    /// Sessions writing at once.
+    /// Sessions writing at once (Postgres; SQLite admits one writer at a time, so its write
+    /// probe writes from one session).
     #[serde(default = "one")]
     pub concurrency: usize,
 }
@@ -214,7 +215,7 @@ impl WriteSizing {
         };
         let sessions = match self.concurrency {
             1 => "1 session".to_string(),
-            n => format!("{n} sessions at once"),
+            n => format!("{n} sessions at once (one on SQLite, which admits one writer at a time)"),
         };
         match (self.max_loss_rate, self.required) {
             (Some(rate), Some(required)) => format!(

@@ -352,11 +352,13 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                                     if c.regressed {
                                         latency_fails += 1;
                                         let mut reason = regression_reason(
-                                            &format!(
-                                                "write probe: saving a record ({} session{} at once)",
-                                                w.sessions,
-                                                if w.sessions == 1 { "" } else { "s" }
-                                            ),
+                                            &match w.sessions {
+                                                1 => "write probe: saving a record (one session)"
+                                                    .to_string(),
+                                                n => format!(
+                                                    "write probe: saving a record ({n} sessions at once)"
+                                                ),
+                                            },
                                             &c,
                                             &health.regression,
                                         );
