@@ -641,6 +641,7 @@ mod tests {
                 max_loss_rate: None,
                 confidence: None,
                 concurrency: 1,
+                regression: Default::default(),
             }),
             ..Health::default()
         }

@@ -340,13 +340,14 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                             loss_statement(w.writes, w.lost, confidence),
                         ));
                     }
+                    let thresholds = wp.regression(&health.regression);
                     match &baseline.write {
                         Some(Ok(b)) if !b.ms.is_empty() => {
                             match compare_latency(
                                 WRITE_PROBE_NAME,
                                 &as_latency(b),
                                 &as_latency(w),
-                                &health.regression,
+                                &thresholds,
                             ) {
                                 Some(c) => {
                                     if c.regressed {
@@ -360,7 +361,7 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                                                 ),
                                             },
                                             &c,
-                                            &health.regression,
+                                            &thresholds,
                                         );
                                         if let Some(l) = &window.lock_waits {
                                             reason.push_str("; ");
@@ -483,6 +484,7 @@ mod tests {
                 max_loss_rate: None,
                 confidence: None,
                 concurrency: 1,
+                regression: Default::default(),
             }),
             integrity: [("patient".to_string(), vec!["id".to_string()])]
                 .into_iter()
@@ -723,6 +725,27 @@ mod tests {
             judge(&health(), &b, &p2, Window::PostUpgrade).verdict,
             Verdict::Pass
         );
+    }
+
+    #[test]
+    fn write_latency_has_looser_default_ratios_that_the_plan_can_tighten() {
+        let b = snapshot(samples(2.0, 0.4), 100, "a");
+        let mut p = b.clone();
+        // Saving ×2: significant and above the floor, but within the write default of ×3 (a
+        // shared disk moves that much between windows).
+        p.write = Some(Ok(writes(samples(3.0, 0.4), 0)));
+        assert_eq!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
+        let mut h = health();
+        if let Some(w) = h.write_probe.as_mut() {
+            w.regression.median_ratio = Some(1.5);
+        }
+        let Verdict::Fail(reasons) = judge(&h, &b, &p, Window::PostUpgrade).verdict else {
+            panic!("a plan that asks for 1.5 on writes gets it")
+        };
+        assert!(reasons[0].contains("saving a record"), "{reasons:?}");
     }
 
     #[test]

@@ -734,6 +734,7 @@ impl WriteControl {
 }
 
 const CONTROL_WRITE_PG: &str = "BEGIN; SELECT txid_current(); COMMIT";
+const CONTROL_WRITE_SQLITE: &str = "INSERT INTO control (x) VALUES ($1)";
 
 /// Write controls a window takes at least: the control follows every `n`-th write, so that
 /// a window of many writes does not double its commits (a median over this many describes
@@ -743,14 +744,13 @@ const CONTROL_SAMPLES: usize = 20;
 fn control_every(writes: usize) -> usize {
     (writes / CONTROL_SAMPLES).max(1)
 }
-const CONTROL_WRITE_SQLITE: &str = "INSERT INTO control (x) VALUES ($1)";
 
 /// Sessions a window writes from: the batch's, except on SQLite, which admits one writer at a
 /// time. Concurrent sessions there only queue through SQLite's busy handler, whose sleeping
 /// back-off (1, 2, 5, 10 ms ...) moved the median write time of clean windows by up to ×1.7
-/// against the write control on a shared machine (measured: 5% of pairs of clean windows
-/// judged a regression, against 0.8% with one session); a release that holds SQLite's write
-/// lock longer shows as each save taking longer.
+/// against the write control on a shared machine (measured on 12 clean windows of one trust,
+/// compared pairwise: 7 of 132 pairs judged a regression with 4 sessions, 1 with one); a
+/// release that holds SQLite's write lock longer shows as each save taking longer.
 fn write_sessions(trust: &Trust, batch: &WriteBatch) -> usize {
     match trust.database {
         crate::config::DatabaseTarget::Sqlite { .. } => 1,
@@ -772,7 +772,7 @@ struct SessionWrites {
 /// write timed, then the write control timed, then the record read back by another session
 /// (opened for this window, never the writer). A write that does not read back is checked
 /// again after 200 ms on a brand-new connection before it counts as lost, changed or
-/// unreadable. Every record is then removed (one transaction per session), whatever happened.
+/// unreadable. Every record is then removed (one transaction), whatever happened.
 async fn write_probe(trust: &Trust, wp: &WriteProbe, batch: &WriteBatch) -> Measured<WriteSamples> {
     let sessions = write_sessions(trust, batch);
     let control = WriteControl::open(trust);
