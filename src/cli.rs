@@ -253,8 +253,9 @@ pub enum Command {
         /// The release the estate is seeded at.
         #[arg(long, default_value = "5.0", value_name = "RELEASE")]
         seed_release: String,
-        /// Plant a fault in one trust's upgrade: TRUST:KIND with KIND slow, lost-writes or
-        /// data-loss (repeatable).
+        /// Plant a fault in one trust's upgrade: TRUST:KIND with KIND slow, lost-writes,
+        /// data-loss, slow-writes, flaky-writes (one new note in five lost; flaky-writes=5% for
+        /// another share) or contention (repeatable).
         #[arg(long, value_name = "TRUST:KIND")]
         inject_regression: Vec<String>,
     },
@@ -267,6 +268,10 @@ pub enum Command {
     /// Print flotilla's man page (roff) on stdout, e.g. `flotilla man > flotilla.1`.
     Man,
     /// Run a plan's health checks on trusts now and print the figures.
+    ///
+    /// Not read-only: the write probe inserts its records into each trust (the plan's
+    /// `write_probe.insert`, negative ids), reads them back and removes them again with its
+    /// `cleanup`, as a rollout's gate does. Every other probe runs read-only.
     Health {
         /// The plan whose health section to run.
         #[arg(long, value_name = "FILE")]

@@ -202,7 +202,7 @@ pub async fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
                 })?;
             let h = &plan.health;
             outln!(
-                "  health: {} latency probes, {}write probe, {} integrity tables, {} invariants; checked against the schema at version {}",
+                "  health: {} latency probes, {}write probe, {} integrity tables, {} invariants; checked against the schema at version {}; every probe statement parsed and read-only (the write probe: one-row insert, cleanup by id)",
                 h.latency_probes.len(),
                 if h.write_probe.is_some() { "a " } else { "no " },
                 h.integrity.len(),
@@ -220,10 +220,42 @@ pub async fn validate(g: &Globals, plan: Option<&Path>) -> Outcome {
             } else {
                 outln!("  real workload: not judged (workload.enabled: false)");
             }
+            print_write_sizing(&plan);
         }
     }
     outln!("ok: valid");
     Ok(())
+}
+
+/// The write probe's sizing per wave (`validate`, `plan`): how many writes each window makes
+/// and the loss rate they catch.
+fn print_write_sizing(plan: &Plan) {
+    let mut lines: Vec<(String, Vec<&str>)> = Vec::new();
+    for w in &plan.waves {
+        let Some(Ok(sizing)) = plan.health.write_sizing(w.soak) else {
+            continue;
+        };
+        let text = sizing.describe();
+        match lines.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, waves)) => waves.push(&w.name),
+            None => lines.push((text, vec![&w.name])),
+        }
+    }
+    for (text, waves) in lines {
+        outln!("  write probe ({}): {text}", waves.join(", "));
+    }
+}
+
+fn write_sizing_json(plan: &Plan) -> serde_json::Value {
+    let waves: serde_json::Map<String, serde_json::Value> = plan
+        .waves
+        .iter()
+        .filter_map(|w| match plan.health.write_sizing(w.soak)? {
+            Ok(s) => Some((w.name.clone(), json!(s))),
+            Err(_) => None,
+        })
+        .collect();
+    json!(waves)
 }
 
 fn describe_target(plan: &Plan) -> String {
@@ -245,8 +277,17 @@ pub async fn plan(g: &Globals, path: &Path, format: Format, with_sql: bool) -> O
     let (inventory, catalogs, plan) = g.load_plan(path)?;
     let planned = preflight(&inventory, &catalogs, &plan).await.plan;
     match (format, with_sql) {
-        (Format::Json, _) => jsonln!(plan_json(&planned, &catalogs, with_sql, &inventory)),
-        (Format::Text, false) => print_plan_text(&planned, catalogs.base()),
+        (Format::Json, _) => {
+            let mut v = plan_json(&planned, &catalogs, with_sql, &inventory);
+            if plan.health.write_probe.is_some() {
+                v["write_probe"] = write_sizing_json(&plan);
+            }
+            jsonln!(v)
+        }
+        (Format::Text, false) => {
+            print_plan_text(&planned, catalogs.base());
+            print_write_sizing(&plan);
+        }
         (Format::Text, true) => print_plan_sql(&planned, &catalogs, &inventory),
     }
     blocked_failure(&planned)
@@ -988,7 +1029,8 @@ pub async fn demo(
 
 /// `flotilla health --plan PLAN [TRUST...]`: measure now and print the figures.
 pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Format) -> Outcome {
-    use crate::health::probes::{draw_params, measure, Scope, WriteOutcome};
+    use crate::health::gate::loss_statement;
+    use crate::health::probes::{draw_params, measure, Scope};
     use crate::health::stats::percentile;
     let (inventory, _catalogs, plan) = g.load_plan(plan_path)?;
     if plan.health.is_empty() {
@@ -1035,10 +1077,17 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
                 problems.push(format!("trust '{}': latency probe '{name}': {e}", trust.id));
             }
         }
+        let confidence = plan
+            .health
+            .write_probe
+            .as_ref()
+            .map_or(0.99, |w| w.confidence(&plan.health.regression));
         match &snap.write {
-            Some(Ok(WriteOutcome::Lost { detail })) => problems.push(format!(
-                "trust '{}': write probe: data not reliably saved: {detail}",
-                trust.id
+            Some(Ok(w)) if w.lost > 0 => problems.push(format!(
+                "trust '{}': write probe: data not reliably saved: {}: {}",
+                trust.id,
+                loss_statement(w.writes, w.lost, confidence),
+                w.failures.join("; ")
             )),
             Some(Err(e)) => problems.push(format!("trust '{}': write probe: {e}", trust.id)),
             _ => {}
@@ -1083,12 +1132,29 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
                 }
             }
             match &snap.write {
-                Some(Ok(WriteOutcome::Durable)) => {
-                    outln!("  write probe: durable (read back on a fresh connection)")
+                Some(Ok(w)) => {
+                    let mut sorted = w.ms.clone();
+                    sorted.sort_by(f64::total_cmp);
+                    let p = |q| percentile(&sorted, q).unwrap_or(f64::NAN);
+                    outln!(
+                        "  write probe: {} writes from {} session{}, median {:.3} ms, p95 {:.3} ms; {}{}; every record removed",
+                        w.writes,
+                        w.sessions,
+                        if w.sessions == 1 { "" } else { "s" },
+                        p(0.5),
+                        p(0.95),
+                        loss_statement(w.writes, w.lost, confidence),
+                        if w.lost == 0 { ", read back by another session" } else { "" }
+                    );
+                    for f in &w.failures {
+                        outln!("    LOST: {f}");
+                    }
                 }
-                Some(Ok(WriteOutcome::Lost { detail })) => outln!("  write probe: LOST: {detail}"),
                 Some(Err(e)) => outln!("  write probe: ERROR {e}"),
                 None => {}
+            }
+            if let Some(l) = &snap.lock_waits {
+                outln!("  {}", l.describe());
             }
             for (name, r) in &snap.integrity {
                 match r {

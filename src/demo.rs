@@ -47,7 +47,25 @@ pub enum Fault {
     LostWrites,
     /// A botched "archive old notes" step that moves half the clinical notes out of the table.
     DataLoss,
+    /// Saving a note becomes many times slower while reads stay fast: an information-governance
+    /// audit trigger that, for every new note, counts the recorded accesses to the records of
+    /// the author's progress notes through an unindexed range join.
+    SlowWrites,
+    /// A fraction of new notes silently lost: a "duplicate note" clean-up trigger that, at
+    /// random (not by id), deletes the note it was meant to check. The fraction is in basis
+    /// points (2000 = 20%, one note in five).
+    FlakyWrites { basis_points: u32 },
+    /// Writers serialised: every new note updates one "notes written" counter row, and the
+    /// trigger then does some audit work while it holds that row's lock, so concurrent saves
+    /// queue behind each other. (On SQLite every writer already takes the database's single
+    /// write lock: the fault lengthens the time each save holds it.)
+    Contention,
 }
+
+/// The default share of notes `flaky-writes` loses: one in five.
+pub const DEFAULT_FLAKY_BASIS_POINTS: u32 = 2000;
+
+const KINDS: &str = "slow, lost-writes, data-loss, slow-writes, flaky-writes[=RATE%], contention";
 
 impl std::str::FromStr for Fault {
     type Err = String;
@@ -56,9 +74,28 @@ impl std::str::FromStr for Fault {
             "slow" => Ok(Fault::Slow),
             "lost-writes" => Ok(Fault::LostWrites),
             "data-loss" => Ok(Fault::DataLoss),
-            other => Err(format!(
-                "unknown regression kind '{other}' (known: slow, lost-writes, data-loss)"
-            )),
+            "slow-writes" => Ok(Fault::SlowWrites),
+            "flaky-writes" => Ok(Fault::FlakyWrites {
+                basis_points: DEFAULT_FLAKY_BASIS_POINTS,
+            }),
+            "contention" => Ok(Fault::Contention),
+            other => match other.strip_prefix("flaky-writes=") {
+                Some(rate) => {
+                    let pct = rate
+                        .strip_suffix('%')
+                        .and_then(|p| p.trim().parse::<f64>().ok())
+                        .filter(|p| *p > 0.0 && *p <= 100.0)
+                        .ok_or_else(|| {
+                            format!("flaky-writes={rate}: the rate must be a percentage between 0% and 100%, e.g. flaky-writes=5%")
+                        })?;
+                    Ok(Fault::FlakyWrites {
+                        basis_points: (pct * 100.0).round().max(1.0) as u32,
+                    })
+                }
+                None => Err(format!(
+                    "unknown regression kind '{other}' (known: {KINDS})"
+                )),
+            },
         }
     }
 }
@@ -69,38 +106,134 @@ impl Fault {
             Fault::Slow => "slow",
             Fault::LostWrites => "lost-writes",
             Fault::DataLoss => "data-loss",
+            Fault::SlowWrites => "slow-writes",
+            Fault::FlakyWrites { .. } => "flaky-writes",
+            Fault::Contention => "contention",
         }
     }
 
     /// The (up, down) SQL of the faulty local migration for a dialect.
     pub fn migration(self, dialect: crate::db::Dialect) -> (String, String) {
         use crate::db::Dialect;
-        let header = format!(
-            "-- Injected by `flotilla demo --inject-regression`: {}.\n",
-            self.name()
-        );
-        let (up, down) = match (self, dialect) {
+        let header = match self {
+            Fault::FlakyWrites { basis_points } => format!(
+                "-- Injected by `flotilla demo --inject-regression`: {} ({}% of new notes lost).\n",
+                self.name(),
+                f64::from(basis_points) / 100.0
+            ),
+            _ => format!(
+                "-- Injected by `flotilla demo --inject-regression`: {}.\n",
+                self.name()
+            ),
+        };
+        let (up, down): (String, String) = match (self, dialect) {
             (Fault::Slow, _) => (
-                "DROP INDEX clinical_note_patient_idx;\nDROP INDEX appointment_patient_idx;\nDROP INDEX referral_patient_idx;\n",
+                "DROP INDEX clinical_note_patient_idx;\nDROP INDEX appointment_patient_idx;\nDROP INDEX referral_patient_idx;\n".into(),
                 "CREATE INDEX clinical_note_patient_idx ON clinical_note (patient_id, written_at);\n\
                  CREATE INDEX appointment_patient_idx ON appointment (patient_id, starts_at);\n\
-                 CREATE INDEX referral_patient_idx ON referral (patient_id);\n",
+                 CREATE INDEX referral_patient_idx ON referral (patient_id);\n".into(),
             ),
             (Fault::LostWrites, Dialect::Sqlite) => (
-                "CREATE TRIGGER injected_discard_notes AFTER INSERT ON clinical_note\nBEGIN\n    DELETE FROM clinical_note WHERE id = NEW.id;\nEND;\n",
-                "DROP TRIGGER injected_discard_notes;\n",
+                "CREATE TRIGGER injected_discard_notes AFTER INSERT ON clinical_note\nBEGIN\n    DELETE FROM clinical_note WHERE id = NEW.id;\nEND;\n".into(),
+                "DROP TRIGGER injected_discard_notes;\n".into(),
             ),
             (Fault::LostWrites, Dialect::Postgres) => (
-                "CREATE RULE injected_discard_notes AS ON INSERT TO clinical_note DO INSTEAD NOTHING;\n",
-                "DROP RULE injected_discard_notes ON clinical_note;\n",
+                "CREATE RULE injected_discard_notes AS ON INSERT TO clinical_note DO INSTEAD NOTHING;\n".into(),
+                "DROP RULE injected_discard_notes ON clinical_note;\n".into(),
             ),
             (Fault::DataLoss, _) => (
                 "CREATE TABLE clinical_note_archive AS SELECT * FROM clinical_note WHERE id % 2 = 0;\n\
-                 DELETE FROM clinical_note WHERE id % 2 = 0;\n",
-                "INSERT INTO clinical_note SELECT * FROM clinical_note_archive;\nDROP TABLE clinical_note_archive;\n",
+                 DELETE FROM clinical_note WHERE id % 2 = 0;\n".into(),
+                "INSERT INTO clinical_note SELECT * FROM clinical_note_archive;\nDROP TABLE clinical_note_archive;\n".into(),
+            ),
+            (Fault::SlowWrites, dialect) => (
+                format!(
+                    "{AUDIT_TABLE}{}",
+                    trigger(
+                        dialect,
+                        "injected_note_access_audit",
+                        &format!("INSERT INTO note_access_audit (note_id, author_id, related_accesses, recorded_at)\n    {}", audit_count("progress")),
+                    )
+                ),
+                format!(
+                    "{}DROP TABLE note_access_audit;\n",
+                    drop_trigger(dialect, "injected_note_access_audit")
+                ),
+            ),
+            (Fault::FlakyWrites { basis_points }, dialect) => {
+                let chance = match dialect {
+                    Dialect::Sqlite => format!("abs(random()) % 10000 < {basis_points}"),
+                    Dialect::Postgres => format!("random() < {}", f64::from(basis_points) / 10000.0),
+                };
+                let up = match dialect {
+                    Dialect::Sqlite => format!(
+                        "CREATE TRIGGER injected_duplicate_note_cleanup AFTER INSERT ON clinical_note\n\
+                         WHEN {chance}\nBEGIN\n    DELETE FROM clinical_note WHERE id = NEW.id;\nEND;\n"
+                    ),
+                    Dialect::Postgres => format!(
+                        "CREATE FUNCTION injected_duplicate_note_cleanup() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+                         BEGIN\n    IF {chance} THEN\n        DELETE FROM clinical_note WHERE id = NEW.id;\n    END IF;\n    RETURN NULL;\nEND\n$$;\n\
+                         CREATE TRIGGER injected_duplicate_note_cleanup AFTER INSERT ON clinical_note\n\
+                         FOR EACH ROW EXECUTE FUNCTION injected_duplicate_note_cleanup();\n"
+                    ),
+                };
+                (up, drop_trigger(dialect, "injected_duplicate_note_cleanup"))
+            }
+            (Fault::Contention, dialect) => (
+                format!(
+                    "CREATE TABLE note_counter (id BIGINT PRIMARY KEY, notes BIGINT NOT NULL, audited_accesses BIGINT NOT NULL, updated_at TIMESTAMP);\n\
+                     INSERT INTO note_counter (id, notes, audited_accesses) VALUES (1, 0, 0);\n{}",
+                    trigger(
+                        dialect,
+                        "injected_note_counter",
+                        &format!(
+                            "UPDATE note_counter SET notes = notes + 1, updated_at = CURRENT_TIMESTAMP WHERE id = 1;\n    \
+                             UPDATE note_counter SET audited_accesses = audited_accesses + ({}) WHERE id = 1",
+                            audit_count("discharge").replacen("SELECT NEW.id, NEW.author_id, COUNT(*), CURRENT_TIMESTAMP", "SELECT COUNT(*)", 1)
+                        ),
+                    )
+                ),
+                format!(
+                    "{}DROP TABLE note_counter;\n",
+                    drop_trigger(dialect, "injected_note_counter")
+                ),
             ),
         };
         (format!("{header}{up}"), format!("{header}{down}"))
+    }
+}
+
+const AUDIT_TABLE: &str = "CREATE TABLE note_access_audit (note_id BIGINT NOT NULL, author_id BIGINT NOT NULL, related_accesses BIGINT NOT NULL, recorded_at TIMESTAMP NOT NULL);\n";
+
+/// The audit query: every recorded access to the records that the new note's author wrote
+/// `note_type` notes about, joined on a range the indexes cannot serve.
+fn audit_count(note_type: &str) -> String {
+    format!(
+        "SELECT NEW.id, NEW.author_id, COUNT(*), CURRENT_TIMESTAMP\n    \
+         FROM clinical_note n JOIN audit_log a ON a.entity_id BETWEEN n.patient_id AND n.patient_id\n    \
+         WHERE n.author_id = NEW.author_id AND n.note_type = '{note_type}'"
+    )
+}
+
+/// An AFTER INSERT trigger on clinical_note running `body` (statements separated by `;`).
+fn trigger(dialect: crate::db::Dialect, name: &str, body: &str) -> String {
+    match dialect {
+        crate::db::Dialect::Sqlite => format!(
+            "CREATE TRIGGER {name} AFTER INSERT ON clinical_note\nBEGIN\n    {body};\nEND;\n"
+        ),
+        crate::db::Dialect::Postgres => format!(
+            "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n    {body};\n    RETURN NULL;\nEND\n$$;\n\
+             CREATE TRIGGER {name} AFTER INSERT ON clinical_note\nFOR EACH ROW EXECUTE FUNCTION {name}();\n"
+        ),
+    }
+}
+
+fn drop_trigger(dialect: crate::db::Dialect, name: &str) -> String {
+    match dialect {
+        crate::db::Dialect::Sqlite => format!("DROP TRIGGER {name};\n"),
+        crate::db::Dialect::Postgres => {
+            format!("DROP TRIGGER {name} ON clinical_note;\nDROP FUNCTION {name}();\n")
+        }
     }
 }
 

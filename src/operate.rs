@@ -791,13 +791,15 @@ pub(crate) async fn reconcile(
             }
             "write-probe" => {
                 let id = step.version.unwrap_or_default();
-                crate::health::probes::clean_up_write_probe(trust, &plan.health, id)
+                // Records `id` down to `before` (a journal from before sampled writes: one).
+                let last = step.before.unwrap_or(id);
+                crate::health::probes::clean_up_write_probe(trust, &plan.health, id, last)
                     .await
                     .map_err(|e| {
                         Failure::new(
                             ExitCode::MigrationFailed,
                             format!(
-                                "trust '{}': cannot remove write-probe record {id} left by the interrupted run: {e}",
+                                "trust '{}': cannot remove write-probe records {id} to {last} left by the interrupted run: {e}",
                                 trust.id
                             ),
                         )

@@ -179,9 +179,14 @@ fn postgres_each_injected_regression_halts_and_rolls_back_with_data_intact() {
 
 #[test]
 fn clean_rollouts_of_the_sample_estate_never_halt() {
-    // The whole sample estate, 4 times: the gate must not cry wolf on a shared machine.
+    // The whole sample estate, 4 times: the gate must not cry wolf on a shared machine. The
+    // write probe makes 10 writes per window here (write latency is still judged) instead of
+    // the 90 the plan's max_loss_rate asks for after each upgrade: 56 trusts x 4 runs of those
+    // would cost minutes of fsyncs; tests/gate_detection.rs measures false halts with the
+    // plan's own sizing.
     let ws = Workspace::new();
     quick_soak(&ws);
+    ws.replace(PLAN, "    max_loss_rate: 5%\n", "    samples: 10\n");
     let runs = 4;
     for run in 1..=runs {
         let out = ws.run(&["demo", "--patients", "150"]);
@@ -280,7 +285,8 @@ fn health_command_prints_the_figures_of_a_trust() {
     let out = ws.run(&["health", "--plan", PLAN, "camden"]);
     out.success()
         .stdout_contains("latency open-record: median")
-        .stdout_contains("write probe: durable")
+        .stdout_contains("0 of 45 writes lost (99% upper bound 9.73%)")
+        .stdout_contains("every record removed")
         .stdout_contains("integrity clinical_note: 300 rows");
     let out = ws.run(&["health", "--plan", PLAN, "--format", "json", "islington"]);
     let v = out.success().json();

@@ -64,11 +64,17 @@ async fn records(db: &str, extension: bool) -> Health {
             sql: "SELECT body FROM record WHERE id = $1".into(),
             params: Some("SELECT id FROM record ORDER BY id LIMIT 5".into()),
             samples: 10,
+            concurrency: 1,
         }],
         write_probe: Some(WriteProbe {
             insert: "INSERT INTO record (id, kind, body) VALUES ($1, 'probe', $2)".into(),
             read_back: "SELECT body FROM record WHERE id = $1".into(),
             cleanup: "DELETE FROM record WHERE id = $1".into(),
+            samples: None,
+            max_loss_rate: None,
+            confidence: None,
+            concurrency: 1,
+            regression: Default::default(),
         }),
         ..Health::default()
     };

@@ -4,6 +4,8 @@
 pub mod health;
 pub mod inventory;
 pub mod plan;
+mod positions;
+pub mod probe_safety;
 pub mod workload;
 mod yaml;
 

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::health::{Health, OnRegression, Soak};
+use super::positions::PlanPositions;
+use super::probe_safety::{self, ProbeDialect};
 use super::{yaml, ConfigError, Inventory};
 use crate::migrations::Catalog;
 
@@ -183,9 +185,11 @@ impl Plan {
         catalog: &Catalog,
     ) -> Result<Plan, ConfigError> {
         let file: PlanFile = yaml::parse(path, text)?;
-        // Positions inside `health`, for messages (a second, lenient read of the same text).
-        let positions: Option<PlanPositions> = serde_saphyr::from_str(text).ok();
-        resolve(path, file, inventory, catalog, positions)
+        // Where the entries of `health` are written, for messages that cite their line: a
+        // second, lenient read of the same text (the typed model keeps plain values). The file
+        // parsed above, so this only fails on something already accepted.
+        let positions: PlanPositions = yaml::parse(path, text).unwrap_or_default();
+        resolve(path, file, &positions, inventory, catalog)
     }
 
     /// `line:column` in the plan file of the health entry a problem is about (an integrity
@@ -207,9 +211,9 @@ impl Plan {
 fn resolve(
     path: &Path,
     file: PlanFile,
+    positions: &PlanPositions,
     inventory: &Inventory,
     catalog: &Catalog,
-    positions: Option<PlanPositions>,
 ) -> Result<Plan, ConfigError> {
     let err = |at: Option<serde_saphyr::Location>, msg: String| ConfigError::invalid(path, at, msg);
     let target = match (&file.release, &file.target_version) {
@@ -279,7 +283,9 @@ fn resolve(
     let mut placed: HashMap<String, String> = HashMap::new();
     let mut wave_names = BTreeSet::new();
     let mut waves = Vec::with_capacity(file.waves.value.len());
+    let mut wave_lines = Vec::with_capacity(file.waves.value.len());
     for w in &file.waves.value {
+        wave_lines.push(w.name.referenced);
         let name = w.name.value.clone();
         if !wave_names.insert(name.clone()) {
             return Err(err(
@@ -382,16 +388,19 @@ fn resolve(
         Some(h) => {
             if let Some(problem) = h.value.static_problems().into_iter().next() {
                 // The model keeps no positions: find where the offending entry is written.
-                let at = positions
-                    .as_ref()
-                    .and_then(|p| p.locate(&problem))
-                    .unwrap_or(h.referenced);
+                let at = positions.locate(&problem).unwrap_or(h.referenced);
                 return Err(err(Some(at), format!("health: {problem}")));
             }
             h.value
         }
         None => Health::default(),
     };
+    refuse_unsafe_probes(path, &health, positions, inventory, &waves)?;
+    for (w, at) in waves.iter().zip(wave_lines) {
+        if let Some(Err(problem)) = health.write_sizing(w.soak) {
+            return Err(err(Some(at), format!("wave '{}': {problem}", w.name)));
+        }
+    }
     Ok(Plan {
         name: file.name,
         path: path.to_path_buf(),
@@ -404,85 +413,43 @@ fn resolve(
     })
 }
 
-/// Where the entries of a plan's `health` section are written, read leniently (unknown keys
-/// ignored, any value accepted) so that a problem the health model finds can cite its line.
-#[derive(Debug, Default, Deserialize)]
-struct PlanPositions {
-    #[serde(default)]
-    health: Option<HealthPositions>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct HealthPositions {
-    #[serde(default)]
-    latency_probes: Vec<Spanned<ProbePositions>>,
-    #[serde(default)]
-    integrity: HashMap<Spanned<String>, Spanned<Vec<Spanned<String>>>>,
-    #[serde(default)]
-    regression: Option<Spanned<HashMap<String, Spanned<serde::de::IgnoredAny>>>>,
-    #[serde(default)]
-    soak: Option<Spanned<serde::de::IgnoredAny>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ProbePositions {
-    #[serde(default)]
-    name: Option<Spanned<String>>,
-    #[serde(default)]
-    samples: Option<Spanned<serde::de::IgnoredAny>>,
-}
-
-impl PlanPositions {
-    /// The position of what `problem` (a message of [`Health::static_problems`]) is about: the
-    /// integrity table or column, the latency probe, the regression field it names.
-    fn locate(&self, problem: &str) -> Option<serde_saphyr::Location> {
-        let h = self.health.as_ref()?;
-        let quoted = |name: &str| problem.contains(&format!("'{name}'"));
-        if problem.contains("integrity") {
-            let mut tables: Vec<_> = h.integrity.iter().collect();
-            tables.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
-            for (table, columns) in &tables {
-                if let Some(c) = columns.value.iter().find(|c| quoted(&c.value)) {
-                    if !quoted(&table.value) || problem.contains("key columns") {
-                        return Some(c.referenced);
-                    }
-                }
-                if quoted(&table.value) {
-                    return Some(table.referenced);
-                }
-            }
-        }
-        if problem.contains("latency probe") {
-            // A duplicate name is reported at its second use.
-            let named: Vec<_> = h
-                .latency_probes
-                .iter()
-                .filter(|p| p.value.name.as_ref().is_some_and(|n| quoted(&n.value)))
-                .collect();
-            let probe = if problem.starts_with("duplicate") {
-                named.get(1).or(named.first())
-            } else {
-                named.first()
-            };
-            if let Some(p) = probe {
-                return Some(match (&p.value.samples, problem.contains("samples")) {
-                    (Some(s), true) => s.referenced,
-                    _ => p.referenced,
-                });
-            }
-        }
-        if let Some(field) = problem
-            .strip_prefix("regression.")
-            .and_then(|r| r.split_whitespace().next())
-        {
-            let r = h.regression.as_ref()?;
-            return Some(r.value.get(field).map_or(r.referenced, |f| f.referenced));
-        }
-        if problem.starts_with("soak") {
-            return h.soak.as_ref().map(|s| s.referenced);
-        }
-        None
+/// Parse every probe statement in each dialect of the plan's trusts and refuse any that could
+/// change data ([`super::probe_safety`]), naming the file, line and statement.
+fn refuse_unsafe_probes(
+    path: &Path,
+    health: &Health,
+    positions: &PlanPositions,
+    inventory: &Inventory,
+    waves: &[Wave],
+) -> Result<(), ConfigError> {
+    let mut dialects: Vec<ProbeDialect> = waves
+        .iter()
+        .flat_map(|w| &w.trusts)
+        .filter_map(|id| inventory.get(id))
+        .map(|t| match t.database {
+            super::DatabaseTarget::Sqlite { .. } => ProbeDialect::Sqlite,
+            super::DatabaseTarget::Postgres { .. } => ProbeDialect::Postgres,
+        })
+        .collect();
+    dialects.sort();
+    dialects.dedup();
+    let refusals = probe_safety::check(health, &dialects);
+    let Some(first) = refusals.first() else {
+        return Ok(());
+    };
+    let mut message = first.to_string();
+    for r in &refusals[1..] {
+        let at = positions
+            .statement(r.at)
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        message.push_str(&format!("\n  {}{at}: {r}", path.display()));
     }
+    Err(ConfigError::invalid(
+        path,
+        positions.statement(first.at),
+        message,
+    ))
 }
 
 fn positive(path: &Path, c: &Spanned<usize>) -> Result<usize, ConfigError> {

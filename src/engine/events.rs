@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::health::gate::{LatencyComparison, Verdict, Window};
+use crate::health::gate::{LatencyComparison, Verdict, Window, WriteFigures};
 use crate::health::probes::Snapshot;
 use crate::health::workload::WorkloadComparison;
 
@@ -109,6 +109,10 @@ pub enum Event {
         /// The real workload's figures (PostgreSQL with `pg_stat_statements`), when compared.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         workload: Option<WorkloadComparison>,
+        /// What the window's writes proved (absent without a write probe, and after a
+        /// rollback).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        writes: Option<WriteFigures>,
     },
     /// The real workload cannot be judged on a trust (said once per trust and run): the gate
     /// goes on with the probes alone.
@@ -136,10 +140,15 @@ pub enum Event {
         version: i64,
         now_at: Option<i64>,
     },
-    /// The write probe is about to insert record `id` (recorded first, so a crash between the
-    /// insert and its cleanup leaves a note of what to remove).
-    WriteProbeStarted { trust: String, id: i64 },
-    /// The write probe's record `id` was removed again.
+    /// The write probe is about to insert `count` records, ids `id` down to `id - count + 1`
+    /// (recorded first, so a crash between the inserts and their cleanup leaves a note of
+    /// what to remove).
+    WriteProbeStarted {
+        trust: String,
+        id: i64,
+        count: usize,
+    },
+    /// The write probe's records from `id` down were removed again.
     WriteProbeCleaned { trust: String, id: i64 },
     /// A trust's connection was refused or dropped: trying again after a pause.
     TrustRetrying {

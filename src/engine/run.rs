@@ -13,12 +13,13 @@ use futures::stream::{self, StreamExt};
 
 use super::events::{Event, EventSink, TrustOutcome};
 use super::policy::{decide, Next};
+use crate::config::health::DEFAULT_WRITE_SAMPLES;
 use crate::config::plan::Approval;
 use crate::config::{Inventory, Plan, Trust, Wave};
 use crate::db::{Access, DbError, TrustDb};
 use crate::exit_codes::ExitCode;
 use crate::health::gate::{judge, Judgement, Verdict, Window};
-use crate::health::probes::{draw_params, measure, probe_identity, ProbeParams, Scope, Snapshot};
+use crate::health::probes::{draw_params, measure, ProbeParams, Scope, Snapshot, WriteBatch};
 use crate::journal::Journal;
 use crate::migrations::{Catalog, Catalogs, Reversibility};
 use crate::plan::{plan_rollout, verify, Action, Blocker, RolloutPlan, Step, TrustState};
@@ -353,6 +354,9 @@ struct Watched {
     baseline: Snapshot,
     params: ProbeParams,
     rewrites: BTreeSet<(String, String)>,
+    /// Writes and losses the write probe has seen since the upgrade (shared by the clones
+    /// that soak and background checks hold): the loss bound they prove together.
+    writes_seen: std::sync::Arc<Mutex<(usize, usize)>>,
 }
 
 #[derive(Default)]
@@ -377,6 +381,7 @@ impl Engine<'_> {
             baseline: baseline.clone(),
             params: params.clone(),
             rewrites: self.rewrites_between(id, *from),
+            writes_seen: Default::default(),
         }
     }
 
@@ -595,7 +600,15 @@ impl Engine<'_> {
                 let params = preflight.params.get(*id).cloned().unwrap_or_default();
                 let rewrites = self.rewrites(id, steps);
                 let baseline = self
-                    .measure(id, trust, &params, &rewrites, Scope::Full, "baseline")
+                    .measure(
+                        id,
+                        &wave.name,
+                        trust,
+                        &params,
+                        &rewrites,
+                        Scope::Full,
+                        "baseline",
+                    )
                     .await;
                 self.emit(Event::BaselineRecorded {
                     wave: wave.name.clone(),
@@ -621,6 +634,7 @@ impl Engine<'_> {
                         baseline,
                         params,
                         rewrites,
+                        writes_seen: Default::default(),
                     },
                 );
             }
@@ -897,12 +911,17 @@ impl Engine<'_> {
                 critical: false,
                 latency: Vec::new(),
                 workload: None,
+                writes: None,
             };
         };
         let snap = self
-            .measure(id, trust, &w.params, &w.rewrites, scope, label)
+            .measure(id, &w.wave, trust, &w.params, &w.rewrites, scope, label)
             .await;
-        judge(&self.plan.health, &w.baseline, &snap, kind)
+        let mut j = judge(&self.plan.health, &w.baseline, &snap, kind);
+        if let (Some(figures), Ok(mut seen)) = (j.writes.as_mut(), w.writes_seen.lock()) {
+            *seen = figures.accumulate(*seen);
+        }
+        j
     }
 
     /// Like [`judged`](Self::judged), but a window that does not pass only on latency is
@@ -1014,6 +1033,7 @@ impl Engine<'_> {
         let after = self
             .measure(
                 id,
+                &w.wave,
                 trust,
                 &w.params,
                 &w.rewrites,
@@ -1129,23 +1149,30 @@ impl Engine<'_> {
             .collect()
     }
 
-    /// Measure a trust. The write probe's record is journalled before it is inserted and
-    /// again once it is removed, so a crash in between leaves a note of what to clean up.
+    /// Measure a trust. The write probe's records are journalled before the first is
+    /// inserted and again once they are all removed, so a crash in between leaves a note of
+    /// what to clean up. The writes are sized for `wave` ([`crate::config::health::Health::write_sizing`]): the
+    /// baseline makes fewer (enough for write latency), every later window the share of the
+    /// writes the plan's `max_loss_rate` needs.
+    #[allow(clippy::too_many_arguments)]
     async fn measure(
         &self,
         id: &str,
+        wave: &str,
         trust: &Trust,
         params: &ProbeParams,
         rewrites: &BTreeSet<(String, String)>,
         scope: Scope,
         label: &str,
     ) -> Snapshot {
-        let probe = (scope != Scope::Integrity && self.plan.health.write_probe.is_some())
-            .then(probe_identity);
-        if let Some((probe_id, _)) = &probe {
+        let batch = (scope != Scope::Integrity)
+            .then(|| self.write_batch(wave, label == "baseline"))
+            .flatten();
+        if let Some(b) = &batch {
             self.emit(Event::WriteProbeStarted {
                 trust: id.to_string(),
-                id: *probe_id,
+                id: b.first_id,
+                count: b.count,
             })
             .await;
         }
@@ -1160,16 +1187,16 @@ impl Engine<'_> {
             params,
             rewrites,
             scope,
-            probe.clone(),
+            batch.clone(),
         )
         .await;
         if workload {
             snap.workload = self.workload.close(trust, &self.plan.health).await;
         }
-        if let (Some((probe_id, _)), Some(Ok(_))) = (&probe, &snap.write) {
+        if let (Some(b), Some(Ok(_))) = (&batch, &snap.write) {
             self.emit(Event::WriteProbeCleaned {
                 trust: id.to_string(),
-                id: *probe_id,
+                id: b.first_id,
             })
             .await;
         }
@@ -1180,6 +1207,26 @@ impl Engine<'_> {
         })
         .await;
         snap
+    }
+
+    /// The write records of one window of `wave` (`None` without a write probe).
+    fn write_batch(&self, wave: &str, baseline: bool) -> Option<WriteBatch> {
+        let health = &self.plan.health;
+        let soak = self
+            .plan
+            .waves
+            .iter()
+            .find(|w| w.name == wave)
+            .map_or(health.soak, |w| w.soak);
+        // The plan was refused at load when the sizing fails; the default is a fallback only.
+        let (per_window, baseline_count, sessions) = match health.write_sizing(soak)? {
+            Ok(s) => (s.per_window, s.baseline, s.concurrency),
+            Err(_) => (DEFAULT_WRITE_SAMPLES, DEFAULT_WRITE_SAMPLES, 1),
+        };
+        Some(WriteBatch::new(
+            if baseline { baseline_count } else { per_window },
+            sessions,
+        ))
     }
 
     fn rewrites(&self, id: &str, steps: &[Step]) -> BTreeSet<(String, String)> {
@@ -1206,6 +1253,7 @@ impl Engine<'_> {
             verdict: verdict.clone(),
             latency,
             workload: None,
+            writes: None,
         })
         .await;
     }
@@ -1220,6 +1268,7 @@ impl Engine<'_> {
             verdict: j.verdict.clone(),
             latency: j.latency.clone(),
             workload: j.workload.clone(),
+            writes: j.writes.clone(),
         })
         .await;
     }
@@ -1545,10 +1594,15 @@ fn snapshot_errors(s: &Snapshot) -> Vec<String> {
     if let Some(Err(e)) = &s.workload {
         out.push(format!("workload (pg_stat_statements): {e}"));
     }
-    if let Some(Ok(crate::health::probes::WriteOutcome::Lost { detail })) = &s.write {
-        out.push(format!(
-            "write probe: data not reliably saved even before the upgrade: {detail}"
-        ));
+    if let Some(Ok(w)) = &s.write {
+        if w.lost > 0 {
+            out.push(format!(
+                "write probe: data not reliably saved even before the upgrade: {} of {} writes lost: {}",
+                w.lost,
+                w.writes,
+                w.failures.join("; ")
+            ));
+        }
     }
     out
 }
@@ -1628,6 +1682,7 @@ impl Engine<'_> {
         let before = self
             .measure(
                 id,
+                "rollback",
                 trust,
                 &params,
                 &rewrites,
@@ -1660,6 +1715,7 @@ impl Engine<'_> {
         let after = self
             .measure(
                 id,
+                "rollback",
                 trust,
                 &params,
                 &rewrites,

@@ -8,10 +8,10 @@
 
 use serde::Serialize;
 
-use super::probes::{LatencySamples, Snapshot, WriteOutcome};
-use super::stats::{hodges_lehmann_shift, mann_whitney_greater, percentile};
+use super::probes::{LatencySamples, LockWaits, Snapshot, WriteSamples};
+use super::stats::{clopper_pearson_upper, hodges_lehmann_shift, mann_whitney_greater, percentile};
 use super::workload::WorkloadComparison;
-use crate::config::health::{Health, Regression};
+use crate::config::health::{percent, Health, Regression, WRITE_PROBE_NAME};
 
 /// The verdict on one trust in one window. Missing data is never a pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,10 +102,114 @@ pub struct Judgement {
     /// True when something other than latency failed (durability, integrity, an invariant):
     /// such a failure stands on its own and is never measured away.
     pub critical: bool,
-    /// One entry per latency probe compared.
+    /// One entry per latency probe compared, and one for write latency (`write-probe`).
     pub latency: Vec<LatencyComparison>,
     /// The real workload's figures (PostgreSQL with `pg_stat_statements`), when compared.
     pub workload: Option<WorkloadComparison>,
+    /// What the write probe proved in this window, when it ran.
+    pub writes: Option<WriteFigures>,
+}
+
+/// What a window's writes prove: how many were lost, and the loss rate that can be ruled out.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct WriteFigures {
+    /// Writes committed and read back in the window.
+    pub writes: usize,
+    /// Of those, lost, changed or unreadable.
+    pub lost: usize,
+    /// Confidence of the bound.
+    pub confidence: f64,
+    /// Exact (Clopper–Pearson) one-sided upper bound on the loss rate.
+    pub loss_upper_bound: f64,
+    /// The same over every window since the trust's upgrade, this one included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_upgrade: Option<LossTally>,
+    /// Postgres: sessions seen waiting on locks while the window's probes ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_waits: Option<LockWaits>,
+}
+
+/// Writes and losses over several windows, with the bound they prove together.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct LossTally {
+    /// Writes.
+    pub writes: usize,
+    /// Lost, changed or unreadable.
+    pub lost: usize,
+    /// Exact one-sided upper bound on the loss rate.
+    pub loss_upper_bound: f64,
+}
+
+impl WriteFigures {
+    /// `0 of 76 writes lost (99% upper bound 5.9%)`, plus the figure since the upgrade when
+    /// it covers more than this window.
+    pub fn describe(&self) -> String {
+        let mut text = loss_statement(self.writes, self.lost, self.confidence);
+        if let Some(t) = self.since_upgrade.filter(|t| t.writes > self.writes) {
+            text.push_str(&format!(
+                "; since the upgrade {} of {} (upper bound {})",
+                t.lost,
+                t.writes,
+                percent(t.loss_upper_bound)
+            ));
+        }
+        text
+    }
+
+    /// Add this window to the writes seen since the upgrade (`prior`) and record the total.
+    pub fn accumulate(&mut self, prior: (usize, usize)) -> (usize, usize) {
+        let (writes, lost) = (prior.0 + self.writes, prior.1 + self.lost);
+        self.since_upgrade = Some(LossTally {
+            writes,
+            lost,
+            loss_upper_bound: clopper_pearson_upper(lost as u64, writes as u64, self.confidence)
+                .unwrap_or(1.0),
+        });
+        (writes, lost)
+    }
+}
+
+/// `3 of 76 writes lost (99% upper bound 12.6%)`: the count and the exact one-sided
+/// Clopper–Pearson bound on the loss rate it proves.
+pub fn loss_statement(writes: usize, lost: usize, confidence: f64) -> String {
+    let bound = clopper_pearson_upper(lost as u64, writes as u64, confidence).unwrap_or(1.0);
+    format!(
+        "{lost} of {writes} writes lost ({} upper bound {})",
+        percent(confidence),
+        percent(bound)
+    )
+}
+
+fn as_latency(w: &WriteSamples) -> LatencySamples {
+    LatencySamples {
+        ms: w.ms.clone(),
+        rows: w.writes,
+        control_ms: w.control_ms.clone(),
+    }
+}
+
+/// The reason for a confirmed latency regression of `what`.
+fn regression_reason(what: &str, c: &LatencyComparison, r: &Regression) -> String {
+    let machine = if c.machine_factor > 1.05 {
+        format!(
+            "; figures after discounting a machine slowdown of ×{:.1} seen on the control query",
+            c.machine_factor
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{what} regressed: median {:.2} ms → {:.2} ms (×{:.1}), p95 {:.2} → {:.2} ms, shift +{:.2} ms (floor {} ms), Mann–Whitney p = {:.2e} (alpha {}){machine}",
+        c.baseline_median_ms,
+        c.median_ms,
+        ratio(c.median_ms, c.baseline_median_ms),
+        c.baseline_p95_ms,
+        c.p95_ms,
+        c.shift_ms,
+        r.floor_ms,
+        c.p_value,
+        r.alpha
+    )
 }
 
 fn ratio(post: f64, base: f64) -> f64 {
@@ -182,6 +286,7 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
     let mut inconclusive = Vec::new();
     let mut latency = Vec::new();
     let mut workload = None;
+    let mut writes = None;
 
     if kind != Window::AfterRollback {
         for probe in &health.latency_probes {
@@ -192,26 +297,11 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                         Some(c) => {
                             if c.regressed {
                                 latency_fails += 1;
-                                let machine = if c.machine_factor > 1.05 {
-                                    format!(
-                                        "; figures after discounting a machine slowdown of ×{:.1} seen on the control query",
-                                        c.machine_factor
-                                    )
-                                } else {
-                                    String::new()
-                                };
-                                fail.push(format!(
-                                "latency probe '{name}' regressed: median {:.2} ms → {:.2} ms (×{:.1}), p95 {:.2} → {:.2} ms, shift +{:.2} ms (floor {} ms), Mann–Whitney p = {:.2e} (alpha {}){machine}",
-                                c.baseline_median_ms,
-                                c.median_ms,
-                                ratio(c.median_ms, c.baseline_median_ms),
-                                c.baseline_p95_ms,
-                                c.p95_ms,
-                                c.shift_ms,
-                                health.regression.floor_ms,
-                                c.p_value,
-                                health.regression.alpha
-                            ));
+                                fail.push(regression_reason(
+                                    &format!("latency probe '{name}'"),
+                                    &c,
+                                    &health.regression,
+                                ));
                             }
                             latency.push(c);
                         }
@@ -229,11 +319,77 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                 (_, None) => inconclusive.push(format!("latency probe '{name}' was not measured")),
             }
         }
-        if health.write_probe.is_some() {
+        if let Some(wp) = &health.write_probe {
+            let confidence = wp.confidence(&health.regression);
             match &window.write {
-                Some(Ok(WriteOutcome::Durable)) => {}
-                Some(Ok(WriteOutcome::Lost { detail })) => {
-                    fail.push(format!("write probe: data not reliably saved: {detail}"))
+                Some(Ok(w)) => {
+                    let figures = WriteFigures {
+                        writes: w.writes,
+                        lost: w.lost,
+                        confidence,
+                        loss_upper_bound: clopper_pearson_upper(
+                            w.lost as u64,
+                            w.writes as u64,
+                            confidence,
+                        )
+                        .unwrap_or(1.0),
+                        since_upgrade: None,
+                        lock_waits: window.lock_waits.clone(),
+                    };
+                    if w.lost > 0 {
+                        let example = match (w.failures.first(), w.lost) {
+                            (None, _) => String::new(),
+                            (Some(f), 1) => format!(": {f}"),
+                            (Some(f), n) => format!(": {f} (and {} more)", n - 1),
+                        };
+                        fail.push(format!(
+                            "write probe: data not reliably saved: {}{example}",
+                            loss_statement(w.writes, w.lost, confidence),
+                        ));
+                    }
+                    let thresholds = wp.regression(&health.regression);
+                    match &baseline.write {
+                        Some(Ok(b)) if !b.ms.is_empty() => {
+                            match compare_latency(
+                                WRITE_PROBE_NAME,
+                                &as_latency(b),
+                                &as_latency(w),
+                                &thresholds,
+                            ) {
+                                Some(c) => {
+                                    if c.regressed {
+                                        latency_fails += 1;
+                                        let mut reason = regression_reason(
+                                            &match w.sessions {
+                                                1 => "write probe: saving a record (one session)"
+                                                    .to_string(),
+                                                n => format!(
+                                                    "write probe: saving a record ({n} sessions at once)"
+                                                ),
+                                            },
+                                            &c,
+                                            &thresholds,
+                                        );
+                                        if let Some(l) = &window.lock_waits {
+                                            reason.push_str("; ");
+                                            reason.push_str(&l.describe());
+                                        }
+                                        fail.push(reason);
+                                    }
+                                    latency.push(c);
+                                }
+                                None => inconclusive
+                                    .push("write probe: no write timings to compare".into()),
+                            }
+                        }
+                        Some(Ok(_)) => inconclusive
+                            .push("write probe: the baseline has no write timings".into()),
+                        Some(Err(e)) => {
+                            inconclusive.push(format!("write probe: no baseline ({e})"))
+                        }
+                        None => inconclusive.push("write probe: no baseline was measured".into()),
+                    }
+                    writes = Some(figures);
                 }
                 Some(Err(e)) => error.push(format!("write probe failed: {e}")),
                 None => inconclusive.push("write probe was not run".into()),
@@ -319,6 +475,7 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
         critical,
         latency,
         workload,
+        writes,
     }
 }
 
@@ -335,11 +492,17 @@ mod tests {
                 sql: "SELECT 1".into(),
                 params: None,
                 samples: 30,
+                concurrency: 1,
             }],
             write_probe: Some(WriteProbe {
                 insert: "i".into(),
                 read_back: "r".into(),
                 cleanup: "c".into(),
+                samples: None,
+                max_loss_rate: None,
+                confidence: None,
+                concurrency: 1,
+                regression: Default::default(),
             }),
             integrity: [("patient".to_string(), vec!["id".to_string()])]
                 .into_iter()
@@ -358,6 +521,20 @@ mod tests {
         (0..30)
             .map(|i| centre + spread * (((i * 7) % 30) as f64 / 30.0 - 0.5))
             .collect()
+    }
+
+    /// `samples.len()` writes timed as given, `lost` of them lost.
+    fn writes(ms: Vec<f64>, lost: usize) -> WriteSamples {
+        WriteSamples {
+            control_ms: samples(0.8, 0.1),
+            writes: ms.len(),
+            ms,
+            lost,
+            failures: (0..lost.min(5))
+                .map(|i| format!("record -{i} was not there"))
+                .collect(),
+            sessions: 4,
+        }
     }
 
     fn snapshot(latency: Vec<f64>, rows: i64, hash: &str) -> Snapshot {
@@ -379,7 +556,7 @@ mod tests {
                 control_ms: control,
             }),
         );
-        s.write = Some(Ok(WriteOutcome::Durable));
+        s.write = Some(Ok(writes(samples(1.5, 0.4), 0)));
         s.integrity.insert(
             "patient".into(),
             Ok(TableFigures {
@@ -474,20 +651,135 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_write_fails_without_statistics() {
+    fn a_lost_write_fails_without_statistics_and_states_the_bound() {
         let b = snapshot(samples(2.0, 0.4), 100, "a");
         let mut p = b.clone();
-        p.write = Some(Ok(WriteOutcome::Lost {
-            detail: "gone".into(),
-        }));
-        assert!(judge(&health(), &b, &p, Window::PostUpgrade).critical);
-        let Verdict::Fail(reasons) = judge(&health(), &b, &p, Window::PostUpgrade).verdict else {
+        p.write = Some(Ok(writes(samples(1.5, 0.4), 1)));
+        let j = judge(&health(), &b, &p, Window::PostUpgrade);
+        assert!(j.critical, "lost data is never measured away");
+        let Verdict::Fail(reasons) = j.verdict else {
             panic!()
         };
+        // 1 of 30 at 99% (1 - alpha): the exact bound is 20.16% (mpmath: 0.2015898).
         assert!(
-            reasons[0].contains("data not reliably saved"),
+            reasons[0].starts_with(
+                "write probe: data not reliably saved: 1 of 30 writes lost (99% upper bound 20.2%)"
+            ),
             "{reasons:?}"
         );
+        assert!(
+            reasons[0].contains("record -0 was not there"),
+            "{reasons:?}"
+        );
+        assert_eq!(j.writes.as_ref().map(|w| w.lost), Some(1));
+    }
+
+    #[test]
+    fn every_verdict_states_the_loss_bound_its_writes_prove() {
+        let b = snapshot(samples(2.0, 0.4), 100, "a");
+        let mut p = b.clone();
+        p.write = Some(Ok(writes(vec![1.5; 120], 0)));
+        let mut j = judge(&health(), &b, &p, Window::PostUpgrade);
+        assert_eq!(j.verdict, Verdict::Pass, "{:?}", j.latency);
+        let w = j.writes.clone().unwrap();
+        assert_eq!((w.writes, w.lost), (120, 0));
+        // 1 - 0.01^(1/120) = 0.037649.
+        assert_eq!(w.describe(), "0 of 120 writes lost (99% upper bound 3.76%)");
+        // Over the windows since the upgrade: 120 before, 120 now.
+        let seen = j.writes.as_mut().unwrap().accumulate((120, 0));
+        assert_eq!(seen, (240, 0));
+        assert!(j
+            .writes
+            .unwrap()
+            .describe()
+            .ends_with("; since the upgrade 0 of 240 (upper bound 1.9%)"),);
+        assert_eq!(
+            loss_statement(120, 0, 0.95),
+            "0 of 120 writes lost (95% upper bound 2.47%)"
+        );
+    }
+
+    #[test]
+    fn slower_saving_fails_like_a_slower_read_and_names_the_write_probe() {
+        let b = snapshot(samples(2.0, 0.4), 100, "a");
+        let mut p = b.clone();
+        // Saving ×15 while reads and the machine (controls) stay as they were.
+        p.write = Some(Ok(writes(samples(22.5, 4.0), 0)));
+        p.lock_waits = Some(LockWaits {
+            polls: 40,
+            polls_waiting: 31,
+            max_waiting: 3,
+            events: [("Lock:transactionid".to_string(), 52)]
+                .into_iter()
+                .collect(),
+        });
+        let j = judge(&health(), &b, &p, Window::PostUpgrade);
+        assert!(!j.critical, "a latency regression may be re-measured");
+        let Verdict::Fail(reasons) = &j.verdict else {
+            panic!("{:?}", j.verdict)
+        };
+        assert!(
+            reasons[0].starts_with("write probe: saving a record (4 sessions at once) regressed: median 1.49 ms → 22.43 ms (×15.0)"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[0].contains(
+                "lock waits in 31 of 40 polls (up to 3 sessions waiting: Lock:transactionid ×52)"
+            ),
+            "{reasons:?}"
+        );
+        let c = j
+            .latency
+            .iter()
+            .find(|c| c.probe == WRITE_PROBE_NAME)
+            .unwrap();
+        assert!(c.regressed);
+        // The same slowdown while the write control slowed as much is the machine's disk.
+        let mut p2 = p.clone();
+        if let Some(Ok(w)) = p2.write.as_mut() {
+            w.control_ms = w.control_ms.iter().map(|c| c * 15.0).collect();
+        }
+        assert_eq!(
+            judge(&health(), &b, &p2, Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn write_latency_has_looser_default_ratios_that_the_plan_can_tighten() {
+        let b = snapshot(samples(2.0, 0.4), 100, "a");
+        let mut p = b.clone();
+        // Saving ×2: significant and above the floor, but within the write default of ×3 (a
+        // shared disk moves that much between windows).
+        p.write = Some(Ok(writes(samples(3.0, 0.4), 0)));
+        assert_eq!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
+        let mut h = health();
+        if let Some(w) = h.write_probe.as_mut() {
+            w.regression.median_ratio = Some(1.5);
+        }
+        let Verdict::Fail(reasons) = judge(&h, &b, &p, Window::PostUpgrade).verdict else {
+            panic!("a plan that asks for 1.5 on writes gets it")
+        };
+        assert!(reasons[0].contains("saving a record"), "{reasons:?}");
+    }
+
+    #[test]
+    fn writes_without_a_baseline_are_not_a_pass() {
+        let mut b = snapshot(samples(2.0, 0.4), 100, "a");
+        b.write = Some(Ok(WriteSamples::default()));
+        let p = snapshot(samples(2.0, 0.4), 100, "a");
+        assert!(matches!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Inconclusive(_)
+        ));
+        b.write = Some(Err("refused".into()));
+        assert!(matches!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Inconclusive(_)
+        ));
     }
 
     #[test]

@@ -364,6 +364,68 @@ pub fn welch_mean_greater(post: Moments, baseline: Moments) -> Option<f64> {
     Some(normal_sf((post.mean - baseline.mean) / se2.sqrt()))
 }
 
+/// One-sided exact (Clopper–Pearson) upper confidence bound on a proportion: with `lost`
+/// failures in `n` independent trials, the largest failure rate `p` for which seeing at most
+/// `lost` failures still has probability at least `1 - confidence`. A true rate above the bound
+/// would have produced more failures than were seen, except with probability `1 - confidence`.
+///
+/// With no failures this is `1 - (1 - confidence)^(1/n)` (about `3/n` at 95%: the "rule of
+/// three"); otherwise the root of `P(X <= lost; n, p) = 1 - confidence`, found by bisection on
+/// the exact binomial distribution (equivalently the `confidence` quantile of
+/// `Beta(lost + 1, n - lost)`, as R's `binom.test` computes it).
+///
+/// Returns `None` when `n` is 0, `lost > n`, or `confidence` is not strictly between 0 and 1.
+pub fn clopper_pearson_upper(lost: u64, n: u64, confidence: f64) -> Option<f64> {
+    if n == 0 || lost > n || !(confidence > 0.0 && confidence < 1.0) {
+        return None;
+    }
+    if lost == n {
+        return Some(1.0);
+    }
+    let alpha = 1.0 - confidence;
+    if lost == 0 {
+        return Some(1.0 - alpha.powf(1.0 / n as f64));
+    }
+    // P(X <= lost) falls as p rises: find where it crosses alpha.
+    let (mut lo, mut hi) = (0.0_f64, 1.0_f64);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if binomial_cdf(lost, n, mid) > alpha {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo < 1e-15 {
+            break;
+        }
+    }
+    Some(0.5 * (lo + hi))
+}
+
+/// `P(X <= k)` for `X ~ Binomial(n, p)`, summed term by term in log space (exact to rounding
+/// for the sample sizes a gate uses).
+pub fn binomial_cdf(k: u64, n: u64, p: f64) -> f64 {
+    if k >= n || p <= 0.0 {
+        return 1.0;
+    }
+    if p >= 1.0 {
+        return 0.0;
+    }
+    let (ln_p, ln_q) = (p.ln(), (-p).ln_1p());
+    let nf = n as f64;
+    let mut ln_choose = 0.0_f64;
+    let mut sum = 0.0_f64;
+    for i in 0..=k {
+        if i > 0 {
+            let f = i as f64;
+            ln_choose += (nf - f + 1.0).ln() - f.ln();
+        }
+        let f = i as f64;
+        sum += (ln_choose + f * ln_p + (nf - f) * ln_q).exp();
+    }
+    sum.min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -770,6 +832,82 @@ mod tests {
     fn hodges_lehmann_empty_sample_gives_none() {
         assert_eq!(hodges_lehmann_shift(&[], &[1.0]), None);
         assert_eq!(hodges_lehmann_shift(&[1.0], &[]), None);
+    }
+
+    // ------------------------------------------------------------ Clopper–Pearson
+
+    #[test]
+    fn clopper_pearson_upper_matches_r_binom_test() {
+        // R: binom.test(1, 10)$conf.int[2] = 0.4450161 and binom.test(5, 20)$conf.int[2] =
+        // 0.4910459 (two-sided 95%, i.e. one-sided 97.5% upper bounds); the digits below are
+        // the Beta(k + 1, n - k) quantiles computed with mpmath at 40 digits.
+        assert_close(
+            clopper_pearson_upper(1, 10, 0.975).unwrap(),
+            0.445_016_117_028_195,
+            1e-12,
+        );
+        assert_close(
+            clopper_pearson_upper(5, 20, 0.975).unwrap(),
+            0.491_045_871_707_957,
+            1e-12,
+        );
+        assert_close(
+            clopper_pearson_upper(3, 76, 0.99).unwrap(),
+            0.126_178_798_738_2,
+            1e-12,
+        );
+        assert_close(
+            clopper_pearson_upper(2, 50, 0.95).unwrap(),
+            0.120_614_155_422_044,
+            1e-12,
+        );
+        assert_close(
+            clopper_pearson_upper(15, 114, 0.99).unwrap(),
+            0.222_533_397_768_881,
+            1e-12,
+        );
+    }
+
+    #[test]
+    fn clopper_pearson_with_no_losses_is_the_closed_form_and_the_rule_of_three() {
+        // 0 of 120 at 95%: 1 - 0.05^(1/120) = 0.0246554 ("2.5%"), close to 3/120 = 0.025.
+        let b = clopper_pearson_upper(0, 120, 0.95).unwrap();
+        assert_close(b, 0.024_655_401_055_656_4, 1e-14);
+        assert!((b - 3.0 / 120.0).abs() < 0.001);
+        // 0 of 228 at 99%: just under 2%, which is why 228 writes detect a 2% loss rate.
+        assert_close(
+            clopper_pearson_upper(0, 228, 0.99).unwrap(),
+            0.019_995_499_372_304_9,
+            1e-14,
+        );
+        // The bisection agrees with the closed form where both apply.
+        let p = 1.0 - 0.05_f64.powf(1.0 / 120.0);
+        assert_close(binomial_cdf(0, 120, p), 0.05, 1e-12);
+    }
+
+    #[test]
+    fn clopper_pearson_edge_cases() {
+        assert_eq!(clopper_pearson_upper(0, 0, 0.95), None);
+        assert_eq!(clopper_pearson_upper(3, 2, 0.95), None);
+        assert_eq!(clopper_pearson_upper(0, 10, 1.0), None);
+        assert_eq!(clopper_pearson_upper(0, 10, 0.0), None);
+        assert_eq!(clopper_pearson_upper(10, 10, 0.95), Some(1.0));
+        // More losses, higher bound; more trials, lower bound.
+        let a = clopper_pearson_upper(1, 100, 0.95).unwrap();
+        let b = clopper_pearson_upper(2, 100, 0.95).unwrap();
+        let c = clopper_pearson_upper(2, 200, 0.95).unwrap();
+        assert!(a < b && c < b, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn binomial_cdf_matches_hand_computed_values() {
+        // n = 4, p = 0.5: P(X <= 1) = (1 + 4) / 16.
+        assert_close(binomial_cdf(1, 4, 0.5), 5.0 / 16.0, 1e-15);
+        // n = 10, p = 0.2: P(X = 0) = 0.8^10.
+        assert_close(binomial_cdf(0, 10, 0.2), 0.8_f64.powi(10), 1e-15);
+        assert_eq!(binomial_cdf(10, 10, 0.3), 1.0);
+        assert_eq!(binomial_cdf(2, 10, 0.0), 1.0);
+        assert_eq!(binomial_cdf(2, 10, 1.0), 0.0);
     }
 }
 

@@ -117,8 +117,10 @@ pub struct OpenStep {
     pub trust: String,
     /// migrate, revert, write-probe, rollback.
     pub kind: String,
-    /// Migration version, or the write probe's record id.
+    /// Migration version, or the write probe's first (highest) record id.
     pub version: Option<i64>,
+    /// The version before a migration; for a write probe, its last (lowest) record id.
+    pub before: Option<i64>,
 }
 
 type RunRow = (
@@ -201,17 +203,19 @@ impl StateDb {
 
     /// Steps of a run recorded as started and never finished.
     pub async fn open_steps(&self, run_id: &str) -> Result<Vec<OpenStep>, StateError> {
-        let rows: Vec<(i64, String, String, Option<i64>)> = on_pool!(&self.pool, p =>
-            sqlx::query_as("SELECT seq, trust, kind, version FROM flotilla_steps WHERE run_id = $1 AND state = 'started' ORDER BY seq")
+        type Row = (i64, String, String, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = on_pool!(&self.pool, p =>
+            sqlx::query_as("SELECT seq, trust, kind, version, before_version FROM flotilla_steps WHERE run_id = $1 AND state = 'started' ORDER BY seq")
                 .bind(run_id).fetch_all(p).await)
         .map_err(|e| self.err(e))?;
         Ok(rows
             .into_iter()
-            .map(|(seq, trust, kind, version)| OpenStep {
+            .map(|(seq, trust, kind, version, before)| OpenStep {
                 seq,
                 trust,
                 kind,
                 version,
+                before,
             })
             .collect())
     }
@@ -630,8 +634,10 @@ impl Journal {
                     Event::MigrationReverted { trust, version, now_at } => {
                         step_end(trust, "revert", Some(*version), "done", *now_at, None).execute(&mut *tx).await?;
                     }
-                    Event::WriteProbeStarted { trust, id } => {
-                        step_start(trust, "write-probe", Some(*id), None, None).execute(&mut *tx).await?;
+                    Event::WriteProbeStarted { trust, id, count } => {
+                        // The record ids run from `version` down to `before_version`.
+                        let last = id.saturating_sub(i64::try_from(*count).unwrap_or(1).max(1) - 1);
+                        step_start(trust, "write-probe", Some(*id), Some(last), None).execute(&mut *tx).await?;
                     }
                     Event::WriteProbeCleaned { trust, id } => {
                         step_end(trust, "write-probe", Some(*id), "done", None, None).execute(&mut *tx).await?;

@@ -260,7 +260,10 @@ fn trust_section(o: &mut String, t: &TrustReport) {
         for g in &t.gates {
             let mut b = String::new();
             badge(&mut b, &g.verdict, &g.verdict);
-            let reasons: Vec<String> = g.reasons.iter().map(|r| esc(r).into_owned()).collect();
+            let mut reasons: Vec<String> = g.reasons.iter().map(|r| esc(r).into_owned()).collect();
+            if let Some(w) = &g.writes {
+                reasons.push(esc(&w.describe()).into_owned());
+            }
             let _ = writeln!(
                 o,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td>{b}</td><td class=\"reason\">{}</td></tr>",

@@ -128,7 +128,7 @@ pub fn describe(event: &Event) -> Option<String> {
         ),
         Event::RunFinished { outcome, duration_ms, .. } => format!("rollout {outcome} in {}", secs(*duration_ms)),
         Event::HealthMeasured { .. } => return None,
-        Event::HealthVerdict { trust, window, verdict, latency, workload, .. } => {
+        Event::HealthVerdict { trust, window, verdict, latency, workload, writes, .. } => {
             let mut figures: Vec<String> = latency
                 .iter()
                 .map(|c| format!("{} {:.2}→{:.2} ms", c.probe, c.baseline_median_ms, c.median_ms))
@@ -141,6 +141,9 @@ pub fn describe(event: &Event) -> Option<String> {
                 } else {
                     format!("workload: {n} statement{} compared{new}", if n == 1 { "" } else { "s" })
                 });
+            }
+            if let Some(w) = writes {
+                figures.push(w.describe());
             }
             let figures = if figures.is_empty() { String::new() } else { format!(" ({})", figures.join(", ")) };
             let window = match window {

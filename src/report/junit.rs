@@ -157,6 +157,9 @@ fn gate_case(classname: &str, t: &TrustReport, g: &GateReport) -> TestCase {
             ));
         }
     }
+    if let Some(w) = &g.writes {
+        case.add_property(Property::new("writes", w.describe()));
+    }
     for l in &g.latency {
         case.add_property(Property::new(
             format!("latency.{}", l.probe),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::health::gate::LatencyComparison;
+use crate::health::gate::{LatencyComparison, WriteFigures};
 use crate::health::workload::WorkloadComparison;
 use crate::journal::{RunRecord, StateDb, StateError, StoredEvent};
 
@@ -102,6 +102,8 @@ pub struct GateReport {
     pub latency: Vec<LatencyComparison>,
     /// The real workload's figures (PostgreSQL with `pg_stat_statements`), when compared.
     pub workload: Option<WorkloadComparison>,
+    /// What the window's writes proved (lost of total, the loss bound), when it had writes.
+    pub writes: Option<WriteFigures>,
     /// Which attempt of the run judged it.
     pub attempt: i64,
 }
@@ -583,6 +585,9 @@ impl Builder {
                 let workload = b
                     .get("workload")
                     .and_then(|v| serde_json::from_value(v.clone()).ok());
+                let writes = b
+                    .get("writes")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok());
                 let t = self.trust(&trust, &wave);
                 t.gates.push(GateReport {
                     window,
@@ -591,6 +596,7 @@ impl Builder {
                     reasons,
                     latency,
                     workload,
+                    writes,
                     attempt: e.attempt,
                 });
             }
