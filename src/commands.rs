@@ -929,7 +929,7 @@ pub async fn demo(
 
 /// `flotilla health --plan PLAN [TRUST...]`: measure now and print the figures.
 pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Format) -> Outcome {
-    use crate::health::probes::{draw_params, measure, Scope, WriteOutcome};
+    use crate::health::probes::{draw_params, measure, Rows, Scope, WriteOutcome};
     use crate::health::stats::percentile;
     let (inventory, _catalogs, plan) = g.load_plan(plan_path)?;
     if plan.health.is_empty() {
@@ -967,6 +967,7 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
             &plan.health,
             &params,
             &Default::default(),
+            Rows::Fresh,
             Scope::Full,
             None,
         )
@@ -1034,8 +1035,11 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
             for (name, r) in &snap.integrity {
                 match r {
                     Ok(f) => outln!(
-                        "  integrity {name}: {} rows, key hash {}",
+                        "  integrity {name}: {} rows ({}), key hash {}",
                         f.rows,
+                        snap.coverage
+                            .get(name)
+                            .map_or_else(|| "every row".to_string(), |c| c.describe()),
                         &f.hash[..16]
                     ),
                     Err(e) => outln!("  integrity {name}: ERROR {e}"),

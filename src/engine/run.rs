@@ -18,7 +18,9 @@ use crate::config::{Inventory, Plan, Trust, Wave};
 use crate::db::{Access, DbError, TrustDb};
 use crate::exit_codes::ExitCode;
 use crate::health::gate::{judge, Judgement, Verdict, Window};
-use crate::health::probes::{draw_params, measure, probe_identity, ProbeParams, Scope, Snapshot};
+use crate::health::probes::{
+    draw_params, measure, probe_identity, ProbeParams, Rows, Scope, Snapshot,
+};
 use crate::journal::Journal;
 use crate::migrations::{Catalog, Catalogs, Reversibility};
 use crate::plan::{plan_rollout, verify, Action, Blocker, RolloutPlan, Step, TrustState};
@@ -537,7 +539,15 @@ impl Engine<'_> {
                 let params = preflight.params.get(*id).cloned().unwrap_or_default();
                 let rewrites = self.rewrites(id, steps);
                 let baseline = self
-                    .measure(id, trust, &params, &rewrites, Scope::Full, "baseline")
+                    .measure(
+                        id,
+                        trust,
+                        &params,
+                        &rewrites,
+                        Rows::Fresh,
+                        Scope::Full,
+                        "baseline",
+                    )
                     .await;
                 self.emit(Event::BaselineRecorded {
                     wave: wave.name.clone(),
@@ -838,7 +848,15 @@ impl Engine<'_> {
             };
         };
         let snap = self
-            .measure(id, trust, &w.params, &w.rewrites, scope, label)
+            .measure(
+                id,
+                trust,
+                &w.params,
+                &w.rewrites,
+                Rows::Of(&w.baseline),
+                scope,
+                label,
+            )
             .await;
         judge(&self.plan.health, &w.baseline, &snap, kind)
     }
@@ -955,6 +973,7 @@ impl Engine<'_> {
                 trust,
                 &w.params,
                 &w.rewrites,
+                Rows::Of(&w.baseline),
                 Scope::Integrity,
                 "after-rollback",
             )
@@ -1069,12 +1088,14 @@ impl Engine<'_> {
 
     /// Measure a trust. The write probe's record is journalled before it is inserted and
     /// again once it is removed, so a crash in between leaves a note of what to clean up.
+    #[allow(clippy::too_many_arguments)]
     async fn measure(
         &self,
         id: &str,
         trust: &Trust,
         params: &ProbeParams,
         rewrites: &BTreeSet<(String, String)>,
+        rows: Rows<'_>,
         scope: Scope,
         label: &str,
     ) -> Snapshot {
@@ -1092,6 +1113,7 @@ impl Engine<'_> {
             &self.plan.health,
             params,
             rewrites,
+            rows,
             scope,
             probe.clone(),
         )
@@ -1518,6 +1540,7 @@ impl Engine<'_> {
                 trust,
                 &params,
                 &rewrites,
+                Rows::Fresh,
                 Scope::Integrity,
                 "before-rollback",
             )
@@ -1550,6 +1573,7 @@ impl Engine<'_> {
                 trust,
                 &params,
                 &rewrites,
+                Rows::Of(recorded.unwrap_or(&before)),
                 Scope::Integrity,
                 "after-rollback",
             )

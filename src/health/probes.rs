@@ -50,6 +50,116 @@ pub struct TableFigures {
     pub undeclared_hash: String,
 }
 
+/// Which rows of a table its integrity figures cover.
+///
+/// A live system keeps being written while it is upgraded (clinicians save notes), so the
+/// figures cannot be of the whole table: they are of the rows the table held at the baseline,
+/// told apart by the first key column. At the baseline flotilla reads that column's lowest and
+/// highest value (`low`, `high`); every later window counts and hashes only the rows whose key
+/// lies in `low..=high`. A row added since (a key above `high`, or below `low`) is new and is
+/// left out; a row of the range that is missing, added or changed in a key column shows.
+///
+/// Keys are ordered by flotilla, not by the database, so that every window draws the same line
+/// on either dialect: NULL first, then values that read as 64-bit integers by value, then any
+/// other text by its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rows", rename_all = "kebab-case")]
+pub enum Coverage {
+    /// The rows whose `column` lies in `low..=high` (`None`: NULL).
+    Range {
+        /// The first key column.
+        column: String,
+        /// Its lowest value at the baseline.
+        low: Option<String>,
+        /// Its highest value at the baseline.
+        high: Option<String>,
+    },
+    /// The table was empty at the baseline: no row is covered, every later row is new.
+    Empty {
+        /// The first key column.
+        column: String,
+    },
+}
+
+impl Coverage {
+    /// Whether a row whose first key column holds `key` is covered.
+    pub fn covers(&self, key: &Option<String>) -> bool {
+        match self {
+            Coverage::Empty { .. } => false,
+            Coverage::Range { low, high, .. } => {
+                key_order(low, key).is_le() && key_order(key, high).is_le()
+            }
+        }
+    }
+
+    /// The coverage of a table whose first key column (`column`) holds `keys`.
+    pub fn of_keys<'a>(
+        column: &str,
+        keys: impl IntoIterator<Item = &'a Option<String>>,
+    ) -> Coverage {
+        let mut range: Option<(&Option<String>, &Option<String>)> = None;
+        for k in keys {
+            range = Some(match range {
+                None => (k, k),
+                Some((lo, hi)) => (
+                    if key_order(k, lo).is_lt() { k } else { lo },
+                    if key_order(k, hi).is_gt() { k } else { hi },
+                ),
+            });
+        }
+        match range {
+            None => Coverage::Empty {
+                column: column.to_string(),
+            },
+            Some((low, high)) => Coverage::Range {
+                column: column.to_string(),
+                low: low.clone(),
+                high: high.clone(),
+            },
+        }
+    }
+
+    /// For people: `id 1..=6000`, `no row (empty at the baseline)`.
+    pub fn describe(&self) -> String {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
+        match self {
+            Coverage::Range { column, low, high } => {
+                format!("{column} {}..={}", show(low), show(high))
+            }
+            Coverage::Empty { .. } => "no row (the table was empty at the baseline)".into(),
+        }
+    }
+}
+
+/// flotilla's order of key values: NULL, then integers by value, then other text by bytes.
+pub fn key_order(a: &Option<String>, b: &Option<String>) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn int(s: &str) -> Option<i64> {
+        s.parse::<i64>().ok().filter(|i| i.to_string() == s)
+    }
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => match (int(a), int(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => a.as_bytes().cmp(b.as_bytes()),
+        },
+    }
+}
+
+/// Which rows a window's integrity figures cover.
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    /// A baseline: read each table's key range now (see [`Coverage`]).
+    Fresh,
+    /// The rows `baseline` covered. A table it has no coverage for (figures recorded before
+    /// coverage existed) is figured whole, as that baseline was.
+    Of(&'a Snapshot),
+}
+
 /// Everything measured on a trust in one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -59,6 +169,12 @@ pub struct Snapshot {
     pub write: Option<Measured<WriteOutcome>>,
     /// Table → figures.
     pub integrity: BTreeMap<String, Measured<TableFigures>>,
+    /// Table → the rows its figures cover (absent: the whole table).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub coverage: BTreeMap<String, Coverage>,
+    /// Table → rows outside its coverage (added since the baseline), not compared.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub newer_rows: BTreeMap<String, i64>,
     /// Invariant → value.
     pub invariants: BTreeMap<String, Measured<i64>>,
 }
@@ -204,12 +320,19 @@ pub async fn draw_params(trust: &Trust, health: &Health) -> Result<ProbeParams, 
     result.map(|()| out)
 }
 
-/// Measure a trust. `rewrites` are the (table, column) pairs the planned migrations declare.
+/// How long a baseline leaves between reading each integrity table's key range and reading
+/// its rows, at least: a write that took its key before the range was read and commits within
+/// this time is part of the baseline rather than a row that appears inside the range later.
+const COVERAGE_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Measure a trust. `rewrites` are the (table, column) pairs the planned migrations declare;
+/// `rows` says which rows the integrity figures cover.
 pub async fn measure(
     trust: &Trust,
     health: &Health,
     params: &ProbeParams,
     rewrites: &BTreeSet<(String, String)>,
+    rows: Rows<'_>,
     scope: Scope,
     write_probe_id: Option<(i64, String)>,
 ) -> Snapshot {
@@ -222,10 +345,17 @@ pub async fn measure(
             return snap;
         }
     };
+    // A baseline reads each table's key range first and its rows last (after the other
+    // checks, and at least COVERAGE_SETTLE later).
+    let ranges_read = std::time::Instant::now();
+    let mut coverage: BTreeMap<String, Measured<Option<Coverage>>> = BTreeMap::new();
     if scope != Scope::Soak {
         for (table, columns) in &health.integrity {
-            let figures = table_figures(&mut db, table, columns, rewrites).await;
-            snap.integrity.insert(table.clone(), figures);
+            let c = match rows {
+                Rows::Fresh => key_range(&mut db, table, columns).await.map(Some),
+                Rows::Of(baseline) => Ok(baseline.coverage.get(table).cloned()),
+            };
+            coverage.insert(table.clone(), c);
         }
     }
     if scope != Scope::Integrity {
@@ -240,6 +370,27 @@ pub async fn measure(
             let samples = time_probe(&mut db, probe, params.get(&probe.name)).await;
             snap.latency.insert(probe.name.clone(), samples);
         }
+    }
+    if matches!(rows, Rows::Fresh) && !coverage.is_empty() {
+        tokio::time::sleep(COVERAGE_SETTLE.saturating_sub(ranges_read.elapsed())).await;
+    }
+    for (table, columns) in &health.integrity {
+        let Some(c) = coverage.remove(table) else {
+            continue;
+        };
+        let figures = match c {
+            Err(e) => Err(e),
+            Ok(c) => table_figures(&mut db, table, columns, rewrites, c.as_ref())
+                .await
+                .map(|(figures, newer)| {
+                    if let Some(c) = c {
+                        snap.coverage.insert(table.clone(), c);
+                        snap.newer_rows.insert(table.clone(), newer);
+                    }
+                    figures
+                }),
+        };
+        snap.integrity.insert(table.clone(), figures);
     }
     db.close().await;
     if scope != Scope::Integrity {
@@ -320,12 +471,34 @@ async fn time_probe(
     })
 }
 
+/// The range of a table's first key column now.
+async fn key_range(db: &mut TrustDb, table: &str, columns: &[String]) -> Measured<Coverage> {
+    let column = columns
+        .first()
+        .ok_or_else(|| format!("integrity table '{table}' names no key columns"))?;
+    let keys = db
+        .text_rows(
+            &integrity_query(table, std::slice::from_ref(column)),
+            1,
+            &format!("key range of table '{table}'"),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Coverage::of_keys(
+        column,
+        keys.iter().filter_map(|row| row.first()),
+    ))
+}
+
+/// A table's figures over the rows `coverage` covers (all rows when `None`), and how many rows
+/// it left out.
 async fn table_figures(
     db: &mut TrustDb,
     table: &str,
     columns: &[String],
     rewrites: &BTreeSet<(String, String)>,
-) -> Measured<TableFigures> {
+    coverage: Option<&Coverage>,
+) -> Measured<(TableFigures, i64)> {
     let query = integrity_query(table, columns);
     let rows = db
         .text_rows(
@@ -335,13 +508,33 @@ async fn table_figures(
         )
         .await
         .map_err(|e| e.to_string())?;
+    Ok(figures_of(table, columns, rewrites, coverage, &rows))
+}
+
+/// The figures of `rows` (each the key columns of one row, as text), over the rows `coverage`
+/// covers; and how many rows it left out.
+pub fn figures_of(
+    table: &str,
+    columns: &[String],
+    rewrites: &BTreeSet<(String, String)>,
+    coverage: Option<&Coverage>,
+    rows: &[Vec<Option<String>>],
+) -> (TableFigures, i64) {
     let declared: Vec<bool> = columns
         .iter()
         .map(|c| rewrites.contains(&(table.to_string(), c.clone())))
         .collect();
     let mut all = 0u128;
     let mut undeclared = 0u128;
-    for row in &rows {
+    let (mut counted, mut newer) = (0i64, 0i64);
+    for row in rows {
+        if let Some(c) = coverage {
+            if !c.covers(row.first().unwrap_or(&None)) {
+                newer += 1;
+                continue;
+            }
+        }
+        counted += 1;
         all = all.wrapping_add(row_hash(row.iter().map(Some)));
         undeclared = undeclared.wrapping_add(row_hash(row.iter().zip(&declared).map(|(v, d)| {
             if *d {
@@ -351,11 +544,14 @@ async fn table_figures(
             }
         })));
     }
-    Ok(TableFigures {
-        rows: i64::try_from(rows.len()).unwrap_or(i64::MAX),
-        hash: format!("{all:032x}"),
-        undeclared_hash: format!("{undeclared:032x}"),
-    })
+    (
+        TableFigures {
+            rows: counted,
+            hash: format!("{all:032x}"),
+            undeclared_hash: format!("{undeclared:032x}"),
+        },
+        newer,
+    )
 }
 
 /// Hash of one row; summing row hashes makes the table hash independent of row order while
@@ -456,4 +652,98 @@ async fn read_back(
         }
     }
     Err("write probe read-back did not settle".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    fn row(id: &str, body: &str) -> Vec<Option<String>> {
+        vec![k(id), k(body)]
+    }
+
+    fn columns() -> Vec<String> {
+        vec!["id".into(), "body".into()]
+    }
+
+    fn figures(coverage: Option<&Coverage>, rows: &[Vec<Option<String>>]) -> (TableFigures, i64) {
+        figures_of("note", &columns(), &BTreeSet::new(), coverage, rows)
+    }
+
+    #[test]
+    fn keys_order_null_then_integers_by_value_then_text_by_bytes() {
+        use std::cmp::Ordering::*;
+        assert_eq!(key_order(&k("9"), &k("10")), Less, "by value, not as text");
+        assert_eq!(key_order(&k("-5"), &k("3")), Less);
+        assert_eq!(key_order(&None, &k("-5")), Less);
+        assert_eq!(key_order(&k("10"), &k("abc")), Less);
+        assert_eq!(key_order(&k("abc"), &k("abd")), Less);
+        assert_eq!(
+            key_order(&k("007"), &k("7")),
+            Greater,
+            "'007' is text, not 7"
+        );
+        assert_eq!(key_order(&k("42"), &k("42")), Equal);
+    }
+
+    #[test]
+    fn coverage_is_the_key_range_at_the_baseline() {
+        let keys = [k("3"), k("12"), k("1"), k("7")];
+        let c = Coverage::of_keys("id", keys.iter());
+        assert_eq!(
+            c,
+            Coverage::Range {
+                column: "id".into(),
+                low: k("1"),
+                high: k("12")
+            }
+        );
+        assert!(c.covers(&k("1")) && c.covers(&k("12")) && c.covers(&k("5")));
+        assert!(!c.covers(&k("13")), "a key above the range is a new row");
+        assert!(
+            !c.covers(&k("-4")),
+            "a write probe's negative id is outside"
+        );
+        assert!(!c.covers(&None));
+        assert_eq!(c.describe(), "id 1..=12");
+        let empty = Coverage::of_keys("id", std::iter::empty());
+        assert!(!empty.covers(&k("1")));
+    }
+
+    #[test]
+    fn rows_added_above_the_baseline_range_are_tolerated_and_counted_apart() {
+        let before = vec![row("1", "a"), row("2", "b"), row("3", "c")];
+        let keys: Vec<Option<String>> = before.iter().map(|r| r[0].clone()).collect();
+        let c = Coverage::of_keys("id", keys.iter());
+        let (baseline, newer) = figures(Some(&c), &before);
+        assert_eq!((baseline.rows, newer), (3, 0));
+        let mut live = before.clone();
+        live.push(row("4", "a clinician's new note"));
+        live.push(row("5", "another"));
+        let (after, newer) = figures(Some(&c), &live);
+        assert_eq!(after, baseline, "new rows do not change the figures");
+        assert_eq!(newer, 2);
+        let (whole, _) = figures(None, &live);
+        assert_ne!(whole, baseline, "figured whole, the new rows would show");
+    }
+
+    #[test]
+    fn a_lost_changed_or_inserted_row_inside_the_range_still_shows() {
+        let before = vec![row("1", "a"), row("2", "b"), row("4", "d")];
+        let keys: Vec<Option<String>> = before.iter().map(|r| r[0].clone()).collect();
+        let c = Coverage::of_keys("id", keys.iter());
+        let (baseline, _) = figures(Some(&c), &before);
+        let lost = vec![row("1", "a"), row("4", "d"), row("9", "new")];
+        assert_eq!(figures(Some(&c), &lost).0.rows, 2);
+        let changed = vec![row("1", "a"), row("2", "B"), row("4", "d"), row("9", "new")];
+        let (f, _) = figures(Some(&c), &changed);
+        assert_eq!(f.rows, baseline.rows);
+        assert_ne!(f.hash, baseline.hash);
+        let inserted = vec![row("1", "a"), row("2", "b"), row("3", "x"), row("4", "d")];
+        assert_eq!(figures(Some(&c), &inserted).0.rows, 4);
+    }
 }
