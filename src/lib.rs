@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod commands;
 pub mod commands_lint;
+pub mod commands_traffic;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -21,5 +22,6 @@ pub mod operate;
 pub mod plan;
 pub mod rehearse;
 pub mod report;
+pub mod traffic;
 
 pub use exit_codes::ExitCode;

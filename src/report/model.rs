@@ -35,6 +35,8 @@ pub struct RunReport {
     pub trusts: Vec<TrustReport>,
     /// Events read.
     pub events: usize,
+    /// What simulated clinicians experienced during the run (`demo --traffic`).
+    pub traffic: Option<crate::traffic::TrafficReport>,
 }
 
 /// A halt by the health gate.
@@ -323,7 +325,9 @@ impl RunReport {
             location: state.location().to_string(),
         })?;
         let events = state.events(run_id).await?;
-        Ok(RunReport::build(run, &events))
+        let mut report = RunReport::build(run, &events);
+        report.traffic = crate::traffic::store::load(state, run_id).await?;
+        Ok(report)
     }
 
     /// The trust `id`, if it took part.
@@ -345,6 +349,7 @@ impl RunReport {
                 waves: Vec::new(),
                 trusts: Vec::new(),
                 events: events.len(),
+                traffic: None,
             },
             soak_round: BTreeMap::new(),
         };
