@@ -128,6 +128,15 @@ const PHASE_COLOURS: [(Phase, &str); 4] = [
     (Phase::RolledBack, "#eceff1"),
 ];
 
+/// The trust's name, linked to its section when it has one (it took part in the run).
+fn trust_link(id: &str, has_section: bool) -> String {
+    if has_section {
+        format!("<a href=\"#trust-{}\">{}</a>", attr(id), esc(id))
+    } else {
+        esc(id).into_owned()
+    }
+}
+
 /// The section of the run's page: definitions, the blast radius, one row per trust.
 pub fn section(o: &mut String, r: &TrafficReport, gate_result: impl Fn(&str) -> Option<String>) {
     o.push_str("<h2 id=\"clinicians\">Clinicians' experience (simulated traffic)</h2>\n");
@@ -154,6 +163,7 @@ pub fn section(o: &mut String, r: &TrafficReport, gate_result: impl Fn(&str) -> 
     }
     o.push_str("<table>\n<tr><th>trust</th><th>gate</th><th>actions</th><th>failed</th><th>p95 open-record</th><th>p95 caseload</th><th>p95 save-note</th><th>notes saved</th><th>vanished</th><th>missing at end</th><th>on new version</th><th>hurt</th></tr>\n");
     for t in &r.trusts {
+        let gate = gate_result(&t.trust);
         let upgraded = t.phase(Phase::Upgraded).map(|p| p.actions).unwrap_or(0);
         let hurt_class = if t.hurt.actions > 0 {
             " class=\"num reason\""
@@ -162,10 +172,9 @@ pub fn section(o: &mut String, r: &TrafficReport, gate_result: impl Fn(&str) -> 
         };
         let _ = writeln!(
             o,
-            "<tr><td><a href=\"#trust-{}\">{}</a></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{upgraded}</td><td{hurt_class} title=\"{}\">{}</td></tr>",
-            attr(&t.trust),
-            esc(&t.trust),
-            esc(&gate_result(&t.trust).unwrap_or_else(|| "–".into())),
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{upgraded}</td><td{hurt_class} title=\"{}\">{}</td></tr>",
+            trust_link(&t.trust, gate.is_some()),
+            esc(gate.as_deref().unwrap_or("not started")),
             t.actions,
             t.failed,
             esc(&p95_change(t, ActionKind::OpenRecord)),
