@@ -538,15 +538,24 @@ async fn session(
     sink: Sink,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mean_think = settings.sessions.max(1) as f64 / settings.rate.max(0.001);
+    let mean_gap = settings.sessions.max(1) as f64 / settings.rate.max(0.001);
     let mut conn: Option<AppConn> = None;
     let mut seq = 0u64;
+    let mut next = tokio::time::Instant::now();
     loop {
-        // Exponential think time: actions arrive as a Poisson process of the target rate.
+        // Exponential gaps between the starts of actions: each session's actions arrive as a
+        // Poisson process, together the target rate. A slow action delays the next one (one
+        // action at a time per session) but the schedule keeps its pace, so the rate holds
+        // as long as actions take less than the mean gap; a session more than a second behind
+        // starts afresh rather than bursting to catch up.
         let u: f64 = rng.random_range(f64::EPSILON..1.0);
-        let think = Duration::from_secs_f64((-u.ln() * mean_think).min(60.0));
+        next += Duration::from_secs_f64((-u.ln() * mean_gap).min(60.0));
+        let now = tokio::time::Instant::now();
+        if now > next + Duration::from_secs(1) {
+            next = now;
+        }
         tokio::select! {
-            _ = tokio::time::sleep(think) => {}
+            _ = tokio::time::sleep_until(next) => {}
             _ = stop.changed() => break,
         }
         if *stop.borrow() {
