@@ -116,7 +116,7 @@ pub async fn traffic(g: &Globals, o: &TrafficOptions) -> Outcome {
         rate: o.rate,
         sessions: o.sessions,
         warm_up: o.warm_up,
-        verify_every: Duration::from_secs(1),
+        verify_every: Duration::from_millis(500),
         seed: o.seed,
     };
     let sink = Sink::new(Box::new(std::io::BufWriter::new(file)));
