@@ -54,10 +54,14 @@ pub struct TableFigures {
 ///
 /// A live system keeps being written while it is upgraded (clinicians save notes), so the
 /// figures cannot be of the whole table: they are of the rows the table held at the baseline,
-/// told apart by the first key column. At the baseline flotilla reads that column's lowest and
-/// highest value (`low`, `high`); every later window counts and hashes only the rows whose key
-/// lies in `low..=high`. A row added since (a key above `high`, or below `low`) is new and is
-/// left out; a row of the range that is missing, added or changed in a key column shows.
+/// told apart by the first key column. The baseline records that column's lowest and highest
+/// value (`low`, `high`) and its [`RECENT_KEYS`] highest values (`recent`); every later window
+/// counts and hashes only the rows whose key lies in `low..=high` and, from the lowest recent
+/// key up, is one of the recent keys. A row added since is left out: above `high` or below
+/// `low` (a new note, a write probe's negative id), or among the recent keys' gaps (a write
+/// that took its key before the baseline and committed after it). A row of the baseline that
+/// is missing or changed in a key column shows, and so does a row that appeared below the
+/// recent keys.
 ///
 /// Keys are ordered by flotilla, not by the database, so that every window draws the same line
 /// on either dialect: NULL first, then values that read as 64-bit integers by value, then any
@@ -65,7 +69,8 @@ pub struct TableFigures {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "rows", rename_all = "kebab-case")]
 pub enum Coverage {
-    /// The rows whose `column` lies in `low..=high` (`None`: NULL).
+    /// The rows whose `column` lies in `low..=high` (`None`: NULL) and, from `recent[0]` up,
+    /// is one of `recent`.
     Range {
         /// The first key column.
         column: String,
@@ -73,6 +78,9 @@ pub enum Coverage {
         low: Option<String>,
         /// Its highest value at the baseline.
         high: Option<String>,
+        /// Its highest distinct values at the baseline, ascending (at most [`RECENT_KEYS`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recent: Vec<Option<String>>,
     },
     /// The table was empty at the baseline: no row is covered, every later row is new.
     Empty {
@@ -81,40 +89,51 @@ pub enum Coverage {
     },
 }
 
+/// How many of a table's highest keys a baseline records: a write that took its key among the
+/// last this many before the baseline and committed after it is told apart from a row added
+/// inside the range (at 50 writes a second, over two seconds' worth).
+pub const RECENT_KEYS: usize = 128;
+
 impl Coverage {
     /// Whether a row whose first key column holds `key` is covered.
     pub fn covers(&self, key: &Option<String>) -> bool {
         match self {
             Coverage::Empty { .. } => false,
-            Coverage::Range { low, high, .. } => {
-                key_order(low, key).is_le() && key_order(key, high).is_le()
+            Coverage::Range {
+                low, high, recent, ..
+            } => {
+                let in_range = key_order(low, key).is_le() && key_order(key, high).is_le();
+                in_range
+                    && match recent.first() {
+                        Some(first) if key_order(key, first).is_ge() => {
+                            recent.binary_search_by(|r| key_order(r, key)).is_ok()
+                        }
+                        _ => true,
+                    }
             }
         }
     }
 
-    /// The coverage of a table whose first key column (`column`) holds `keys`.
+    /// The coverage of a table whose first key column (`column`) holds `keys`: all of them.
     pub fn of_keys<'a>(
         column: &str,
         keys: impl IntoIterator<Item = &'a Option<String>>,
     ) -> Coverage {
-        let mut range: Option<(&Option<String>, &Option<String>)> = None;
-        for k in keys {
-            range = Some(match range {
-                None => (k, k),
-                Some((lo, hi)) => (
-                    if key_order(k, lo).is_lt() { k } else { lo },
-                    if key_order(k, hi).is_gt() { k } else { hi },
-                ),
-            });
-        }
-        match range {
-            None => Coverage::Empty {
+        let mut sorted: Vec<&Option<String>> = keys.into_iter().collect();
+        sorted.sort_by(|a, b| key_order(a, b));
+        sorted.dedup_by(|a, b| key_order(a, b).is_eq());
+        match (sorted.first(), sorted.last()) {
+            (Some(low), Some(high)) => Coverage::Range {
                 column: column.to_string(),
+                low: (*low).clone(),
+                high: (*high).clone(),
+                recent: sorted[sorted.len().saturating_sub(RECENT_KEYS)..]
+                    .iter()
+                    .map(|k| (*k).clone())
+                    .collect(),
             },
-            Some((low, high)) => Coverage::Range {
+            _ => Coverage::Empty {
                 column: column.to_string(),
-                low: low.clone(),
-                high: high.clone(),
             },
         }
     }
@@ -123,9 +142,9 @@ impl Coverage {
     pub fn describe(&self) -> String {
         let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
         match self {
-            Coverage::Range { column, low, high } => {
-                format!("{column} {}..={}", show(low), show(high))
-            }
+            Coverage::Range {
+                column, low, high, ..
+            } => format!("{column} {}..={}", show(low), show(high)),
             Coverage::Empty { .. } => "no row (the table was empty at the baseline)".into(),
         }
     }
@@ -153,7 +172,8 @@ pub fn key_order(a: &Option<String>, b: &Option<String>) -> std::cmp::Ordering {
 /// Which rows a window's integrity figures cover.
 #[derive(Debug, Clone, Copy)]
 pub enum Rows<'a> {
-    /// A baseline: read each table's key range now (see [`Coverage`]).
+    /// A baseline: every row now, and the coverage that tells them apart later (see
+    /// [`Coverage`]).
     Fresh,
     /// The rows `baseline` covered. A table it has no coverage for (figures recorded before
     /// coverage existed) is figured whole, as that baseline was.
@@ -320,15 +340,6 @@ pub async fn draw_params(trust: &Trust, health: &Health) -> Result<ProbeParams, 
     result.map(|()| out)
 }
 
-/// How long a baseline leaves between reading each integrity table's key range and reading
-/// its rows, at least: a write that took its key before the range was read and commits within
-/// this time is part of the baseline rather than a row that appears inside the range later.
-/// An application's save commits within milliseconds; the invariants and latency probes in
-/// between usually take longer than this anyway, so it rarely adds to a baseline. A
-/// transaction open across the whole of it that then commits a row inside the range shows as
-/// an added row: the gate fails safe.
-const COVERAGE_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
-
 /// Measure a trust. `rewrites` are the (table, column) pairs the planned migrations declare;
 /// `rows` says which rows the integrity figures cover.
 pub async fn measure(
@@ -349,17 +360,18 @@ pub async fn measure(
             return snap;
         }
     };
-    // A baseline reads each table's key range first and its rows last (after the other
-    // checks, and at least COVERAGE_SETTLE later).
-    let ranges_read = std::time::Instant::now();
-    let mut coverage: BTreeMap<String, Measured<Option<Coverage>>> = BTreeMap::new();
     if scope != Scope::Soak {
         for (table, columns) in &health.integrity {
-            let c = match rows {
-                Rows::Fresh => key_range(&mut db, table, columns).await.map(Some),
-                Rows::Of(baseline) => Ok(baseline.coverage.get(table).cloned()),
-            };
-            coverage.insert(table.clone(), c);
+            let figures = table_figures(&mut db, table, columns, rewrites, rows)
+                .await
+                .map(|(figures, coverage, newer)| {
+                    if let Some(c) = coverage {
+                        snap.coverage.insert(table.clone(), c);
+                        snap.newer_rows.insert(table.clone(), newer);
+                    }
+                    figures
+                });
+            snap.integrity.insert(table.clone(), figures);
         }
     }
     if scope != Scope::Integrity {
@@ -374,27 +386,6 @@ pub async fn measure(
             let samples = time_probe(&mut db, probe, params.get(&probe.name)).await;
             snap.latency.insert(probe.name.clone(), samples);
         }
-    }
-    if matches!(rows, Rows::Fresh) && !coverage.is_empty() {
-        tokio::time::sleep(COVERAGE_SETTLE.saturating_sub(ranges_read.elapsed())).await;
-    }
-    for (table, columns) in &health.integrity {
-        let Some(c) = coverage.remove(table) else {
-            continue;
-        };
-        let figures = match c {
-            Err(e) => Err(e),
-            Ok(c) => table_figures(&mut db, table, columns, rewrites, c.as_ref())
-                .await
-                .map(|(figures, newer)| {
-                    if let Some(c) = c {
-                        snap.coverage.insert(table.clone(), c);
-                        snap.newer_rows.insert(table.clone(), newer);
-                    }
-                    figures
-                }),
-        };
-        snap.integrity.insert(table.clone(), figures);
     }
     db.close().await;
     if scope != Scope::Integrity {
@@ -475,36 +466,18 @@ async fn time_probe(
     })
 }
 
-/// The range of a table's first key column now.
-async fn key_range(db: &mut TrustDb, table: &str, columns: &[String]) -> Measured<Coverage> {
-    let column = columns
-        .first()
-        .ok_or_else(|| format!("integrity table '{table}' names no key columns"))?;
-    let keys = db
-        .text_rows(
-            &integrity_query(table, std::slice::from_ref(column)),
-            1,
-            &format!("key range of table '{table}'"),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Coverage::of_keys(
-        column,
-        keys.iter().filter_map(|row| row.first()),
-    ))
-}
-
-/// A table's figures over the rows `coverage` covers (all rows when `None`), and how many rows
-/// it left out.
+/// A table's figures: at a baseline (`Rows::Fresh`) over every row, with the coverage that
+/// tells those rows apart later; in a later window over the rows the baseline's coverage of
+/// the table covers (every row when it has none). Also how many rows were left out.
 async fn table_figures(
     db: &mut TrustDb,
     table: &str,
     columns: &[String],
     rewrites: &BTreeSet<(String, String)>,
-    coverage: Option<&Coverage>,
-) -> Measured<(TableFigures, i64)> {
+    rows: Rows<'_>,
+) -> Measured<(TableFigures, Option<Coverage>, i64)> {
     let query = integrity_query(table, columns);
-    let rows = db
+    let found = db
         .text_rows(
             &query,
             columns.len(),
@@ -512,7 +485,14 @@ async fn table_figures(
         )
         .await
         .map_err(|e| e.to_string())?;
-    Ok(figures_of(table, columns, rewrites, coverage, &rows))
+    let coverage = match rows {
+        Rows::Fresh => columns
+            .first()
+            .map(|c| Coverage::of_keys(c, found.iter().filter_map(|r| r.first()))),
+        Rows::Of(baseline) => baseline.coverage.get(table).cloned(),
+    };
+    let (figures, newer) = figures_of(table, columns, rewrites, coverage.as_ref(), &found);
+    Ok((figures, coverage, newer))
 }
 
 /// The figures of `rows` (each the key columns of one row, as text), over the rows `coverage`
@@ -703,10 +683,15 @@ mod tests {
             Coverage::Range {
                 column: "id".into(),
                 low: k("1"),
-                high: k("12")
+                high: k("12"),
+                recent: vec![k("1"), k("3"), k("7"), k("12")],
             }
         );
-        assert!(c.covers(&k("1")) && c.covers(&k("12")) && c.covers(&k("5")));
+        assert!(c.covers(&k("1")) && c.covers(&k("12")) && c.covers(&k("7")));
+        assert!(
+            !c.covers(&k("5")),
+            "among the recent keys, a key the baseline did not hold is a late write"
+        );
         assert!(!c.covers(&k("13")), "a key above the range is a new row");
         assert!(
             !c.covers(&k("-4")),
@@ -736,7 +721,44 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_changed_or_inserted_row_inside_the_range_still_shows() {
+    fn a_write_that_took_its_key_before_the_baseline_and_committed_after_is_new() {
+        // 1..=300 at the baseline, but 290 was still being saved (its key taken, not committed).
+        let before: Vec<Vec<Option<String>>> = (1..=300)
+            .filter(|i| *i != 290)
+            .map(|i| row(&i.to_string(), "note"))
+            .collect();
+        let keys: Vec<Option<String>> = before.iter().map(|r| r[0].clone()).collect();
+        let c = Coverage::of_keys("id", keys.iter());
+        let Coverage::Range { recent, .. } = &c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(recent.len(), RECENT_KEYS);
+        assert_eq!(recent.last(), Some(&k("300")));
+        let (baseline, _) = figures(Some(&c), &before);
+        let mut later = before.clone();
+        later.push(row("290", "committed after the baseline"));
+        later.push(row("301", "new"));
+        let (after, newer) = figures(Some(&c), &later);
+        assert_eq!(after, baseline);
+        assert_eq!(newer, 2);
+        // Below the recent keys, a row that appears in a gap still shows.
+        let mut old_gap: Vec<Vec<Option<String>>> =
+            before.iter().filter(|r| r[0] != k("5")).cloned().collect();
+        let c5 = Coverage::of_keys("id", old_gap.iter().map(|r| &r[0]));
+        let (b5, _) = figures(Some(&c5), &old_gap);
+        old_gap.push(row("5", "appeared in an old gap"));
+        assert_eq!(figures(Some(&c5), &old_gap).0.rows, b5.rows + 1);
+        // A recent row that goes missing shows.
+        let lost: Vec<Vec<Option<String>>> = before
+            .iter()
+            .filter(|r| r[0] != k("299"))
+            .cloned()
+            .collect();
+        assert_eq!(figures(Some(&c), &lost).0.rows, baseline.rows - 1);
+    }
+
+    #[test]
+    fn a_lost_or_changed_row_of_the_baseline_still_shows() {
         let before = vec![row("1", "a"), row("2", "b"), row("4", "d")];
         let keys: Vec<Option<String>> = before.iter().map(|r| r[0].clone()).collect();
         let c = Coverage::of_keys("id", keys.iter());
@@ -747,7 +769,9 @@ mod tests {
         let (f, _) = figures(Some(&c), &changed);
         assert_eq!(f.rows, baseline.rows);
         assert_ne!(f.hash, baseline.hash);
+        // Among the recent keys (here: every key), a row the baseline did not hold is taken
+        // for a write that committed after it.
         let inserted = vec![row("1", "a"), row("2", "b"), row("3", "x"), row("4", "d")];
-        assert_eq!(figures(Some(&c), &inserted).0.rows, 4);
+        assert_eq!(figures(Some(&c), &inserted), (baseline.clone(), 1));
     }
 }
