@@ -254,12 +254,22 @@ impl TrustNotes {
         self.notes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Compare what the database holds for ids in `range` with what was saved there, and
-    /// record every note that went missing or changed, or came back.
-    fn reconcile(&self, found: &BTreeMap<i64, String>, range: (i64, i64), sink: &Sink) {
+    /// The notes saved (committed) with ids in `range` so far: the ones a read that starts now
+    /// must find.
+    fn known_in(&self, (lo, hi): (i64, i64)) -> Vec<i64> {
+        self.lock().range(lo..=hi).map(|(id, _)| *id).collect()
+    }
+
+    /// Compare what a read found with the notes `known` to have been saved before it started
+    /// (a note saved while it ran may be missing from it and is judged next time), and record
+    /// every note that went missing or changed, or came back.
+    fn reconcile(&self, found: &BTreeMap<i64, String>, known: &[i64], sink: &Sink) {
         let at_ms = now_ms();
         let mut notes = self.lock();
-        for (id, note) in notes.range_mut(range.0..=range.1) {
+        for id in known {
+            let Some(note) = notes.get_mut(id) else {
+                continue;
+            };
             let how = match found.get(id) {
                 Some(body) if *body == note.body => None,
                 Some(_) => Some(Loss::Changed),
@@ -369,8 +379,9 @@ async fn verify_pass(
     let range = (notes.first_id, hi);
     let count: i64 = on!(conn, c => sqlx::query_scalar(COUNT_IN).bind(range.0).bind(range.1).fetch_one(&mut *c).await)?;
     if usize::try_from(count).ok() != Some(expected) {
+        let known = notes.known_in(range);
         let found = notes_in(conn, range).await?;
-        notes.reconcile(&found, range, sink);
+        notes.reconcile(&found, &known, sink);
     }
     Ok(())
 }
@@ -491,9 +502,11 @@ async fn trust_traffic(
                 }
             },
         };
+        // Every session has stopped: every note saved is known.
+        let known = notes.known_in((notes.first_id, last));
         match notes_in(&mut conn, (notes.first_id, last)).await {
             Ok(found) => {
-                notes.reconcile(&found, (notes.first_id, last), &sink);
+                notes.reconcile(&found, &known, &sink);
                 error = None;
                 close(conn).await;
                 break;
@@ -716,4 +729,106 @@ pub async fn run(
     sink.put(&Record::Finished { at_ms: now_ms() });
     sink.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notes(ids: &[i64]) -> TrustNotes {
+        let book = ids
+            .iter()
+            .map(|id| {
+                (
+                    *id,
+                    Note {
+                        body: format!("note {id}"),
+                        saved_at_ms: 0.0,
+                        seen: Seen::Present,
+                    },
+                )
+            })
+            .collect();
+        TrustNotes {
+            trust: "camden".into(),
+            next_id: AtomicI64::new(100),
+            first_id: 1,
+            notes: Mutex::new(book),
+        }
+    }
+
+    fn records(buf: &Arc<Mutex<Vec<u8>>>) -> Vec<Record> {
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// A writer into a shared buffer, for the sink.
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_note_saved_while_a_read_ran_is_not_taken_for_a_vanished_one() {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink::new(Box::new(Shared(buf.clone())));
+        let book = notes(&[1, 2, 3]);
+        let known = book.known_in((1, 10));
+        // The read finds 1 and 3 (2 is gone); meanwhile 4 is saved and committed after the
+        // read's snapshot, so the read could not see it.
+        let found: BTreeMap<i64, String> =
+            [(1, "note 1".to_string()), (3, "note 3".to_string())].into();
+        book.lock().insert(
+            4,
+            Note {
+                body: "note 4".into(),
+                saved_at_ms: 0.0,
+                seen: Seen::Unchecked,
+            },
+        );
+        book.reconcile(&found, &known, &sink);
+        let r = records(&buf);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(matches!(
+            r[0],
+            Record::Vanished {
+                note: 2,
+                how: Loss::Missing,
+                ..
+            }
+        ));
+        assert_eq!(book.lock()[&4].seen, Seen::Unchecked, "judged next time");
+        // 2 comes back, 3 changes.
+        let found: BTreeMap<i64, String> = [
+            (1, "note 1".to_string()),
+            (2, "note 2".to_string()),
+            (3, "edited".to_string()),
+            (4, "note 4".to_string()),
+        ]
+        .into();
+        let known = book.known_in((1, 10));
+        book.reconcile(&found, &known, &sink);
+        let r = records(&buf);
+        assert!(matches!(r[1], Record::Restored { note: 2, .. }), "{r:?}");
+        assert!(
+            matches!(
+                r[2],
+                Record::Vanished {
+                    note: 3,
+                    how: Loss::Changed,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        assert_eq!(r.len(), 3);
+    }
 }
