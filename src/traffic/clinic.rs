@@ -160,6 +160,8 @@ async fn connect(trust: &Trust) -> Result<AppConn, String> {
                     .create_if_missing(false)
                     .foreign_keys(true)
                     .busy_timeout(LOCK_WAIT)
+                    // Commits do not wait for the disk (see the module documentation).
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Off)
                     .disable_statement_logging()
                     .connect()
                     .await
