@@ -258,6 +258,47 @@ pub enum Command {
         /// another share) or contention (repeatable).
         #[arg(long, value_name = "TRUST:KIND")]
         inject_regression: Vec<String>,
+        /// Run simulated clinicians on every trust of the plan during the rollout (a
+        /// `flotilla traffic` child process): RATE actions per second per trust. The report
+        /// shows what they experienced and the blast radius of a faulty upgrade.
+        #[arg(long, value_name = "RATE", conflicts_with = "seed_only", value_parser = parse_rate)]
+        traffic: Option<f64>,
+        /// Staff sessions (connections) per trust for --traffic.
+        #[arg(long, default_value_t = 4, value_name = "N", requires = "traffic", value_parser = clap::value_parser!(u16).range(1..=64))]
+        traffic_sessions: u16,
+        #[command(flatten)]
+        reports: ReportArgs,
+    },
+    /// Simulated clinicians: staff sessions open patient records, look at caseloads and save
+    /// clinical notes on every trust of a plan (demo databases only), read every saved note
+    /// back, and record what they experienced as JSON lines. `demo --traffic` runs it.
+    Traffic {
+        /// The plan whose trusts to drive.
+        #[arg(long, value_name = "FILE")]
+        plan: PathBuf,
+        /// Only these trusts of the plan (default: all of them).
+        trusts: Vec<String>,
+        /// Actions per second per trust, over its sessions.
+        #[arg(long, default_value = "20", value_name = "RATE", value_parser = parse_rate)]
+        rate: f64,
+        /// Staff sessions (connections) per trust.
+        #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+        sessions: u16,
+        /// Where to record (JSON lines; replaced).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Stop after this long (default: run until interrupted).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        duration: Option<std::time::Duration>,
+        /// Also stop when stdin closes (how `demo` stops its child).
+        #[arg(long)]
+        until_stdin_closes: bool,
+        /// How long every trust's sessions run before `ready` is printed.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        warm_up: std::time::Duration,
+        /// Seed of the random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions {
@@ -290,6 +331,20 @@ pub enum Command {
         #[command(flatten)]
         reports: ReportArgs,
     },
+}
+
+/// A positive rate of actions per second, at most 1000.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of actions per second"))?;
+    if r.is_finite() && r > 0.0 && r <= 1000.0 {
+        Ok(r)
+    } else {
+        Err(format!(
+            "the rate must be more than 0 and at most 1000 actions per second per trust, got {s}"
+        ))
+    }
 }
 
 /// Written reports of a run, rendered from the journal when it ends (whatever its outcome).

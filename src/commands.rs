@@ -901,15 +901,34 @@ fn print_runs(overview: &serde_json::Value) {
     }
 }
 
+/// `flotilla demo` options.
+pub struct DemoOptions<'a> {
+    /// Stop after seeding.
+    pub seed_only: bool,
+    /// Synthetic patients per trust.
+    pub patients: usize,
+    /// The plan to roll out.
+    pub plan: &'a Path,
+    /// The release to seed at.
+    pub seed_release: &'a str,
+    /// `TRUST:KIND` faults to plant.
+    pub inject: &'a [String],
+    /// Simulated clinicians during the rollout.
+    pub traffic: Option<crate::commands_traffic::DemoTraffic>,
+    /// Reports to write when the run ends.
+    pub reports: crate::report::ReportOptions,
+}
+
 /// `flotilla demo`.
-pub async fn demo(
-    g: &Globals,
-    seed_only: bool,
-    patients: usize,
-    plan_path: &Path,
-    seed_release: &str,
-    inject: &[String],
-) -> Outcome {
+pub async fn demo(g: &Globals, o: &DemoOptions<'_>) -> Outcome {
+    let &DemoOptions {
+        seed_only,
+        patients,
+        plan: plan_path,
+        seed_release,
+        inject,
+        ..
+    } = o;
     let (inventory, catalogs) = g.load()?;
     let mut faults = Vec::new();
     for spec in inject {
@@ -1006,31 +1025,61 @@ pub async fn demo(
     } else {
         Catalogs::load(catalogs.base().clone(), &inventory)?
     };
-    match plan {
-        None => Ok(()),
-        Some(plan) => {
-            crate::operate::execute(crate::operate::Request {
-                g,
-                inventory: &inventory,
-                catalogs: &catalogs,
-                plan: &plan,
-                prompt: &Prompt::all("demo"),
-                events: None,
-                reports: &crate::report::ReportOptions::default(),
-                start: crate::operate::Start::New,
-                lease_ttl: g.lease_ttl,
-                rehearsal: false,
-                history: None,
-            })
-            .await
+    let Some(plan) = plan else {
+        return Ok(());
+    };
+    let prompt = Prompt::all("demo");
+    let request = |reports| crate::operate::Request {
+        g,
+        inventory: &inventory,
+        catalogs: &catalogs,
+        plan: &plan,
+        prompt: &prompt,
+        events: None,
+        reports,
+        start: crate::operate::Start::New,
+        lease_ttl: g.lease_ttl,
+        rehearsal: false,
+        history: None,
+    };
+    let Some(traffic) = o.traffic else {
+        return crate::operate::execute(request(&o.reports)).await;
+    };
+    // The clinicians run through the whole rollout; the reports wait until their record is
+    // kept under the run.
+    let running =
+        crate::commands_traffic::start(g, plan_path, traffic, plan.trusts().count(), &o.reports)
+            .await?;
+    let run_id = crate::journal::new_run_id();
+    let no_reports = crate::report::ReportOptions::default();
+    let result = crate::operate::execute_as(request(&no_reports), &run_id).await;
+    let result = match (
+        crate::commands_traffic::finish(g, running, &run_id).await,
+        result,
+    ) {
+        (Ok(()), result) => result,
+        (Err(e), Ok(())) => Err(Failure::new(
+            ExitCode::Internal,
+            format!("the rollout completed, but the clinicians' traffic failed: {e}"),
+        )),
+        (Err(e), Err(run)) => {
+            eprintln!("error: the clinicians' traffic: {e}");
+            Err(run)
         }
+    };
+    if !o.reports.any() {
+        return result;
     }
+    let state = crate::operate::open_state(g).await?;
+    let result = crate::operate::write_run_reports(&state, &run_id, &o.reports, result).await;
+    state.close().await;
+    result
 }
 
 /// `flotilla health --plan PLAN [TRUST...]`: measure now and print the figures.
 pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Format) -> Outcome {
     use crate::health::gate::loss_statement;
-    use crate::health::probes::{draw_params, measure, Scope};
+    use crate::health::probes::{draw_params, measure, Rows, Scope};
     use crate::health::stats::percentile;
     let (inventory, _catalogs, plan) = g.load_plan(plan_path)?;
     if plan.health.is_empty() {
@@ -1068,6 +1117,7 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
             &plan.health,
             &params,
             &Default::default(),
+            Rows::Fresh,
             Scope::Full,
             None,
         )
@@ -1159,8 +1209,11 @@ pub async fn health(g: &Globals, plan_path: &Path, trusts: &[String], format: Fo
             for (name, r) in &snap.integrity {
                 match r {
                     Ok(f) => outln!(
-                        "  integrity {name}: {} rows, key hash {}",
+                        "  integrity {name}: {} rows ({}), key hash {}",
                         f.rows,
+                        snap.coverage
+                            .get(name)
+                            .map_or_else(|| "every row".to_string(), |c| c.describe()),
                         &f.hash[..16]
                     ),
                     Err(e) => outln!("  integrity {name}: ERROR {e}"),

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod commands;
 pub mod commands_lint;
+pub mod commands_traffic;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -24,6 +25,7 @@ pub mod printable;
 pub mod rehearse;
 pub mod report;
 pub mod secrets;
+pub mod traffic;
 pub mod unfinished;
 
 pub use exit_codes::ExitCode;

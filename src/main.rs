@@ -183,14 +183,51 @@ fn main() -> StdExitCode {
                 plan,
                 seed_release,
                 inject_regression,
+                traffic,
+                traffic_sessions,
+                reports,
             } => {
                 commands::demo(
                     &globals,
-                    *seed_only,
-                    *patients,
-                    plan,
-                    seed_release,
-                    inject_regression,
+                    &commands::DemoOptions {
+                        seed_only: *seed_only,
+                        patients: *patients,
+                        plan,
+                        seed_release,
+                        inject: inject_regression,
+                        traffic: traffic.map(|rate| flotilla::commands_traffic::DemoTraffic {
+                            rate,
+                            sessions: usize::from(*traffic_sessions),
+                        }),
+                        reports: reports.options(),
+                    },
+                )
+                .await
+            }
+            Command::Traffic {
+                plan,
+                trusts,
+                rate,
+                sessions,
+                out,
+                duration,
+                until_stdin_closes,
+                warm_up,
+                seed,
+            } => {
+                flotilla::commands_traffic::traffic(
+                    &globals,
+                    &flotilla::commands_traffic::TrafficOptions {
+                        plan: plan.clone(),
+                        trusts: trusts.clone(),
+                        rate: *rate,
+                        sessions: usize::from(*sessions),
+                        out: out.clone(),
+                        duration: *duration,
+                        until_stdin_closes: *until_stdin_closes,
+                        warm_up: *warm_up,
+                        seed: *seed,
+                    },
                 )
                 .await
             }

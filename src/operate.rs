@@ -150,14 +150,21 @@ pub(crate) async fn take_lease(
 
 /// Take the lease, preflight, record, run, release.
 pub async fn execute(req: Request<'_>) -> Outcome {
-    req.reports
-        .prepare()
-        .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?;
-    let state = open_state(req.g).await?;
     let run_id = match &req.start {
         Start::New => crate::journal::new_run_id(),
         Start::Resume { record, .. } => record.run_id.clone(),
     };
+    execute_as(req, &run_id).await
+}
+
+/// [`execute`] under a run id the caller chose (a new run's; `demo --traffic` keeps the
+/// clinicians' record under it).
+pub async fn execute_as(req: Request<'_>, run_id: &str) -> Outcome {
+    let run_id = run_id.to_string();
+    req.reports
+        .prepare()
+        .map_err(|e| Failure::new(ExitCode::Config, e.to_string()))?;
+    let state = open_state(req.g).await?;
     let lease = take_lease(&state, &run_id, req.lease_ttl).await?;
     // Under the lease no other run is live: an unfinished one is waiting for a decision. (A
     // rehearsal has a journal of its own, with nothing in it.)
@@ -181,7 +188,7 @@ pub async fn execute(req: Request<'_>) -> Outcome {
 /// Write the run's reports from its journal, whatever its outcome (a halted run's report
 /// matters most). A report that cannot be written fails a run that succeeded (exit 2), and
 /// never hides the outcome of one that did not: both are printed.
-async fn write_run_reports(
+pub(crate) async fn write_run_reports(
     state: &StateDb,
     run_id: &str,
     reports: &crate::report::ReportOptions,

@@ -181,6 +181,7 @@ fn run_hostile(ws: &Workspace, purge: &str) -> flotilla::health::probes::Snapsho
         &hostile(purge),
         &Default::default(),
         &Default::default(),
+        flotilla::health::probes::Rows::Fresh,
         Scope::Soak,
         None,
     ))

@@ -292,6 +292,18 @@ impl TrustDb {
         })
     }
 
+    /// How a migration's transaction begins. On SQLite `BEGIN IMMEDIATE` takes the write lock
+    /// at once, waiting for it (`busy_timeout`) while clinicians' writes commit: a deferred
+    /// transaction whose first statement reads cannot wait to upgrade its read lock later
+    /// (SQLite answers "database is locked" at once rather than risk a deadlock), so a live
+    /// application's writes could fail the migration half-way through.
+    fn begin_sql(&self) -> &'static str {
+        match self.conn {
+            Conn::Sqlite(_) => "BEGIN IMMEDIATE",
+            Conn::Postgres(_) => "BEGIN",
+        }
+    }
+
     /// The trust this connection belongs to.
     pub fn trust(&self) -> &str {
         &self.trust
@@ -528,10 +540,11 @@ impl TrustDb {
             source,
         };
         let trust = self.trust.clone();
+        let begin = self.begin_sql();
         match m.up.mode {
             Mode::Transaction => {
                 on_conn!(self, c => {
-                    let mut tx = c.begin().await.map_err(|e| failed(&trust, e))?;
+                    let mut tx = c.begin_with(begin).await.map_err(|e| failed(&trust, e))?;
                     sqlx::raw_sql(&m.up.sql).execute(&mut *tx).await.map_err(|e| failed(&trust, e))?;
                     sqlx::query(sql::INSERT_APPLIED)
                         .bind(m.version)
@@ -584,10 +597,11 @@ impl TrustDb {
             path: m.down.path.clone(),
             source,
         };
+        let begin = self.begin_sql();
         match m.down.mode {
             Mode::Transaction => {
                 on_conn!(self, c => {
-                    let mut tx = c.begin().await.map_err(|e| failed(&trust, e))?;
+                    let mut tx = c.begin_with(begin).await.map_err(|e| failed(&trust, e))?;
                     sqlx::raw_sql(&m.down.sql).execute(&mut *tx).await.map_err(|e| failed(&trust, e))?;
                     sqlx::query(sql::DELETE_APPLIED).bind(m.version).execute(&mut *tx).await.map_err(|e| failed(&trust, e))?;
                     tx.commit().await.map_err(|e| failed(&trust, e))?;
@@ -629,9 +643,10 @@ impl TrustDb {
             source,
         };
         let mut record = !resume_dirty;
+        let begin = self.begin_sql();
         for _ in 0..MAX_BATCHES {
             let finished = on_conn!(self, c => {
-                let mut tx = c.begin().await.map_err(failed)?;
+                let mut tx = c.begin_with(begin).await.map_err(failed)?;
                 if record {
                     sqlx::query(sql::INSERT_APPLIED)
                         .bind(m.version)
@@ -681,9 +696,10 @@ impl TrustDb {
             path: script.path.clone(),
             source,
         };
+        let begin = self.begin_sql();
         for _ in 0..MAX_BATCHES {
             let changed = on_conn!(self, c => {
-                let mut tx = c.begin().await.map_err(failed)?;
+                let mut tx = c.begin_with(begin).await.map_err(failed)?;
                 let done = sqlx::raw_sql(&script.sql).execute(&mut *tx).await.map_err(failed)?;
                 tx.commit().await.map_err(failed)?;
                 done.rows_affected()

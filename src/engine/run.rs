@@ -19,7 +19,7 @@ use crate::config::{Inventory, Plan, Trust, Wave};
 use crate::db::{Access, DbError, TrustDb};
 use crate::exit_codes::ExitCode;
 use crate::health::gate::{judge, Judgement, Verdict, Window};
-use crate::health::probes::{draw_params, measure, ProbeParams, Scope, Snapshot, WriteBatch};
+use crate::health::probes::{draw_params, measure, ProbeParams, Rows, Scope, Snapshot, WriteBatch};
 use crate::journal::Journal;
 use crate::migrations::{Catalog, Catalogs, Reversibility};
 use crate::plan::{plan_rollout, verify, Action, Blocker, RolloutPlan, Step, TrustState};
@@ -606,6 +606,7 @@ impl Engine<'_> {
                         trust,
                         &params,
                         &rewrites,
+                        Rows::Fresh,
                         Scope::Full,
                         "baseline",
                     )
@@ -915,7 +916,16 @@ impl Engine<'_> {
             };
         };
         let snap = self
-            .measure(id, &w.wave, trust, &w.params, &w.rewrites, scope, label)
+            .measure(
+                id,
+                &w.wave,
+                trust,
+                &w.params,
+                &w.rewrites,
+                Rows::Of(&w.baseline),
+                scope,
+                label,
+            )
             .await;
         let mut j = judge(&self.plan.health, &w.baseline, &snap, kind);
         if let (Some(figures), Ok(mut seen)) = (j.writes.as_mut(), w.writes_seen.lock()) {
@@ -1037,6 +1047,7 @@ impl Engine<'_> {
                 trust,
                 &w.params,
                 &w.rewrites,
+                Rows::Of(&w.baseline),
                 Scope::Integrity,
                 "after-rollback",
             )
@@ -1162,6 +1173,7 @@ impl Engine<'_> {
         trust: &Trust,
         params: &ProbeParams,
         rewrites: &BTreeSet<(String, String)>,
+        rows: Rows<'_>,
         scope: Scope,
         label: &str,
     ) -> Snapshot {
@@ -1186,6 +1198,7 @@ impl Engine<'_> {
             &self.plan.health,
             params,
             rewrites,
+            rows,
             scope,
             batch.clone(),
         )
@@ -1686,6 +1699,7 @@ impl Engine<'_> {
                 trust,
                 &params,
                 &rewrites,
+                Rows::Fresh,
                 Scope::Integrity,
                 "before-rollback",
             )
@@ -1719,6 +1733,7 @@ impl Engine<'_> {
                 trust,
                 &params,
                 &rewrites,
+                Rows::Of(recorded.unwrap_or(&before)),
                 Scope::Integrity,
                 "after-rollback",
             )

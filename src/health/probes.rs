@@ -107,6 +107,136 @@ pub struct TableFigures {
     pub undeclared_hash: String,
 }
 
+/// Which rows of a table its integrity figures cover.
+///
+/// A live system keeps being written while it is upgraded (clinicians save notes), so the
+/// figures cannot be of the whole table: they are of the rows the table held at the baseline,
+/// told apart by the first key column. The baseline records that column's lowest and highest
+/// value (`low`, `high`) and its [`RECENT_KEYS`] highest values (`recent`); every later window
+/// counts and hashes only the rows whose key lies in `low..=high` and, from the lowest recent
+/// key up, is one of the recent keys. A row added since is left out: above `high` or below
+/// `low` (a new note, a write probe's negative id), or among the recent keys' gaps (a write
+/// that took its key before the baseline and committed after it). A row of the baseline that
+/// is missing or changed in a key column shows, and so does a row that appeared below the
+/// recent keys.
+///
+/// Keys are ordered by flotilla, not by the database, so that every window draws the same line
+/// on either dialect: NULL first, then values that read as 64-bit integers by value, then any
+/// other text by its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rows", rename_all = "kebab-case")]
+pub enum Coverage {
+    /// The rows whose `column` lies in `low..=high` (`None`: NULL) and, from `recent[0]` up,
+    /// is one of `recent`.
+    Range {
+        /// The first key column.
+        column: String,
+        /// Its lowest value at the baseline.
+        low: Option<String>,
+        /// Its highest value at the baseline.
+        high: Option<String>,
+        /// Its highest distinct values at the baseline, ascending (at most [`RECENT_KEYS`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recent: Vec<Option<String>>,
+    },
+    /// The table was empty at the baseline: no row is covered, every later row is new.
+    Empty {
+        /// The first key column.
+        column: String,
+    },
+}
+
+/// How many of a table's highest keys a baseline records: a write that took its key among the
+/// last this many before the baseline and committed after it is told apart from a row added
+/// inside the range (at 50 writes a second, over two seconds' worth).
+pub const RECENT_KEYS: usize = 128;
+
+impl Coverage {
+    /// Whether a row whose first key column holds `key` is covered.
+    pub fn covers(&self, key: &Option<String>) -> bool {
+        match self {
+            Coverage::Empty { .. } => false,
+            Coverage::Range {
+                low, high, recent, ..
+            } => {
+                let in_range = key_order(low, key).is_le() && key_order(key, high).is_le();
+                in_range
+                    && match recent.first() {
+                        Some(first) if key_order(key, first).is_ge() => {
+                            recent.binary_search_by(|r| key_order(r, key)).is_ok()
+                        }
+                        _ => true,
+                    }
+            }
+        }
+    }
+
+    /// The coverage of a table whose first key column (`column`) holds `keys`: all of them.
+    pub fn of_keys<'a>(
+        column: &str,
+        keys: impl IntoIterator<Item = &'a Option<String>>,
+    ) -> Coverage {
+        let mut sorted: Vec<&Option<String>> = keys.into_iter().collect();
+        sorted.sort_by(|a, b| key_order(a, b));
+        sorted.dedup_by(|a, b| key_order(a, b).is_eq());
+        match (sorted.first(), sorted.last()) {
+            (Some(low), Some(high)) => Coverage::Range {
+                column: column.to_string(),
+                low: (*low).clone(),
+                high: (*high).clone(),
+                recent: sorted[sorted.len().saturating_sub(RECENT_KEYS)..]
+                    .iter()
+                    .map(|k| (*k).clone())
+                    .collect(),
+            },
+            _ => Coverage::Empty {
+                column: column.to_string(),
+            },
+        }
+    }
+
+    /// For people: `id 1..=6000`, `no row (empty at the baseline)`.
+    pub fn describe(&self) -> String {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
+        match self {
+            Coverage::Range {
+                column, low, high, ..
+            } => format!("{column} {}..={}", show(low), show(high)),
+            Coverage::Empty { .. } => "no row (the table was empty at the baseline)".into(),
+        }
+    }
+}
+
+/// flotilla's order of key values: NULL, then integers by value, then other text by bytes.
+pub fn key_order(a: &Option<String>, b: &Option<String>) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn int(s: &str) -> Option<i64> {
+        s.parse::<i64>().ok().filter(|i| i.to_string() == s)
+    }
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        (Some(a), Some(b)) => match (int(a), int(b)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => a.as_bytes().cmp(b.as_bytes()),
+        },
+    }
+}
+
+/// Which rows a window's integrity figures cover.
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    /// A baseline: every row now, and the coverage that tells them apart later (see
+    /// [`Coverage`]).
+    Fresh,
+    /// The rows `baseline` covered. A table it has no coverage for (figures recorded before
+    /// coverage existed) is figured whole, as that baseline was.
+    Of(&'a Snapshot),
+}
+
 /// Everything measured on a trust in one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -116,6 +246,12 @@ pub struct Snapshot {
     pub write: Option<Measured<WriteSamples>>,
     /// Table → figures.
     pub integrity: BTreeMap<String, Measured<TableFigures>>,
+    /// Table → the rows its figures cover (absent: the whole table).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub coverage: BTreeMap<String, Coverage>,
+    /// Table → rows outside its coverage (added since the baseline), not compared.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub newer_rows: BTreeMap<String, i64>,
     /// Invariant → value.
     pub invariants: BTreeMap<String, Measured<i64>>,
     /// The trust's real workload over the window (PostgreSQL with `pg_stat_statements`; see
@@ -398,12 +534,14 @@ pub fn default_batch(health: &Health) -> Option<WriteBatch> {
 }
 
 /// Measure a trust. `rewrites` are the (table, column) pairs the planned migrations declare;
-/// `writes` the write probe's records for this window (default: [`default_batch`]).
+/// `rows` says which rows the integrity figures cover; `writes` the write probe's records for
+/// this window (default: [`default_batch`]).
 pub async fn measure(
     trust: &Trust,
     health: &Health,
     params: &ProbeParams,
     rewrites: &BTreeSet<(String, String)>,
+    rows: Rows<'_>,
     scope: Scope,
     writes: Option<WriteBatch>,
 ) -> Snapshot {
@@ -418,7 +556,15 @@ pub async fn measure(
     };
     if scope != Scope::Soak {
         for (table, columns) in &health.integrity {
-            let figures = table_figures(&mut db, table, columns, rewrites).await;
+            let figures = table_figures(&mut db, table, columns, rewrites, rows)
+                .await
+                .map(|(figures, coverage, newer)| {
+                    if let Some(c) = coverage {
+                        snap.coverage.insert(table.clone(), c);
+                        snap.newer_rows.insert(table.clone(), newer);
+                    }
+                    figures
+                });
             snap.integrity.insert(table.clone(), figures);
         }
     }
@@ -629,23 +775,54 @@ async fn time_session(
     })
 }
 
+/// A table's figures: at a baseline (`Rows::Fresh`) over every row, with the coverage that
+/// tells those rows apart later; in a later window over the rows the baseline's coverage of
+/// the table covers (every row when it has none). Also how many rows were left out.
 async fn table_figures(
     db: &mut TrustDb,
     table: &str,
     columns: &[String],
     rewrites: &BTreeSet<(String, String)>,
-) -> Measured<TableFigures> {
+    rows: Rows<'_>,
+) -> Measured<(TableFigures, Option<Coverage>, i64)> {
     let query = integrity_query(table, columns);
     let context = format!("integrity of table '{table}'");
     let n = columns.len();
-    let rows = read_only!(db, &context, db.text_rows(&query, n, &context))?;
+    let found = read_only!(db, &context, db.text_rows(&query, n, &context))?;
+    let coverage = match rows {
+        Rows::Fresh => columns
+            .first()
+            .map(|c| Coverage::of_keys(c, found.iter().filter_map(|r| r.first()))),
+        Rows::Of(baseline) => baseline.coverage.get(table).cloned(),
+    };
+    let (figures, newer) = figures_of(table, columns, rewrites, coverage.as_ref(), &found);
+    Ok((figures, coverage, newer))
+}
+
+/// The figures of `rows` (each the key columns of one row, as text), over the rows `coverage`
+/// covers; and how many rows it left out.
+pub fn figures_of(
+    table: &str,
+    columns: &[String],
+    rewrites: &BTreeSet<(String, String)>,
+    coverage: Option<&Coverage>,
+    rows: &[Vec<Option<String>>],
+) -> (TableFigures, i64) {
     let declared: Vec<bool> = columns
         .iter()
         .map(|c| rewrites.contains(&(table.to_string(), c.clone())))
         .collect();
     let mut all = 0u128;
     let mut undeclared = 0u128;
-    for row in &rows {
+    let (mut counted, mut newer) = (0i64, 0i64);
+    for row in rows {
+        if let Some(c) = coverage {
+            if !c.covers(row.first().unwrap_or(&None)) {
+                newer += 1;
+                continue;
+            }
+        }
+        counted += 1;
         all = all.wrapping_add(row_hash(row.iter().map(Some)));
         undeclared = undeclared.wrapping_add(row_hash(row.iter().zip(&declared).map(|(v, d)| {
             if *d {
@@ -655,11 +832,14 @@ async fn table_figures(
             }
         })));
     }
-    Ok(TableFigures {
-        rows: i64::try_from(rows.len()).unwrap_or(i64::MAX),
-        hash: format!("{all:032x}"),
-        undeclared_hash: format!("{undeclared:032x}"),
-    })
+    (
+        TableFigures {
+            rows: counted,
+            hash: format!("{all:032x}"),
+            undeclared_hash: format!("{undeclared:032x}"),
+        },
+        newer,
+    )
 }
 
 /// Hash of one row; summing row hashes makes the table hash independent of row order while
@@ -937,4 +1117,142 @@ async fn remove_batch(trust: &Trust, wp: &WriteProbe, batch: &WriteBatch) -> Res
     let r = delete_records(&mut db, &wp.cleanup, &ids).await;
     db.close().await;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    fn row(id: &str, body: &str) -> Vec<Option<String>> {
+        vec![k(id), k(body)]
+    }
+
+    fn columns() -> Vec<String> {
+        vec!["id".into(), "body".into()]
+    }
+
+    fn figures(coverage: Option<&Coverage>, rows: &[Vec<Option<String>>]) -> (TableFigures, i64) {
+        figures_of("note", &columns(), &BTreeSet::new(), coverage, rows)
+    }
+
+    #[test]
+    fn keys_order_null_then_integers_by_value_then_text_by_bytes() {
+        use std::cmp::Ordering::*;
+        assert_eq!(key_order(&k("9"), &k("10")), Less, "by value, not as text");
+        assert_eq!(key_order(&k("-5"), &k("3")), Less);
+        assert_eq!(key_order(&None, &k("-5")), Less);
+        assert_eq!(key_order(&k("10"), &k("abc")), Less);
+        assert_eq!(key_order(&k("abc"), &k("abd")), Less);
+        assert_eq!(
+            key_order(&k("007"), &k("7")),
+            Greater,
+            "'007' is text, not 7"
+        );
+        assert_eq!(key_order(&k("42"), &k("42")), Equal);
+    }
+
+    #[test]
+    fn coverage_is_the_key_range_at_the_baseline() {
+        let keys = [k("3"), k("12"), k("1"), k("7")];
+        let c = Coverage::of_keys("id", keys.iter());
+        assert_eq!(
+            c,
+            Coverage::Range {
+                column: "id".into(),
+                low: k("1"),
+                high: k("12"),
+                recent: vec![k("1"), k("3"), k("7"), k("12")],
+            }
+        );
+        assert!(c.covers(&k("1")) && c.covers(&k("12")) && c.covers(&k("7")));
+        assert!(
+            !c.covers(&k("5")),
+            "among the recent keys, a key the baseline did not hold is a late write"
+        );
+        assert!(!c.covers(&k("13")), "a key above the range is a new row");
+        assert!(
+            !c.covers(&k("-4")),
+            "a write probe's negative id is outside"
+        );
+        assert!(!c.covers(&None));
+        assert_eq!(c.describe(), "id 1..=12");
+        let empty = Coverage::of_keys("id", std::iter::empty());
+        assert!(!empty.covers(&k("1")));
+    }
+
+    #[test]
+    fn rows_added_above_the_baseline_range_are_tolerated_and_counted_apart() {
+        let before = vec![row("1", "a"), row("2", "b"), row("3", "c")];
+        let keys: Vec<Option<String>> = before.iter().map(|r| r[0].clone()).collect();
+        let c = Coverage::of_keys("id", keys.iter());
+        let (baseline, newer) = figures(Some(&c), &before);
+        assert_eq!((baseline.rows, newer), (3, 0));
+        let mut live = before.clone();
+        live.push(row("4", "a clinician's new note"));
+        live.push(row("5", "another"));
+        let (after, newer) = figures(Some(&c), &live);
+        assert_eq!(after, baseline, "new rows do not change the figures");
+        assert_eq!(newer, 2);
+        let (whole, _) = figures(None, &live);
+        assert_ne!(whole, baseline, "figured whole, the new rows would show");
+    }
+
+    #[test]
+    fn a_write_that_took_its_key_before_the_baseline_and_committed_after_is_new() {
+        // 1..=300 at the baseline, but 290 was still being saved (its key taken, not committed).
+        let before: Vec<Vec<Option<String>>> = (1..=300)
+            .filter(|i| *i != 290)
+            .map(|i| row(&i.to_string(), "note"))
+            .collect();
+        let keys: Vec<Option<String>> = before.iter().map(|r| r[0].clone()).collect();
+        let c = Coverage::of_keys("id", keys.iter());
+        let Coverage::Range { recent, .. } = &c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(recent.len(), RECENT_KEYS);
+        assert_eq!(recent.last(), Some(&k("300")));
+        let (baseline, _) = figures(Some(&c), &before);
+        let mut later = before.clone();
+        later.push(row("290", "committed after the baseline"));
+        later.push(row("301", "new"));
+        let (after, newer) = figures(Some(&c), &later);
+        assert_eq!(after, baseline);
+        assert_eq!(newer, 2);
+        // Below the recent keys, a row that appears in a gap still shows.
+        let mut old_gap: Vec<Vec<Option<String>>> =
+            before.iter().filter(|r| r[0] != k("5")).cloned().collect();
+        let c5 = Coverage::of_keys("id", old_gap.iter().map(|r| &r[0]));
+        let (b5, _) = figures(Some(&c5), &old_gap);
+        old_gap.push(row("5", "appeared in an old gap"));
+        assert_eq!(figures(Some(&c5), &old_gap).0.rows, b5.rows + 1);
+        // A recent row that goes missing shows.
+        let lost: Vec<Vec<Option<String>>> = before
+            .iter()
+            .filter(|r| r[0] != k("299"))
+            .cloned()
+            .collect();
+        assert_eq!(figures(Some(&c), &lost).0.rows, baseline.rows - 1);
+    }
+
+    #[test]
+    fn a_lost_or_changed_row_of_the_baseline_still_shows() {
+        let before = vec![row("1", "a"), row("2", "b"), row("4", "d")];
+        let keys: Vec<Option<String>> = before.iter().map(|r| r[0].clone()).collect();
+        let c = Coverage::of_keys("id", keys.iter());
+        let (baseline, _) = figures(Some(&c), &before);
+        let lost = vec![row("1", "a"), row("4", "d"), row("9", "new")];
+        assert_eq!(figures(Some(&c), &lost).0.rows, 2);
+        let changed = vec![row("1", "a"), row("2", "B"), row("4", "d"), row("9", "new")];
+        let (f, _) = figures(Some(&c), &changed);
+        assert_eq!(f.rows, baseline.rows);
+        assert_ne!(f.hash, baseline.hash);
+        // Among the recent keys (here: every key), a row the baseline did not hold is taken
+        // for a write that committed after it.
+        let inserted = vec![row("1", "a"), row("2", "b"), row("3", "x"), row("4", "d")];
+        assert_eq!(figures(Some(&c), &inserted), (baseline.clone(), 1));
+    }
 }

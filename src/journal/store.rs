@@ -78,6 +78,12 @@ const SCHEMA: &[&str] = &[
         body TEXT NOT NULL,
         PRIMARY KEY (run_id, seq)
     )",
+    // What `demo --traffic` clinicians experienced during a run (src/traffic/store.rs).
+    "CREATE TABLE IF NOT EXISTS flotilla_traffic (
+        run_id TEXT PRIMARY KEY,
+        recorded_at TEXT NOT NULL,
+        body TEXT NOT NULL
+    )",
     "CREATE TABLE IF NOT EXISTS flotilla_lease (
         estate TEXT PRIMARY KEY,
         run_id TEXT NOT NULL,

@@ -130,6 +130,12 @@ pub fn render(r: &RunReport) -> String {
         o.push_str("</ul>\n");
     }
 
+    if let Some(traffic) = &r.traffic {
+        super::traffic::section(&mut o, traffic, |id| {
+            r.trust(id).map(|t| t.result().label().to_string())
+        });
+    }
+
     o.push_str("<h2>Waves</h2>\n<table>\n<tr><th>#</th><th>wave</th><th>status</th><th>trusts</th><th>approved by</th><th>soak</th><th>started</th><th>took</th></tr>\n");
     for w in &r.waves {
         let mut st = String::new();
@@ -173,7 +179,13 @@ pub fn render(r: &RunReport) -> String {
     o.push_str("</table>\n");
 
     for t in &r.trusts {
-        trust_section(&mut o, t);
+        let traffic = r.traffic.as_ref().and_then(|x| {
+            x.trusts
+                .iter()
+                .find(|e| e.trust == t.id)
+                .map(|e| (e, x.duration_ms))
+        });
+        trust_section(&mut o, t, traffic);
     }
     let _ = write!(
         o,
@@ -185,7 +197,11 @@ pub fn render(r: &RunReport) -> String {
     o
 }
 
-fn trust_section(o: &mut String, t: &TrustReport) {
+fn trust_section(
+    o: &mut String,
+    t: &TrustReport,
+    traffic: Option<(&crate::traffic::experience::TrustExperience, f64)>,
+) {
     let result = t.result();
     let _ = write!(
         o,
@@ -298,6 +314,9 @@ fn trust_section(o: &mut String, t: &TrustReport) {
             o.push_str(&latency_svg(&t.id, g));
         }
         None => o.push_str("<p>No post-upgrade latency figures were recorded.</p>\n"),
+    }
+    if let Some((e, duration_ms)) = traffic {
+        super::traffic::trust_block(o, e, duration_ms);
     }
     o.push_str("</section>\n");
 }

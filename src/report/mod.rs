@@ -8,6 +8,7 @@ pub mod human;
 pub mod jsonl;
 pub mod junit;
 pub mod model;
+pub mod traffic;
 
 use std::path::{Path, PathBuf};
 
@@ -185,6 +186,9 @@ pub fn summary(r: &RunReport) -> String {
             };
             let _ = writeln!(s, "  {:<24} {:<8} {line}", t.id, t.result().label());
         }
+    }
+    if let Some(t) = &r.traffic {
+        s.push_str(&traffic::text(t));
     }
     s
 }

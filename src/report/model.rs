@@ -36,6 +36,8 @@ pub struct RunReport {
     pub trusts: Vec<TrustReport>,
     /// Events read.
     pub events: usize,
+    /// What simulated clinicians experienced during the run (`demo --traffic`).
+    pub traffic: Option<crate::traffic::TrafficReport>,
 }
 
 /// A halt by the health gate.
@@ -334,7 +336,9 @@ impl RunReport {
         let lease = state.lease_holder().await?;
         run.status = run.effective_status(lease.as_ref(), crate::journal::lease::now_ms());
         let events = state.events(run_id).await?;
-        Ok(RunReport::build(run, &events))
+        let mut report = RunReport::build(run, &events);
+        report.traffic = crate::traffic::store::load(state, run_id).await?;
+        Ok(report)
     }
 
     /// The trust `id`, if it took part.
@@ -356,6 +360,7 @@ impl RunReport {
                 waves: Vec::new(),
                 trusts: Vec::new(),
                 events: events.len(),
+                traffic: None,
             },
             soak_round: BTreeMap::new(),
         };
