@@ -399,11 +399,16 @@ pub async fn prepare_all(db: &mut TrustDb, health: &Health) -> Result<(), String
 }
 
 /// Run a query so that it cannot change the trust's data: `read_only!(db, context,
-/// db.query(...))`. On Postgres the query runs inside `BEGIN READ ONLY ... ROLLBACK`: a
+/// db.query(...))`. On Postgres the query runs inside `BEGIN READ ONLY ... COMMIT`: a
 /// statement cannot leave that transaction (`SET transaction_read_only` fails once it has
 /// read), and a `set_config('default_transaction_read_only', 'off', false)` slipped into one
 /// probe cannot open the door for the next, which starts its own read-only transaction. SQLite
 /// connections for probes are opened read-only. Evaluates to `Result<T, String>`.
+///
+/// The transaction ends with `COMMIT`, not `ROLLBACK`: a read-only transaction has nothing to
+/// keep, and every `ROLLBACK` is counted by `pg_stat_database` as a failed transaction of the
+/// trust, which would make the probes themselves move the rollback rate the real-workload
+/// signal judges (more probe windows, or fewer users' transactions, would read as failures).
 macro_rules! read_only {
     ($db:expr, $context:expr, $call:expr) => {
         match begin_read_only($db, $context).await {
@@ -427,7 +432,8 @@ async fn begin_read_only(db: &mut TrustDb, context: &str) -> Result<bool, String
         .map_err(|e| e.to_string())
 }
 
-/// Ends what [`begin_read_only`] opened (rolling back: nothing in it is kept).
+/// Ends what [`begin_read_only`] opened (committing a read-only transaction keeps nothing; a
+/// failed statement has already aborted it, and the `COMMIT` then rolls it back).
 async fn end_read_only<T>(
     db: &mut TrustDb,
     context: &str,
@@ -437,7 +443,7 @@ async fn end_read_only<T>(
     if !opened {
         return result;
     }
-    let end = db.execute_script("ROLLBACK", context).await;
+    let end = db.execute_script("COMMIT", context).await;
     match (result, end) {
         (Ok(_), Err(e)) => Err(e.to_string()),
         (result, _) => result,
