@@ -17,7 +17,8 @@
 //! FLOTILLA_DETECTION_REPEATS=10 scripts/test --test gate_detection -- --nocapture --test-threads 1
 //! ```
 //!
-//! With `FLOTILLA_DETECTION_REPEATS` set, `flaky-writes` at exactly the plan's `max_loss_rate`
+//! `FLOTILLA_DETECTION_KINDS=contention,clean` runs only those rows (`clean`: the clean
+//! rollouts). With `FLOTILLA_DETECTION_REPEATS` set, `flaky-writes` at exactly the plan's `max_loss_rate`
 //! (5%) is measured too and reported without an assertion: by design the writes after the
 //! upgrade catch it with 99% confidence, so about one run in a hundred lets it through.
 
@@ -69,6 +70,15 @@ fn repeats() -> usize {
 /// Clinicians' actions per second per trust while each rollout runs.
 fn traffic_rate() -> String {
     env_or("FLOTILLA_DETECTION_TRAFFIC", 20u32).to_string()
+}
+
+/// The fault kinds to run: `FLOTILLA_DETECTION_KINDS` (comma-separated, e.g. `contention`;
+/// `clean` for the clean rollouts only) or every kind and the clean rollouts.
+fn selected(kind: &str) -> bool {
+    match std::env::var("FLOTILLA_DETECTION_KINDS") {
+        Ok(list) if !list.trim().is_empty() => list.split(',').any(|k| k.trim() == kind),
+        _ => true,
+    }
 }
 
 fn measuring() -> bool {
@@ -231,6 +241,10 @@ fn fault_run(
     );
     tally.runs += 1;
     let halted = out.code == Some(3);
+    println!(
+        "DETECTION-RUN fault={kind} run={run}: exit {:?}, {:.1} s so far",
+        out.code, tally.seconds
+    );
     if halted {
         tally.halted += 1;
         tally.figures.push(camden_reason(&out.stderr));
@@ -309,6 +323,10 @@ fn clean_run(ws: &Workspace, run: usize, tally: &mut Tally) {
         tally,
     );
     tally.runs += 1;
+    println!(
+        "DETECTION-RUN clean run={run}: exit {:?}, {:.1} s so far",
+        out.code, tally.seconds
+    );
     if out.code != Some(0) {
         tally.halted += 1;
         tally
@@ -343,14 +361,14 @@ fn measure(dialect: Dialect) {
     ws.run(&["demo", "--seed-only", "--patients", PATIENTS])
         .success();
     let before = patient_data(&ws, "camden");
-    for kind in FAULTS {
+    for kind in FAULTS.iter().filter(|k| selected(k)) {
         let mut tally = Tally::new(format!("fault={kind}"));
         for run in 1..=r {
             fault_run(&ws, kind, run, &before, &mut tally, true);
         }
         tally.print(dialect);
     }
-    if measuring() {
+    if measuring() && selected("flaky-writes=5%") {
         // At exactly the plan's max_loss_rate: caught with 99% confidence by design.
         let kind = "flaky-writes=5%";
         let mut tally = Tally::new(format!("fault={kind} (the plan's max_loss_rate)"));
@@ -359,11 +377,13 @@ fn measure(dialect: Dialect) {
         }
         tally.print(dialect);
     }
-    let mut tally = Tally::new("clean rollouts (false halts)".into());
-    for run in 1..=r {
-        clean_run(&ws, run, &mut tally);
+    if selected("clean") {
+        let mut tally = Tally::new("clean rollouts (false halts)".into());
+        for run in 1..=r {
+            clean_run(&ws, run, &mut tally);
+        }
+        tally.print(dialect);
     }
-    tally.print(dialect);
 }
 
 #[test]
