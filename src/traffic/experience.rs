@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::record::{ActionKind, Record};
+use crate::health::gate::machine_factor;
 use crate::health::stats::{mann_whitney_greater, percentile};
 
 /// Where a trust stood in the rollout.
@@ -373,20 +374,6 @@ fn figures(kind: ActionKind, acts: &[&Act<'_>]) -> KindFigures {
         p95_ms: percentile(&ok, 0.95),
         p99_ms: percentile(&ok, 0.99),
         max_ms: ok.last().copied(),
-    }
-}
-
-/// How much slower the machine was in `control` than in `baseline_control`: the ratio of
-/// their medians, never below 1 (a faster machine is not credited); 1 without figures.
-pub fn machine_factor(baseline_control: &[f64], control: &[f64]) -> f64 {
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        percentile(&v, 0.5)
-    };
-    match (median(baseline_control), median(control)) {
-        (Some(b), Some(c)) if b > 0.0 && c.is_finite() => (c / b).max(1.0),
-        _ => 1.0,
     }
 }
 
