@@ -278,6 +278,42 @@ pub fn compare_latency(
     })
 }
 
+/// Share of lock-wait polls that, with a write slowdown of at least half the allowed ratio,
+/// marks serialised writers (see [`serialised_writers`]).
+const SERIALISED_POLL_SHARE: f64 = 0.25;
+
+/// Whether the write probe's slowdown, significant and above the floor but below the ratio
+/// that alone fails a trust, is corroborated by lock waits: sessions of the trust's database
+/// were seen waiting on a lock in at least [`SERIALISED_POLL_SHARE`] of the window's polls,
+/// at least twice the baseline's share plus ten points, and the median (or p95) moved by at
+/// least half the allowed excess (×2 when ×3 is allowed).
+///
+/// Why: under clinicians' traffic a migration that serialises writers (a trigger taking a
+/// table or advisory lock) spreads its cost over every session, so the probe's own median may
+/// grow only ×2–×3 while the database shows sessions queueing on the lock in most polls. A
+/// shared disk that slows writes makes no one wait on a lock, so this does not widen the
+/// machine-noise door the ratio guards. Postgres only (SQLite has no lock table to read).
+fn serialised_writers(
+    c: &LatencyComparison,
+    r: &Regression,
+    baseline: Option<&LockWaits>,
+    window: Option<&LockWaits>,
+) -> bool {
+    let Some(w) = window.filter(|w| w.polls > 0) else {
+        return false;
+    };
+    let share = |l: &LockWaits| l.polls_waiting as f64 / l.polls.max(1) as f64;
+    let (ws, bs) = (share(w), baseline.map(share).unwrap_or(0.0));
+    let half = |allowed: f64| 1.0 + (allowed - 1.0) / 2.0;
+    let moved = ratio(c.median_ms, c.baseline_median_ms) > half(r.median_ratio)
+        || ratio(c.p95_ms, c.baseline_p95_ms) > half(r.p95_ratio);
+    c.p_value < r.alpha
+        && c.shift_ms > r.floor_ms
+        && moved
+        && ws >= SERIALISED_POLL_SHARE
+        && ws >= 2.0 * bs + 0.1
+}
+
 /// Judge a window against the baseline.
 pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Window) -> Judgement {
     let mut fail = Vec::new();
@@ -356,7 +392,14 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                                 &as_latency(w),
                                 &thresholds,
                             ) {
-                                Some(c) => {
+                                Some(mut c) => {
+                                    let serialised = serialised_writers(
+                                        &c,
+                                        &thresholds,
+                                        baseline.lock_waits.as_ref(),
+                                        window.lock_waits.as_ref(),
+                                    );
+                                    c.regressed |= serialised;
                                     if c.regressed {
                                         latency_fails += 1;
                                         let mut reason = regression_reason(
@@ -370,7 +413,24 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
                                             &c,
                                             &thresholds,
                                         );
-                                        if let Some(l) = &window.lock_waits {
+                                        if serialised {
+                                            reason.push_str(&format!(
+                                                "; below the ×{} ratio alone, but writers were serialised: {}{}",
+                                                thresholds.median_ratio,
+                                                window
+                                                    .lock_waits
+                                                    .as_ref()
+                                                    .map(LockWaits::describe)
+                                                    .unwrap_or_default(),
+                                                match &baseline.lock_waits {
+                                                    Some(b) => format!(
+                                                        " (baseline: {})",
+                                                        b.describe()
+                                                    ),
+                                                    None => String::new(),
+                                                }
+                                            ));
+                                        } else if let Some(l) = &window.lock_waits {
                                             reason.push_str("; ");
                                             reason.push_str(&l.describe());
                                         }
@@ -764,6 +824,59 @@ mod tests {
             panic!("a plan that asks for 1.5 on writes gets it")
         };
         assert!(reasons[0].contains("saving a record"), "{reasons:?}");
+    }
+
+    #[test]
+    fn a_write_slowdown_below_the_ratio_fails_when_writers_queue_on_locks() {
+        let b = snapshot(samples(2.0, 0.4), 100, "a");
+        let mut p = b.clone();
+        // Saving ×2.3 under load: below the write default of ×3 on its own...
+        p.write = Some(Ok(writes(samples(3.4, 0.6), 0)));
+        let waits = |waiting| LockWaits {
+            polls: 40,
+            polls_waiting: waiting,
+            max_waiting: 3,
+            events: [("Lock:advisory".to_string(), waiting)]
+                .into_iter()
+                .collect(),
+        };
+        assert_eq!(
+            judge(&health(), &b, &p, Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
+        // ...but sessions queued on a lock in 30 of 40 polls, against none at baseline.
+        let mut with_b = b.clone();
+        with_b.lock_waits = Some(waits(0));
+        p.lock_waits = Some(waits(30));
+        let j = judge(&health(), &with_b, &p, Window::PostUpgrade);
+        let Verdict::Fail(reasons) = &j.verdict else {
+            panic!("{:?}", j.verdict)
+        };
+        assert!(!j.critical);
+        assert!(
+            reasons[0].contains("below the ×3 ratio alone, but writers were serialised: lock waits in 30 of 40 polls")
+                && reasons[0].contains("(baseline: no lock waits in 40 polls)"),
+            "{reasons:?}"
+        );
+        // The same waits at baseline: the release did not add them.
+        with_b.lock_waits = Some(waits(25));
+        assert_eq!(
+            judge(&health(), &with_b, &p, Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
+        // Lock waits in a few polls only, or a slowdown under half the allowed excess: pass.
+        with_b.lock_waits = Some(waits(0));
+        p.lock_waits = Some(waits(6));
+        assert_eq!(
+            judge(&health(), &with_b, &p, Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
+        p.lock_waits = Some(waits(30));
+        p.write = Some(Ok(writes(samples(2.7, 0.4), 0)));
+        assert_eq!(
+            judge(&health(), &with_b, &p, Window::PostUpgrade).verdict,
+            Verdict::Pass
+        );
     }
 
     #[test]
