@@ -50,7 +50,7 @@ fn hurt_words(h: &Hurt) -> String {
 pub fn blast_sentence(r: &TrafficReport) -> String {
     let b = &r.blast;
     let mut s = format!(
-        "{} of {} upgraded trust(s) hurt{}: {} clinician action(s) hurt ({} of {} actions on the new version failed, {} were slow; {} saved note(s) vanished)",
+        "{} of {} upgraded trust(s) hurt{}: {} clinician action(s) hurt ({} of {} actions on the new version failed on trusts that failed more often than before their upgrade, {} were slow; {} saved note(s) vanished)",
         b.trusts_hurt.len(),
         b.trusts_upgraded,
         if b.trusts_hurt.is_empty() {
@@ -155,8 +155,11 @@ pub fn section(o: &mut String, r: &TrafficReport, gate_result: impl Fn(&str) -> 
     );
     let _ = writeln!(
         o,
-        "<p class=\"note\">An action is <i>hurt</i> when it started while its trust was on the new version and failed, or was slower than that trust's own pre-upgrade p95 for that kind of action while that kind regressed there (one-sided Mann–Whitney U p &lt; {}, median at least {}× and {} ms slower); and every saved note found missing or changed after the trust's upgrade began. Actions while a trust was being migrated or rolled back are shown per phase but not counted as hurt.</p>",
-        r.rule.alpha, r.rule.median_ratio, r.rule.floor_ms
+        "<p class=\"note\">An action is <i>hurt</i> when it started while its trust was on the new version and failed, on a trust that failed actions more often than before its upgrade (one-sided Fisher exact test p &lt; {alpha}, rate at least {ratio}× the pre-upgrade one; every failure counts when fewer than {min} actions ran before), or was slower than that trust's own pre-upgrade p95 for that kind of action while that kind regressed there (one-sided Mann–Whitney U p &lt; {alpha}, median at least {ratio}× and {floor} ms slower); and every saved note found missing or changed after the trust's upgrade began. Actions while a trust was being migrated or rolled back are shown per phase but not counted as hurt.</p>",
+        alpha = r.rule.alpha,
+        ratio = r.rule.median_ratio,
+        floor = r.rule.floor_ms,
+        min = r.rule.min_samples,
     );
     for p in &r.problems {
         let _ = writeln!(o, "<p class=\"reason\">{}</p>", esc(p));

@@ -9,7 +9,15 @@
 //!
 //! An action is **hurt** by the upgrade when
 //! - it started while its trust was `upgraded` and failed (an error, a lock it waited
-//!   [`LOCK_WAIT`](super::clinic::LOCK_WAIT) for, a lost connection); or
+//!   [`LOCK_WAIT`](super::clinic::LOCK_WAIT) for, a lost connection), and actions failed
+//!   more often on that trust while upgraded than on the old version: one-sided Fisher exact
+//!   test below [`HurtRule::alpha`] and a failure rate at least [`HurtRule::median_ratio`]
+//!   times the old version's. The old version's rate is that of the other trusts still
+//!   `before` their upgrade while this one was upgraded (same moment, same machine load), or,
+//!   when they ran fewer than [`HurtRule::min_samples`] actions then (the last wave), this
+//!   trust's own `before` actions; with too few of those too, every failure counts. A trust
+//!   that fails the occasional action on any version (an embedded database's one write lock,
+//!   a machine that cannot keep up) is not hurt by the upgrade for that; or
 //! - it started while its trust was `upgraded`, succeeded, is of a kind that *regressed* on
 //!   that trust, and took longer than that kind's pre-upgrade p95 on that trust. A kind
 //!   regressed when its `upgraded` latencies are slower than its `before` ones with
@@ -34,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use super::record::{ActionKind, Record};
 use crate::health::gate::machine_factor;
-use crate::health::stats::{mann_whitney_greater, percentile};
+use crate::health::stats::{fisher_greater, mann_whitney_greater, percentile};
 
 /// Where a trust stood in the rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -242,6 +250,77 @@ impl Hurt {
     }
 }
 
+/// A trust's failure rate before against while upgraded (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureComparison {
+    /// What the failures were compared with.
+    pub against: FailureControl,
+    /// Actions started on the old version (see `against`).
+    pub before: u64,
+    /// Of those, failed.
+    pub before_failed: u64,
+    /// Actions started while upgraded.
+    pub upgraded: u64,
+    /// Of those, failed.
+    pub upgraded_failed: u64,
+    /// One-sided Fisher exact p-value (`None`: too few actions before to compare).
+    pub p_value: Option<f64>,
+    /// Whether the upgraded trust failed actions more often than before, so that its failures
+    /// count as hurt.
+    pub regressed: bool,
+}
+
+/// The actions on the old version a trust's failures while upgraded are compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureControl {
+    /// Other trusts' actions while they were still `before` their upgrade and this trust was
+    /// upgraded: the same moment and machine load.
+    OtherTrustsMeanwhile,
+    /// This trust's own actions before its upgrade.
+    OwnBefore,
+}
+
+impl FailureComparison {
+    /// `meanwhile`: (actions, failed) of the other trusts still on the old version while this
+    /// one was upgraded.
+    fn new(acts: &[Act<'_>], meanwhile: (u64, u64), rule: &HurtRule) -> Self {
+        let count = |phase: Phase| {
+            let of = acts.iter().filter(|a| a.phase == phase);
+            (
+                of.clone().count() as u64,
+                of.filter(|a| a.error.is_some()).count() as u64,
+            )
+        };
+        let (upgraded, upgraded_failed) = count(Phase::Upgraded);
+        let (against, (before, before_failed)) = if meanwhile.0 >= rule.min_samples as u64 {
+            (FailureControl::OtherTrustsMeanwhile, meanwhile)
+        } else {
+            (FailureControl::OwnBefore, count(Phase::Before))
+        };
+        let (p_value, regressed) = if upgraded_failed == 0 {
+            (None, false)
+        } else if before < rule.min_samples as u64 {
+            (None, true)
+        } else {
+            let p = fisher_greater(upgraded_failed, upgraded, before_failed, before);
+            let rate = |f: u64, n: u64| f as f64 / n.max(1) as f64;
+            let more =
+                rate(upgraded_failed, upgraded) >= rule.median_ratio * rate(before_failed, before);
+            (Some(p), p < rule.alpha && more)
+        };
+        FailureComparison {
+            against,
+            before,
+            before_failed,
+            upgraded,
+            upgraded_failed,
+            p_value,
+            regressed,
+        }
+    }
+}
+
 /// A time slice of a trust's traffic, for the plot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bin {
@@ -299,6 +378,9 @@ pub struct TrustExperience {
     pub exposed: u64,
     /// Hurt actions.
     pub hurt: Hurt,
+    /// Failures before against while upgraded: whether the upgrade made actions fail.
+    #[serde(default)]
+    pub failures: Option<FailureComparison>,
     /// The most frequent errors.
     pub errors: Vec<ErrorCount>,
     /// Phase changes, ms since the traffic started.
@@ -427,6 +509,8 @@ struct TrustInput<'a, 'r> {
     /// The final read-back: (missing, why it failed).
     verified: Option<(u64, Option<&'a str>)>,
     timeline: &'a Timeline,
+    /// (actions, failed) of the other trusts still `before` while this one was upgraded.
+    meanwhile: (u64, u64),
 }
 
 /// One trust's experience over the traffic's `span` (ms since the Unix epoch).
@@ -442,6 +526,7 @@ fn trust_experience(
         restored,
         verified,
         timeline,
+        ..
     } = input;
     let (start, end) = span;
     let mut phases = Vec::new();
@@ -490,13 +575,16 @@ fn trust_experience(
             compare(*k, &ok_ms(Phase::Before, *k), &upgraded, factor, rule)
         })
         .collect();
+    let failures = FailureComparison::new(acts, input.meanwhile, rule);
     let mut hurt = Hurt::default();
     let mut hurt_notes: BTreeSet<i64> = BTreeSet::new();
     let mut slow_notes: BTreeSet<i64> = BTreeSet::new();
     for a in acts.iter().filter(|a| a.phase == Phase::Upgraded) {
         if a.error.is_some() {
-            hurt.failed += 1;
-            hurt.actions += 1;
+            if failures.regressed {
+                hurt.failed += 1;
+                hurt.actions += 1;
+            }
         } else if let Some(c) = comparisons.iter().find(|c| c.kind == a.kind && c.regressed) {
             if a.ms / c.machine_factor > c.before_p95_ms {
                 hurt.slow += 1;
@@ -556,6 +644,7 @@ fn trust_experience(
         comparisons,
         exposed: acts.iter().filter(|a| a.phase == Phase::Upgraded).count() as u64,
         hurt,
+        failures: (failures.upgraded_failed > 0).then_some(failures),
         errors,
         phase_changes: timeline.0.iter().map(|(t, p)| (t - start, *p)).collect(),
         bins,
@@ -708,8 +797,32 @@ pub fn experience(
     }
     let none = BTreeSet::new();
     let mut out: Vec<TrustExperience> = Vec::new();
+    // Every action on the old version, by start time, for the failure comparison.
+    let mut old_version: Vec<(f64, &str, bool)> = acts
+        .iter()
+        .flat_map(|(t, a)| {
+            a.iter()
+                .filter(|a| a.phase == Phase::Before)
+                .map(move |a| (a.at, *t, a.error.is_some()))
+        })
+        .collect();
+    old_version.sort_by(|a, b| a.0.total_cmp(&b.0));
     for t in &trusts {
         let a = acts.get(t.as_str()).map_or(&[][..], Vec::as_slice);
+        let upgraded = a
+            .iter()
+            .filter(|a| a.phase == Phase::Upgraded)
+            .map(|a| a.at);
+        let span = (
+            upgraded.clone().fold(f64::INFINITY, f64::min),
+            upgraded.fold(f64::NEG_INFINITY, f64::max),
+        );
+        let lo = old_version.partition_point(|o| o.0 < span.0);
+        let meanwhile = old_version[lo..]
+            .iter()
+            .take_while(|o| o.0 <= span.1)
+            .filter(|o| o.1 != t.as_str())
+            .fold((0, 0), |(n, f), o| (n + 1, f + u64::from(o.2)));
         out.push(trust_experience(
             &TrustInput {
                 trust: t,
@@ -718,6 +831,7 @@ pub fn experience(
                 restored: restored.get(t.as_str()).unwrap_or(&none),
                 verified: verified.get(t.as_str()).copied(),
                 timeline: timelines.get(t).unwrap_or(&empty),
+                meanwhile,
             },
             (start, end),
             &rule,
@@ -788,7 +902,8 @@ fn hurt_before(
             && e.comparisons.iter().any(|c| {
                 c.kind == a.kind && c.regressed && a.ms / c.machine_factor > c.before_p95_ms
             });
-        if a.error.is_some() || slow {
+        let failed = a.error.is_some() && e.failures.as_ref().is_some_and(|f| f.regressed);
+        if failed || slow {
             n += 1;
             if let Some(id) = a.note {
                 counted.insert(id);
@@ -952,6 +1067,90 @@ mod tests {
         let t = timelines(failed.iter().map(|(t, b)| (*t, b)));
         assert_eq!(t["barnet"].at(30.0), Phase::Before);
         assert_eq!(t["barnet"].upgrade_began(), Some(10.0));
+    }
+
+    #[test]
+    fn failures_count_as_hurt_only_when_the_upgraded_trust_fails_more_often_than_before() {
+        // camden fails 5 of 100 actions before its upgrade (its database's one write lock,
+        // busy while the gate's probes write); upgraded it fails `failing` of 100.
+        let run = |failing: usize| {
+            let mut records = vec![started(&["camden"])];
+            for i in 0..100 {
+                let at = 10.0 + 9.0 * f64::from(i);
+                records.push(if i % 20 == 0 {
+                    failed("camden", at)
+                } else {
+                    act("camden", ActionKind::OpenRecord, at, 2.0)
+                });
+                let at = 1110.0 + 18.0 * f64::from(i);
+                records.push(if (i as usize) < failing {
+                    failed("camden", at)
+                } else {
+                    act("camden", ActionKind::OpenRecord, at, 2.0)
+                });
+            }
+            records.push(Record::Finished { at_ms: 5000.0 });
+            let r = experience(&records, &journal(), Some(2990.0), HurtRule::default());
+            (r.trusts[0].clone(), r.blast)
+        };
+        let (same, blast) = run(5);
+        let f = same.failures.as_ref().unwrap();
+        assert_eq!(
+            (f.before, f.before_failed, f.upgraded, f.upgraded_failed),
+            (100, 5, 100, 5)
+        );
+        assert!(!f.regressed && f.p_value.unwrap() > 0.4, "{f:?}");
+        assert_eq!(same.hurt, Hurt::default());
+        assert!(blast.trusts_hurt.is_empty());
+        assert_eq!(blast.hurt_before_halt, Some(0));
+        let (worse, blast) = run(30);
+        let f = worse.failures.as_ref().unwrap();
+        assert_eq!(f.against, FailureControl::OwnBefore);
+        assert!(f.regressed && f.p_value.unwrap() < 0.001, "{f:?}");
+        assert_eq!(worse.hurt.failed, 30);
+        assert_eq!(blast.trusts_hurt, vec!["camden".to_string()]);
+        assert_eq!(blast.hurt_before_halt, Some(30));
+    }
+
+    #[test]
+    fn failures_are_compared_with_trusts_still_on_the_old_version_at_the_same_moment() {
+        // The machine got busier as the rollout went on: camden (upgraded at 1100) fails 30 of
+        // 100 actions while barnet, never upgraded, fails as often at the same moment; both
+        // failed none earlier. The release is not to blame.
+        let run = |barnet_failing: usize| {
+            let mut records = vec![started(&["camden", "barnet"])];
+            for i in 0..100 {
+                let early = 10.0 + 9.0 * f64::from(i);
+                records.push(act("camden", ActionKind::OpenRecord, early, 2.0));
+                records.push(act("barnet", ActionKind::OpenRecord, early, 2.0));
+                let at = 1110.0 + 18.0 * f64::from(i);
+                records.push(if i % 10 < 3 {
+                    failed("camden", at)
+                } else {
+                    act("camden", ActionKind::OpenRecord, at, 2.0)
+                });
+                records.push(if (i as usize) < barnet_failing {
+                    failed("barnet", at)
+                } else {
+                    act("barnet", ActionKind::OpenRecord, at, 2.0)
+                });
+            }
+            records.push(Record::Finished { at_ms: 5000.0 });
+            experience(&records, &journal(), None, HurtRule::default())
+        };
+        let r = run(30);
+        let camden = &r.trusts[0];
+        let f = camden.failures.as_ref().unwrap();
+        assert_eq!(f.against, FailureControl::OtherTrustsMeanwhile);
+        assert_eq!((f.before, f.before_failed), (100, 30), "{f:?}");
+        assert!(!f.regressed, "{f:?}");
+        assert!(r.blast.trusts_hurt.is_empty());
+        // The old version kept up meanwhile: camden's failures are the release's.
+        let r = run(0);
+        let f = r.trusts[0].failures.as_ref().unwrap();
+        assert_eq!(f.against, FailureControl::OtherTrustsMeanwhile);
+        assert!(f.regressed, "{f:?}");
+        assert_eq!(r.blast.trusts_hurt, vec!["camden".to_string()]);
     }
 
     #[test]
