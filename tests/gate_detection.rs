@@ -223,7 +223,13 @@ fn fault_run(
     tally: &mut Tally,
     assert_halt: bool,
 ) {
-    let state = format!(".flotilla/state-{kind}-{run}.db");
+    // A file name without '=' (flotilla refuses `--state` values that look like key=value
+    // connection strings) or '%'.
+    let slug: String = kind
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let state = format!(".flotilla/state-{slug}-{run}.db");
     let out = timed(
         ws,
         &[
