@@ -1,11 +1,9 @@
 //! Bad configuration, bad catalogs and bad estates: the right exit code, an error that names
 //! the file / trust / migration, no panic, and nothing changed.
 
-mod common;
-
 use serde_json::json;
 
-use common::*;
+use crate::common::*;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
 

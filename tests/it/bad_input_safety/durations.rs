@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
+use super::{versions, PLAN};
 use crate::common::{block_on, create_databases, serial, Spawned, Workspace};
-use crate::{versions, PLAN};
 
 #[test]
 fn timeouts_that_switch_a_protection_off_are_refused_with_the_reason() {
@@ -70,7 +70,7 @@ fn blocked_after(stdout: &str) -> f64 {
 
 #[test]
 fn preflight_waits_the_plans_lock_timeout_for_a_locked_sqlite_trust_then_says_so() {
-    let ws = crate::small_workspace();
+    let ws = super::small_workspace();
     ws.run(&["demo", "--seed-only", "--patients", "20"])
         .success();
     let plan = ws.read(PLAN);
@@ -122,8 +122,8 @@ fn preflight_waits_the_plans_lock_timeout_for_a_locked_sqlite_trust_then_says_so
 
 #[test]
 fn postgres_preflight_gives_up_on_a_locked_tracking_table_after_the_lock_timeout() {
-    let mut ws = crate::small_workspace();
-    let ids: Vec<String> = crate::SMALL_ESTATE.iter().map(|s| s.to_string()).collect();
+    let mut ws = super::small_workspace();
+    let ids: Vec<String> = super::SMALL_ESTATE.iter().map(|s| s.to_string()).collect();
     let dbs = create_databases("lock_timeout", &ids);
     ws.write_pg_inventory(&dbs);
     ws.run(&["demo", "--seed-only", "--patients", "20"])

@@ -1,8 +1,6 @@
 //! Rolling release 5.1 out over the 56-trust SQLite sample estate.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
 

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::{events_named, latest_run, operator, small_workspace, state, versions, PLAN};
 use crate::common::{create_databases, next_version, serial, url_with_db, Db, Spawned, Workspace};
-use crate::{events_named, latest_run, operator, small_workspace, state, versions, PLAN};
 
 /// Remove the fault `demo --inject-regression` planted in camden's own migrations.
 fn remove_planted_fault(ws: &Workspace) {
@@ -305,7 +305,7 @@ fn a_run_killed_before_its_verdict_is_crashed_refuses_a_new_rollout_and_its_trus
 #[test]
 fn postgres_estate_and_state_a_halted_run_blocks_until_abandoned() {
     let mut ws = small_workspace();
-    let names: Vec<String> = crate::SMALL_ESTATE.iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = super::SMALL_ESTATE.iter().map(|s| s.to_string()).collect();
     let mut all = names.clone();
     all.push("state".into());
     let dbs = create_databases("unfinished", &all);

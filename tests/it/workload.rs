@@ -2,14 +2,12 @@
 //! against a real cluster, and whole rollouts where a regression only the workload can see
 //! halts the pilot, a clean run passes, and a trust without the extension is said once.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{block_on, create_databases, pg_admin_url, url_with_db, Db, Workspace};
+use crate::common::{block_on, create_databases, pg_admin_url, url_with_db, Db, Workspace};
 use flotilla::config::health::{Health, LatencyProbe, WriteProbe};
 use flotilla::config::inventory::{PasswordSource, UrlSource};
 use flotilla::config::{DatabaseTarget, Trust};

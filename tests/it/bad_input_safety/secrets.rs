@@ -4,17 +4,17 @@
 //! refused with an error that printed it whole, and `--state 'host=... password=...'` created
 //! SQLite files named after it.
 
+use super::never_shows;
 use crate::common::{
     closed_port, create_databases, pg_admin_exec, pg_admin_url, split_password, url_with_db,
     Workspace,
 };
-use crate::never_shows;
 
 const SECRET: &str = "Sup3r-S3cret-pw";
 
 fn camden_database(ws: &Workspace, database: serde_json::Value) {
-    if ws.inventory()["trusts"].as_array().unwrap().len() > crate::SMALL_ESTATE.len() {
-        ws.keep_trusts(crate::SMALL_ESTATE);
+    if ws.inventory()["trusts"].as_array().unwrap().len() > super::SMALL_ESTATE.len() {
+        ws.keep_trusts(super::SMALL_ESTATE);
     }
     ws.edit_inventory(|inv| {
         for t in inv["trusts"].as_array_mut().unwrap() {
@@ -171,8 +171,8 @@ fn state_must_be_a_path_sqlite_or_postgres_and_is_refused_without_echo() {
 #[test]
 fn postgres_passwords_from_the_environment_reach_no_output_event_or_journal() {
     let mut ws = Workspace::new();
-    ws.keep_trusts(crate::SMALL_ESTATE);
-    let ids: Vec<String> = crate::SMALL_ESTATE.iter().map(|s| s.to_string()).collect();
+    ws.keep_trusts(super::SMALL_ESTATE);
+    let ids: Vec<String> = super::SMALL_ESTATE.iter().map(|s| s.to_string()).collect();
     let dbs = create_databases("secrets", &ids);
     ws.write_pg_inventory(&dbs);
     let role = format!("flotilla_pw_{}", std::process::id());

@@ -12,9 +12,6 @@
 //! * `messages`: plain error texts, escaped control characters, right lines, right user.
 //! * `fuzz`: property tests of the YAML and migration-file loaders (bounded case counts).
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod durations;
 mod files;
 mod fuzz;
@@ -23,7 +20,7 @@ mod secrets;
 mod state_db;
 mod unfinished_runs;
 
-use common::{Outcome, Workspace};
+use crate::common::{Outcome, Workspace};
 
 /// Two pilot trusts, two of the first twelve, one more London trust, one in the South: every
 /// wave of plans/rio-5.1.yaml has a trust.
@@ -61,8 +58,8 @@ pub fn latest_run(ws: &Workspace) -> String {
 }
 
 /// The default state database of a workspace, read behind flotilla's back.
-pub fn state(ws: &Workspace) -> common::Db {
-    common::Db::Sqlite(ws.path(".flotilla/state.db"))
+pub fn state(ws: &Workspace) -> crate::common::Db {
+    crate::common::Db::Sqlite(ws.path(".flotilla/state.db"))
 }
 
 /// Bodies of every `event` of the journal, in order.
@@ -85,7 +82,7 @@ pub fn operator() -> String {
     format!(
         "{}@{}",
         String::from_utf8_lossy(&user.stdout).trim(),
-        common::this_host()
+        crate::common::this_host()
     )
 }
 

@@ -11,14 +11,12 @@
 //! the time; always printed) control the kill points, e.g.
 //! `FLOTILLA_CRASH_SEED=1234 scripts/test --test crash -- --nocapture`.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
 /// Every wave of the plan has work: pilot (camden, islington), first-twelve (barnet, bexley),

@@ -5,12 +5,10 @@
 //! the traffic only runs on demo databases, and a migration whose first statement reads is not
 //! failed by a concurrent writer on SQLite.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{create_databases, Db, Outcome, Spawned, Workspace};
+use crate::common::{create_databases, Db, Outcome, Spawned, Workspace};
 use serde_json::{json, Value};
 
 const PLAN: &str = "plans/rio-5.1.yaml";
@@ -437,7 +435,7 @@ fn sqlite_a_migration_that_reads_first_waits_for_a_concurrent_writer() {
         "5.1",
     ])
     .success();
-    let (version, prefix) = common::next_version();
+    let (version, prefix) = crate::common::next_version();
     ws.write(
         format!("migrations/{prefix}_reads_first.up.sql"),
         "SELECT COUNT(*) FROM patient;\nCREATE TABLE reads_first (id INTEGER PRIMARY KEY);\n",
@@ -453,7 +451,7 @@ fn sqlite_a_migration_that_reads_first_waits_for_a_concurrent_writer() {
     // A clinician's write transaction, held for 2 s while the rollout starts.
     let (held_tx, held_rx) = std::sync::mpsc::channel();
     let writer = std::thread::spawn(move || {
-        common::block_on(async move {
+        crate::common::block_on(async move {
             use sqlx::Connection;
             let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
             let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
@@ -470,7 +468,7 @@ fn sqlite_a_migration_that_reads_first_waits_for_a_concurrent_writer() {
         })
     });
     held_rx.recv().unwrap();
-    let _serial = common::serial();
+    let _serial = crate::common::serial();
     let out = Spawned::start(&ws, &["rollout", "plans/reads.yaml", "--yes"])
         .wait(Duration::from_secs(60));
     writer.join().unwrap();

@@ -5,12 +5,10 @@
 //! One test in its own binary: it restarts the shared throwaway cluster, which must not
 //! disturb other tests (cargo runs test binaries one after another).
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{create_databases, next_version, serial, version_prefix, Workspace};
+use crate::common::{create_databases, next_version, serial, version_prefix, Workspace};
 
 const ESTATE: &[&str] = &["camden", "islington", "barnet", "brent"];
 
@@ -30,7 +28,7 @@ fn rollout_while(
     args: &[&str],
     after: Duration,
     during: impl FnOnce(),
-) -> common::Outcome {
+) -> crate::common::Outcome {
     let _serial = serial();
     let mut cmd = ws.command(args);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -39,7 +37,7 @@ fn rollout_while(
     std::thread::sleep(after.saturating_sub(started.elapsed()));
     during();
     let out = child.wait_with_output().expect("wait for flotilla");
-    common::Outcome {
+    crate::common::Outcome {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

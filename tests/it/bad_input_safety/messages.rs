@@ -3,8 +3,8 @@
 //! escaped instead of sent to the terminal, the line of the offending entry, "before upgrade"
 //! when the baseline failed and nothing was upgraded, and the real user's name.
 
+use super::{small_workspace, state, PLAN};
 use crate::common::Workspace;
-use crate::{small_workspace, state, PLAN};
 
 #[test]
 fn yaml_errors_are_plain_words_not_library_options_or_limits() {
@@ -133,7 +133,7 @@ fn a_baseline_that_could_not_be_measured_is_not_reported_as_after_the_upgrade() 
         out.describe()
     );
     assert!(
-        crate::versions(&ws).values().all(|v| *v == 80),
+        super::versions(&ws).values().all(|v| *v == 80),
         "every trust still at 5.0"
     );
 }
@@ -155,6 +155,6 @@ fn runs_are_recorded_with_the_name_of_the_uid_when_user_is_unset() {
     out.success();
     assert_eq!(
         state(&ws).query_strings("SELECT started_by FROM flotilla_runs"),
-        vec![crate::operator()]
+        vec![super::operator()]
     );
 }

@@ -1,8 +1,6 @@
 //! The same rollouts on PostgreSQL (needs FLOTILLA_TEST_PG_URL: run scripts/test).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
 

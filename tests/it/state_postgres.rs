@@ -2,12 +2,10 @@
 //! recorded there, the lease there keeps a second operator's run out, and a password in the
 //! URL is refused.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     create_databases, pg_admin_url, serial, split_password, url_with_db, Workspace, PG_PASSWORD_ENV,
 };
 

@@ -1,10 +1,8 @@
 //! The command line: help, validate, plan (text, json, --sql), usage errors.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
 

@@ -22,12 +22,10 @@
 //! (5%) is measured too and reported without an assertion: by design the writes after the
 //! upgrade catch it with 99% confidence, so about one run in a hundred lets it through.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use common::{create_databases, env_or, Workspace};
+use crate::common::{create_databases, env_or, Workspace};
 use serde_json::json;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
@@ -194,10 +192,10 @@ impl Tally {
 }
 
 /// Run flotilla, adding its own wall time (not the wait for the other test's run) to `tally`.
-fn timed(ws: &Workspace, args: &[&str], tally: &mut Tally) -> common::Outcome {
-    let _serial = common::serial();
+fn timed(ws: &Workspace, args: &[&str], tally: &mut Tally) -> crate::common::Outcome {
+    let _serial = crate::common::serial();
     let started = Instant::now();
-    let out = common::run_unlocked(ws, args);
+    let out = crate::common::run_unlocked(ws, args);
     tally.seconds += started.elapsed().as_secs_f64();
     out
 }

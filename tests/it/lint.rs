@@ -5,8 +5,6 @@
 //! linted for PostgreSQL and SQLite. The down-undoes-up rehearsal runs on scratch SQLite and on
 //! a Postgres database of its own. The CLI tests run the real binary on a workspace copy.
 
-mod common;
-
 use std::path::PathBuf;
 
 use flotilla::config::inventory::{PasswordSource, UrlSource};
@@ -16,7 +14,7 @@ use flotilla::migrations::lint::{self, rules, Finding, Severity};
 use flotilla::migrations::{roundtrip, Catalog};
 use sqlx::Connection;
 
-use common::*;
+use crate::common::*;
 
 const BOTH: &[Dialect] = &[Dialect::Postgres, Dialect::Sqlite];
 const PG: &[Dialect] = &[Dialect::Postgres];

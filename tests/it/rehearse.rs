@@ -2,12 +2,10 @@
 //! runs the plan on disposable copies, gives the real run's verdicts and leaves nothing behind.
 //! SQLite and Postgres (FLOTILLA_TEST_PG_URL: run scripts/test).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const SMALL: &str = "plans/small.yaml";

@@ -1,11 +1,9 @@
 //! The estate lease (one run at a time, a stopped holder's lease can be taken over) and an
 //! orderly Ctrl-C followed by `resume`, on an SQLite estate with the default state database.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
 /// One trust for every wave of the plan: pilot (camden, islington), first-twelve (barnet),

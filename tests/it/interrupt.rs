@@ -1,12 +1,10 @@
 //! A second Ctrl-C abandons the migration transaction in flight: Postgres rolls it back, the
 //! journal records the abort, and `resume` finishes the run.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{create_databases, next_version, serial, Workspace};
+use crate::common::{create_databases, next_version, serial, Workspace};
 
 fn sigint(pid: u32) {
     let ok = std::process::Command::new("kill")
@@ -80,7 +78,7 @@ fn a_second_interrupt_rolls_the_transaction_in_flight_back_and_is_recorded() {
 /// (status of the run, number of `interrupted` events with abort = true), read through the
 /// test harness's own SQLite access.
 fn recorded_interrupt(ws: &Workspace) -> (String, i64) {
-    let state = common::Db::Sqlite(ws.path(".flotilla/state.db"));
+    let state = crate::common::Db::Sqlite(ws.path(".flotilla/state.db"));
     let status = state.query_strings("SELECT status FROM flotilla_runs");
     let aborts = state.query_i64(
         "SELECT COUNT(*) FROM flotilla_events WHERE event = 'interrupted' AND body LIKE '%\"abort\":true%'",

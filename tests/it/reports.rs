@@ -4,11 +4,9 @@
 //! reports name the failing trust and why; `flotilla report RUN` renders the same files from
 //! the journal.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::Workspace;
+use crate::common::Workspace;
 use serde_json::Value;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
@@ -37,7 +35,7 @@ fn small_workspace() -> Workspace {
 
 /// Event names documented in docs/events.md (its `### \`name\`` headings).
 fn documented_events() -> BTreeSet<String> {
-    let doc = std::fs::read_to_string(common::repo_root().join("docs/events.md"))
+    let doc = std::fs::read_to_string(crate::common::repo_root().join("docs/events.md"))
         .expect("docs/events.md exists");
     doc.lines()
         .filter_map(|l| l.strip_prefix("### `"))
@@ -48,7 +46,8 @@ fn documented_events() -> BTreeSet<String> {
 
 /// The variants of `enum Event` in src/engine/events.rs, in snake_case (their serde names).
 fn event_variants() -> BTreeSet<String> {
-    let src = std::fs::read_to_string(common::repo_root().join("src/engine/events.rs")).unwrap();
+    let src =
+        std::fs::read_to_string(crate::common::repo_root().join("src/engine/events.rs")).unwrap();
     let body = &src[src.find("pub enum Event {").expect("enum Event")..];
     let body = &body[..body.find("\n}\n").unwrap()];
     body.lines()

@@ -8,8 +8,8 @@
 
 use std::process::Command;
 
+use super::{latest_run, small_workspace, PLAN};
 use crate::common::{run_captured, serial, Outcome, Workspace, BIN};
-use crate::{latest_run, small_workspace, PLAN};
 
 /// Run `flotilla ARGS` in the workspace inside a private mount namespace, after the shell
 /// `setup` (which sees the workspace as `$PWD`).
@@ -126,7 +126,7 @@ fn paths_that_are_directories_say_so() {
     ws.run(&["--state", "state-dir", "status"])
         .code(2)
         .stderr_contains("is a directory");
-    ws.keep_trusts(crate::SMALL_ESTATE);
+    ws.keep_trusts(super::SMALL_ESTATE);
     std::fs::create_dir_all(ws.path("estate/camden.db")).unwrap();
     let out = ws.run(&["plan", PLAN]);
     out.code(2)

@@ -2,9 +2,7 @@
 //! invalid index a failed `CREATE INDEX CONCURRENTLY` leaves on Postgres), and `rollback` of a
 //! whole wave or run, verified, on SQLite and Postgres.
 
-mod common;
-
-use common::{create_databases, next_version, Workspace};
+use crate::common::{create_databases, next_version, Workspace};
 use serde_json::json;
 
 const PLAN: &str = "plans/rio-5.1.yaml";

@@ -3,12 +3,10 @@
 //! that writes) still cannot write, because probes run read-only; and every record the write
 //! probe makes is removed again, even after the run is killed in the middle of a window.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{create_databases, Spawned, Workspace};
+use crate::common::{create_databases, Spawned, Workspace};
 use flotilla::config::health::{Health, Invariant, LatencyProbe};
 use flotilla::config::Inventory;
 use flotilla::health::probes::{measure, Scope};
@@ -176,7 +174,7 @@ fn hostile(purge: &str) -> Health {
 
 fn run_hostile(ws: &Workspace, purge: &str) -> flotilla::health::probes::Snapshot {
     let t = trust(ws, "camden");
-    common::block_on(measure(
+    crate::common::block_on(measure(
         &t,
         &hostile(purge),
         &Default::default(),
@@ -248,7 +246,7 @@ fn sqlite_probes_run_on_read_only_connections() {
 
 /// Probe records (negative ids) in camden's notes, or 0 when the file cannot be read now.
 fn probe_records(path: &PathBuf) -> i64 {
-    common::block_on(async {
+    crate::common::block_on(async {
         use sqlx::{ConnectOptions, Connection};
         let Ok(mut c) = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(path)
@@ -283,7 +281,7 @@ fn resume_removes_every_sampled_write_a_killed_run_left_behind() {
         .success();
     let notes = ws.db("camden").count("clinical_note");
     let camden = ws.path("estate/camden.db");
-    let _serial = common::serial();
+    let _serial = crate::common::serial();
     let run = Spawned::start(&ws, &["rollout", PLAN, "--yes"]);
     // Kill it while a window's writes are in the table (several at once: they are removed
     // together at the end of the window).

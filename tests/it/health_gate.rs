@@ -2,9 +2,7 @@
 //! the failed trust is rolled back with its data intact; clean rollouts do not halt; bad health
 //! sections are refused before anything runs.
 
-mod common;
-
-use common::{create_databases, Workspace};
+use crate::common::{create_databases, Workspace};
 use serde_json::json;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
