@@ -230,7 +230,10 @@ fn on_a_terminal(ws: &Workspace, args: &str, no_color: bool) -> String {
     if no_color {
         cmd.env("NO_COLOR", "1");
     }
-    let out = cmd.output().expect("util-linux `script` runs");
+    let out = {
+        let _serial = crate::common::serial();
+        cmd.output().expect("util-linux `script` runs")
+    };
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "flotilla {args} failed:\n{text}");
     text

@@ -386,10 +386,12 @@ fn measure(dialect: Dialect) {
 
 #[test]
 fn sqlite_every_fault_halts_the_pilot_under_traffic_and_clean_rollouts_pass() {
+    let _alone = crate::common::alone();
     measure(Dialect::Sqlite);
 }
 
 #[test]
 fn postgres_every_fault_halts_the_pilot_under_traffic_and_clean_rollouts_pass() {
+    let _alone = crate::common::alone();
     measure(Dialect::Postgres);
 }

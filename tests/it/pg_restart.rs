@@ -2,23 +2,27 @@
 //! retried from its real state and the run completes. An outage longer than that: the trust
 //! is marked failed with the reason, the run stops cleanly, and `resume --retry` finishes it.
 //!
-//! One test in its own binary: it restarts the shared throwaway cluster, which must not
-//! disturb other tests (cargo runs test binaries one after another).
+//! It stops and restarts its server, so it runs on a spare cluster of its own
+//! (`FLOTILLA_TEST_PG_RESTART_URL`, controlled by `FLOTILLA_TEST_PG_RESTART_CTL`, both set by
+//! scripts/test): the other tests run concurrently in this process on the main cluster.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{create_databases, next_version, serial, version_prefix, Workspace};
+use crate::common::{
+    create_databases_on, next_version, pg_restart_url, serial, version_prefix, Workspace,
+};
 
 const ESTATE: &[&str] = &["camden", "islington", "barnet", "brent"];
 
 fn pg_ctl(action: &str) {
-    let ctl = std::env::var("FLOTILLA_TEST_PG_CTL")
-        .expect("FLOTILLA_TEST_PG_CTL is set by scripts/test (it controls the throwaway cluster)");
+    let ctl = std::env::var("FLOTILLA_TEST_PG_RESTART_CTL").expect(
+        "FLOTILLA_TEST_PG_RESTART_CTL is set by scripts/test (it controls the spare cluster)",
+    );
     let status = std::process::Command::new(&ctl)
         .arg(action)
         .status()
-        .expect("run FLOTILLA_TEST_PG_CTL");
+        .expect("run FLOTILLA_TEST_PG_RESTART_CTL");
     assert!(status.success(), "{ctl} {action} failed");
 }
 
@@ -58,7 +62,7 @@ fn a_postgres_restart_mid_wave_is_retried_and_a_long_outage_fails_cleanly_then_r
         .chain(&["kent-community"])
         .map(|s| s.to_string())
         .collect();
-    let dbs = create_databases("pg_restart", &ids);
+    let dbs = create_databases_on(&pg_restart_url(), "pg_restart", &ids);
     ws.write_pg_inventory(&dbs);
     ws.run(&[
         "demo",

@@ -254,11 +254,13 @@ fn clean_rollout_under_traffic(ws: &Workspace) {
 
 #[test]
 fn sqlite_clean_rollout_under_traffic_upgrades_every_trust_and_reports_the_clinicians() {
+    let _alone = crate::common::alone();
     clean_rollout_under_traffic(&sqlite_workspace());
 }
 
 #[test]
 fn postgres_clean_rollout_under_traffic_upgrades_every_trust_and_reports_the_clinicians() {
+    let _alone = crate::common::alone();
     clean_rollout_under_traffic(&postgres_workspace("traffic_clean"));
 }
 
@@ -311,6 +313,7 @@ fn fault_under_traffic_halts_the_pilot(
 
 #[test]
 fn sqlite_lost_writes_under_traffic_halt_the_pilot_and_report_the_blast_radius() {
+    let _alone = crate::common::alone();
     let ws = sqlite_workspace();
     // A faster rate: camden runs the faulty version for about a second before it is rolled
     // back, and the test needs saves in that second.
@@ -356,6 +359,7 @@ fn sqlite_lost_writes_under_traffic_halt_the_pilot_and_report_the_blast_radius()
 
 #[test]
 fn postgres_data_loss_under_traffic_is_caught_while_new_notes_are_tolerated() {
+    let _alone = crate::common::alone();
     let ws = postgres_workspace("traffic_loss");
     let traffic =
         fault_under_traffic_halts_the_pilot(&ws, "data-loss", "20", "integrity of 'clinical_note'");
@@ -384,6 +388,7 @@ fn postgres_data_loss_under_traffic_is_caught_while_new_notes_are_tolerated() {
 
 #[test]
 fn the_traffic_refuses_a_database_that_is_not_a_demo_database() {
+    let _alone = crate::common::alone();
     let ws = sqlite_workspace();
     ws.run(&["demo", "--seed-only", "--patients", "50"])
         .success();
@@ -424,6 +429,7 @@ fn the_traffic_refuses_a_database_that_is_not_a_demo_database() {
 /// upgrade its read lock).
 #[test]
 fn sqlite_a_migration_that_reads_first_waits_for_a_concurrent_writer() {
+    let _alone = crate::common::alone();
     let ws = sqlite_workspace();
     ws.keep_trusts(&["camden"]);
     ws.run(&[
@@ -448,7 +454,9 @@ fn sqlite_a_migration_that_reads_first_waits_for_a_concurrent_writer() {
     let Db::Sqlite(path) = ws.db("camden") else {
         unreachable!()
     };
-    // A clinician's write transaction, held for 2 s while the rollout starts.
+    // A clinician's write transaction, held for 2 s while the rollout starts (the run lock is
+    // taken first, so that the 2 s are not spent waiting for another test's run).
+    let _serial = crate::common::serial();
     let (held_tx, held_rx) = std::sync::mpsc::channel();
     let writer = std::thread::spawn(move || {
         crate::common::block_on(async move {
@@ -468,7 +476,6 @@ fn sqlite_a_migration_that_reads_first_waits_for_a_concurrent_writer() {
         })
     });
     held_rx.recv().unwrap();
-    let _serial = crate::common::serial();
     let out = Spawned::start(&ws, &["rollout", "plans/reads.yaml", "--yes"])
         .wait(Duration::from_secs(60));
     writer.join().unwrap();

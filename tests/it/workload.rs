@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{block_on, create_databases, pg_admin_url, url_with_db, Db, Workspace};
+use crate::common::{
+    block_on, create_databases, pg_admin_url, run_unlocked, serial, url_with_db, Db, Workspace,
+};
 use flotilla::config::health::{Health, LatencyProbe, WriteProbe};
 use flotilla::config::inventory::{PasswordSource, UrlSource};
 use flotilla::config::{DatabaseTarget, Trust};
@@ -89,6 +91,7 @@ fn window(w: Option<Result<WorkloadWindow, String>>) -> WorkloadWindow {
 
 #[test]
 fn a_window_counts_the_real_statements_and_leaves_flotillas_own_out() {
+    let _alone = crate::common::alone();
     let dbs = create_databases("workload_reading", &["t".to_string()]);
     let db = dbs.names["t"].clone();
     block_on(async {
@@ -201,6 +204,7 @@ fn a_window_counts_the_real_statements_and_leaves_flotillas_own_out() {
 
 #[test]
 fn a_database_without_the_extension_is_said_once_and_never_read() {
+    let _alone = crate::common::alone();
     let dbs = create_databases("workload_missing", &["t".to_string()]);
     let db = dbs.names["t"].clone();
     block_on(async {
@@ -223,6 +227,7 @@ fn a_database_without_the_extension_is_said_once_and_never_read() {
 
 #[test]
 fn deadlocks_and_rollbacks_show_in_the_window() {
+    let _alone = crate::common::alone();
     let dbs = create_databases("workload_deadlock", &["t".to_string()]);
     let db = dbs.names["t"].clone();
     block_on(async {
@@ -449,6 +454,7 @@ fn audit_trail(verdict: &Value) -> Option<&Value> {
 
 #[test]
 fn faults_only_the_real_workload_shows_halt_the_pilot_and_are_rolled_back() {
+    let _alone = crate::common::alone();
     let ws = estate("wl_faults", &["camden", "islington", "barnet"]);
     // Camden's own "audit retention" step drops the index the audit-trail screen relies on:
     // the screen becomes slow.
@@ -469,12 +475,16 @@ fn faults_only_the_real_workload_shows_halt_the_pilot_and_are_rolled_back() {
         "ALTER TABLE audit_log DROP CONSTRAINT audit_log_action_known;\n",
     );
     // No probe of the plan reads or writes the audit log: only the real workload shows these.
+    // The users work only while this test's rollout holds the run lock: their load is for this
+    // rollout's gate, not for another test's.
+    let run_lock = serial();
     let users: Vec<Users> = ["camden", "islington", "barnet"]
         .iter()
         .map(|id| Users::start(ws.db(id), true))
         .collect();
-    let out = ws.run(&["rollout", PLAN, "--yes", "--events", "events.jsonl"]);
+    let out = run_unlocked(&ws, &["rollout", PLAN, "--yes", "--events", "events.jsonl"]);
     let actions: Vec<u64> = users.into_iter().map(Users::stop).collect();
+    drop(run_lock);
     out.code(3)
         .no_panic()
         .stderr_contains("camden: statement regressed (pg_stat_statements queryid")
@@ -539,14 +549,19 @@ fn faults_only_the_real_workload_shows_halt_the_pilot_and_are_rolled_back() {
 
 #[test]
 fn a_clean_rollout_under_real_workload_passes_and_a_trust_without_the_extension_is_said_once() {
+    let _alone = crate::common::alone();
     let ws = estate("wl_clean", &["camden", "islington", "barnet"]);
     ws.db("barnet").exec("DROP EXTENSION pg_stat_statements");
+    // The users work only while this test's rollout holds the run lock: their load is for this
+    // rollout's gate, not for another test's.
+    let run_lock = serial();
     let users: Vec<Users> = ["camden", "islington", "barnet"]
         .iter()
         .map(|id| Users::start(ws.db(id), true))
         .collect();
-    let out = ws.run(&["rollout", PLAN, "--yes", "--events", "events.jsonl"]);
+    let out = run_unlocked(&ws, &["rollout", PLAN, "--yes", "--events", "events.jsonl"]);
     let actions: Vec<u64> = users.into_iter().map(Users::stop).collect();
+    drop(run_lock);
     out.success();
     assert!(
         versions(&ws).values().all(|v| *v == 130),

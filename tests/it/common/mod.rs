@@ -15,6 +15,7 @@
 //! * [`crash`]: the crash harness's generator, seed and checks.
 
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 
 mod catalog;
 mod crash;
@@ -40,17 +41,31 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// One flotilla process at a time per test binary (cargo runs the binaries one after the
-/// other). Rollouts pass a health gate that compares query latencies before and after each
-/// wave; two rollouts of parallel tests competing for the CPU make those latencies noisy enough
-/// to trip the gate, so concurrent runs would make the suite flaky.
-static RUN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// One flotilla process at a time in the test binary, whichever module runs it (the modules
+/// share one process and run concurrently on the test threads). Rollouts pass a health gate
+/// that compares query latencies before and after each wave; two rollouts of parallel tests
+/// competing for the CPU make those latencies noisy enough to trip the gate, so concurrent runs
+/// would make the suite flaky.
+static RUN_LOCK: Mutex<()> = Mutex::new(());
 
-/// Hold [`RUN_LOCK`]: flotilla runs, and heavy set-up such as creating 56 Postgres databases,
-/// do not overlap within a test binary, so one test's load does not disturb another test's
-/// latency measurements.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+/// Hold [`RUN_LOCK`]: flotilla runs, heavy set-up such as creating 56 Postgres databases, and
+/// any load a test puts on its databases during its run (users, writers) do not overlap in the
+/// test binary, so one test's load does not disturb another test's latency measurements.
+pub fn serial() -> MutexGuard<'static, ()> {
     RUN_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One test at a time among those that measure timing or put load on the server for their
+/// whole length (gate_detection, traffic, workload). Each used to be a binary of its own, which
+/// cargo ran alone; in one process they would otherwise overlap each other's set-up and load.
+static ALONE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Hold [`ALONE_LOCK`] for the whole test. Take it first thing, never while holding
+/// [`serial`] (the one order that cannot deadlock: alone, then serial).
+pub fn alone() -> MutexGuard<'static, ()> {
+    ALONE_LOCK
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

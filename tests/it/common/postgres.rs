@@ -105,10 +105,30 @@ pub fn unique_prefix(test: &str) -> String {
     format!("t_{name}_{}_{n}", std::process::id())
 }
 
-/// Create one fresh, empty database per trust id, named `<prefix>_<id with - as _>`.
-/// They are left behind: the cluster is thrown away after the run.
+/// Admin URL of the spare cluster `scripts/test` starts for the test that stops and restarts
+/// its server (`FLOTILLA_TEST_PG_RESTART_URL`): the other tests, running concurrently in this
+/// process, keep the main cluster.
+pub fn pg_restart_url() -> String {
+    match std::env::var("FLOTILLA_TEST_PG_RESTART_URL") {
+        Ok(url) if !url.trim().is_empty() => url.trim().to_string(),
+        _ => panic!(
+            "this test stops and restarts its Postgres server: run scripts/test (it starts a \
+             spare cluster for it), or set FLOTILLA_TEST_PG_RESTART_URL to the admin URL of a \
+             cluster no other test uses and FLOTILLA_TEST_PG_RESTART_CTL to a command that \
+             takes stop|start|restart for it"
+        ),
+    }
+}
+
+/// Create one fresh, empty database per trust id, named `<prefix>_<id with - as _>`, on the
+/// test cluster. They are left behind: the cluster is thrown away after the run.
 pub fn create_databases(test: &str, ids: &[String]) -> PgDatabases {
-    let admin_url = pg_admin_url();
+    create_databases_on(&pg_admin_url(), test, ids)
+}
+
+/// [`create_databases`] on the cluster of `admin_url`.
+pub fn create_databases_on(admin_url: &str, test: &str, ids: &[String]) -> PgDatabases {
+    let admin_url = admin_url.to_string();
     let prefix = unique_prefix(test);
     let names: BTreeMap<String, String> = ids
         .iter()
@@ -118,7 +138,7 @@ pub fn create_databases(test: &str, ids: &[String]) -> PgDatabases {
     block_on(async {
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
-            .unwrap_or_else(|e| panic!("connect to FLOTILLA_TEST_PG_URL ({admin_url}): {e}"));
+            .unwrap_or_else(|e| panic!("connect to {admin_url}: {e}"));
         for name in names.values() {
             assert!(
                 name.len() <= 63,
