@@ -9,7 +9,7 @@
 //!
 //! `FLOTILLA_CRASH_POINTS` (default 15 per dialect) and `FLOTILLA_CRASH_SEED` (default: from
 //! the time; always printed) control the kill points, e.g.
-//! `FLOTILLA_CRASH_SEED=1234 scripts/test --test crash -- --nocapture`.
+//! `FLOTILLA_CRASH_SEED=1234 scripts/test --test it -- crash:: --nocapture`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

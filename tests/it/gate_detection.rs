@@ -14,7 +14,7 @@
 //! line per row of the table in the README:
 //!
 //! ```sh
-//! FLOTILLA_DETECTION_REPEATS=10 scripts/test --test gate_detection -- --nocapture --test-threads 1
+//! FLOTILLA_DETECTION_REPEATS=10 scripts/test --test it -- gate_detection:: --nocapture --test-threads 1
 //! ```
 //!
 //! `FLOTILLA_DETECTION_KINDS=contention,clean` runs only those rows (`clean`: the clean

@@ -6,8 +6,8 @@
 //! returns (never panics, never hangs), an error names the file, and no password reaches it.
 //!
 //! The suite runs a bounded number of cases (a few seconds); `FLOTILLA_FUZZ_CASES=N` runs N
-//! per property instead, e.g. `FLOTILLA_FUZZ_CASES=20000 scripts/test --test bad_input_safety
-//! fuzz`.
+//! per property instead, e.g. `FLOTILLA_FUZZ_CASES=20000 scripts/test --test it --
+//! bad_input_safety::fuzz::`.
 
 use std::path::{Path, PathBuf};
 
