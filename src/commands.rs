@@ -721,7 +721,8 @@ pub(crate) fn outcome_failure(
             let reasons: Vec<String> = summary
                 .trusts
                 .iter()
-                .filter(|(id, _)| trusts.contains(id))
+                .filter(|r| trusts.contains(&r.trust))
+                .map(|r| (&r.trust, &r.outcome))
                 .map(|(id, o)| match o {
                     TrustOutcome::Failed { error, .. } => format!("  {}", about_trust(id, error)),
                     _ => format!("  trust '{id}'"),

@@ -538,9 +538,15 @@ pub fn read_journal(events: &[crate::journal::StoredEvent]) -> Reading {
                     .and_then(|v| serde_json::from_value(v.clone()).ok())
                     .unwrap_or_default();
                 if let Some(snap) = snapshots.remove(&trust) {
-                    r.resumed
-                        .baselines
-                        .insert(trust, (s("wave"), from, params, snap));
+                    r.resumed.baselines.insert(
+                        trust,
+                        crate::engine::RecordedBaseline {
+                            wave: s("wave"),
+                            from,
+                            params,
+                            snapshot: snap,
+                        },
+                    );
                 }
             }
             "health_verdict" => {
@@ -1001,8 +1007,8 @@ pub async fn rollback(g: &Globals, o: &RollbackOptions) -> Outcome {
         }
         let reading = read_journal(&state.events(run).await?);
         state.close().await;
-        for (t, (_, from, _, snap)) in reading.resumed.baselines {
-            recorded.insert(t, (from, snap));
+        for (t, b) in reading.resumed.baselines {
+            recorded.insert(t, (b.from, b.snapshot));
         }
         let mut ids: Vec<String> = recorded.keys().cloned().collect();
         ids.sort();

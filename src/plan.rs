@@ -1,6 +1,7 @@
 //! The pure planner: migration catalog + each trust's applied history + a rollout plan → what
-//! would run, per wave and trust. No I/O: `plan`, dry-runs and the engine's preflight all use it,
-//! so what is previewed is what runs.
+//! would run, per wave and trust; and what rolling a trust back reverts ([`plan_rollback`]).
+//! No I/O: `plan`, dry-runs, the rollback preview and the engine all use it, so what is
+//! previewed is what runs.
 
 use std::collections::HashMap;
 
@@ -10,7 +11,7 @@ use crate::config::plan::Approval;
 use crate::config::{Plan, Target};
 use crate::db::AppliedMigration;
 use crate::exit_codes::ExitCode;
-use crate::migrations::{Catalog, Catalogs, Migration, Mode};
+use crate::migrations::{Catalog, Catalogs, Migration, Mode, Reversibility};
 
 /// One migration to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -284,6 +285,129 @@ pub fn plan_rollout(
     }
 }
 
+/// Why a migration on the way down cannot be reverted by a plain rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Down {
+    /// Its down script undoes it.
+    Reversible,
+    /// Marked `irreversible`: reverted only when forced.
+    Irreversible,
+    /// Applied on the trust but not in the catalog: there is no down script to run.
+    Missing,
+}
+
+/// One migration a rollback reverts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Revert {
+    /// The migration version.
+    pub version: i64,
+    /// Whether its down script can run.
+    pub down: Down,
+}
+
+/// Why a rollback is refused before anything is reverted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RollbackRefusal {
+    /// Migrations marked irreversible would be reverted, and the rollback is not forced.
+    #[error("migration(s) {versions:?} are marked irreversible (pass --force to run their down scripts anyway)")]
+    Irreversible {
+        /// Every irreversible migration on the way down, in revert order.
+        versions: Vec<i64>,
+    },
+    /// An applied migration is not in the catalog: it has no down script (forcing cannot help).
+    #[error("migration {version} is not in the catalog: cannot roll it back")]
+    NotInCatalog {
+        /// The first such migration in revert order.
+        version: i64,
+    },
+}
+
+/// What rolling a trust back to `to` reverts: computed once, from the catalog and the trust's
+/// applied history, for both the preview (`rollback --dry-run`, the confirmation) and the
+/// execution (the operator's rollback and the gate's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollbackPlan {
+    /// The trust's version now (its highest applied migration).
+    pub from: Option<i64>,
+    /// The version it is rolled back to (`None`: before the first migration).
+    pub to: Option<i64>,
+    /// The migrations to revert, in order (highest first).
+    pub steps: Vec<Revert>,
+}
+
+impl RollbackPlan {
+    /// Whether nothing is to be reverted.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The versions to revert, in order.
+    pub fn versions(&self) -> Vec<i64> {
+        self.steps.iter().map(|s| s.version).collect()
+    }
+
+    /// The versions to revert that are marked irreversible, in revert order.
+    pub fn irreversible(&self) -> Vec<i64> {
+        self.with_down(Down::Irreversible)
+    }
+
+    /// The versions to revert that are not in the catalog (no down script), in revert order.
+    pub fn missing(&self) -> Vec<i64> {
+        self.with_down(Down::Missing)
+    }
+
+    fn with_down(&self, down: Down) -> Vec<i64> {
+        self.steps
+            .iter()
+            .filter(|s| s.down == down)
+            .map(|s| s.version)
+            .collect()
+    }
+
+    /// Why the rollback must not run (`force`: irreversible migrations may be reverted), if
+    /// so. Irreversible migrations are named first: forcing is the way past them; a missing
+    /// migration refuses even when forced.
+    pub fn refusal(&self, force: bool) -> Option<RollbackRefusal> {
+        let irreversible = self.irreversible();
+        if !force && !irreversible.is_empty() {
+            return Some(RollbackRefusal::Irreversible {
+                versions: irreversible,
+            });
+        }
+        self.missing()
+            .first()
+            .map(|&version| RollbackRefusal::NotInCatalog { version })
+    }
+}
+
+/// Plan rolling a trust back to `to`: every applied migration above `to`, highest first, each
+/// with whether its down script can run. Pure: no database is read.
+pub fn plan_rollback(
+    catalog: &Catalog,
+    applied: &[AppliedMigration],
+    to: Option<i64>,
+) -> RollbackPlan {
+    let steps = applied
+        .iter()
+        .rev()
+        .filter(|a| to.is_none_or(|t| a.version > t))
+        .map(|a| Revert {
+            version: a.version,
+            down: match catalog.get(a.version) {
+                None => Down::Missing,
+                Some(m) if m.reversibility == Reversibility::Irreversible => Down::Irreversible,
+                Some(_) => Down::Reversible,
+            },
+        })
+        .collect();
+    RollbackPlan {
+        from: applied.iter().map(|a| a.version).max(),
+        to,
+        steps,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,5 +654,137 @@ mod tests {
         let blocked: Vec<&str> = rendered.blocked().map(|(id, _)| id).collect();
         assert_eq!(blocked, vec!["z"]);
         assert_eq!(rendered.migration_count(), 1);
+    }
+
+    fn with_irreversible(versions: &[i64], irreversible: &[i64]) -> Catalog {
+        let migrations = versions
+            .iter()
+            .map(|&v| {
+                let first = if irreversible.contains(&v) {
+                    "-- flotilla: irreversible\n"
+                } else {
+                    ""
+                };
+                Migration::new(
+                    v,
+                    format!("m{v}"),
+                    (
+                        PathBuf::from(format!("{v}_m{v}.up.sql")),
+                        format!("{first}SELECT {v};"),
+                    ),
+                    (
+                        PathBuf::from(format!("{v}_m{v}.down.sql")),
+                        "SELECT 0;".into(),
+                    ),
+                )
+                .unwrap()
+            })
+            .collect();
+        Catalog::from_parts(Path::new("migrations"), migrations, vec![])
+    }
+
+    #[test]
+    fn rollback_reverts_every_applied_migration_above_the_target_highest_first() {
+        let cat = simple(&[1, 2, 3, 4]);
+        let plan = plan_rollback(&cat, &applied(&cat, &[1, 2, 3, 4]), Some(2));
+        assert_eq!(plan.from, Some(4));
+        assert_eq!(plan.to, Some(2));
+        assert_eq!(plan.versions(), vec![4, 3]);
+        assert!(plan.steps.iter().all(|s| s.down == Down::Reversible));
+        assert!(plan.irreversible().is_empty());
+        assert!(plan.missing().is_empty());
+        assert_eq!(plan.refusal(false), None);
+    }
+
+    #[test]
+    fn rollback_to_nothing_reverts_the_whole_history() {
+        let cat = simple(&[1, 2]);
+        let plan = plan_rollback(&cat, &applied(&cat, &[1, 2]), None);
+        assert_eq!(plan.versions(), vec![2, 1]);
+        assert_eq!(plan.from, Some(2));
+        assert_eq!(plan.to, None);
+    }
+
+    #[test]
+    fn rollback_at_or_below_the_target_has_nothing_to_revert() {
+        let cat = simple(&[1, 2, 3]);
+        let plan = plan_rollback(&cat, &applied(&cat, &[1, 2]), Some(3));
+        assert!(plan.is_empty());
+        assert_eq!(plan.from, Some(2));
+        assert_eq!(plan.refusal(false), None);
+        let fresh = plan_rollback(&cat, &[], None);
+        assert!(fresh.is_empty());
+        assert_eq!(fresh.from, None);
+    }
+
+    #[test]
+    fn rollback_refuses_irreversible_migrations_unless_forced() {
+        let cat = with_irreversible(&[1, 2, 3, 4], &[2, 4]);
+        let plan = plan_rollback(&cat, &applied(&cat, &[1, 2, 3, 4]), Some(1));
+        assert_eq!(plan.versions(), vec![4, 3, 2]);
+        assert_eq!(plan.irreversible(), vec![4, 2]);
+        let refusal = plan.refusal(false).expect("refused");
+        assert_eq!(
+            refusal,
+            RollbackRefusal::Irreversible {
+                versions: vec![4, 2]
+            }
+        );
+        assert_eq!(
+            refusal.to_string(),
+            "migration(s) [4, 2] are marked irreversible (pass --force to run their down scripts anyway)"
+        );
+        assert_eq!(plan.refusal(true), None);
+    }
+
+    #[test]
+    fn rollback_below_the_irreversible_ones_is_not_refused() {
+        let cat = with_irreversible(&[1, 2, 3], &[1]);
+        let plan = plan_rollback(&cat, &applied(&cat, &[1, 2, 3]), Some(1));
+        assert_eq!(plan.versions(), vec![3, 2]);
+        assert_eq!(plan.refusal(false), None);
+    }
+
+    #[test]
+    fn rollback_of_a_migration_missing_from_the_catalog_is_refused_even_when_forced() {
+        let cat = simple(&[1, 2]);
+        let mut history = applied(&cat, &[1, 2]);
+        history.push(AppliedMigration {
+            version: 3,
+            description: "gone".into(),
+            checksum: "c".into(),
+            dirty: false,
+        });
+        let plan = plan_rollback(&cat, &history, Some(1));
+        assert_eq!(plan.versions(), vec![3, 2]);
+        assert_eq!(plan.missing(), vec![3]);
+        assert_eq!(plan.steps[0].down, Down::Missing);
+        let refusal = plan.refusal(true).expect("refused");
+        assert_eq!(refusal, RollbackRefusal::NotInCatalog { version: 3 });
+        assert_eq!(
+            refusal.to_string(),
+            "migration 3 is not in the catalog: cannot roll it back"
+        );
+    }
+
+    #[test]
+    fn rollback_names_irreversible_migrations_before_missing_ones() {
+        let cat = with_irreversible(&[1, 2], &[2]);
+        let mut history = applied(&cat, &[1, 2]);
+        history.push(AppliedMigration {
+            version: 3,
+            description: "gone".into(),
+            checksum: "c".into(),
+            dirty: false,
+        });
+        let plan = plan_rollback(&cat, &history, None);
+        assert_eq!(
+            plan.refusal(false),
+            Some(RollbackRefusal::Irreversible { versions: vec![2] })
+        );
+        assert_eq!(
+            plan.refusal(true),
+            Some(RollbackRefusal::NotInCatalog { version: 3 })
+        );
     }
 }

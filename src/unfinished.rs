@@ -366,12 +366,12 @@ pub async fn carry(
         resumed.checked.remove(&c.trust);
         resumed.baselines.insert(
             c.trust.clone(),
-            (
-                c.wave.clone(),
-                c.upgrade.from,
-                c.upgrade.params.clone(),
-                c.snapshot.clone(),
-            ),
+            crate::engine::RecordedBaseline {
+                wave: c.wave.clone(),
+                from: c.upgrade.from,
+                params: c.upgrade.params.clone(),
+                snapshot: c.snapshot.clone(),
+            },
         );
     }
     Ok(())

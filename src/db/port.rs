@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Connection};
 use super::sql;
 use crate::config::inventory::{PasswordSource, UrlSource};
 use crate::config::{DatabaseTarget, Trust};
+use crate::exit_codes::ExitCode;
 use crate::migrations::{Migration, Mode};
 
 /// Which SQL dialect a trust speaks.
@@ -109,6 +110,24 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The documented exit code this error alone gives: a trust the inventory describes
+    /// wrongly is configuration (2), a lock another run holds is 6, anything else met while
+    /// reaching or migrating a trust is 4.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            DbError::MissingSqliteFile { .. }
+            | DbError::NotAFile { .. }
+            | DbError::MissingEnv { .. }
+            | DbError::PasswordFile { .. }
+            | DbError::BadUrl { .. } => ExitCode::Config,
+            DbError::Locked { .. } => ExitCode::Locked,
+            DbError::Unreachable { .. }
+            | DbError::Query { .. }
+            | DbError::MigrationFailed { .. }
+            | DbError::BatchDidNotConverge { .. } => ExitCode::MigrationFailed,
+        }
+    }
+
     /// Whether this is the connection's fault (refused, dropped, the server shutting down)
     /// rather than the SQL's: such an error is worth retrying after a pause.
     pub fn is_connection_fault(&self) -> bool {

@@ -1,14 +1,16 @@
 //! Typed events emitted by the engine. Reporters (terminal, JSON lines) consume them; field names
-//! are stable because `--events` writes them as they are.
+//! are stable because `--events` writes them as they are, and the journal stores them in the same
+//! shape: they read back ([`Deserialize`]) into the same values, and an event kind this version
+//! does not know (from an older or newer flotilla) reads as [`Event::Unknown`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::health::gate::{LatencyComparison, Verdict, Window, WriteFigures};
 use crate::health::probes::Snapshot;
 use crate::health::workload::WorkloadComparison;
 
 /// How one trust's part of a run ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum TrustOutcome {
     /// Every planned migration was applied.
@@ -24,8 +26,21 @@ pub enum TrustOutcome {
     Interrupted { migrations: usize },
 }
 
+impl TrustOutcome {
+    /// The outcome as events name it (their `status` field: `upgraded`, `up-to-date`, ...).
+    pub fn status(&self) -> &'static str {
+        match self {
+            TrustOutcome::Upgraded { .. } => "upgraded",
+            TrustOutcome::UpToDate => "up-to-date",
+            TrustOutcome::Failed { .. } => "failed",
+            TrustOutcome::Skipped => "skipped",
+            TrustOutcome::Interrupted { .. } => "interrupted",
+        }
+    }
+}
+
 /// Something that happened during a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// Preflight passed; the run starts.
@@ -67,6 +82,7 @@ pub enum Event {
     MigrationStarted {
         trust: String,
         version: i64,
+        #[serde(default)]
         description: String,
         before: Option<i64>,
     },
@@ -105,13 +121,14 @@ pub enum Event {
         window: Window,
         #[serde(flatten)]
         verdict: Verdict,
+        #[serde(default)]
         latency: Vec<LatencyComparison>,
         /// The real workload's figures (PostgreSQL with `pg_stat_statements`), when compared.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         workload: Option<WorkloadComparison>,
         /// What the window's writes proved (absent without a write probe, and after a
         /// rollback).
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         writes: Option<WriteFigures>,
     },
     /// The real workload cannot be judged on a trust (said once per trust and run): the gate
@@ -164,6 +181,7 @@ pub enum Event {
         wave: String,
         trust: String,
         from: Option<i64>,
+        #[serde(default)]
         params: crate::health::probes::ProbeParams,
     },
     /// An operator cleared a dirty migration: `applied` kept its row, otherwise the row was
@@ -177,7 +195,11 @@ pub enum Event {
     /// A wave's trusts passed their checks and soak: the next wave may start.
     WavePassed { wave: String },
     /// A run was resumed (`attempt` counts from 1 for the first start) by `by` (user@host).
-    RunResumed { attempt: i64, by: String },
+    RunResumed {
+        attempt: i64,
+        #[serde(default)]
+        by: String,
+    },
     /// On resume, an operator decided about a trust that failed in the run: `retry` it (it is
     /// measured and gated again) or `skip` it (left out of the rest of the run).
     TrustDecided {
@@ -229,6 +251,59 @@ pub enum Event {
         exit_code: u8,
         duration_ms: u64,
     },
+    /// An event this version does not know (written by an older or newer flotilla), or one
+    /// whose fields no longer read: kept in the journal, skipped by every reader. Never
+    /// emitted.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Event {
+    /// An event as the journal stores it (the JSON `--events` writes). A kind this version
+    /// does not know, or a body that does not read as its kind, is [`Event::Unknown`].
+    pub fn from_json(body: &serde_json::Value) -> Event {
+        Event::deserialize(body).unwrap_or(Event::Unknown)
+    }
+
+    /// The event's kind as stored (`migration_started`, ...): the `event` key of its JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::RunStarted { .. } => "run_started",
+            Event::TrustBlocked { .. } => "trust_blocked",
+            Event::WaveStarted { .. } => "wave_started",
+            Event::WaveApproved { .. } => "wave_approved",
+            Event::WaveNotApproved { .. } => "wave_not_approved",
+            Event::TrustStarted { .. } => "trust_started",
+            Event::MigrationStarted { .. } => "migration_started",
+            Event::MigrationApplied { .. } => "migration_applied",
+            Event::MigrationFailed { .. } => "migration_failed",
+            Event::TrustFinished { .. } => "trust_finished",
+            Event::HealthMeasured { .. } => "health_measured",
+            Event::HealthVerdict { .. } => "health_verdict",
+            Event::WorkloadUnavailable { .. } => "workload_unavailable",
+            Event::SoakRound { .. } => "soak_round",
+            Event::RollbackStarted { .. } => "rollback_started",
+            Event::MigrationReverting { .. } => "migration_reverting",
+            Event::MigrationReverted { .. } => "migration_reverted",
+            Event::WriteProbeStarted { .. } => "write_probe_started",
+            Event::WriteProbeCleaned { .. } => "write_probe_cleaned",
+            Event::TrustRetrying { .. } => "trust_retrying",
+            Event::BaselineRecorded { .. } => "baseline_recorded",
+            Event::Repaired { .. } => "repaired",
+            Event::WavePassed { .. } => "wave_passed",
+            Event::RunResumed { .. } => "run_resumed",
+            Event::TrustDecided { .. } => "trust_decided",
+            Event::RunAbandoned { .. } => "run_abandoned",
+            Event::BaselineCarried { .. } => "baseline_carried",
+            Event::Interrupted { .. } => "interrupted",
+            Event::RollbackFinished { .. } => "rollback_finished",
+            Event::RollbackFailed { .. } => "rollback_failed",
+            Event::Halted { .. } => "halted",
+            Event::WaveFinished { .. } => "wave_finished",
+            Event::RunFinished { .. } => "run_finished",
+            Event::Unknown => "unknown",
+        }
+    }
 }
 
 /// Receives events. Implementations must be cheap: the engine calls them inline.

@@ -4,6 +4,33 @@
 use crate::config::health::OnRegression;
 use crate::health::gate::Verdict;
 
+/// The gate's verdict on one trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustVerdict {
+    /// The trust.
+    pub trust: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+}
+
+impl TrustVerdict {
+    /// `trust` judged `verdict`.
+    pub fn new(trust: impl Into<String>, verdict: Verdict) -> Self {
+        TrustVerdict {
+            trust: trust.into(),
+            verdict,
+        }
+    }
+
+    /// Each reason, prefixed with the trust (`t01: reason`).
+    pub fn reasons(&self) -> impl Iterator<Item = String> + '_ {
+        self.verdict
+            .reasons()
+            .iter()
+            .map(move |r| format!("{}: {r}", self.trust))
+    }
+}
+
 /// What the engine does after a wave's verdicts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -24,28 +51,28 @@ pub enum Next {
     Pause,
 }
 
-/// Decide from `(trust, verdict)` pairs of the trusts a wave upgraded.
+/// Decide from the verdicts of the trusts a wave upgraded.
 /// `failed_before` counts failures tolerated earlier in the run against `max_failed_trusts`.
 pub fn decide(
-    verdicts: &[(String, Verdict)],
+    verdicts: &[TrustVerdict],
     policy: OnRegression,
     max_failed_trusts: usize,
     failed_before: usize,
 ) -> Decision {
     let failed: Vec<String> = verdicts
         .iter()
-        .filter(|(_, v)| matches!(v, Verdict::Fail(_)))
-        .map(|(t, _)| t.clone())
+        .filter(|v| matches!(v.verdict, Verdict::Fail(_)))
+        .map(|v| v.trust.clone())
         .collect();
     let undecided = verdicts
         .iter()
-        .any(|(_, v)| matches!(v, Verdict::Inconclusive(_) | Verdict::Error(_)));
+        .any(|v| matches!(v.verdict, Verdict::Inconclusive(_) | Verdict::Error(_)));
     let over_limit = failed_before + failed.len() > max_failed_trusts;
     let rollback = match policy {
         OnRegression::Halt => Vec::new(),
         OnRegression::RollbackTrustAndHalt => failed.clone(),
         OnRegression::RollbackWaveAndHalt if over_limit => {
-            verdicts.iter().map(|(t, _)| t.clone()).collect()
+            verdicts.iter().map(|v| v.trust.clone()).collect()
         }
         OnRegression::RollbackWaveAndHalt => failed.clone(),
     };
@@ -76,11 +103,11 @@ mod tests {
         }
     }
 
-    fn wave(kinds: &[&str]) -> Vec<(String, Verdict)> {
+    fn wave(kinds: &[&str]) -> Vec<TrustVerdict> {
         kinds
             .iter()
             .enumerate()
-            .map(|(i, k)| (format!("t{i}"), v(k)))
+            .map(|(i, k)| TrustVerdict::new(format!("t{i}"), v(k)))
             .collect()
     }
 

@@ -14,7 +14,7 @@ use super::workload::WorkloadComparison;
 use crate::config::health::{percent, Health, Regression, WRITE_PROBE_NAME};
 
 /// The verdict on one trust in one window. Missing data is never a pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "verdict", content = "reasons", rename_all = "kebab-case")]
 pub enum Verdict {
     /// Every check passed.
@@ -48,7 +48,7 @@ impl Verdict {
 }
 
 /// Which comparison a window makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Window {
     /// Before the upgrade: the baseline could not be measured (an error verdict; nothing was
@@ -60,6 +60,18 @@ pub enum Window {
     Soak,
     /// After a rollback: integrity must equal the pre-upgrade figures exactly.
     AfterRollback,
+}
+
+impl Window {
+    /// The window as events and reports name it (`post-upgrade`, ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            Window::Baseline => "baseline",
+            Window::PostUpgrade => "post-upgrade",
+            Window::Soak => "soak",
+            Window::AfterRollback => "after-rollback",
+        }
+    }
 }
 
 /// Figures of one latency probe, baseline against the window.

@@ -6,9 +6,11 @@
 //! It is write-ahead: the engine awaits [`Journal::record`] before it acts (a migration is
 //! recorded as started before it runs, a write probe before it inserts), so after a crash the
 //! journal says what was in flight; the databases say what actually happened, and `resume`
-//! reconciles the two.
+//! reconciles the two. Events read back typed ([`StoredEvent::event`]); [`replay`] turns a
+//! run's events (and every run's gate history) into what resume, status and abandon need.
 
 pub mod lease;
+pub mod replay;
 pub mod store;
 
 use serde::Serialize;
@@ -106,6 +108,22 @@ pub struct StoredEvent {
     pub at: String,
     /// The event as JSON (the same shape as `--events`).
     pub body: serde_json::Value,
+    /// The event, typed (read once from `body`; [`Event::Unknown`] for a kind this version
+    /// does not know).
+    pub event: Event,
+}
+
+impl StoredEvent {
+    /// An event as stored, typed from its JSON `body`.
+    pub fn new(seq: i64, attempt: i64, at: impl Into<String>, body: serde_json::Value) -> Self {
+        StoredEvent {
+            seq,
+            attempt,
+            at: at.into(),
+            event: Event::from_json(&body),
+            body,
+        }
+    }
 }
 
 /// A step recorded as started and never finished (the process died, or was aborted).
@@ -190,12 +208,7 @@ impl StateDb {
         rows.into_iter()
             .map(|(seq, attempt, at, body)| {
                 serde_json::from_str(&body)
-                    .map(|body| StoredEvent {
-                        seq,
-                        attempt,
-                        at,
-                        body,
-                    })
+                    .map(|body| StoredEvent::new(seq, attempt, at, body))
                     .map_err(|e| self.invalid(format!("run {run_id}, event {seq}: {e}")))
             })
             .collect()
@@ -325,7 +338,10 @@ impl StateDb {
                 GateFact::Baseline(body)
             } else {
                 GateFact::RolledBack {
-                    version: body.get("version").and_then(serde_json::Value::as_i64),
+                    version: match Event::from_json(&body) {
+                        Event::RollbackFinished { version, .. } => version,
+                        _ => None,
+                    },
                 }
             };
             out.push((
@@ -354,6 +370,20 @@ impl StateDb {
         }
         out.sort_by(|(ta, a), (tb, b)| (ta, &a.run_id, a.seq).cmp(&(tb, &b.run_id, b.seq)));
         Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The baseline figures `run_id` measured on `trust` just before its `baseline_recorded`
+    /// event at sequence `before` (see [`replay::Unjudged::seq`]), if the journal holds them.
+    pub async fn baseline_before(
+        &self,
+        run_id: &str,
+        trust: &str,
+        before: i64,
+    ) -> Result<Option<crate::health::probes::Snapshot>, StateError> {
+        let body = self
+            .event_before(run_id, trust, "health_measured", before)
+            .await?;
+        Ok(body.and_then(|b| replay::baseline_snapshot(&Event::from_json(&b)).cloned()))
     }
 
     /// The last `event` about `trust` recorded by `run_id` before sequence `before`.

@@ -127,7 +127,7 @@ pub fn describe(event: &Event) -> Option<String> {
             "wave {wave} done: {upgraded} upgraded, {up_to_date} already up to date, {failed} failed, {skipped} skipped"
         ),
         Event::RunFinished { outcome, duration_ms, .. } => format!("rollout {outcome} in {}", secs(*duration_ms)),
-        Event::HealthMeasured { .. } => return None,
+        Event::HealthMeasured { .. } | Event::Unknown => return None,
         Event::HealthVerdict { trust, window, verdict, latency, workload, writes, .. } => {
             let mut figures: Vec<String> = latency
                 .iter()

@@ -156,6 +156,7 @@ impl crate::engine::EventSink for Recorder {
             attempt: 1,
             at: crate::journal::now(),
             body: serde_json::to_value(event).unwrap_or_default(),
+            event: event.clone(),
         });
     }
 }

@@ -1,15 +1,16 @@
 //! One model of a run, built from its journal: every report (`--junit`, `--report-dir`,
 //! `flotilla report`) renders this, so what a trust's result *is* is decided here once.
 //!
-//! The model reads only the run's record and its events (the same JSON objects `--events`
-//! writes, with the time each was recorded), so a past run renders exactly like a live one.
+//! The model reads only the run's record and its events (typed, read back from the same JSON
+//! objects `--events` writes, with the time each was recorded), so a past run renders exactly
+//! like a live one.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::health::gate::{LatencyComparison, WriteFigures};
+use crate::engine::{Event, TrustOutcome};
+use crate::health::gate::{LatencyComparison, Window, WriteFigures};
 use crate::health::workload::WorkloadComparison;
 use crate::journal::{RunRecord, StateDb, StateError, StoredEvent};
 
@@ -377,25 +378,6 @@ struct Builder {
     soak_round: BTreeMap<String, (u32, u32)>,
 }
 
-fn text(b: &Value, k: &str) -> String {
-    b.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn opt_text(b: &Value, k: &str) -> Option<String> {
-    b.get(k).and_then(Value::as_str).map(str::to_string)
-}
-
-fn int(b: &Value, k: &str) -> Option<i64> {
-    b.get(k).and_then(Value::as_i64)
-}
-
-fn uint(b: &Value, k: &str) -> Option<u64> {
-    b.get(k).and_then(Value::as_u64)
-}
-
 impl Builder {
     fn wave(&mut self, name: &str) -> &mut WaveReport {
         let waves = &mut self.report.waves;
@@ -449,193 +431,229 @@ impl Builder {
     }
 
     fn apply(&mut self, e: &StoredEvent) {
-        let b = &e.body;
-        let trust = text(b, "trust");
-        let wave = text(b, "wave");
-        match text(b, "event").as_str() {
-            "run_started" => {
-                self.report.target_release = opt_text(b, "target_release");
-                self.report.planned_waves = uint(b, "waves").and_then(|n| usize::try_from(n).ok());
-                self.report.planned_trusts =
-                    uint(b, "trusts").and_then(|n| usize::try_from(n).ok());
+        match &e.event {
+            Event::RunStarted {
+                target_release,
+                waves,
+                trusts,
+                ..
+            } => {
+                self.report.target_release = target_release.clone();
+                self.report.planned_waves = Some(*waves);
+                self.report.planned_trusts = Some(*trusts);
             }
-            "run_finished" => {
-                self.report.outcome = opt_text(b, "outcome");
-                self.report.duration_ms += uint(b, "duration_ms").unwrap_or(0);
+            Event::RunFinished {
+                outcome,
+                duration_ms,
+                ..
+            } => {
+                self.report.outcome = Some(outcome.clone());
+                self.report.duration_ms += duration_ms;
             }
-            "wave_started" => {
-                let index = uint(b, "index").and_then(|n| usize::try_from(n).ok());
-                let w = self.wave(&wave);
-                if let Some(i) = index {
-                    w.index = i;
-                }
+            Event::WaveStarted { wave, index, .. } => {
+                let w = self.wave(wave);
+                w.index = *index;
                 w.status = "started".into();
                 w.started_at = Some(e.at.clone());
                 w.ended_at = None;
                 w.duration_ms = None;
             }
-            "wave_approved" => self.wave(&wave).approved_by = opt_text(b, "by"),
-            "wave_not_approved" => self.wave_status(&wave, "not-approved", &e.at),
-            "wave_finished" => {
-                let failed = uint(b, "failed").unwrap_or(0) > 0;
-                self.wave_status(&wave, if failed { "failed" } else { "migrated" }, &e.at);
+            Event::WaveApproved { wave, by } => self.wave(wave).approved_by = Some(by.clone()),
+            Event::WaveNotApproved { wave } => self.wave_status(wave, "not-approved", &e.at),
+            Event::WaveFinished { wave, failed, .. } => {
+                let status = if *failed > 0 { "failed" } else { "migrated" };
+                self.wave_status(wave, status, &e.at);
             }
-            "wave_passed" => self.wave_status(&wave, "passed", &e.at),
-            "halted" => {
-                self.wave_status(&wave, "halted", &e.at);
+            Event::WavePassed { wave } => self.wave_status(wave, "passed", &e.at),
+            Event::Halted { wave, reason } => {
+                self.wave_status(wave, "halted", &e.at);
                 self.report.halts.push(Halt {
-                    wave,
-                    reason: text(b, "reason"),
+                    wave: wave.clone(),
+                    reason: reason.clone(),
                 });
             }
-            "soak_round" => {
-                let round = (
-                    u32::try_from(uint(b, "round").unwrap_or(0)).unwrap_or(0),
-                    u32::try_from(uint(b, "of").unwrap_or(0)).unwrap_or(0),
-                );
-                self.wave(&wave).soak_rounds = Some(round);
-                self.soak_round.insert(wave, round);
+            Event::SoakRound {
+                wave, round, of, ..
+            } => {
+                self.wave(wave).soak_rounds = Some((*round, *of));
+                self.soak_round.insert(wave.clone(), (*round, *of));
             }
-            "trust_blocked" => {
-                let t = self.trust(&trust, &wave);
+            Event::TrustBlocked {
+                wave,
+                trust,
+                reason,
+            } => {
+                let t = self.trust(trust, wave);
                 t.status = "blocked".into();
-                t.error = opt_text(b, "reason");
-                let w = self.wave(&wave);
+                t.error = Some(reason.clone());
+                let w = self.wave(wave);
                 if w.started_at.is_none() {
                     w.status = "blocked".into();
                 }
             }
-            "trust_started" => {
-                let t = self.trust(&trust, &wave);
-                t.from = opt_text(b, "from");
-                t.to = opt_text(b, "to");
+            Event::TrustStarted {
+                wave,
+                trust,
+                from,
+                to,
+                ..
+            } => {
+                let t = self.trust(trust, wave);
+                t.from = Some(from.clone());
+                t.to = Some(to.clone());
                 t.status = "started".into();
                 t.error = None;
                 t.rollback = None;
                 t.latest_gates = t.gates.len();
             }
-            "trust_finished" => {
-                let t = self.trust(&trust, &wave);
-                t.status = text(b, "status");
-                t.version = int(b, "version");
-                t.release = opt_text(b, "release");
-                t.error = opt_text(b, "error");
-                t.duration_ms = uint(b, "duration_ms");
-            }
-            "trust_retrying" => {
-                let t = self.trust(&trust, "");
-                t.retries.push(text(b, "error"));
-            }
-            "migration_started" | "migration_reverting" => {
-                let reverting = text(b, "event") == "migration_reverting";
-                let t = self.trust(&trust, "");
-                t.migrations.push(MigrationStep {
-                    version: int(b, "version").unwrap_or_default(),
-                    description: text(b, "description"),
-                    direction: if reverting { "revert" } else { "migrate" }.into(),
-                    state: "started".into(),
-                    duration_ms: None,
-                    error: None,
-                });
-            }
-            "migration_applied" | "migration_failed" | "migration_reverted" => {
-                let name = text(b, "event");
-                let version = int(b, "version");
-                let direction = if name == "migration_reverted" {
-                    "revert"
-                } else {
-                    "migrate"
+            Event::TrustFinished {
+                wave,
+                trust,
+                version,
+                release,
+                outcome,
+                duration_ms,
+            } => {
+                let t = self.trust(trust, wave);
+                t.status = outcome.status().into();
+                t.version = *version;
+                t.release = Some(release.clone());
+                t.error = match outcome {
+                    TrustOutcome::Failed { error, .. } => Some(error.clone()),
+                    _ => None,
                 };
-                let t = self.trust(&trust, "");
-                if let Some(m) = t.migrations.iter_mut().rev().find(|m| {
-                    Some(m.version) == version && m.direction == direction && m.state == "started"
-                }) {
-                    match name.as_str() {
-                        "migration_applied" => {
-                            m.state = "applied".into();
-                            m.duration_ms = uint(b, "duration_ms");
-                        }
-                        "migration_failed" => {
-                            m.state = "failed".into();
-                            m.error = opt_text(b, "error");
-                        }
-                        _ => m.state = "reverted".into(),
-                    }
+                t.duration_ms = Some(*duration_ms);
+            }
+            Event::TrustRetrying { trust, error, .. } => {
+                self.trust(trust, "").retries.push(error.clone());
+            }
+            Event::MigrationStarted {
+                trust,
+                version,
+                description,
+                ..
+            } => self.migration_started(trust, *version, description, "migrate"),
+            Event::MigrationReverting { trust, version } => {
+                self.migration_started(trust, *version, "", "revert")
+            }
+            Event::MigrationApplied {
+                trust,
+                version,
+                duration_ms,
+            } => {
+                if let Some(m) = self.started_migration(trust, *version, "migrate") {
+                    m.state = "applied".into();
+                    m.duration_ms = Some(*duration_ms);
                 }
             }
-            "health_verdict" => {
-                let window = text(b, "window");
-                let label = if window == "soak" {
-                    match self.soak_round.get(&wave) {
-                        Some((round, of)) => format!("soak {round}/{of}"),
-                        None => "soak".into(),
-                    }
-                } else {
-                    window.clone()
+            Event::MigrationFailed {
+                trust,
+                version,
+                error,
+            } => {
+                if let Some(m) = self.started_migration(trust, *version, "migrate") {
+                    m.state = "failed".into();
+                    m.error = Some(error.clone());
+                }
+            }
+            Event::MigrationReverted { trust, version, .. } => {
+                if let Some(m) = self.started_migration(trust, *version, "revert") {
+                    m.state = "reverted".into();
+                }
+            }
+            Event::HealthVerdict {
+                wave,
+                trust,
+                window,
+                verdict,
+                latency,
+                workload,
+                writes,
+            } => {
+                let label = match (window, self.soak_round.get(wave)) {
+                    (Window::Soak, Some((round, of))) => format!("soak {round}/{of}"),
+                    _ => window.label().to_string(),
                 };
-                let reasons = b
-                    .get("reasons")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let latency = b
-                    .get("latency")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok())
-                    .unwrap_or_default();
-                let workload = b
-                    .get("workload")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok());
-                let writes = b
-                    .get("writes")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok());
-                let t = self.trust(&trust, &wave);
+                let t = self.trust(trust, wave);
                 t.gates.push(GateReport {
-                    window,
+                    window: window.label().to_string(),
                     label,
-                    verdict: text(b, "verdict"),
-                    reasons,
-                    latency,
-                    workload,
-                    writes,
+                    verdict: verdict.label().to_string(),
+                    reasons: verdict.reasons().to_vec(),
+                    latency: latency.clone(),
+                    workload: workload.clone(),
+                    writes: writes.clone(),
                     attempt: e.attempt,
                 });
             }
-            "workload_unavailable" => {
-                let t = self.trust(&trust, "");
-                t.workload_unavailable = opt_text(b, "reason");
+            Event::WorkloadUnavailable { trust, reason } => {
+                self.trust(trust, "").workload_unavailable = Some(reason.clone());
             }
-            "rollback_started" => {
-                let t = self.trust(&trust, "");
-                t.rollback = Some(RollbackReport {
-                    from: text(b, "from"),
-                    to: text(b, "to"),
+            Event::RollbackStarted {
+                trust, from, to, ..
+            } => {
+                self.trust(trust, "").rollback = Some(RollbackReport {
+                    from: from.clone(),
+                    to: to.clone(),
                     state: "started".into(),
                     error: None,
                 });
             }
-            "rollback_finished" | "rollback_failed" => {
-                let finished = text(b, "event") == "rollback_finished";
-                let t = self.trust(&trust, "");
-                if finished {
-                    t.version = int(b, "version");
-                    t.release = opt_text(b, "release");
-                }
-                let r = t.rollback.get_or_insert_with(|| RollbackReport {
-                    from: String::new(),
-                    to: String::new(),
-                    state: String::new(),
-                    error: None,
-                });
-                r.state = if finished { "finished" } else { "failed" }.into();
-                r.error = opt_text(b, "error");
+            Event::RollbackFinished {
+                trust,
+                version,
+                release,
+            } => {
+                let t = self.trust(trust, "");
+                t.version = *version;
+                t.release = Some(release.clone());
+                let r = Self::rollback_of(t);
+                r.state = "finished".into();
+                r.error = None;
+            }
+            Event::RollbackFailed { trust, error } => {
+                let r = Self::rollback_of(self.trust(trust, ""));
+                r.state = "failed".into();
+                r.error = Some(error.clone());
             }
             _ => {}
         }
+    }
+
+    /// A migration (`migrate`) or down migration (`revert`) starts on a trust.
+    fn migration_started(&mut self, trust: &str, version: i64, description: &str, direction: &str) {
+        self.trust(trust, "").migrations.push(MigrationStep {
+            version,
+            description: description.to_string(),
+            direction: direction.into(),
+            state: "started".into(),
+            duration_ms: None,
+            error: None,
+        });
+    }
+
+    /// The latest step of `version` in `direction` on a trust still started, if any.
+    fn started_migration(
+        &mut self,
+        trust: &str,
+        version: i64,
+        direction: &str,
+    ) -> Option<&mut MigrationStep> {
+        self.trust(trust, "")
+            .migrations
+            .iter_mut()
+            .rev()
+            .find(|m| m.version == version && m.direction == direction && m.state == "started")
+    }
+
+    /// A trust's rollback, started now when its start was not recorded.
+    fn rollback_of(t: &mut TrustReport) -> &mut RollbackReport {
+        t.rollback.get_or_insert_with(|| RollbackReport {
+            from: String::new(),
+            to: String::new(),
+            state: String::new(),
+            error: None,
+        })
     }
 }
 
@@ -689,11 +707,8 @@ pub(crate) mod tests {
         bodies
             .into_iter()
             .enumerate()
-            .map(|(i, body)| StoredEvent {
-                seq: i as i64,
-                attempt: 1,
-                at: format!("2026-01-01T10:00:{:02}Z", i / 3),
-                body,
+            .map(|(i, body)| {
+                StoredEvent::new(i as i64, 1, format!("2026-01-01T10:00:{:02}Z", i / 3), body)
             })
             .collect()
     }
@@ -718,16 +733,18 @@ pub(crate) mod tests {
                         "database":{"baseline":{"commits":300,"rollbacks":0,"deadlocks":0,"conflicts":0,"temp_files":0,"temp_bytes":0},
                                     "window":{"commits":280,"rollbacks":1,"deadlocks":0,"conflicts":0,"temp_files":2,"temp_bytes":8192},
                                     "baseline_rollback_rate":0.0,"rollback_rate":0.0036,"rollback_p_value":0.16,"rollbacks_regressed":false,"deadlocks_regressed":false}}});
+                e.event = Event::from_json(&e.body);
+                assert_ne!(e.event, Event::Unknown, "the workload verdict reads");
             }
         }
         events.insert(
             1,
-            StoredEvent {
-                seq: 1000,
-                attempt: 1,
-                at: "2026-01-01T10:00:00Z".into(),
-                body: json!({"event":"workload_unavailable","trust":"islington","reason":"the pg_stat_statements extension is not created in this database"}),
-            },
+            StoredEvent::new(
+                1000,
+                1,
+                "2026-01-01T10:00:00Z",
+                json!({"event":"workload_unavailable","trust":"islington","reason":"the pg_stat_statements extension is not created in this database"}),
+            ),
         );
         events
     }
@@ -790,12 +807,12 @@ pub(crate) mod tests {
             json!({"event":"wave_passed","wave":"pilot"}),
         ];
         for body in extra {
-            events.push(StoredEvent {
-                seq: events.len() as i64,
-                attempt: 2,
-                at: "2026-01-01T11:00:00Z".into(),
+            events.push(StoredEvent::new(
+                events.len() as i64,
+                2,
+                "2026-01-01T11:00:00Z",
                 body,
-            });
+            ));
         }
         let r = RunReport::build(record(), &events);
         assert_eq!(r.trust("camden").unwrap().result().label(), "passed");

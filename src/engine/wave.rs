@@ -1,0 +1,446 @@
+//! The wave loop: for each wave of the plan, approval → baselines → migrate concurrently
+//! (earlier waves watched in the background) → post-upgrade checks → the policy over the
+//! verdicts (rollbacks, halt, pause) → soak; and what a resumed run skips or only re-checks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use futures::stream::{self, StreamExt};
+
+use super::events::{Event, TrustOutcome};
+use super::outcome::{RunOutcome, TrustResult};
+use super::policy::{decide, Next, TrustVerdict};
+use super::preflight::Preflight;
+use super::run::{Engine, RunState};
+use super::watch::{snapshot_errors, Watched};
+use crate::config::plan::Approval;
+use crate::config::Wave;
+use crate::exit_codes::ExitCode;
+use crate::health::gate::{Verdict, Window};
+use crate::health::probes::{Rows, Scope};
+use crate::plan::{Action, Step, WavePlan};
+
+/// A trust of a wave that preflight planned to upgrade.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Upgrade<'p> {
+    /// The trust.
+    pub trust: &'p str,
+    /// The version preflight found it at.
+    pub from: Option<i64>,
+    /// The migrations preflight planned for it.
+    pub steps: &'p [Step],
+}
+
+impl Engine<'_> {
+    /// Every wave in order, until one stops the run.
+    pub(super) async fn run_waves(
+        &self,
+        preflight: &Preflight,
+        state: &mut RunState,
+    ) -> RunOutcome {
+        let planned = &preflight.plan;
+        if let Some(exit) = planned.blocked_exit_code() {
+            for w in &planned.waves {
+                for t in &w.trusts {
+                    if let Action::Blocked { blocker } = &t.action {
+                        self.emit(Event::TrustBlocked {
+                            wave: w.name.clone(),
+                            trust: t.id.clone(),
+                            reason: blocker.to_string(),
+                        })
+                        .await;
+                    }
+                }
+            }
+            return RunOutcome::Blocked { exit };
+        }
+        self.emit(Event::RunStarted {
+            plan: planned.plan.clone(),
+            target_version: planned.target.version,
+            target_release: planned.target.release.clone(),
+            waves: planned.waves.len(),
+            trusts: planned.waves.iter().map(|w| w.trusts.len()).sum(),
+            migrations: planned.migration_count(),
+        })
+        .await;
+        for (index, (wave, wave_plan)) in self.plan.waves.iter().zip(&planned.waves).enumerate() {
+            if let Some(stopped) = self.control.outcome() {
+                return stopped;
+            }
+            if let Some(r) = self.resumed.filter(|r| r.passed_waves.contains(&wave.name)) {
+                // Passed before the interruption: its trusts are watched, not re-gated.
+                for t in &wave_plan.trusts {
+                    if let Some(recorded) = r.baselines.get(&t.id) {
+                        let watched = self.watched_from_journal(&t.id, &recorded.wave, recorded);
+                        state.watched.push(watched);
+                    }
+                }
+                continue;
+            }
+            let upgrades: Vec<Upgrade<'_>> = wave_plan
+                .trusts
+                .iter()
+                .filter_map(|t| match &t.action {
+                    Action::Upgrade { steps } => Some(Upgrade {
+                        trust: t.id.as_str(),
+                        from: t.current_version,
+                        steps: steps.as_slice(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if wave.approval == Approval::Required && !upgrades.is_empty() {
+                match self.approver.approve(wave) {
+                    Some(by) => {
+                        self.emit(Event::WaveApproved {
+                            wave: wave.name.clone(),
+                            by,
+                        })
+                        .await
+                    }
+                    None => {
+                        self.emit(Event::WaveNotApproved {
+                            wave: wave.name.clone(),
+                        })
+                        .await;
+                        return RunOutcome::NotApproved {
+                            wave: wave.name.clone(),
+                        };
+                    }
+                }
+            }
+            self.emit(Event::WaveStarted {
+                wave: wave.name.clone(),
+                index,
+                trusts: wave.trusts.len(),
+                to_upgrade: upgrades.len(),
+                concurrency: wave.concurrency,
+            })
+            .await;
+            if let Some(outcome) = self
+                .run_wave(wave, wave_plan, &upgrades, preflight, state)
+                .await
+            {
+                return outcome;
+            }
+        }
+        RunOutcome::Completed
+    }
+
+    /// One wave. `Some(outcome)` stops the run.
+    async fn run_wave(
+        &self,
+        wave: &Wave,
+        wave_plan: &WavePlan,
+        upgrades: &[Upgrade<'_>],
+        preflight: &Preflight,
+        state: &mut RunState,
+    ) -> Option<RunOutcome> {
+        let mut wave_results: Vec<TrustResult> = Vec::new();
+        let mut up_to_date = Vec::new();
+        for t in wave_plan
+            .trusts
+            .iter()
+            .filter(|t| t.action == Action::UpToDate)
+        {
+            up_to_date.push(self.finished_event(
+                &wave.name,
+                &t.id,
+                t.current_version,
+                TrustOutcome::UpToDate,
+                0,
+            ));
+            wave_results.push(TrustResult::new(t.id.clone(), TrustOutcome::UpToDate));
+        }
+        // Nothing happens to these trusts: one journal transaction records them all.
+        self.emit_all(up_to_date).await;
+        // On resume: trusts this run upgraded before it was interrupted, whose post-upgrade
+        // check never passed, are checked now against the baseline recorded before.
+        let mut verify_only: Vec<String> = Vec::new();
+
+        // Baseline, sequentially: the same conditions as the post-upgrade window.
+        let mut baselines: HashMap<String, Watched> = HashMap::new();
+        if self.gated() {
+            // Every trust's workload baseline window opens now, before the first baseline.
+            self.workload_mark(upgrades.iter().map(|u| u.trust)).await;
+            let mut broken: Vec<TrustVerdict> = Vec::new();
+            for u in upgrades {
+                let id = u.trust;
+                let Some(trust) = self.inventory.get(id) else {
+                    continue;
+                };
+                if let Some(recorded) = self
+                    .resumed
+                    .and_then(|r| r.baselines.get(id))
+                    .filter(|recorded| recorded.from != u.from)
+                {
+                    // Part-way through its upgrade when the run stopped: its true baseline is
+                    // the one recorded before the first migration (it cannot be re-measured).
+                    let watched = self.watched_from_journal(id, &wave.name, recorded);
+                    baselines.insert(id.to_string(), watched);
+                    continue;
+                }
+                let params = preflight.params.get(id).cloned().unwrap_or_default();
+                let rewrites = self.rewrites(id, u.steps);
+                let baseline = self
+                    .measure(
+                        id,
+                        &wave.name,
+                        trust,
+                        &params,
+                        &rewrites,
+                        Rows::Fresh,
+                        Scope::Full,
+                        "baseline",
+                    )
+                    .await;
+                self.emit(Event::BaselineRecorded {
+                    wave: wave.name.clone(),
+                    trust: id.to_string(),
+                    from: u.from,
+                    params: params.clone(),
+                })
+                .await;
+                let problems = snapshot_errors(&baseline);
+                if !problems.is_empty() {
+                    let verdict =
+                        Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
+                    // Nothing was upgraded: the verdict is about the baseline, not the upgrade.
+                    self.emit_verdict(&wave.name, id, Window::Baseline, &verdict, Vec::new())
+                        .await;
+                    broken.push(TrustVerdict::new(id, verdict));
+                }
+                baselines.insert(
+                    id.to_string(),
+                    Watched {
+                        trust: id.to_string(),
+                        wave: wave.name.clone(),
+                        from: u.from,
+                        baseline,
+                        params,
+                        rewrites,
+                        writes_seen: Default::default(),
+                    },
+                );
+            }
+            for t in wave_plan
+                .trusts
+                .iter()
+                .filter(|t| t.action == Action::UpToDate)
+            {
+                let Some(r) = self.resumed else { break };
+                if r.checked.contains(&t.id) {
+                    // Upgraded and checked before the interruption: soaks with its wave.
+                    if let Some(recorded) = r.baselines.get(&t.id) {
+                        let watched = self.watched_from_journal(&t.id, &wave.name, recorded);
+                        state.watched.push(watched);
+                    }
+                    continue;
+                }
+                if let Some(recorded) = r.baselines.get(&t.id) {
+                    let watched = self.watched_from_journal(&t.id, &wave.name, recorded);
+                    baselines.insert(t.id.clone(), watched);
+                    verify_only.push(t.id.clone());
+                }
+            }
+            if !broken.is_empty() {
+                state.results.extend(wave_results);
+                return Some(RunOutcome::Paused {
+                    wave: wave.name.clone(),
+                    trusts: broken.iter().map(|b| b.trust.clone()).collect(),
+                    reasons: broken.iter().flat_map(TrustVerdict::reasons).collect(),
+                });
+            }
+        }
+
+        // Migrate, while earlier waves' trusts keep being checked in the background.
+        let stop = AtomicBool::new(false);
+        let done = AtomicBool::new(false);
+        let late: Mutex<Vec<TrustVerdict>> = Mutex::new(Vec::new());
+        let migrate = async {
+            let out: Vec<TrustResult> = stream::iter(upgrades.iter())
+                .map(|u| {
+                    let stop = &stop;
+                    async move {
+                        let outcome = self.migrate_trust(&wave.name, u, stop).await;
+                        if matches!(outcome, TrustOutcome::Failed { .. }) {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                        TrustResult::new(u.trust, outcome)
+                    }
+                })
+                .buffer_unordered(wave.concurrency)
+                .collect()
+                .await;
+            done.store(true, Ordering::SeqCst);
+            out
+        };
+        let background = self.watch_earlier_waves(&wave.name, &state.watched, &done, &late);
+        let (migrated, ()) = futures::join!(migrate, background);
+        wave_results.extend(migrated);
+
+        let failed_migrations: Vec<String> = wave_results
+            .iter()
+            .filter(|r| matches!(r.outcome, TrustOutcome::Failed { .. }))
+            .map(|r| r.trust.clone())
+            .collect();
+        let mut upgraded: Vec<String> = wave_results
+            .iter()
+            .filter(|r| matches!(r.outcome, TrustOutcome::Upgraded { .. }))
+            .map(|r| r.trust.clone())
+            .collect();
+        upgraded.extend(verify_only);
+        if let Some(stopped) = self.control.outcome() {
+            // Interrupted: what was applied stays (each migration committed with its row);
+            // resume checks these trusts against the baselines recorded above.
+            self.emit_wave_finished(&wave.name, &wave_results).await;
+            state.results.extend(wave_results);
+            return Some(stopped);
+        }
+
+        // Post-upgrade checks and the policy.
+        let mut verdicts: Vec<TrustVerdict> = Vec::new();
+        if self.gated() {
+            // The workload windows after the upgrade open once the wave's migrations are done,
+            // so that no migration (nor the locks it held) is counted in them.
+            self.workload_mark(upgraded.iter().map(String::as_str))
+                .await;
+            for id in &upgraded {
+                let Some(w) = baselines.get(id) else { continue };
+                let j = self
+                    .confirmed(w, Scope::Full, Window::PostUpgrade, "post-upgrade")
+                    .await;
+                self.emit_judgement(&wave.name, id, Window::PostUpgrade, &j)
+                    .await;
+                verdicts.push(TrustVerdict::new(id.clone(), j.verdict));
+            }
+        }
+        // Suspects seen in the background, under the load of this wave's migrations, are
+        // checked again now that it is quiet: only a confirmed regression counts.
+        let suspects = late.into_inner().unwrap_or_default();
+        let mut late_verdicts = Vec::new();
+        for suspect in suspects {
+            let id = suspect.trust;
+            let Some(w) = state.watched.iter().find(|w| w.trust == id) else {
+                continue;
+            };
+            let j = self
+                .confirmed(w, Scope::Soak, Window::Soak, "late-check")
+                .await;
+            self.emit_judgement(&wave.name, &id, Window::Soak, &j).await;
+            late_verdicts.push(TrustVerdict::new(id, j.verdict));
+        }
+        self.emit_wave_finished(&wave.name, &wave_results).await;
+        state.results.extend(wave_results);
+        for id in &upgraded {
+            if let Some(w) = baselines.remove(id) {
+                state.watched.push(w);
+            }
+        }
+        // One decision over this wave's verdicts and any confirmed late regression of an
+        // earlier wave, so neither is dropped when the other halts.
+        verdicts.extend(late_verdicts);
+        if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
+            return Some(outcome);
+        }
+        if !failed_migrations.is_empty() {
+            // A lock held by another run is exit 6, any other failure exit 4.
+            let locked = state.results.iter().any(
+                |r| matches!(&r.outcome, TrustOutcome::Failed { exit_code, .. } if *exit_code == ExitCode::Locked.code()),
+            );
+            return Some(RunOutcome::Failed {
+                wave: wave.name.clone(),
+                trusts: failed_migrations,
+                exit: if locked {
+                    ExitCode::Locked
+                } else {
+                    ExitCode::MigrationFailed
+                },
+            });
+        }
+        if let Some(outcome) = self.soak(wave, state).await {
+            return Some(outcome);
+        }
+        if let Some(stopped) = self.control.outcome() {
+            return Some(stopped);
+        }
+        self.emit(Event::WavePassed {
+            wave: wave.name.clone(),
+        })
+        .await;
+        None
+    }
+
+    /// Turn verdicts into rollbacks and the next step.
+    pub(super) async fn apply_policy(
+        &self,
+        wave: &str,
+        verdicts: &[TrustVerdict],
+        state: &mut RunState,
+    ) -> Option<RunOutcome> {
+        if verdicts.is_empty() {
+            return None;
+        }
+        let decision = decide(
+            verdicts,
+            self.plan.on_regression,
+            self.plan.max_failed_trusts,
+            state.failed_trusts,
+        );
+        state.failed_trusts += verdicts
+            .iter()
+            .filter(|v| matches!(v.verdict, Verdict::Fail(_)))
+            .count();
+        let mut rollback_failures = Vec::new();
+        for id in &decision.rollback {
+            let Some(pos) = state.watched.iter().position(|w| &w.trust == id) else {
+                continue;
+            };
+            let watched = state.watched.remove(pos);
+            if let Err(e) = self.rollback_trust(&watched).await {
+                self.emit(Event::RollbackFailed {
+                    trust: id.clone(),
+                    error: e.clone(),
+                })
+                .await;
+                rollback_failures.push(format!("{id}: {e}"));
+            }
+        }
+        let not_passed = || verdicts.iter().filter(|v| v.verdict != Verdict::Pass);
+        let reasons: Vec<String> = not_passed().flat_map(TrustVerdict::reasons).collect();
+        let trusts: Vec<String> = not_passed().map(|v| v.trust.clone()).collect();
+        if !rollback_failures.is_empty() {
+            return Some(RunOutcome::RollbackFailed {
+                trusts: decision.rollback.clone(),
+                reasons: rollback_failures,
+            });
+        }
+        match decision.then {
+            Next::Continue => None,
+            Next::Halt => Some(RunOutcome::Halted {
+                wave: wave.to_string(),
+                trusts,
+                reasons,
+            }),
+            Next::Pause => Some(RunOutcome::Paused {
+                wave: wave.to_string(),
+                trusts,
+                reasons,
+            }),
+        }
+    }
+
+    /// The `wave_finished` event: how many of the wave's trusts ended each way.
+    pub(super) async fn emit_wave_finished(&self, wave: &str, results: &[TrustResult]) {
+        let count = |f: fn(&TrustOutcome) -> bool| results.iter().filter(|r| f(&r.outcome)).count();
+        self.emit(Event::WaveFinished {
+            wave: wave.to_string(),
+            upgraded: count(|o| matches!(o, TrustOutcome::Upgraded { .. })),
+            up_to_date: count(|o| matches!(o, TrustOutcome::UpToDate)),
+            failed: count(|o| matches!(o, TrustOutcome::Failed { .. })),
+            skipped: count(|o| matches!(o, TrustOutcome::Skipped)),
+        })
+        .await;
+    }
+}
