@@ -8,7 +8,7 @@ Every `.rs` file is a node. A file depends on another when it names it through a
 `flotilla::...` (the binary), and in a module file `child::x` without a prefix. A path resolves to the deepest file it names: `crate::a::b::f`
 is `src/a/b.rs` (or `src/a/b/mod.rs`) when that file exists, else `src/a.rs` / `src/a/mod.rs`.
 `mod x;` declarations are containment, not dependencies, and a module's own `#[cfg(test)]
-mod tests { ... }` counts like the rest of the file. Strongly connected components of more
+mod tests { ... }` counts like the rest of the file (its `super::` being the file itself). Strongly connected components of more
 than one file are printed (Tarjan's algorithm), and the exit code is 1 when there is any.
 """
 
@@ -134,6 +134,11 @@ def main():
     graph = {p: set() for p in files.values()}
     for p in files.values():
         text = strip_comments(open(p, encoding="utf-8").read())
+        # Inside an inline `mod x { ... }` (a file's tests), `super::` is the file itself.
+        inline = re.search(r"\bmod\s+\w+\s*\{", text)
+        if inline:
+            tail = text[inline.end():].replace("super::super::", "\0").replace("super::", "self::")
+            text = text[: inline.end()] + tail.replace("\0", "super::")
         refs = []
         for m in USE_GROUP_RE.finditer(text):
             brace = m.end() - 1

@@ -1,4 +1,6 @@
-//! Text from the user's files is shown as text, never as terminal commands: control characters
+//! Printing for people: [`outln`]/[`jsonln`]/[`print_line`] on stdout, [`about_trust`] naming a
+//! trust once, and the escaping below. Text from the user's files is shown as text, never as
+//! terminal commands: control characters
 //! (an ESC starting a colour or cursor sequence, a carriage return that overwrites a line, a
 //! bell) and the Unicode controls that reorder what is displayed (bidirectional overrides,
 //! zero-width characters) are written as `\u{..}` escapes. Newlines and tabs stay: messages

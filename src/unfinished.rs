@@ -1,4 +1,7 @@
-//! A halted or unfinished run is a decision waiting for a person.
+//! Unfinished runs, as a person decides about them: the refusal of a new rollout while one waits,
+//! `abandon`, what a run's journal says (failed trusts, rollbacks left open: [`read_journal`]),
+//! settling what a crash left in flight ([`reconcile`]), and trusts never judged (carried
+//! baselines). A halted or unfinished run is a decision waiting for a person.
 //!
 //! * A new `rollout` refuses while an unfinished run (halted, paused, failed, rollback-failed,
 //!   interrupted, not approved, or crashed: still `running` with its lease gone) shares its plan

@@ -78,6 +78,8 @@ failure_from!(
     crate::unfinished::UnfinishedError,
     crate::session::SessionError,
     crate::rehearse::RehearseError,
+    crate::traffic::clinic::TrafficError,
+    crate::traffic::record::ReadError,
 );
 
 /// The result of a command.

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{parse_rate, print_line, Failure, Globals, Outcome};
-use crate::exit_codes::ExitCode;
 use crate::traffic::clinic::{Settings, Sink};
 use crate::traffic::HurtRule;
 
@@ -121,10 +120,8 @@ pub async fn run(g: &Globals, o: &TrafficArgs) -> Outcome {
         print_line(crate::traffic::READY_LINE);
         let _ = std::io::stdout().flush();
     })
-    .await
-    .map_err(|e| Failure::new(ExitCode::Internal, e.to_string()))?;
-    let records = crate::traffic::record::read(&o.out)
-        .map_err(|e| Failure::new(ExitCode::Internal, e.to_string()))?;
+    .await?;
+    let records = crate::traffic::record::read(&o.out)?;
     let report =
         crate::traffic::experience(&records, &Default::default(), None, HurtRule::default());
     print_line(crate::report::traffic::text(&report).trim_end());
