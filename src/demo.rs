@@ -268,11 +268,7 @@ pub fn plant_fault(trust: &Trust, fault: Fault) -> Result<std::path::PathBuf, St
             trust.id
         )
     })?;
-    let dialect = match trust.database {
-        DatabaseTarget::Sqlite { .. } => crate::db::Dialect::Sqlite,
-        DatabaseTarget::Postgres { .. } => crate::db::Dialect::Postgres,
-    };
-    let (up, down) = fault.migration(dialect);
+    let (up, down) = fault.migration(crate::db::Dialect::of(&trust.database));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let stem = format!(
         "{FAULT_VERSION:04}_injected_{}",
@@ -525,9 +521,7 @@ fn pick<'a>(rng: &mut ChaCha8Rng, items: &'a [&'a str]) -> &'a str {
     items[rng.random_range(0..items.len())]
 }
 
-fn q(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+use crate::db::sql::quote_literal as q;
 
 /// A valid NHS number (modulus 11 check digit), unique within `seen`.
 fn nhs_number(rng: &mut ChaCha8Rng, seen: &mut HashSet<u64>) -> String {

@@ -8,8 +8,6 @@
 
 pub mod cli;
 pub mod commands;
-pub mod commands_lint;
-pub mod commands_traffic;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -19,12 +17,12 @@ pub mod files;
 pub mod health;
 pub mod journal;
 pub mod migrations;
-pub mod operate;
 pub mod plan;
 pub mod printable;
 pub mod rehearse;
 pub mod report;
 pub mod secrets;
+pub mod session;
 pub mod traffic;
 pub mod unfinished;
 

@@ -77,170 +77,26 @@ fn main() -> StdExitCode {
         lease_ttl: cli.lease_ttl,
         progress: !cli.no_progress && std::io::stdout().is_terminal(),
         color: color_allowed(),
+        cli: <Cli as clap::CommandFactory>::command,
     };
+    let g = &globals;
     let result = runtime.block_on(async {
         match &cli.command {
-            Command::Validate { plan } => commands::validate(&globals, plan.as_deref()).await,
-            Command::Lint { dialect, format } => {
-                let dialect = dialect.map(|d| match d {
-                    flotilla::cli::LintDialect::Postgres => flotilla::db::Dialect::Postgres,
-                    flotilla::cli::LintDialect::Sqlite => flotilla::db::Dialect::Sqlite,
-                });
-                flotilla::commands_lint::lint(&globals, dialect, *format).await
-            }
-            Command::Plan { plan, format, sql } => {
-                commands::plan(&globals, plan, *format, *sql).await
-            }
-            Command::Rollout {
-                plan,
-                yes,
-                approve,
-                dry_run,
-                rehearse,
-                events,
-                reports,
-            } => {
-                let how = if *dry_run {
-                    commands::RolloutMode::DryRun
-                } else if *rehearse {
-                    commands::RolloutMode::Rehearse
-                } else {
-                    commands::RolloutMode::Real
-                };
-                commands::rollout(
-                    &globals,
-                    plan,
-                    how,
-                    *yes,
-                    approve,
-                    events.as_deref(),
-                    &reports.options(),
-                )
-                .await
-            }
-            Command::Resume {
-                run,
-                yes,
-                approve,
-                retry,
-                skip,
-                allow_changed_plan,
-                events,
-                reports,
-            } => {
-                flotilla::operate::resume(
-                    &globals,
-                    &flotilla::operate::ResumeOptions {
-                        run: run.clone(),
-                        yes: *yes,
-                        approve: approve.clone(),
-                        retry: retry.clone(),
-                        skip: skip.clone(),
-                        allow_changed_plan: *allow_changed_plan,
-                        events: events.clone(),
-                        reports: reports.options(),
-                    },
-                )
-                .await
-            }
-            Command::Rollback {
-                plan,
-                trust,
-                wave,
-                run,
-                to,
-                force,
-                dry_run,
-                yes,
-            } => {
-                flotilla::operate::rollback(
-                    &globals,
-                    &flotilla::operate::RollbackOptions {
-                        plan: plan.clone(),
-                        trusts: trust.clone(),
-                        wave: wave.clone(),
-                        run: run.clone(),
-                        to: to.clone(),
-                        force: *force,
-                        dry_run: *dry_run,
-                        yes: *yes,
-                    },
-                )
-                .await
-            }
-            Command::Abandon { run, reason } => {
-                flotilla::unfinished::abandon(&globals, run, reason).await
-            }
-            Command::Repair {
-                trust,
-                applied,
-                not_applied: _,
-            } => flotilla::operate::repair(&globals, trust, *applied).await,
-            Command::Status { format } => commands::status(&globals, *format).await,
-            Command::Demo {
-                seed_only,
-                patients,
-                plan,
-                seed_release,
-                inject_regression,
-                traffic,
-                traffic_sessions,
-                reports,
-            } => {
-                commands::demo(
-                    &globals,
-                    &commands::DemoOptions {
-                        seed_only: *seed_only,
-                        patients: *patients,
-                        plan,
-                        seed_release,
-                        inject: inject_regression,
-                        traffic: traffic.map(|rate| flotilla::commands_traffic::DemoTraffic {
-                            rate,
-                            sessions: usize::from(*traffic_sessions),
-                        }),
-                        reports: reports.options(),
-                    },
-                )
-                .await
-            }
-            Command::Traffic {
-                plan,
-                trusts,
-                rate,
-                sessions,
-                out,
-                duration,
-                until_stdin_closes,
-                warm_up,
-                seed,
-            } => {
-                flotilla::commands_traffic::traffic(
-                    &globals,
-                    &flotilla::commands_traffic::TrafficOptions {
-                        plan: plan.clone(),
-                        trusts: trusts.clone(),
-                        rate: *rate,
-                        sessions: usize::from(*sessions),
-                        out: out.clone(),
-                        duration: *duration,
-                        until_stdin_closes: *until_stdin_closes,
-                        warm_up: *warm_up,
-                        seed: *seed,
-                    },
-                )
-                .await
-            }
-            Command::Health {
-                plan,
-                trusts,
-                format,
-            } => commands::health(&globals, plan, trusts, *format).await,
-            Command::Completions { shell } => commands::completions(*shell),
-            Command::Man => commands::man_page(),
-            Command::Report { run, reports } => {
-                commands::report(&globals, run, &reports.options()).await
-            }
+            Command::Validate(a) => commands::validate::run(g, a).await,
+            Command::Lint(a) => commands::lint::run(g, a).await,
+            Command::Plan(a) => commands::plan::run(g, a).await,
+            Command::Rollout(a) => commands::rollout::run(g, a).await,
+            Command::Resume(a) => commands::resume::run(g, a).await,
+            Command::Abandon(a) => commands::abandon::run(g, a).await,
+            Command::Rollback(a) => commands::rollback::run(g, a).await,
+            Command::Repair(a) => commands::repair::run(g, a).await,
+            Command::Status(a) => commands::status::run(g, a).await,
+            Command::Demo(a) => commands::demo::run(g, a).await,
+            Command::Traffic(a) => commands::traffic::run(g, a).await,
+            Command::Completions(a) => commands::completions::run(g, a).await,
+            Command::Man(a) => commands::completions::man(g, a).await,
+            Command::Health(a) => commands::health::run(g, a).await,
+            Command::Report(a) => commands::report::run(g, a).await,
         }
     });
     match result {

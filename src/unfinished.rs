@@ -1,4 +1,7 @@
-//! A halted or unfinished run is a decision waiting for a person.
+//! Unfinished runs, as a person decides about them: the refusal of a new rollout while one waits,
+//! `abandon`, what a run's journal says (failed trusts, rollbacks left open: [`crate::journal::replay`]),
+//! settling what a crash left in flight ([`reconcile`]), and trusts never judged (carried
+//! baselines). A halted or unfinished run is a decision waiting for a person.
 //!
 //! * A new `rollout` refuses while an unfinished run (halted, paused, failed, rollback-failed,
 //!   interrupted, not approved, or crashed: still `running` with its lease gone) shares its plan
@@ -10,15 +13,65 @@
 //!   plan without a health section to judge it is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
 
-use crate::commands::{Failure, Globals, Outcome};
-use crate::config::Plan;
+use crate::config::{ConfigError, Inventory, Plan};
 use crate::engine::run::Resumed;
 use crate::engine::{Event, EventSink};
 use crate::exit_codes::ExitCode;
-use crate::health::probes::{ProbeParams, Snapshot};
+use crate::health::probes::Snapshot;
 use crate::journal::lease::now_ms;
-use crate::journal::{GateFact, Journal, RunRecord, StateDb};
+use crate::journal::replay::replay;
+use crate::journal::{Journal, LeaseError, RunRecord, StateDb, StateError, StateLocation};
+use crate::migrations::{Catalog, CatalogError, Catalogs};
+use crate::printable::print_line;
+
+/// Why an unfinished run could not be refused, settled, carried or abandoned; each says its
+/// exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum UnfinishedError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Another run holds the estate: nothing was changed.
+    #[error("{0}; nothing was changed")]
+    Lease(Box<LeaseError>),
+    /// The operator must decide first, or a request cannot be done: exit 2, nothing changed.
+    #[error("{0}")]
+    Refused(String),
+    /// A trust database could not be read or cleaned while settling what a run left in flight.
+    #[error("{message}")]
+    Trust { message: String, code: ExitCode },
+}
+
+impl UnfinishedError {
+    /// The documented exit code.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            UnfinishedError::State(e) => e.exit_code(),
+            UnfinishedError::Config(e) => e.exit_code(),
+            UnfinishedError::Catalog(e) => e.exit_code(),
+            UnfinishedError::Lease(e) => e.exit_code(),
+            UnfinishedError::Refused(_) => ExitCode::Config,
+            UnfinishedError::Trust { code, .. } => *code,
+        }
+    }
+}
+
+impl From<LeaseError> for UnfinishedError {
+    fn from(e: LeaseError) -> Self {
+        match e {
+            LeaseError::State(e) => UnfinishedError::State(e),
+            other => UnfinishedError::Lease(Box::new(other)),
+        }
+    }
+}
+
+type Result<T, E = UnfinishedError> = std::result::Result<T, E>;
 
 /// An unfinished run, as a person needs to see it to decide.
 #[derive(Debug, Clone)]
@@ -81,7 +134,7 @@ impl Unfinished {
 }
 
 /// Every unfinished rollout in the state database, newest first, with its effective status.
-pub async fn unfinished_runs(state: &StateDb) -> Result<Vec<Unfinished>, Failure> {
+pub async fn unfinished_runs(state: &StateDb) -> Result<Vec<Unfinished>> {
     let lease = state.lease_holder().await?;
     let now = now_ms();
     let mut out = Vec::new();
@@ -90,36 +143,21 @@ pub async fn unfinished_runs(state: &StateDb) -> Result<Vec<Unfinished>, Failure
             continue;
         }
         let events = state.events(&record.run_id).await?;
-        let reading = crate::operate::read_journal(&events);
-        let wave = last_wave(&events);
+        let replay = replay(&events);
         out.push(Unfinished {
             status: record.effective_status(lease.as_ref(), now),
             record,
-            wave,
-            failed: reading.failed,
+            wave: replay.last_wave,
+            failed: replay.failed,
         });
     }
     Ok(out)
 }
 
-/// The last wave a run started, from its events.
-pub fn last_wave(events: &[crate::journal::StoredEvent]) -> Option<String> {
-    events.iter().rev().find_map(|e| {
-        (e.body.get("event").and_then(|v| v.as_str()) == Some("wave_started"))
-            .then(|| {
-                e.body
-                    .get("wave")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            })
-            .flatten()
-    })
-}
-
 /// Refuse a new rollout of `plan` while an unfinished run has the same plan (by name or file)
 /// or touched one of its trusts: exit 2, naming each such run, its state and the ways forward.
 /// Called under the estate lease, so no run is live: a `running` one has crashed.
-pub async fn refuse_if_unfinished(state: &StateDb, plan: &Plan) -> Outcome {
+pub async fn refuse_if_unfinished(state: &StateDb, plan: &Plan) -> Result<()> {
     let ours: BTreeSet<&str> = plan.trusts().collect();
     let our_file = std::fs::canonicalize(&plan.path).ok();
     let mut blocking = Vec::new();
@@ -168,80 +206,17 @@ pub async fn refuse_if_unfinished(state: &StateDb, plan: &Plan) -> Outcome {
             text.push_str(&format!("\n      {command:<width$}   {what}"));
         }
     }
-    Err(Failure::new(ExitCode::Config, text))
+    Err(UnfinishedError::Refused(text))
 }
 
-/// A trust whose last upgrade (in some run) was never judged to pass, with what is needed to
-/// judge it now.
-#[derive(Debug, Clone)]
-pub struct Unjudged {
-    /// The run that upgraded it.
-    pub run_id: String,
-    /// The wave it was in then.
-    pub wave: String,
-    /// The version it was at before that upgrade.
-    pub from: Option<i64>,
-    /// The probes' parameters then.
-    pub params: ProbeParams,
-    /// The last verdict since (`None`: never judged).
-    pub last: Option<String>,
-    /// Sequence of the `baseline_recorded` event in `run_id`.
-    seq: i64,
-}
+pub use crate::journal::replay::Unjudged;
 
 /// Every trust whose latest recorded upgrade has no passing verdict after it and was not
 /// rolled back (verified) to the version it was at: from the journal of every run.
-pub async fn unjudged(state: &StateDb) -> Result<BTreeMap<String, Unjudged>, Failure> {
-    let mut ledger: BTreeMap<String, Unjudged> = BTreeMap::new();
-    for r in state.gate_history().await? {
-        match r.fact {
-            GateFact::Baseline(body) => {
-                let s = |k: &str| {
-                    body.get(k)
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                ledger.insert(
-                    r.trust,
-                    Unjudged {
-                        run_id: r.run_id,
-                        wave: s("wave"),
-                        from: body.get("from").and_then(serde_json::Value::as_i64),
-                        params: body
-                            .get("params")
-                            .and_then(|v| serde_json::from_value(v.clone()).ok())
-                            .unwrap_or_default(),
-                        last: None,
-                        seq: r.seq,
-                    },
-                );
-            }
-            GateFact::Verdict { window, verdict } => {
-                // Only a judgement of the upgraded trust counts; a baseline that could not be
-                // measured or a rollback's check is not one.
-                if window == "post-upgrade" || window == "soak" {
-                    if let Some(u) = ledger.get_mut(&r.trust) {
-                        u.last = Some(verdict);
-                    }
-                }
-            }
-            GateFact::RolledBack { version } => {
-                let back_below = ledger
-                    .get(&r.trust)
-                    .is_some_and(|u| match (version, u.from) {
-                        (None, _) => true,
-                        (Some(v), Some(f)) => v <= f,
-                        (Some(_), None) => false,
-                    });
-                if back_below {
-                    ledger.remove(&r.trust);
-                }
-            }
-        }
-    }
-    ledger.retain(|_, u| u.last.as_deref() != Some("pass"));
-    Ok(ledger)
+pub async fn unjudged(state: &StateDb) -> Result<BTreeMap<String, Unjudged>> {
+    Ok(crate::journal::replay::unjudged(
+        &state.gate_history().await?,
+    ))
 }
 
 /// A baseline carried into this run from the run whose upgrade of the trust it precedes.
@@ -268,7 +243,7 @@ pub async fn carried_baselines(
     catalogs: &crate::migrations::Catalogs,
     current: &BTreeMap<String, (String, Option<i64>)>,
     known: &BTreeSet<String>,
-) -> Result<Vec<Carried>, Failure> {
+) -> Result<Vec<Carried>> {
     let ledger = unjudged(state).await?;
     if ledger.is_empty() {
         return Ok(Vec::new());
@@ -309,12 +284,7 @@ pub async fn carried_baselines(
             ));
             continue;
         }
-        let snapshot = state
-            .event_before(&u.run_id, id, "health_measured", u.seq)
-            .await?
-            .filter(|b| b.get("window").and_then(|v| v.as_str()) == Some("baseline"))
-            .and_then(|b| b.get("snapshot").cloned())
-            .and_then(|v| serde_json::from_value::<Snapshot>(v).ok());
+        let snapshot = state.baseline_before(&u.run_id, id, u.seq).await?;
         match snapshot {
             Some(snapshot) => carried.push(Carried {
                 wave: wave.clone(),
@@ -329,14 +299,11 @@ pub async fn carried_baselines(
         }
     }
     if !refused.is_empty() {
-        return Err(Failure::new(
-            ExitCode::Config,
-            format!(
-                "{} cannot start; nothing was changed: a trust whose upgrade was never judged to pass is not passed by without its gate:\n  {}",
-                plan.name,
-                refused.join("\n  ")
-            ),
-        ));
+        return Err(UnfinishedError::Refused(format!(
+            "{} cannot start; nothing was changed: a trust whose upgrade was never judged to pass is not passed by without its gate:\n  {}",
+            plan.name,
+            refused.join("\n  ")
+        )));
     }
     Ok(carried)
 }
@@ -348,7 +315,7 @@ pub async fn carry(
     resumed: &mut Resumed,
     journal: &Journal,
     sinks: &dyn EventSink,
-) -> Result<(), Failure> {
+) -> Result<()> {
     let events: Vec<Event> = carried
         .iter()
         .map(|c| Event::BaselineCarried {
@@ -377,41 +344,11 @@ pub async fn carry(
     Ok(())
 }
 
-/// `flotilla abandon RUN --reason TEXT`: an operator's recorded decision that an unfinished
-/// run will not be continued. Under the estate lease (a live run cannot be abandoned), it
-/// settles what the run left in flight (open steps from the databases' real state, write-probe
-/// records removed), records `run_abandoned` with who and why, and marks the run `abandoned`.
-pub async fn abandon(g: &Globals, run: &str, reason: &str) -> Outcome {
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(Failure::new(
-            ExitCode::Config,
-            "--reason must say why the run is abandoned (it is recorded with your name)",
-        ));
-    }
-    let location = crate::operate::state_location(g)?;
-    let Some(state) = StateDb::open_read_only(&location).await? else {
-        return Err(Failure::new(
-            ExitCode::Config,
-            format!(
-                "no run recorded at {}: nothing to abandon",
-                location.display()
-            ),
-        ));
-    };
-    state.close().await;
-    let state = StateDb::open(&location).await?;
-    let result = abandon_in(g, &state, run, reason, Settle::FromDatabases).await;
-    state.close().await;
-    result
-}
-
 /// `flotilla demo` re-creates the sample estate: the runs left unfinished on the old one are
 /// abandoned first, recorded with who and why (their databases are about to be replaced, so
 /// nothing is settled from them). A live run is not abandoned: exit 6 naming it.
-pub async fn abandon_before_reseeding(g: &Globals) -> Outcome {
-    let location = crate::operate::state_location(g)?;
-    let Some(state) = StateDb::open_read_only(&location).await? else {
+pub async fn abandon_before_reseeding(location: &StateLocation, lease_ttl: Duration) -> Result<()> {
+    let Some(state) = StateDb::open_read_only(location).await? else {
         return Ok(());
     };
     let runs = unfinished_runs(&state).await;
@@ -420,12 +357,12 @@ pub async fn abandon_before_reseeding(g: &Globals) -> Outcome {
     if runs.is_empty() {
         return Ok(());
     }
-    let state = StateDb::open(&location).await?;
+    let state = StateDb::open(location).await?;
     let mut result = Ok(());
     for u in runs {
         result = abandon_in(
-            g,
             &state,
+            lease_ttl,
             &u.record.run_id,
             "flotilla demo re-seeded the sample estate",
             Settle::No,
@@ -439,69 +376,65 @@ pub async fn abandon_before_reseeding(g: &Globals) -> Outcome {
     result
 }
 
-/// Whether abandoning settles what the run left in flight from the trust databases.
+/// Whether abandoning settles what the run left in flight from the trust databases (read with
+/// this inventory and these migrations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settle {
-    FromDatabases,
+pub enum Settle<'a> {
+    FromDatabases {
+        inventory: &'a Path,
+        migrations: &'a Path,
+    },
     No,
 }
 
-async fn abandon_in(
-    g: &Globals,
+/// An operator's recorded decision that unfinished run `run` will not be continued (`flotilla
+/// abandon`). Under the estate lease (a live run cannot be abandoned), it settles what the run
+/// left in flight (open steps from the databases' real state, write-probe records removed),
+/// records `run_abandoned` with who and why, and marks the run `abandoned`.
+pub async fn abandon_in(
     state: &StateDb,
+    lease_ttl: Duration,
     run: &str,
     reason: &str,
-    settle: Settle,
-) -> Outcome {
+    settle: Settle<'_>,
+) -> Result<()> {
     let record = state.run(run).await?.ok_or_else(|| {
-        Failure::new(
-            ExitCode::Config,
-            format!(
-                "no run '{run}' in the state database {} (`flotilla status` lists them)",
-                state.location()
-            ),
-        )
+        UnfinishedError::Refused(format!(
+            "no run '{run}' in the state database {} (`flotilla status` lists them)",
+            state.location()
+        ))
     })?;
     if !record.resumable() {
-        return Err(Failure::new(
-            ExitCode::Config,
-            format!(
-                "run {} is {}{}: there is nothing to abandon",
-                record.run_id,
-                record.status,
-                if record.kind == "rollout" {
-                    String::new()
-                } else {
-                    format!(" (a {})", record.kind)
-                }
-            ),
-        ));
+        return Err(UnfinishedError::Refused(format!(
+            "run {} is {}{}: there is nothing to abandon",
+            record.run_id,
+            record.status,
+            if record.kind == "rollout" {
+                String::new()
+            } else {
+                format!(" (a {})", record.kind)
+            }
+        )));
     }
     // Its state as it was before this command took the lease (for the run's own id).
     let was = record.effective_status(state.lease_holder().await?.as_ref(), now_ms());
-    let lease = crate::operate::take_lease(state, &record.run_id, g.lease_ttl).await?;
+    let lease = state.acquire_lease(&record.run_id, lease_ttl).await?;
     let result = async {
         // What it left in flight is settled from the databases, as resume would: nothing is
         // left half-done and unrecorded.
         let open = state.open_steps(&record.run_id).await?;
-        if !open.is_empty() && settle == Settle::FromDatabases {
-            let (inventory, catalogs) = g.load()?;
-            let plan = Plan::load(
-                std::path::Path::new(&record.plan_path),
-                &inventory,
-                catalogs.base(),
-            )
-            .map_err(|e| {
-                Failure::new(
-                    ExitCode::Config,
-                    format!(
+        if let (false, Settle::FromDatabases { inventory, migrations }) = (open.is_empty(), settle) {
+            let inventory = Inventory::load(inventory)?;
+            let catalogs = Catalogs::load(Catalog::load(migrations)?, &inventory)?;
+            let plan = Plan::load(Path::new(&record.plan_path), &inventory, catalogs.base())
+                .map_err(|e| {
+                    UnfinishedError::Refused(format!(
                         "run {} left {} step(s) in flight, and its plan cannot be read to settle them ({e}); restore the plan file, or resume the run",
                         record.run_id,
                         open.len()
-                    ),
-                )
-            })?;
-            crate::operate::reconcile(state, &record.run_id, &inventory, &plan).await?;
+                    ))
+                })?;
+            reconcile(state, &record.run_id, &inventory, &plan).await?;
         }
         let by = crate::journal::operator();
         let journal = Journal::append_to(state, &record).await?;
@@ -513,15 +446,12 @@ async fn abandon_in(
         journal.record(&ev).await?;
         let recorded = format!("abandoned by {by}: {reason} (it was {was})");
         if !journal.mark_abandoned(&record.status, &recorded).await? {
-            return Err(Failure::new(
-                ExitCode::Config,
-                format!(
-                    "run {} changed while it was being abandoned; look at `flotilla status` and try again",
-                    record.run_id
-                ),
-            ));
+            return Err(UnfinishedError::Refused(format!(
+                "run {} changed while it was being abandoned; look at `flotilla status` and try again",
+                record.run_id
+            )));
         }
-        crate::commands::print_line(&format!(
+        print_line(&format!(
             "run {} ({}) abandoned by {by}: {reason}",
             record.run_id, record.plan
         ));
@@ -533,7 +463,7 @@ async fn abandon_in(
             .map(|(t, _)| t)
             .collect();
         if !still.is_empty() {
-            crate::commands::print_line(&format!(
+            print_line(&format!(
                 "note: {} {} an upgrade in this run that was never judged to pass; the next rollout checks {} against the baseline recorded before it",
                 still.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
                 if still.len() == 1 { "has" } else { "have" },
@@ -547,4 +477,69 @@ async fn abandon_in(
         tracing::warn!(error = %e, "could not release the lease; it expires by itself");
     }
     result
+}
+
+/// Close the steps a crash left open, from what each trust database really holds; remove
+/// write-probe records a crash left behind.
+pub async fn reconcile(
+    state: &StateDb,
+    run_id: &str,
+    inventory: &Inventory,
+    plan: &Plan,
+) -> Result<()> {
+    for step in state.open_steps(run_id).await? {
+        let Some(trust) = inventory.get(&step.trust) else {
+            continue;
+        };
+        let (status, detail, after) = match step.kind.as_str() {
+            "migrate" | "revert" => {
+                let applied = crate::engine::run::read_state(trust).await.map_err(|b| {
+                    UnfinishedError::Trust {
+                        message: format!(
+                            "{} (reading it to settle the interrupted run)",
+                            crate::printable::about_trust(&trust.id, &b.to_string())
+                        ),
+                        code: b.exit_code(),
+                    }
+                })?;
+                let row = step
+                    .version
+                    .and_then(|v| applied.iter().find(|a| a.version == v));
+                let current = applied.iter().map(|a| a.version).max();
+                let settled = match (step.kind.as_str(), row) {
+                    // A dirty row: a batch or no-transaction script that did not finish.
+                    (_, Some(r)) if r.dirty => "interrupted",
+                    ("migrate", Some(_)) | ("revert", None) => "done",
+                    _ => "not-applied",
+                };
+                (
+                    settled,
+                    "settled on resume from the trust's tracking table".to_string(),
+                    current,
+                )
+            }
+            "write-probe" => {
+                let id = step.version.unwrap_or_default();
+                // Records `id` down to `before` (a journal from before sampled writes: one).
+                let last = step.before.unwrap_or(id);
+                crate::health::probes::clean_up_write_probe(trust, &plan.health, id, last)
+                    .await
+                    .map_err(|e| UnfinishedError::Trust {
+                        message: crate::printable::about_trust(
+                            &trust.id,
+                            &format!(
+                                "cannot remove write-probe records {id} to {last} left by the interrupted run: {e}"
+                            ),
+                        ),
+                        code: ExitCode::MigrationFailed,
+                    })?;
+                ("cleaned", "removed on resume".to_string(), None)
+            }
+            _ => ("interrupted", "finished again on resume".to_string(), None),
+        };
+        state
+            .settle_step(run_id, step.seq, status, &detail, after)
+            .await?;
+    }
+    Ok(())
 }

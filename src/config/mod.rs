@@ -51,6 +51,11 @@ fn location_suffix(line: u64, column: u64) -> String {
 }
 
 impl ConfigError {
+    /// The documented exit code: the user's configuration (2).
+    pub fn exit_code(&self) -> crate::exit_codes::ExitCode {
+        crate::exit_codes::ExitCode::Config
+    }
+
     pub(crate) fn invalid(
         path: &std::path::Path,
         at: Option<serde_saphyr::Location>,

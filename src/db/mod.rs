@@ -2,7 +2,9 @@
 //! database (connect, lock, tracking table, applied history, apply, revert, query), on SQLite and
 //! PostgreSQL through sqlx.
 
+pub mod dialect;
 pub mod port;
 pub mod sql;
 
-pub use port::{Access, AppliedMigration, DbError, Dialect, TrustDb};
+pub use dialect::Dialect;
+pub use port::{Access, AppliedMigration, DbError, TrustDb};

@@ -9,21 +9,12 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 
+use super::dialect::Dialect;
 use super::sql;
 use crate::config::inventory::{PasswordSource, UrlSource};
 use crate::config::{DatabaseTarget, Trust};
 use crate::exit_codes::ExitCode;
 use crate::migrations::{Migration, Mode};
-
-/// Which SQL dialect a trust speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// SQLite (the embedded default).
-    Sqlite,
-    /// PostgreSQL (production).
-    Postgres,
-}
 
 /// Whether a connection may change anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,9 +101,9 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// The documented exit code this error alone gives: a trust the inventory describes
-    /// wrongly is configuration (2), a lock another run holds is 6, anything else met while
-    /// reaching or migrating a trust is 4.
+    /// The documented exit code, whatever the path that met the fault: the inventory names a
+    /// database that cannot be used (missing file, unset variable, bad URL: 2), another run or
+    /// session holds the trust (6), or the database failed or could not be reached (4).
     pub fn exit_code(&self) -> ExitCode {
         match self {
             DbError::MissingSqliteFile { .. }
@@ -466,7 +457,7 @@ impl TrustDb {
     /// Clear the dirty mark of `version` (an operator checked the migration completed).
     pub async fn mark_clean(&mut self, version: i64) -> Result<(), DbError> {
         let err = self.query_err("clearing the dirty mark");
-        on_conn!(self, c => sqlx::query("UPDATE _flotilla_migrations SET dirty = FALSE WHERE version = $1 AND dirty")
+        on_conn!(self, c => sqlx::query(concat!("UPDATE ", sql::tracking_table!(), " SET dirty = FALSE WHERE version = $1 AND dirty"))
             .bind(version).execute(&mut *c).await.map(|_| ()).map_err(err))
     }
 
@@ -498,8 +489,8 @@ impl TrustDb {
     pub async fn drop_index(&mut self, name: &str) -> Result<(), DbError> {
         let err = self.query_err("dropping an invalid index");
         let statement = format!(
-            "DROP INDEX CONCURRENTLY IF EXISTS \"{}\"",
-            name.replace('"', "\"\"")
+            "DROP INDEX CONCURRENTLY IF EXISTS {}",
+            sql::quote_ident(name)
         );
         on_conn!(self, c => sqlx::raw_sql(&statement).execute(&mut *c).await.map(|_| ()).map_err(err))
     }

@@ -1,54 +1,89 @@
 //! The SQL flotilla itself runs on a trust database. One source for both execution and the
 //! `plan --sql` / dry-run rendering, so what is shown is what runs.
 
-use super::Dialect;
+use super::dialect::Dialect;
 use crate::migrations::Migration;
 
+/// The tracking table's name as a literal, for `concat!` in the statements that name it.
+macro_rules! tracking_table {
+    () => {
+        "_flotilla_migrations"
+    };
+}
+pub(crate) use tracking_table;
+
 /// The tracking table, like sqlx's `_sqlx_migrations`.
-pub const TRACKING_TABLE: &str = "_flotilla_migrations";
+pub const TRACKING_TABLE: &str = tracking_table!();
 
 /// Advisory lock key on Postgres: "flotilla" in ASCII.
 pub const PG_LOCK_KEY: i64 = 0x666c_6f74_696c_6c61;
 
 /// Creates the tracking table when missing.
-pub const CREATE_TRACKING_TABLE: &str = "CREATE TABLE IF NOT EXISTS _flotilla_migrations (
+pub const CREATE_TRACKING_TABLE: &str = concat!(
+    "CREATE TABLE IF NOT EXISTS ",
+    tracking_table!(),
+    " (
     version BIGINT PRIMARY KEY,
     description TEXT NOT NULL,
     checksum TEXT NOT NULL,
     applied_at TEXT NOT NULL,
     duration_ms BIGINT NOT NULL,
     dirty BOOLEAN NOT NULL DEFAULT FALSE
-)";
+)"
+);
 
 /// Reads the applied history.
-pub const SELECT_APPLIED: &str =
-    "SELECT version, description, checksum, dirty FROM _flotilla_migrations ORDER BY version";
+pub const SELECT_APPLIED: &str = concat!(
+    "SELECT version, description, checksum, dirty FROM ",
+    tracking_table!(),
+    " ORDER BY version"
+);
 
 /// Records a migration. `dirty` is TRUE for a row written before a non-transactional or batch
 /// script runs, FALSE for one committed with its script.
-pub const INSERT_APPLIED: &str = "INSERT INTO _flotilla_migrations \
+pub const INSERT_APPLIED: &str = concat!(
+    "INSERT INTO ",
+    tracking_table!(),
+    " \
      (version, description, checksum, applied_at, duration_ms, dirty) \
-     VALUES ($1, $2, $3, CAST(CURRENT_TIMESTAMP AS TEXT), $4, $5)";
+     VALUES ($1, $2, $3, CAST(CURRENT_TIMESTAMP AS TEXT), $4, $5)"
+);
 
 /// Marks a dirty row clean once its script has finished.
-pub const MARK_CLEAN: &str = "UPDATE _flotilla_migrations \
+pub const MARK_CLEAN: &str = concat!(
+    "UPDATE ",
+    tracking_table!(),
+    " \
      SET dirty = FALSE, duration_ms = $2, applied_at = CAST(CURRENT_TIMESTAMP AS TEXT) \
-     WHERE version = $1";
+     WHERE version = $1"
+);
 
 /// Marks a row dirty before a non-transactional or batch down script runs.
-pub const MARK_DIRTY: &str = "UPDATE _flotilla_migrations SET dirty = TRUE WHERE version = $1";
+pub const MARK_DIRTY: &str = concat!(
+    "UPDATE ",
+    tracking_table!(),
+    " SET dirty = TRUE WHERE version = $1"
+);
 
 /// Forgets a reverted migration.
-pub const DELETE_APPLIED: &str = "DELETE FROM _flotilla_migrations WHERE version = $1";
+pub const DELETE_APPLIED: &str = concat!("DELETE FROM ", tracking_table!(), " WHERE version = $1");
 
 /// Does the tracking table exist? (read-only; never creates it)
 pub fn tracking_table_exists(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => {
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_flotilla_migrations'"
+            concat!(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '",
+                tracking_table!(),
+                "'"
+            )
         }
         Dialect::Postgres => {
-            "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '_flotilla_migrations' AND schemaname = current_schema()"
+            concat!(
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '",
+                tracking_table!(),
+                "' AND schemaname = current_schema()"
+            )
         }
     }
 }
@@ -71,8 +106,14 @@ pub fn unlock_statement(dialect: Dialect) -> String {
     }
 }
 
-fn quote(s: &str) -> String {
+/// `s` as an SQL string literal: `'it''s'`.
+pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `s` as a quoted SQL identifier: `"my ""table"""`.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 fn bind(sql: &str, values: &[String]) -> String {
@@ -92,8 +133,8 @@ pub fn render_apply(m: &Migration) -> Vec<String> {
             INSERT_APPLIED,
             &[
                 m.version.to_string(),
-                quote(&m.description),
-                quote(&m.checksum),
+                quote_literal(&m.description),
+                quote_literal(&m.checksum),
                 "0 /* duration, measured at run time */".into(),
                 if dirty { "TRUE" } else { "FALSE" }.into(),
             ],

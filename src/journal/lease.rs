@@ -70,6 +70,23 @@ pub enum LeaseError {
     State(#[from] StateError),
 }
 
+impl LeaseError {
+    /// The documented exit code: another run holds (or took over) the estate (6), or the state
+    /// database failed (its own code).
+    pub fn exit_code(&self) -> crate::exit_codes::ExitCode {
+        match self {
+            LeaseError::Held(_) | LeaseError::Lost(_) => crate::exit_codes::ExitCode::Locked,
+            LeaseError::State(e) => e.exit_code(),
+        }
+    }
+}
+
+/// How long a lease lives without a heartbeat unless `--lease-ttl` says otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// [`DEFAULT_TTL`] as `--lease-ttl` writes it (its default in `--help`).
+pub const DEFAULT_TTL_TEXT: &str = "30s";
+
 fn expires_at(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
@@ -144,7 +161,7 @@ fn uid_name(uid: libc::uid_t) -> Option<String> {
 
 /// Whether process `pid` exists on this host. Only Linux can tell (`/proc`); elsewhere a
 /// process is assumed alive and its lease must expire.
-fn process_alive(pid: i64) -> bool {
+pub(crate) fn process_alive(pid: i64) -> bool {
     if cfg!(target_os = "linux") {
         std::path::Path::new(&format!("/proc/{pid}")).exists()
     } else {

@@ -67,6 +67,13 @@ pub enum CatalogError {
     },
 }
 
+impl CatalogError {
+    /// The documented exit code: the user's migration files (2).
+    pub fn exit_code(&self) -> crate::exit_codes::ExitCode {
+        crate::exit_codes::ExitCode::Config
+    }
+}
+
 /// How a script is executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -4,6 +4,7 @@
 //! The database must be a scratch one: the rehearsal creates and drops whatever the
 //! migrations do.
 
+use crate::db::sql::tracking_table;
 use std::collections::BTreeSet;
 
 use super::lint::{apply_allows, rules, Finding, Severity};
@@ -145,44 +146,76 @@ fn normalise(s: &str) -> String {
 }
 
 const SQLITE_SNAPSHOT: &[&str] = &[
-    "SELECT m.type || ' ' || m.name FROM sqlite_master m \
+    concat!(
+        "SELECT m.type || ' ' || m.name FROM sqlite_master m \
      WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' \
-     AND m.name <> '_flotilla_migrations'",
-    "SELECT 'column ' || m.name || '.' || p.name || ' ' || lower(p.type) \
+     AND m.name <> '",
+        tracking_table!(),
+        "'"
+    ),
+    concat!(
+        "SELECT 'column ' || m.name || '.' || p.name || ' ' || lower(p.type) \
      || CASE WHEN p.\"notnull\" THEN ' not null' ELSE '' END \
      || COALESCE(' default ' || p.dflt_value, '') \
      || CASE WHEN p.pk > 0 THEN ' primary key ' || p.pk ELSE '' END \
      FROM sqlite_master m, pragma_table_info(m.name) p \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_flotilla_migrations'",
-    "SELECT 'foreign key ' || m.name || ' (' || f.\"from\" || ') references ' || f.\"table\" \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '",
+        tracking_table!(),
+        "'"
+    ),
+    concat!(
+        "SELECT 'foreign key ' || m.name || ' (' || f.\"from\" || ') references ' || f.\"table\" \
      || ' (' || COALESCE(f.\"to\", '') || ') on update ' || f.on_update \
      || ' on delete ' || f.on_delete \
      FROM sqlite_master m, pragma_foreign_key_list(m.name) f \
-     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_flotilla_migrations'",
-    "SELECT m.type || ' ' || m.name || ' on ' || m.tbl_name || ': ' \
+     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '",
+        tracking_table!(),
+        "'"
+    ),
+    concat!(
+        "SELECT m.type || ' ' || m.name || ' on ' || m.tbl_name || ': ' \
      || COALESCE(m.sql, '(automatic)') FROM sqlite_master m \
-     WHERE m.type IN ('index', 'trigger') AND m.tbl_name <> '_flotilla_migrations'",
+     WHERE m.type IN ('index', 'trigger') AND m.tbl_name <> '",
+        tracking_table!(),
+        "'"
+    ),
     "SELECT 'view ' || m.name || ': ' || m.sql FROM sqlite_master m WHERE m.type = 'view'",
 ];
 
 const POSTGRES_SNAPSHOT: &[&str] = &[
-    "SELECT (CASE table_type WHEN 'VIEW' THEN 'view ' ELSE 'table ' END || table_name)::text \
+    concat!(
+        "SELECT (CASE table_type WHEN 'VIEW' THEN 'view ' ELSE 'table ' END || table_name)::text \
      FROM information_schema.tables \
-     WHERE table_schema = current_schema() AND table_name <> '_flotilla_migrations'",
-    "SELECT ('column ' || table_name || '.' || column_name || ' ' || data_type \
+     WHERE table_schema = current_schema() AND table_name <> '",
+        tracking_table!(),
+        "'"
+    ),
+    concat!(
+        "SELECT ('column ' || table_name || '.' || column_name || ' ' || data_type \
      || COALESCE('(' || character_maximum_length::text || ')', '') \
      || COALESCE(' precision ' || numeric_precision::text || ',' || numeric_scale::text, '') \
      || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END \
      || COALESCE(' default ' || column_default, ''))::text \
      FROM information_schema.columns \
-     WHERE table_schema = current_schema() AND table_name <> '_flotilla_migrations'",
-    "SELECT ('constraint ' || c.conrelid::regclass::text || ' ' || c.conname || ': ' \
+     WHERE table_schema = current_schema() AND table_name <> '",
+        tracking_table!(),
+        "'"
+    ),
+    concat!(
+        "SELECT ('constraint ' || c.conrelid::regclass::text || ' ' || c.conname || ': ' \
      || pg_get_constraintdef(c.oid))::text \
      FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
      WHERE n.nspname = current_schema() AND c.conrelid <> 0 \
-     AND c.conrelid::regclass::text <> '_flotilla_migrations'",
-    "SELECT ('index ' || indexname || ': ' || indexdef)::text FROM pg_indexes \
-     WHERE schemaname = current_schema() AND tablename <> '_flotilla_migrations'",
+     AND c.conrelid::regclass::text <> '",
+        tracking_table!(),
+        "'"
+    ),
+    concat!(
+        "SELECT ('index ' || indexname || ': ' || indexdef)::text FROM pg_indexes \
+     WHERE schemaname = current_schema() AND tablename <> '",
+        tracking_table!(),
+        "'"
+    ),
     "SELECT ('view ' || table_name || ': ' || view_definition)::text \
      FROM information_schema.views WHERE table_schema = current_schema()",
     "SELECT ('sequence ' || sequence_name)::text FROM information_schema.sequences \

@@ -6,7 +6,7 @@
 use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use crate::db::Dialect as Db;
+use crate::db::dialect::Dialect as Db;
 
 /// The statements of `sql`, each as written (comments and spacing kept), empty ones dropped.
 pub fn statements(sql: &str, dialect: Db) -> Result<Vec<String>, String> {

@@ -8,6 +8,7 @@ pub mod human;
 pub mod jsonl;
 pub mod junit;
 pub mod model;
+pub mod plan;
 pub mod traffic;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,65 @@ pub enum ReportError {
     },
     #[error("cannot write the JUnit report {path}: {message}")]
     Junit { path: String, message: String },
+    #[error("cannot create events file {path}: {source}")]
+    EventsFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The reporters of a run: the terminal (progress bars when `progress`, colour when `color`;
+/// on stderr when the events go to stdout) and, with `--events FILE` (`-` for stdout), every
+/// event as a JSON line.
+pub fn event_sinks(
+    progress: bool,
+    color: bool,
+    events: Option<&Path>,
+) -> Result<crate::engine::events::Fanout, ReportError> {
+    let events_on_stdout = events.is_some_and(|p| p == Path::new("-"));
+    let human = if events_on_stdout {
+        Human::on_stderr(progress, color)
+    } else {
+        Human::new(progress, color)
+    };
+    let mut sinks: Vec<Box<dyn crate::engine::EventSink>> = vec![Box::new(human)];
+    match events {
+        None => {}
+        Some(_) if events_on_stdout => sinks.push(Box::new(JsonLines::new(std::io::stdout()))),
+        Some(p) => {
+            let file = std::fs::File::create(p).map_err(|source| ReportError::EventsFile {
+                path: p.display().to_string(),
+                source,
+            })?;
+            sinks.push(Box::new(JsonLines::new(std::io::BufWriter::new(file))));
+        }
+    }
+    Ok(crate::engine::events::Fanout(sinks))
+}
+
+impl ReportError {
+    /// The documented exit code: a report path that cannot be written is the user's (2); a
+    /// state database that fails says its own.
+    pub fn exit_code(&self) -> crate::exit_codes::ExitCode {
+        match self {
+            ReportError::Model(e) => e.exit_code(),
+            ReportError::Io { .. } | ReportError::Junit { .. } | ReportError::EventsFile { .. } => {
+                crate::exit_codes::ExitCode::Config
+            }
+        }
+    }
+}
+
+impl ModelError {
+    /// The documented exit code: an unknown run is the user's (2); a state database that fails
+    /// says its own.
+    pub fn exit_code(&self) -> crate::exit_codes::ExitCode {
+        match self {
+            ModelError::State(e) => e.exit_code(),
+            ModelError::NoRun { .. } => crate::exit_codes::ExitCode::Config,
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {

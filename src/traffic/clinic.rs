@@ -87,6 +87,13 @@ pub enum TrafficError {
     Record(#[from] std::io::Error),
 }
 
+impl TrafficError {
+    /// The documented exit code (1, as for any failure of flotilla's own files).
+    pub fn exit_code(&self) -> crate::exit_codes::ExitCode {
+        crate::exit_codes::ExitCode::Internal
+    }
+}
+
 /// Where records go: one writer shared by every task (a line is written whole under the lock).
 #[derive(Clone)]
 pub struct Sink(Arc<Mutex<Box<dyn Write + Send>>>);

@@ -41,6 +41,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::record::{ActionKind, Record};
+use crate::engine::{Event, TrustOutcome};
 use crate::health::gate::machine_factor;
 use crate::health::stats::{fisher_greater, mann_whitney_greater, percentile};
 
@@ -112,30 +113,34 @@ impl Timeline {
     }
 }
 
-/// Each trust's phases from a run's journal: `(at_ms, event body)` in order.
+/// Each trust's phases from a run's journal: `(at_ms, event)` in order.
 pub fn timelines<'a>(
-    events: impl IntoIterator<Item = (f64, &'a serde_json::Value)>,
+    events: impl IntoIterator<Item = (f64, &'a Event)>,
 ) -> BTreeMap<String, Timeline> {
     let mut out: BTreeMap<String, Timeline> = BTreeMap::new();
-    for (at, body) in events {
-        let Some(trust) = body.get("trust").and_then(|v| v.as_str()) else {
-            continue;
+    for (at, event) in events {
+        let trust = match event {
+            Event::MigrationStarted { trust, .. }
+            | Event::TrustFinished { trust, .. }
+            | Event::RollbackStarted { trust, .. }
+            | Event::RollbackFinished { trust, .. }
+            | Event::RollbackFailed { trust, .. } => trust,
+            _ => continue,
         };
-        let name = body.get("event").and_then(|v| v.as_str()).unwrap_or("");
-        let line = out.entry(trust.to_string()).or_default();
+        let line = out.entry(trust.clone()).or_default();
         let current = line.0.last().map_or(Phase::Before, |(_, p)| *p);
-        let next = match name {
-            "migration_started" if current != Phase::RollingBack => Phase::Migrating,
-            "trust_finished" => match body.get("status").and_then(|v| v.as_str()) {
-                Some("upgraded") => Phase::Upgraded,
+        let next = match event {
+            Event::MigrationStarted { .. } if current != Phase::RollingBack => Phase::Migrating,
+            Event::TrustFinished { outcome, .. } => match outcome {
+                TrustOutcome::Upgraded { .. } => Phase::Upgraded,
                 // Up to date: nothing ran. Failed, skipped, interrupted: each migration
                 // commits whole, and the trust is judged as not upgraded.
                 _ if current == Phase::Migrating => Phase::Before,
                 _ => current,
             },
-            "rollback_started" => Phase::RollingBack,
-            "rollback_finished" => Phase::RolledBack,
-            "rollback_failed" => Phase::Upgraded,
+            Event::RollbackStarted { .. } => Phase::RollingBack,
+            Event::RollbackFinished { .. } => Phase::RolledBack,
+            Event::RollbackFailed { .. } => Phase::Upgraded,
             _ => current,
         };
         line.push(at, next);
@@ -971,6 +976,37 @@ mod tests {
         }
     }
 
+    /// An event from the fields a test cares about, the others filled in, read as the
+    /// journal reads it.
+    fn event(fields: &serde_json::Value) -> Event {
+        let mut body = json!({
+            "wave": "pilot", "release": "5.1", "duration_ms": 0, "migrations": 0,
+            "from": "5.1", "to": "5.0", "error": "", "reason": "", "version": 0, "exit_code": 4
+        });
+        for (k, v) in fields.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let e = Event::from_json(&body);
+        let phase_change = [
+            "migration_started",
+            "trust_finished",
+            "rollback_started",
+            "rollback_finished",
+            "rollback_failed",
+        ];
+        assert!(
+            !matches!(e, Event::Unknown)
+                || !phase_change.contains(&body["event"].as_str().unwrap()),
+            "not an event: {body}"
+        );
+        e
+    }
+
+    fn typed_timelines(events: &[(f64, serde_json::Value)]) -> BTreeMap<String, Timeline> {
+        let typed: Vec<(f64, Event)> = events.iter().map(|(t, b)| (*t, event(b))).collect();
+        timelines(typed.iter().map(|(t, e)| (*t, e)))
+    }
+
     fn started(trusts: &[&str]) -> Record {
         Record::Started {
             rate: 20.0,
@@ -1024,7 +1060,7 @@ mod tests {
             ),
             (3300.0, json!({"event": "halted", "wave": "pilot"})),
         ];
-        timelines(events.iter().map(|(t, b)| (*t, b)))
+        typed_timelines(&events)
     }
 
     #[test]
@@ -1064,7 +1100,7 @@ mod tests {
                 json!({"event": "trust_finished", "trust": "barnet", "status": "failed"}),
             ),
         ];
-        let t = timelines(failed.iter().map(|(t, b)| (*t, b)));
+        let t = typed_timelines(&failed);
         assert_eq!(t["barnet"].at(30.0), Phase::Before);
         assert_eq!(t["barnet"].upgrade_began(), Some(10.0));
     }
@@ -1255,7 +1291,7 @@ mod tests {
         ];
         experience(
             &records,
-            &timelines(events.iter().map(|(t, b)| (*t, b))),
+            &typed_timelines(&events),
             None,
             HurtRule::default(),
         )
@@ -1317,7 +1353,7 @@ mod tests {
         ];
         let r = experience(
             &records,
-            &timelines(events.iter().map(|(t, b)| (*t, b))),
+            &typed_timelines(&events),
             None,
             HurtRule::default(),
         );
@@ -1347,7 +1383,7 @@ mod tests {
         ];
         let r = experience(
             &records,
-            &timelines(events.iter().map(|(t, b)| (*t, b))),
+            &typed_timelines(&events),
             None,
             HurtRule::default(),
         );

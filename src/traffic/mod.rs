@@ -185,13 +185,13 @@ pub async fn import(
 ) -> Result<TrafficReport, String> {
     let records = record::read(records).map_err(|e| e.to_string())?;
     let events = state.events(run_id).await.map_err(|e| e.to_string())?;
-    let stamped: Vec<(f64, &serde_json::Value)> = events
+    let stamped: Vec<(f64, &crate::engine::Event)> = events
         .iter()
-        .filter_map(|e| epoch_ms(&e.at).map(|t| (t, &e.body)))
+        .filter_map(|e| epoch_ms(&e.at).map(|t| (t, &e.event)))
         .collect();
     let halted = stamped
         .iter()
-        .find(|(_, b)| b.get("event").and_then(|v| v.as_str()) == Some("halted"))
+        .find(|(_, e)| matches!(e, crate::engine::Event::Halted { .. }))
         .map(|(t, _)| *t);
     let report = experience(&records, &timelines(stamped.iter().copied()), halted, rule);
     store::save(state, run_id, &report)

@@ -176,6 +176,13 @@ pub enum ReadError {
     },
 }
 
+impl ReadError {
+    /// The documented exit code: flotilla's own record cannot be read back (1).
+    pub fn exit_code(&self) -> crate::exit_codes::ExitCode {
+        crate::exit_codes::ExitCode::Internal
+    }
+}
+
 /// Read a record file back.
 pub fn read(path: &Path) -> Result<Vec<Record>, ReadError> {
     let shown = path.display().to_string();

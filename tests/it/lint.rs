@@ -199,7 +199,8 @@ fn a_missing_down_file_is_a_missing_down_finding() {
     let err = base
         .with_local(&fixture(rules::MISSING_DOWN, "fire"))
         .unwrap_err();
-    let f = flotilla::commands_lint::catalog_finding(&err).expect("a missing-down finding");
+    let f =
+        flotilla::migrations::lint::check::catalog_finding(&err).expect("a missing-down finding");
     assert_eq!(f.rule, rules::MISSING_DOWN);
     assert_eq!((file_of(&f).as_str(), f.line), ("9000_fixture.up.sql", 1));
     assert!(f.message.contains("9000_fixture.down.sql"), "{f}");

@@ -898,7 +898,7 @@ mod tests {
         assert!(!housekeeping("SELECT * FROM patient WHERE id = $1"));
         assert!(
             own_text("/* flotilla workload */ SELECT 1")
-                && own_text("SELECT * FROM _flotilla_migrations")
+                && own_text(concat!("SELECT * FROM ", crate::db::sql::tracking_table!()))
         );
         assert!(own_text("SELECT count(*) FROM pg_locks WHERE NOT granted"));
         assert!(own_text(

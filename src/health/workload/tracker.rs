@@ -92,9 +92,7 @@ enum Detected {
     Unavailable(String),
 }
 
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
+use crate::db::sql::quote_ident;
 
 async fn connect(trust: &Trust) -> Result<PgConnection, String> {
     let options =

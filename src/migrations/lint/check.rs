@@ -1,14 +1,14 @@
-//! `flotilla lint`, and the migration lint `flotilla validate` runs: one function,
-//! [`check_migrations`], for both.
+//! The lint of an estate's migrations that `flotilla lint`, `validate` and `rollout --rehearse`
+//! report: [`check_migrations`] (every catalog, for the dialects of the trusts using it, downs
+//! rehearsed on a scratch SQLite database) and the [`LintReport`] it returns.
 
 use std::io::Write;
+use std::path::Path;
 
-use crate::cli::Format;
-use crate::commands::{Failure, Globals, Outcome};
-use crate::config::{DatabaseTarget, Inventory};
-use crate::db::{Dialect, TrustDb};
+use super::{rules, sort_findings, Finding, Severity};
+use crate::config::{ConfigError, Inventory};
+use crate::db::{DbError, Dialect, TrustDb};
 use crate::exit_codes::ExitCode;
-use crate::migrations::lint::{self, rules, Finding, Severity};
 use crate::migrations::{roundtrip, Catalog, CatalogError, Catalogs};
 
 /// What linting an estate's migrations found.
@@ -22,6 +22,37 @@ pub struct LintReport {
     pub rehearsed: bool,
 }
 
+/// Why the migrations could not be loaded or linted, or what the lint found.
+#[derive(Debug, thiserror::Error)]
+pub enum LintError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A catalog error that is a lint finding (a missing down file), shown as one.
+    #[error("{0}")]
+    Finding(Finding),
+    #[error("cannot open a scratch database to rehearse the migrations: {0}")]
+    Scratch(#[source] DbError),
+    #[error("rehearsing the migrations on a scratch database: {0}")]
+    Rehearsal(#[source] DbError),
+    /// The lint found errors.
+    #[error("the migrations have {count} lint error{} (all listed on stdout), the first: {first}\nfix them, or allow a rule in the migration with `-- flotilla-lint: allow RULE -- reason`", if *.count == 1 { "" } else { "s" })]
+    Errors { count: usize, first: Finding },
+}
+
+impl LintError {
+    /// The documented exit code: the user's files (2), or flotilla's scratch database (1).
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            LintError::Config(e) => e.exit_code(),
+            LintError::Catalog(e) => e.exit_code(),
+            LintError::Finding(_) | LintError::Errors { .. } => ExitCode::Config,
+            LintError::Scratch(_) | LintError::Rehearsal(_) => ExitCode::Internal,
+        }
+    }
+}
+
 impl LintReport {
     /// How many findings have this severity.
     pub fn count(&self, severity: Severity) -> usize {
@@ -33,14 +64,7 @@ impl LintReport {
 
     /// One line for humans: `lint: 2 errors, 1 warning (SQLite; downs rehearsed)`.
     pub fn summary(&self) -> String {
-        let dialects: Vec<&str> = self
-            .dialects
-            .iter()
-            .map(|d| match d {
-                Dialect::Sqlite => "SQLite",
-                Dialect::Postgres => "PostgreSQL",
-            })
-            .collect();
+        let dialects: Vec<&str> = self.dialects.iter().map(|d| d.name()).collect();
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
         format!(
             "lint: {}, {} ({}; {})",
@@ -54,17 +78,44 @@ impl LintReport {
             }
         )
     }
+
+    /// The error for a report with errors (exit 2, naming the first), or none.
+    pub fn errors(&self) -> Result<(), LintError> {
+        let mut errors = self
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error);
+        let Some(first) = errors.next() else {
+            return Ok(());
+        };
+        Err(LintError::Errors {
+            count: 1 + errors.count(),
+            first: first.clone(),
+        })
+    }
+
+    /// Print each finding as `path:line: severity[rule]: message`, then the summary.
+    pub fn print_text(&self) {
+        let mut out = std::io::stdout().lock();
+        for f in &self.findings {
+            let _ = writeln!(out, "{}", crate::printable::printable(&f.to_string()));
+        }
+        let _ = writeln!(out, "{}", self.summary());
+    }
 }
 
 /// Load the inventory and the catalogs, reporting a migration without a down file as the
 /// `missing-down` finding it is (`path:1: error[missing-down]: ...`).
-pub(crate) fn load_linted(g: &Globals) -> Result<(Inventory, Catalogs), Failure> {
-    let inventory = Inventory::load(&g.inventory)?;
-    let catalogs = Catalog::load(&g.migrations)
+pub fn load_linted(
+    inventory: &Path,
+    migrations: &Path,
+) -> Result<(Inventory, Catalogs), LintError> {
+    let inventory = Inventory::load(inventory)?;
+    let catalogs = Catalog::load(migrations)
         .and_then(|base| Catalogs::load(base, &inventory))
         .map_err(|e| match catalog_finding(&e) {
-            Some(f) => Failure::new(ExitCode::Config, f.to_string()),
-            None => Failure::from(e),
+            Some(f) => LintError::Finding(f),
+            None => LintError::Catalog(e),
         })?;
     Ok((inventory, catalogs))
 }
@@ -87,13 +138,6 @@ pub fn catalog_finding(e: &CatalogError) -> Option<Finding> {
     }
 }
 
-fn dialect_of(database: &DatabaseTarget) -> Dialect {
-    match database {
-        DatabaseTarget::Postgres { .. } => Dialect::Postgres,
-        DatabaseTarget::Sqlite { .. } => Dialect::Sqlite,
-    }
-}
-
 /// Lint every catalog of the estate (the shared one and each trust's merged local one) for the
 /// dialects of the trusts using it (or `only`), and rehearse each catalog's downs on a scratch
 /// SQLite database when SQLite is among them. Fails only when the scratch database cannot be
@@ -102,12 +146,12 @@ pub async fn check_migrations(
     inventory: &Inventory,
     catalogs: &Catalogs,
     only: Option<Dialect>,
-) -> Result<LintReport, Failure> {
+) -> Result<LintReport, LintError> {
     // Each distinct catalog with the dialects it is run on.
     let mut targets: Vec<(&Catalog, Vec<Dialect>)> = vec![(catalogs.base(), Vec::new())];
     for t in &inventory.trusts {
         let catalog = catalogs.for_trust(&t.id);
-        let dialect = only.unwrap_or_else(|| dialect_of(&t.database));
+        let dialect = only.unwrap_or_else(|| Dialect::of(&t.database));
         let i = match targets.iter().position(|(c, _)| std::ptr::eq(*c, catalog)) {
             Some(i) => i,
             None => {
@@ -127,77 +171,23 @@ pub async fn check_migrations(
     let mut rehearsed = false;
     for (catalog, ds) in &targets {
         for d in ds {
-            findings.extend(lint::lint(catalog.migrations(), *d));
+            findings.extend(super::lint(catalog.migrations(), *d));
             if !dialects.contains(d) {
                 dialects.push(*d);
             }
         }
         if ds.contains(&Dialect::Sqlite) {
-            let mut db = TrustDb::scratch().await.map_err(|e| {
-                Failure::new(
-                    ExitCode::Internal,
-                    format!("cannot open a scratch database to rehearse the migrations: {e}"),
-                )
-            })?;
+            let mut db = TrustDb::scratch().await.map_err(LintError::Scratch)?;
             let result = roundtrip::round_trip(&mut db, catalog.migrations()).await;
             db.close().await;
-            findings.extend(result.map_err(|e| {
-                Failure::new(
-                    ExitCode::Internal,
-                    format!("rehearsing the migrations on a scratch database: {e}"),
-                )
-            })?);
+            findings.extend(result.map_err(LintError::Rehearsal)?);
             rehearsed = true;
         }
     }
-    lint::sort_findings(&mut findings);
+    sort_findings(&mut findings);
     Ok(LintReport {
         findings,
         dialects,
         rehearsed,
     })
-}
-
-/// The failure for a report with errors (exit 2, naming the first), or none.
-pub fn failure_of(report: &LintReport) -> Outcome {
-    let mut errors = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error);
-    let Some(first) = errors.next() else {
-        return Ok(());
-    };
-    let n = 1 + errors.count();
-    Err(Failure::new(
-        ExitCode::Config,
-        format!(
-            "the migrations have {n} lint error{} (all listed on stdout), the first: {first}\n\
-             fix them, or allow a rule in the migration with `-- flotilla-lint: allow RULE -- reason`",
-            if n == 1 { "" } else { "s" }
-        ),
-    ))
-}
-
-/// Print each finding as `path:line: severity[rule]: message`, then the summary.
-pub fn print_text(report: &LintReport) {
-    let mut out = std::io::stdout().lock();
-    for f in &report.findings {
-        let _ = writeln!(out, "{}", crate::printable::printable(&f.to_string()));
-    }
-    let _ = writeln!(out, "{}", report.summary());
-}
-
-/// `flotilla lint [--dialect D] [--format text|json]`.
-pub async fn lint(g: &Globals, dialect: Option<Dialect>, format: Format) -> Outcome {
-    let (inventory, catalogs) = load_linted(g)?;
-    let report = check_migrations(&inventory, &catalogs, dialect).await?;
-    match format {
-        Format::Text => print_text(&report),
-        Format::Json => {
-            let text = serde_json::to_string_pretty(&report)
-                .map_err(|e| Failure::new(ExitCode::Internal, e.to_string()))?;
-            let _ = writeln!(std::io::stdout().lock(), "{text}");
-        }
-    }
-    failure_of(&report)
 }

@@ -1,151 +1,71 @@
-//! `rollout --rehearse`: the whole plan (migrations, health gates, policy, rollbacks) run by the
-//! real engine on disposable copies of the plan's trust databases, which are dropped afterwards.
-//!
-//! How a copy is made, chosen for what is safe against a live source:
-//! - SQLite: `VACUUM INTO` a temporary file, on a read-only connection. It reads one consistent
-//!   snapshot inside a read transaction, like the online backup API, and never writes to the
-//!   source (clinicians' sessions keep reading and writing while it runs).
-//! - PostgreSQL: `pg_dump` (one MVCC snapshot, ACCESS SHARE locks only) piped into
-//!   `pg_restore` in a scratch database created on the same server. `CREATE DATABASE ...
-//!   TEMPLATE trust` would be faster but needs every other session off the source database for
-//!   the whole copy, which a live trust cannot give. The cost: the copy reads every row, and
-//!   the server needs room and `CREATEDB` for the scratch database.
-//!
-//! Scratch databases are named `flotilla_rehearsal_<host>_<pid>_<n>`. They are dropped when the
-//! rehearsal ends, whatever the outcome (also on Ctrl-C); a rehearsal that was killed leaves
-//! them, and the next rehearsal from the same host drops those whose process is gone.
+//! The copy machinery of `rollout --rehearse`: disposable copies of the plan's trust databases
+//! (SQLite `VACUUM INTO`, PostgreSQL `pg_dump | pg_restore` into a scratch database on the same
+//! server), the downs rehearsed on Postgres, and the sweep of scratch databases a killed
+//! rehearsal left.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 
-use crate::commands::{print_line, Failure, Globals, Outcome, Prompt};
 use crate::config::inventory::{DatabaseTarget, PasswordSource, UrlSource};
 use crate::config::{Inventory, Plan, Trust};
 use crate::db::port::{pg_target, PgTarget};
+use crate::db::sql::{quote_ident, quote_literal};
 use crate::db::{Access, DbError, TrustDb};
 use crate::exit_codes::ExitCode;
+use crate::migrations::lint::check::{LintError, LintReport};
 use crate::migrations::Catalogs;
+use crate::printable::print_line;
 
 /// Copies made at once.
 const COPY_CONCURRENCY: usize = 4;
 /// Prefix of every scratch database.
 const SCRATCH_PREFIX: &str = "flotilla_rehearsal_";
 
-/// `flotilla rollout PLAN --rehearse`.
-pub async fn rehearse(
-    g: &Globals,
-    inventory: &Inventory,
-    catalogs: &Catalogs,
-    plan: &Plan,
-    events: Option<&Path>,
-    reports: &crate::report::ReportOptions,
-) -> Outcome {
-    let dir = tempfile::Builder::new()
-        .prefix("flotilla-rehearsal-")
-        .tempdir()
-        .map_err(|e| {
-            Failure::new(
-                ExitCode::Config,
-                format!("cannot create a temporary directory for the rehearsal: {e}"),
-            )
-        })?;
-    let mut scratch = Scratch::default();
-    let started = Instant::now();
-    let copied = tokio::select! {
-        r = copy_estate(inventory, catalogs, plan, dir.path(), &mut scratch) => r,
-        _ = tokio::signal::ctrl_c() => Err(Failure::new(
-            ExitCode::Interrupted,
-            "rehearsal interrupted while copying the trust databases; nothing was run",
-        )),
-    };
-    let result = match copied {
-        Ok(copy) => {
-            say(events, &format!(
-                "rehearsal: {} trust database(s) copied to disposable databases in {:.1} s; the originals are not touched",
-                copy.trusts.len(),
-                started.elapsed().as_secs_f64()
-            ));
-            let rehearsal_globals = Globals {
-                state: dir.path().join("state.db").display().to_string(),
-                ..g.clone()
-            };
-            // The estate's journal, read-only: a trust whose upgrade was never judged is
-            // judged on its copy against the baseline recorded then, as the real run would.
-            let history = match crate::operate::open_state_read_only(g).await {
-                Ok(h) => h,
-                Err(e) => {
-                    say(events, &format!(
-                        "rehearsal: the estate's journal cannot be read ({}); trusts whose upgrade was never judged are not judged in this rehearsal, though the real run would",
-                        e.message
-                    ));
-                    None
-                }
-            };
-            let result = crate::operate::execute(crate::operate::Request {
-                g: &rehearsal_globals,
-                inventory: &copy,
-                catalogs,
-                plan,
-                prompt: &Prompt::all("rehearsal"),
-                events,
-                reports,
-                start: crate::operate::Start::New,
-                lease_ttl: g.lease_ttl,
-                rehearsal: true,
-                history: history.as_ref(),
-            })
-            .await;
-            if let Some(h) = history {
-                h.close().await;
-            }
-            result
-        }
-        Err(f) => Err(f),
-    };
-    let cleaned = scratch.drop_all().await;
-    drop(dir);
-    match (result, cleaned) {
-        (Ok(()), Ok(())) => {
-            say(
-                events,
-                &format!(
-                    "rehearsal of {} passed: the real rollout would complete (exit 0)",
-                    plan.name
-                ),
-            );
-            Ok(())
-        }
-        (Ok(()), Err(leftovers)) => Err(leftovers),
-        (Err(f), Ok(())) => Err(f),
-        (Err(mut f), Err(leftovers)) => {
-            f.message
-                .push_str(&format!("\nalso: {}", leftovers.message));
-            Err(f)
-        }
-    }
+/// Why the copies could not be made (nothing was run), or dropped; each says its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A trust database: the same code as the same fault in a rollout (unreachable: 4).
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The inventory or the client tools cannot make the copy.
+    #[error("{0}")]
+    Config(String),
+    /// A down does not undo its up, rehearsed on PostgreSQL.
+    #[error(transparent)]
+    Lint(#[from] LintError),
+    /// Some copies failed (the first one's exit code).
+    #[error("rehearsal: cannot copy {} trust database(s); nothing was run:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Copies(Vec<CopyError>),
+    /// Scratch databases left behind.
+    #[error("could not drop scratch database(s); drop them by hand:\n  {}", .0.join("\n  "))]
+    Leftovers(Vec<String>),
 }
 
-/// A line for people: on stdout, unless stdout carries `--events -`.
-fn say(events: Option<&Path>, line: &str) {
-    if events.is_some_and(|p| p == Path::new("-")) {
-        eprintln!("{line}");
-    } else {
-        print_line(line);
+impl CopyError {
+    /// The documented exit code.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CopyError::Db(e) => e.exit_code(),
+            CopyError::Config(_) => ExitCode::Config,
+            CopyError::Lint(e) => e.exit_code(),
+            CopyError::Copies(all) => all.first().map_or(ExitCode::Config, CopyError::exit_code),
+            CopyError::Leftovers(_) => ExitCode::Internal,
+        }
     }
 }
 
 /// The scratch databases created so far, to drop at the end.
 #[derive(Default)]
-struct Scratch {
+pub struct Scratch {
     /// (the source trust, whose server holds the scratch database; the scratch's name).
     postgres: Vec<(Trust, String)>,
 }
 
 impl Scratch {
-    async fn drop_all(&mut self) -> Result<(), Failure> {
+    /// Drop every scratch database made so far; the ones that could not be dropped.
+    pub async fn drop_all(&mut self) -> Result<(), CopyError> {
         let mut left = Vec::new();
         for (source, name) in self.postgres.drain(..) {
             if let Err(e) = drop_database(&source, &name).await {
@@ -155,13 +75,7 @@ impl Scratch {
         if left.is_empty() {
             Ok(())
         } else {
-            Err(Failure::new(
-                ExitCode::Internal,
-                format!(
-                    "could not drop scratch database(s); drop them by hand:\n  {}",
-                    left.join("\n  ")
-                ),
-            ))
+            Err(CopyError::Leftovers(left))
         }
     }
 }
@@ -179,13 +93,13 @@ fn plan_trusts(plan: &Plan) -> Vec<String> {
 
 /// Copy every trust of the plan; return an inventory that points those trusts at their copies
 /// and holds no other trust (nothing outside the plan can be reached).
-async fn copy_estate(
+pub async fn copy_estate(
     inventory: &Inventory,
     catalogs: &Catalogs,
     plan: &Plan,
     dir: &Path,
     scratch: &mut Scratch,
-) -> Result<Inventory, Failure> {
+) -> Result<Inventory, CopyError> {
     let ids = plan_trusts(plan);
     let host = host_tag();
     let scratch_name = |n: usize| format!("{SCRATCH_PREFIX}{host}_{}_{n}", std::process::id());
@@ -193,10 +107,7 @@ async fn copy_estate(
     let mut jobs = Vec::new();
     for (n, id) in ids.iter().enumerate() {
         let trust = inventory.get(id).ok_or_else(|| {
-            Failure::new(
-                ExitCode::Config,
-                format!("trust '{id}' of the plan is not in the inventory"),
-            )
+            CopyError::Config(format!("trust '{id}' of the plan is not in the inventory"))
         })?;
         let name = scratch_name(n);
         if matches!(trust.database, DatabaseTarget::Postgres { .. }) {
@@ -218,7 +129,7 @@ async fn copy_estate(
         scratch.postgres.push((source.clone(), name.clone()));
         rehearse_downs(&source, catalogs, &name, dir).await?;
     }
-    let results: Vec<Result<Trust, Failure>> = stream::iter(jobs)
+    let results: Vec<Result<Trust, CopyError>> = stream::iter(jobs)
         .map(|(trust, name)| async move { copy_trust(&trust, &name, dir).await })
         .buffered(COPY_CONCURRENCY)
         .collect()
@@ -231,19 +142,8 @@ async fn copy_estate(
             Err(f) => errors.push(f),
         }
     }
-    if let Some(first) = errors.first() {
-        return Err(Failure::new(
-            first.code,
-            format!(
-                "rehearsal: cannot copy {} trust database(s); nothing was run:\n  {}",
-                errors.len(),
-                errors
-                    .iter()
-                    .map(|f| f.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            ),
-        ));
+    if !errors.is_empty() {
+        return Err(CopyError::Copies(errors));
     }
     Ok(inventory.with_trusts(copies))
 }
@@ -256,57 +156,51 @@ async fn rehearse_downs(
     catalogs: &Catalogs,
     name: &str,
     dir: &Path,
-) -> Result<(), Failure> {
-    let db_failure = |e: DbError| Failure::new(ExitCode::Config, e.to_string());
-    create_database(source, name).await.map_err(db_failure)?;
-    let target = pg_target(source).map_err(db_failure)?;
+) -> Result<(), CopyError> {
+    create_database(source, name).await?;
+    let target = pg_target(source)?;
     let empty = Trust {
         database: scratch_target(source, &target, name, dir)?,
         ..source.clone()
     };
-    let mut db = TrustDb::connect(&empty, Access::ReadWrite)
-        .await
-        .map_err(db_failure)?;
+    let mut db = TrustDb::connect(&empty, Access::ReadWrite).await?;
     let found = crate::migrations::roundtrip::round_trip(
         &mut db,
         catalogs.for_trust(&source.id).migrations(),
     )
     .await;
     db.close().await;
-    let report = crate::commands_lint::LintReport {
-        findings: found.map_err(db_failure)?,
+    let report = LintReport {
+        findings: found?,
         dialects: vec![crate::db::Dialect::Postgres],
         rehearsed: true,
     };
     if report.findings.is_empty() {
         return Ok(());
     }
-    crate::commands_lint::print_text(&report);
-    crate::commands_lint::failure_of(&report)
+    report.print_text();
+    Ok(report.errors()?)
 }
 
 /// Copy one trust's database; the trust as it points at the copy.
-async fn copy_trust(trust: &Trust, name: &str, dir: &Path) -> Result<Trust, Failure> {
-    let db_failure = |e: DbError| Failure::new(ExitCode::Config, e.to_string());
+async fn copy_trust(trust: &Trust, name: &str, dir: &Path) -> Result<Trust, CopyError> {
     let database = match &trust.database {
         DatabaseTarget::Sqlite { .. } => {
             let dest = dir.join(format!("{}.db", trust.id));
-            let mut db = TrustDb::connect(trust, Access::ReadOnly)
-                .await
-                .map_err(db_failure)?;
+            let mut db = TrustDb::connect(trust, Access::ReadOnly).await?;
             let copied = db
                 .execute_script(
-                    &format!("VACUUM INTO {}", sql_text(&dest.display().to_string())),
+                    &format!("VACUUM INTO {}", quote_literal(&dest.display().to_string())),
                     "copying the database for the rehearsal (VACUUM INTO)",
                 )
                 .await;
             db.close().await;
-            copied.map_err(db_failure)?;
+            copied?;
             DatabaseTarget::Sqlite { path: dest }
         }
         DatabaseTarget::Postgres { .. } => {
-            let target = pg_target(trust).map_err(db_failure)?;
-            create_database(trust, name).await.map_err(db_failure)?;
+            let target = pg_target(trust)?;
+            create_database(trust, name).await?;
             dump_and_restore(trust, &target, name).await?;
             scratch_target(trust, &target, name, dir)?
         }
@@ -325,12 +219,12 @@ fn scratch_target(
     target: &PgTarget,
     name: &str,
     dir: &Path,
-) -> Result<DatabaseTarget, Failure> {
+) -> Result<DatabaseTarget, CopyError> {
     let bad = |what: &str| {
-        Failure::new(
-            ExitCode::Config,
-            format!("trust '{}': {what} in {}", trust.id, target.url_from),
-        )
+        CopyError::Config(format!(
+            "trust '{}': {what} in {}",
+            trust.id, target.url_from
+        ))
     };
     let mut url = url::Url::parse(&target.url).map_err(|_| bad("invalid database URL"))?;
     let embedded = url.password().map(percent_decode);
@@ -343,12 +237,8 @@ fn scratch_target(
     let password = match (password, embedded) {
         (PasswordSource::None, Some(pw)) => {
             let file = dir.join(format!("{name}.password"));
-            write_private(&file, &pw).map_err(|e| {
-                Failure::new(
-                    ExitCode::Config,
-                    format!("cannot write {}: {e}", file.display()),
-                )
-            })?;
+            write_private(&file, &pw)
+                .map_err(|e| CopyError::Config(format!("cannot write {}: {e}", file.display())))?;
             PasswordSource::File(file)
         }
         (p, _) => p.clone(),
@@ -437,14 +327,14 @@ fn pg_tool(name: &str) -> PathBuf {
 }
 
 /// `pg_dump -Fc` of the trust piped into `pg_restore` into the scratch database.
-async fn dump_and_restore(trust: &Trust, target: &PgTarget, scratch: &str) -> Result<(), Failure> {
+async fn dump_and_restore(
+    trust: &Trust,
+    target: &PgTarget,
+    scratch: &str,
+) -> Result<(), CopyError> {
     use std::process::Stdio;
-    let fail = |what: String| {
-        Failure::new(
-            ExitCode::Config,
-            format!("trust '{}': rehearsal copy: {what}", trust.id),
-        )
-    };
+    let fail =
+        |what: String| CopyError::Config(format!("trust '{}': rehearsal copy: {what}", trust.id));
     let source_db = url::Url::parse(&target.url)
         .map(|u| u.path().trim_start_matches('/').to_string())
         .unwrap_or_default();
@@ -515,7 +405,7 @@ async fn on_server_of(source: &Trust, statement: &str, context: &str) -> Result<
 async fn create_database(source: &Trust, name: &str) -> Result<(), DbError> {
     on_server_of(
         source,
-        &format!("CREATE DATABASE {}", ident(name)),
+        &format!("CREATE DATABASE {}", quote_ident(name)),
         "creating the rehearsal's scratch database (needs CREATEDB)",
     )
     .await
@@ -525,7 +415,7 @@ async fn create_database(source: &Trust, name: &str) -> Result<(), DbError> {
 async fn drop_database(source: &Trust, name: &str) -> Result<(), DbError> {
     on_server_of(
         source,
-        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)),
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
         "dropping a rehearsal's scratch database",
     )
     .await
@@ -563,7 +453,7 @@ async fn sweep_leftovers(source: &Trust, host: &str) {
             .and_then(|rest| rest.split('_').next())
             .and_then(|p| p.parse::<u32>().ok());
         let Some(pid) = pid else { continue };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if crate::journal::lease::process_alive(i64::from(pid)) {
             continue;
         }
         match drop_database(source, &name).await {
@@ -595,14 +485,4 @@ fn server_of(url: &str) -> String {
             )
         })
         .unwrap_or_default()
-}
-
-/// A quoted SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A quoted SQL string literal.
-fn sql_text(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }

@@ -22,6 +22,8 @@ use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 use super::{Migration, Mode, Reversibility};
 use crate::db::Dialect;
 
+pub mod check;
+
 /// How bad a finding is. Errors fail `validate` and `lint` (exit 2); warnings are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,280 @@
+//! `flotilla rollback PLAN (--trust T | --wave W | --run RUN) [--to RELEASE|VERSION]`: down
+//! migrations in reverse under the lease, then the trusts' patient data verified.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use super::prompt::ask;
+use super::{print_line, Failure, Globals, Outcome};
+use crate::engine::run::RunControl;
+use crate::exit_codes::ExitCode;
+use crate::health::probes::Snapshot;
+use crate::journal::replay::replay;
+use crate::migrations::Catalogs;
+use crate::printable::about_trust;
+use crate::session::{begin_operation, plan_sha256, ApproveAll};
+
+/// Roll trusts back with their down migrations, then verify their patient data.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The plan (its trusts are the only ones that may be touched; its health section
+    /// names the integrity tables).
+    pub plan: PathBuf,
+    /// A trust to roll back (repeatable).
+    #[arg(long, value_name = "TRUST")]
+    pub trust: Vec<String>,
+    /// Every trust of a wave of the plan.
+    #[arg(long, value_name = "WAVE")]
+    pub wave: Option<String>,
+    /// Every trust a run upgraded, each back to the version it had before (unless --to).
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    /// The release or version to go back to (required with --trust and --wave).
+    #[arg(long, value_name = "RELEASE|VERSION")]
+    pub to: Option<String>,
+    /// Roll back across migrations marked irreversible.
+    #[arg(long)]
+    pub force: bool,
+    /// Show what would be reverted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `flotilla rollback PLAN (--trust T | --wave W | --run R) [--to RELEASE|VERSION]`.
+pub async fn run(g: &Globals, o: &RollbackArgs) -> Outcome {
+    let (inventory, catalogs, plan) = g.load_plan(&o.plan)?;
+    let in_plan: BTreeSet<&str> = plan.trusts().collect();
+    let mut recorded: HashMap<String, (Option<i64>, Snapshot)> = HashMap::new();
+    let selected: Vec<String> = if let Some(run) = &o.run {
+        let state = g.open_state().await?;
+        if state.run(run).await?.is_none() {
+            return Err(Failure::config(format!(
+                "no run '{run}' in the state database {}",
+                state.location()
+            )));
+        }
+        let reading = replay(&state.events(run).await?);
+        state.close().await;
+        for (t, b) in reading.resumed.baselines {
+            recorded.insert(t, (b.from, b.snapshot));
+        }
+        let mut ids: Vec<String> = recorded.keys().cloned().collect();
+        ids.sort();
+        ids
+    } else if let Some(w) = &o.wave {
+        plan.waves
+            .iter()
+            .find(|x| &x.name == w)
+            .map(|x| x.trusts.clone())
+            .ok_or_else(|| {
+                Failure::config(format!(
+                    "plan {} has no wave '{w}' (waves: {})",
+                    plan.path.display(),
+                    plan.waves
+                        .iter()
+                        .map(|x| x.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?
+    } else {
+        o.trust.clone()
+    };
+    for id in &selected {
+        if inventory.get(id).is_none() {
+            return Err(Failure::config(format!(
+                "trust '{id}' is not in {}",
+                g.inventory.display()
+            )));
+        }
+        if !in_plan.contains(id.as_str()) {
+            return Err(Failure::config(format!(
+                "trust '{id}' is not in plan {}: flotilla never touches a trust outside the plan",
+                plan.path.display()
+            )));
+        }
+    }
+    if selected.is_empty() {
+        return Err(Failure::config("no trust to roll back"));
+    }
+    let explicit =
+        o.to.as_deref()
+            .map(|t| parse_target(&catalogs, t))
+            .transpose()?;
+    // The patient-data tables the plan checks must still exist at the target: a rollback
+    // whose down migrations drop them destroys the data, and is refused unless forced.
+    let integrity_only = crate::config::health::Health {
+        integrity: plan.health.integrity.clone(),
+        ..Default::default()
+    };
+    // Preview, read-only: what each trust would revert.
+    let mut work: Vec<(String, Option<i64>, Option<Snapshot>)> = Vec::new();
+    let mut refused = Vec::new();
+    for id in &selected {
+        let to = match (explicit, recorded.get(id)) {
+            (Some(t), _) => t,
+            (None, Some((from, _))) => *from,
+            (None, None) => {
+                return Err(Failure::config(
+                    "--to RELEASE|VERSION is required with --trust and --wave",
+                ))
+            }
+        };
+        let trust = inventory
+            .get(id)
+            .ok_or_else(|| Failure::config(id.clone()))?;
+        let applied = crate::engine::run::read_state(trust)
+            .await
+            .map_err(|b| Failure::new(b.exit_code(), about_trust(id, &b.to_string())))?;
+        let catalog = catalogs.for_trust(id);
+        let undo: Vec<i64> = applied
+            .iter()
+            .rev()
+            .map(|a| a.version)
+            .filter(|v| to.is_none_or(|t| *v > t))
+            .collect();
+        let current = applied.iter().map(|a| a.version).max();
+        let irreversible: Vec<i64> = undo
+            .iter()
+            .copied()
+            .filter(|v| {
+                catalog.get(*v).is_some_and(|m| {
+                    m.reversibility == crate::migrations::Reversibility::Irreversible
+                })
+            })
+            .collect();
+        if !undo.is_empty() && !o.force {
+            let target = to.unwrap_or(0);
+            if let Err(e) =
+                crate::health::probes::check_against_schema(&integrity_only, catalog, target).await
+            {
+                refused.push(format!(
+                    "trust '{id}': at {} the plan's patient-data tables would not exist, so the rollback would destroy them ({e}); pass --force to do it anyway",
+                    catalogs.base().describe(to)
+                ));
+            }
+        }
+        if !irreversible.is_empty() && !o.force {
+            refused.push(format!(
+                "trust '{id}': migration(s) {irreversible:?} are marked irreversible (pass --force to run their down scripts anyway)"
+            ));
+        }
+        print_line(&format!(
+            "{id}: {} → {}: {}",
+            catalogs.base().describe(current),
+            catalogs.base().describe(to),
+            if undo.is_empty() {
+                "nothing to revert".to_string()
+            } else {
+                format!(
+                    "revert {}",
+                    undo.iter()
+                        .map(|v| format!("{v:04}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ));
+        if !undo.is_empty() {
+            let snap = recorded
+                .get(id)
+                .filter(|(from, _)| *from == to)
+                .map(|(_, s)| s.clone());
+            work.push((id.clone(), to, snap));
+        }
+    }
+    if !refused.is_empty() {
+        return Err(Failure::config(refused.join("\n")));
+    }
+    if o.dry_run || work.is_empty() {
+        return Ok(());
+    }
+    if !o.yes {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(Failure::config(
+                "refusing to roll back without confirmation: stdin is not a terminal; pass --yes",
+            ));
+        }
+        if !ask(&format!("Roll back {} trust(s)?", work.len())) {
+            return Err(Failure::config(
+                "rollback not confirmed; nothing was changed",
+            ));
+        }
+    }
+    let location = g.state_location()?;
+    let op = begin_operation(
+        &location,
+        g.lease_ttl,
+        "rollback",
+        &format!("rollback ({})", plan.name),
+        &plan.path,
+        &plan_sha256(&plan)?,
+        explicit.flatten().unwrap_or(0),
+    )
+    .await?;
+    let sinks = crate::report::event_sinks(g.progress, g.color, None)?;
+    let control = RunControl::default();
+    let engine = crate::engine::Engine {
+        inventory: &inventory,
+        catalogs: &catalogs,
+        plan: &plan,
+        events: &sinks,
+        approver: &ApproveAll("rollback".into()),
+        journal: Some(&op.journal),
+        control: &control,
+        resumed: None,
+        workload: Default::default(),
+    };
+    let mut failures = Vec::new();
+    for (id, to, snap) in &work {
+        match engine.roll_back(id, *to, snap.as_ref(), o.force).await {
+            Ok(r) => print_line(&format!(
+                "  ✓ {id}: {} → {} ({} down migrations); {}",
+                catalogs.base().describe(r.from),
+                catalogs.base().describe(r.to),
+                r.migrations,
+                r.verified
+            )),
+            Err(e) => failures.push(about_trust(id, &e.to_string())),
+        }
+    }
+    let result = if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            ExitCode::RollbackFailed,
+            format!(
+                "rollback failed; an operator is needed:\n  {}",
+                failures.join("\n  ")
+            ),
+        ))
+    };
+    op.end(result.as_ref().err().map(|f| (f.code, f.message.as_str())))
+        .await;
+    result
+}
+
+fn parse_target(catalogs: &Catalogs, to: &str) -> Result<Option<i64>, Failure> {
+    let catalog = catalogs.base();
+    if let Ok(v) = to.parse::<i64>() {
+        if v == 0 {
+            return Ok(None);
+        }
+        if catalog.get(v).is_none() {
+            return Err(Failure::config(format!(
+                "--to {v}: no migration has that version"
+            )));
+        }
+        return Ok(Some(v));
+    }
+    catalog.release_version(to).map(Some).ok_or_else(|| {
+        let known: Vec<&str> = catalog.releases().map(|(n, _)| n).collect();
+        Failure::config(format!(
+            "--to {to}: not a version or a known release (known: {})",
+            known.join(", ")
+        ))
+    })
+}

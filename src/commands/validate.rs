@@ -1,0 +1,112 @@
+//! `flotilla validate [PLAN]`: the inventory, the migrations (with the lint) and a plan,
+//! checked without touching a trust database.
+
+use std::path::PathBuf;
+
+use super::{outln, Failure, Globals, Outcome};
+use crate::config::Plan;
+use crate::migrations::lint::check::{check_migrations, load_linted};
+use crate::report::plan::{approval_note, describe_target, print_write_sizing};
+
+/// Check the inventory, the migrations (with the same lint as `lint`) and (optionally) a
+/// plan. No trust database is touched.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// A plan to validate too.
+    pub plan: Option<PathBuf>,
+}
+
+/// `flotilla validate [PLAN]`.
+pub async fn run(g: &Globals, args: &ValidateArgs) -> Outcome {
+    let plan = args.plan.as_deref();
+    let (inventory, catalogs) = load_linted(&g.inventory, &g.migrations)?;
+    let catalog = catalogs.base();
+    let mut regions: Vec<(String, usize)> = Vec::new();
+    for t in &inventory.trusts {
+        match regions.iter_mut().find(|(r, _)| *r == t.region) {
+            Some((_, n)) => *n += 1,
+            None => regions.push((t.region.clone(), 1)),
+        }
+    }
+    let regions: Vec<String> = regions.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    outln!(
+        "{}: {} trusts ({})",
+        inventory.path.display(),
+        inventory.trusts.len(),
+        regions.join(", ")
+    );
+    let releases: Vec<String> = catalog
+        .releases()
+        .map(|(n, v)| format!("{n} (to {v})"))
+        .collect();
+    outln!(
+        "{}: {} migrations, releases: {}",
+        catalog.dir().display(),
+        catalog.migrations().len(),
+        if releases.is_empty() {
+            "none".into()
+        } else {
+            releases.join(", ")
+        }
+    );
+    let lint = check_migrations(&inventory, &catalogs, None).await?;
+    lint.print_text();
+    lint.errors()?;
+    if let Some(path) = plan {
+        let plan = Plan::load(path, &inventory, catalog)?;
+        outln!(
+            "{}: plan {}, {} waves, {} trusts, target {}",
+            path.display(),
+            plan.name,
+            plan.waves.len(),
+            plan.trusts().count(),
+            describe_target(&plan)
+        );
+        for w in &plan.waves {
+            outln!(
+                "  wave {}: {} trusts, {} at a time{}",
+                w.name,
+                w.trusts.len(),
+                w.concurrency,
+                approval_note(w)
+            );
+        }
+        if !plan.health.is_empty() {
+            crate::health::probes::check_against_schema(&plan.health, catalog, plan.target.version)
+                .await
+                .map_err(|e| {
+                    // The statements are compiled on a scratch database, not a trust: its
+                    // name means nothing to the reader.
+                    let e = e.strip_prefix("trust 'schema-check': ").unwrap_or(&e);
+                    let at = plan
+                        .locate_health(e)
+                        .map(|(line, column)| format!(":{line}:{column}"))
+                        .unwrap_or_default();
+                    Failure::config(format!("{}{at}: health: {e}", path.display()))
+                })?;
+            let h = &plan.health;
+            outln!(
+                "  health: {} latency probes, {}write probe, {} integrity tables, {} invariants; checked against the schema at version {}; every probe statement parsed and read-only (the write probe: one-row insert, cleanup by id)",
+                h.latency_probes.len(),
+                if h.write_probe.is_some() { "a " } else { "no " },
+                h.integrity.len(),
+                h.invariants.len(),
+                plan.target.version
+            );
+            let w = &h.workload;
+            if w.enabled {
+                outln!(
+                    "  real workload: on PostgreSQL trusts with pg_stat_statements, the top {} statements by total time with at least {} calls in the baseline and the window are judged; a window with traffic lasts at least {}",
+                    w.statements,
+                    w.min_calls,
+                    humantime::format_duration(w.min_window)
+                );
+            } else {
+                outln!("  real workload: not judged (workload.enabled: false)");
+            }
+            print_write_sizing(&plan);
+        }
+    }
+    outln!("ok: valid");
+    Ok(())
+}
