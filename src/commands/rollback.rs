@@ -130,22 +130,9 @@ pub async fn run(g: &Globals, o: &RollbackArgs) -> Outcome {
             .await
             .map_err(|b| Failure::new(b.exit_code(), about_trust(id, &b.to_string())))?;
         let catalog = catalogs.for_trust(id);
-        let undo: Vec<i64> = applied
-            .iter()
-            .rev()
-            .map(|a| a.version)
-            .filter(|v| to.is_none_or(|t| *v > t))
-            .collect();
-        let current = applied.iter().map(|a| a.version).max();
-        let irreversible: Vec<i64> = undo
-            .iter()
-            .copied()
-            .filter(|v| {
-                catalog.get(*v).is_some_and(|m| {
-                    m.reversibility == crate::migrations::Reversibility::Irreversible
-                })
-            })
-            .collect();
+        let planned = crate::plan::plan_rollback(catalog, &applied, to);
+        let undo = planned.versions();
+        let current = planned.from;
         if !undo.is_empty() && !o.force {
             let target = to.unwrap_or(0);
             if let Err(e) =
@@ -157,10 +144,12 @@ pub async fn run(g: &Globals, o: &RollbackArgs) -> Outcome {
                 ));
             }
         }
-        if !irreversible.is_empty() && !o.force {
-            refused.push(format!(
-                "trust '{id}': migration(s) {irreversible:?} are marked irreversible (pass --force to run their down scripts anyway)"
-            ));
+        // A migration missing from the catalog is the execution's to report (exit 5, at the
+        // step that cannot run): the preview refuses only what forcing would allow.
+        if let Some(r @ crate::plan::RollbackRefusal::Irreversible { .. }) =
+            planned.refusal(o.force)
+        {
+            refused.push(format!("trust '{id}': {r}"));
         }
         print_line(&format!(
             "{id}: {} → {}: {}",
