@@ -151,6 +151,10 @@ def main():
                     if sub:
                         refs.append((m.group(1), m.group(2) + "::" + sub.group(0)))
         for m in PATH_RE.finditer(text):
+            # `use a::b::{X, Y}`: the group's items were taken above; the prefix alone
+            # names no item.
+            if text.startswith("::{", m.end()):
+                continue
             refs.append((m.group(1), m.group(2)))
         # In a module with children, `child::x` (no prefix) names the child's file.
         here = by_path[p]

@@ -13,9 +13,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Inventory, Plan, Wave};
-use crate::engine::run::{Resumed, RunControl, StopReason};
 use crate::engine::{preflight, Approver, Event, EventSink, RunOutcome, TrustOutcome};
+use crate::engine::{RunControl, StopReason};
 use crate::exit_codes::ExitCode;
+use crate::journal::replay::Resumed;
 use crate::journal::{Journal, LeaseError, NewRun, RunRecord, StateDb, StateError, StateLocation};
 use crate::migrations::Catalogs;
 use crate::plan::RolloutPlan;
@@ -378,7 +379,7 @@ async fn execute_leased(
                     .filter(|t| ledger.contains_key(*t) && !known.contains(*t))
                 {
                     if let Some(trust) = inventory.get(id) {
-                        if let Ok(applied) = crate::engine::run::read_state(trust).await {
+                        if let Ok(applied) = crate::engine::read_state(trust).await {
                             let version = applied.iter().map(|a| a.version).max();
                             current.insert(id.clone(), (w.name.clone(), version));
                         }

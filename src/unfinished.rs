@@ -17,12 +17,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{ConfigError, Inventory, Plan};
-use crate::engine::run::Resumed;
 use crate::engine::{Event, EventSink};
 use crate::exit_codes::ExitCode;
 use crate::health::probes::Snapshot;
 use crate::journal::lease::now_ms;
 use crate::journal::replay::replay;
+use crate::journal::replay::Resumed;
 use crate::journal::{Journal, LeaseError, RunRecord, StateDb, StateError, StateLocation};
 use crate::migrations::{Catalog, CatalogError, Catalogs};
 use crate::printable::print_line;
@@ -493,15 +493,16 @@ pub async fn reconcile(
         };
         let (status, detail, after) = match step.kind.as_str() {
             "migrate" | "revert" => {
-                let applied = crate::engine::run::read_state(trust).await.map_err(|b| {
-                    UnfinishedError::Trust {
-                        message: format!(
-                            "{} (reading it to settle the interrupted run)",
-                            crate::printable::about_trust(&trust.id, &b.to_string())
-                        ),
-                        code: b.exit_code(),
-                    }
-                })?;
+                let applied =
+                    crate::engine::read_state(trust)
+                        .await
+                        .map_err(|b| UnfinishedError::Trust {
+                            message: format!(
+                                "{} (reading it to settle the interrupted run)",
+                                crate::printable::about_trust(&trust.id, &b.to_string())
+                            ),
+                            code: b.exit_code(),
+                        })?;
                 let row = step
                     .version
                     .and_then(|v| applied.iter().find(|a| a.version == v));

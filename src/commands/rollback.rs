@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::prompt::ask;
 use super::{print_line, Failure, Globals, Outcome};
-use crate::engine::run::RunControl;
+use crate::engine::RunControl;
 use crate::exit_codes::ExitCode;
 use crate::health::probes::Snapshot;
 use crate::journal::replay::replay;
@@ -126,7 +126,7 @@ pub async fn run(g: &Globals, o: &RollbackArgs) -> Outcome {
         let trust = inventory
             .get(id)
             .ok_or_else(|| Failure::config(id.clone()))?;
-        let applied = crate::engine::run::read_state(trust)
+        let applied = crate::engine::read_state(trust)
             .await
             .map_err(|b| Failure::new(b.exit_code(), about_trust(id, &b.to_string())))?;
         let catalog = catalogs.for_trust(id);

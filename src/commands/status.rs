@@ -7,7 +7,7 @@ use futures::stream::{self, StreamExt};
 use serde_json::json;
 
 use super::{jsonln, outln, Failure, Format, Globals, Outcome};
-use crate::engine::run::{read_state, READ_CONCURRENCY};
+use crate::engine::{read_state, READ_CONCURRENCY};
 use crate::journal::replay::replay;
 use crate::journal::StateDb;
 use crate::unfinished::Unfinished;

@@ -18,8 +18,9 @@ pub mod run;
 mod watch;
 mod wave;
 
+pub use crate::journal::replay::{RecordedBaseline, Resumed};
 pub use events::{Event, EventSink, TrustOutcome};
 pub use outcome::{RunControl, RunOutcome, RunSummary, StopReason, TrustResult};
 pub use preflight::{preflight, read_state, read_state_within, Preflight, READ_CONCURRENCY};
 pub use rollback::RolledBack;
-pub use run::{Approver, Engine, RecordedBaseline, Resumed};
+pub use run::{Approver, Engine};

@@ -6,11 +6,12 @@
 use std::collections::BTreeSet;
 
 use super::events::Event;
-use super::run::{Engine, Resumed};
-use super::watch::{snapshot_errors, Watched};
+use super::run::{Engine, Watched};
+use super::watch::snapshot_errors;
 use crate::db::{Access, TrustDb};
 use crate::health::gate::{judge, Verdict, Window};
 use crate::health::probes::{ProbeParams, Rows, Scope, Snapshot};
+use crate::journal::replay::Resumed;
 use crate::migrations::Catalog;
 use crate::plan::{plan_rollback, RollbackRefusal};
 

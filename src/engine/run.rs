@@ -1,5 +1,5 @@
-//! The engine and a whole run: [`Engine`] (what a run needs), [`Resumed`] (what an interrupted
-//! run's journal tells it), [`Engine::run`] from the first event to `run_finished`, and the
+//! The engine and a whole run: [`Engine`] (what a run needs, with what an interrupted run's
+//! journal tells it: [`Resumed`]), [`Watched`] (an upgraded trust the gate keeps checking), [`Engine::run`] from the first event to `run_finished`, and the
 //! write-ahead emission every phase goes through. The phases live beside it: preflight.rs,
 //! wave.rs (the wave loop and the policy), watch.rs (gate windows, confirmation, soak,
 //! background checks), migrate.rs (a trust's migrations, retries), rollback.rs.
@@ -8,20 +8,19 @@
 //! post-upgrade checks → verdicts → policy (continue / roll back and halt / pause) → soak
 //! rounds. While a wave migrates, trusts of earlier waves keep being checked in the background.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::events::{Event, EventSink, TrustOutcome};
-use super::watch::Watched;
 use crate::config::{Inventory, Plan, Wave};
 use crate::health::probes::{ProbeParams, Snapshot};
 use crate::journal::Journal;
 use crate::migrations::Catalogs;
 
-// The paths other modules name (`crate::engine::run::X`) keep working.
-pub use super::outcome::{RunControl, RunOutcome, RunSummary, StopReason, TrustResult};
-pub use super::preflight::{preflight, read_state, read_state_within, Preflight, READ_CONCURRENCY};
-pub use super::rollback::RolledBack;
+use super::outcome::{RunControl, RunOutcome, RunSummary, StopReason, TrustResult};
+use super::preflight::Preflight;
+use crate::journal::replay::Resumed;
 
 /// Decides whether an approval wave may start. The engine never prompts by itself.
 pub trait Approver: Send + Sync {
@@ -51,28 +50,24 @@ pub struct Engine<'a> {
     pub workload: crate::health::workload::Tracker,
 }
 
-/// The baseline a run measured on a trust before upgrading it, as its journal recorded it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedBaseline {
-    /// The wave the trust was upgraded in.
+/// What the gate knows about an upgraded trust.
+#[derive(Clone)]
+pub(super) struct Watched {
+    /// The trust.
+    pub trust: String,
+    /// The wave it was upgraded in.
     pub wave: String,
-    /// The version it was at before the upgrade.
+    /// The version it was at before the upgrade (what a rollback returns it to).
     pub from: Option<i64>,
+    /// The figures measured before the upgrade.
+    pub baseline: Snapshot,
     /// The probes' parameters drawn for it.
     pub params: ProbeParams,
-    /// The figures measured.
-    pub snapshot: Snapshot,
-}
-
-/// What the journal of an interrupted run says, for `resume`.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Resumed {
-    /// Waves whose trusts passed their checks and soak.
-    pub passed_waves: BTreeSet<String>,
-    /// Each trust's baseline measured before its upgrade.
-    pub baselines: HashMap<String, RecordedBaseline>,
-    /// Trusts whose post-upgrade check passed.
-    pub checked: BTreeSet<String>,
+    /// The (table, column) pairs the upgrade declares it rewrites.
+    pub rewrites: BTreeSet<(String, String)>,
+    /// Writes and losses the write probe has seen since the upgrade (shared by the clones
+    /// that soak and background checks hold): the loss bound they prove together.
+    pub writes_seen: Arc<Mutex<(usize, usize)>>,
 }
 
 /// What a run carries from wave to wave.

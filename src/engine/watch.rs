@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
@@ -14,37 +14,18 @@ use super::events::Event;
 use super::outcome::RunOutcome;
 use super::policy::TrustVerdict;
 use super::preflight::READ_CONCURRENCY;
-use super::run::{Engine, RecordedBaseline, RunState};
+use super::run::{Engine, RunState, Watched};
 use crate::config::health::DEFAULT_WRITE_SAMPLES;
 use crate::config::{Trust, Wave};
 use crate::health::gate::{judge, Judgement, LatencyComparison, Verdict, Window};
 use crate::health::probes::{measure, ProbeParams, Rows, Scope, Snapshot, WriteBatch};
+use crate::journal::replay::RecordedBaseline;
 use crate::plan::Step;
 
 /// Pauses before a window that did not pass is measured again: a latency regression stands
 /// only when every one of these measurements confirms it (a real one persists; a burst of
 /// load on a shared machine passes within seconds).
 const CONFIRM_PAUSES: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(2)];
-
-/// What the gate knows about an upgraded trust.
-#[derive(Clone)]
-pub(super) struct Watched {
-    /// The trust.
-    pub trust: String,
-    /// The wave it was upgraded in.
-    pub wave: String,
-    /// The version it was at before the upgrade (what a rollback returns it to).
-    pub from: Option<i64>,
-    /// The figures measured before the upgrade.
-    pub baseline: Snapshot,
-    /// The probes' parameters drawn for it.
-    pub params: ProbeParams,
-    /// The (table, column) pairs the upgrade declares it rewrites.
-    pub rewrites: BTreeSet<(String, String)>,
-    /// Writes and losses the write probe has seen since the upgrade (shared by the clones
-    /// that soak and background checks hold): the loss bound they prove together.
-    pub writes_seen: Arc<Mutex<(usize, usize)>>,
-}
 
 impl Engine<'_> {
     /// A trust to watch in `wave`, from the baseline an earlier attempt recorded.

@@ -97,6 +97,13 @@ fn expires_at(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// Now, RFC 3339.
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
@@ -199,7 +206,7 @@ impl StateDb {
     /// holder process is gone from this host. Otherwise [`LeaseError::Held`] names the holder.
     pub async fn acquire_lease(&self, run_id: &str, ttl: Duration) -> Result<Lease, LeaseError> {
         let token = format!("{}-{}-{}", host_name(), std::process::id(), now_ms());
-        let since = super::now();
+        let since = now();
         let now = now_ms();
         let current = self.lease_holder().await?;
         // Compare-and-swap on the row we saw, so two runs starting together cannot both win.

@@ -15,7 +15,7 @@ pub mod store;
 
 use serde::Serialize;
 
-pub use lease::{Holder, Lease, LeaseError};
+pub use lease::{now, Holder, Lease, LeaseError};
 pub use store::{StateDb, StateError, StateLocation, STATE_PASSWORD_ENV};
 
 use crate::engine::Event;
@@ -23,13 +23,6 @@ use store::on_pool;
 
 /// Default location of the state database, relative to the working directory.
 pub const DEFAULT_STATE: &str = ".flotilla/state.db";
-
-/// Now, RFC 3339.
-pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
 
 /// A run as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -370,20 +363,6 @@ impl StateDb {
         }
         out.sort_by(|(ta, a), (tb, b)| (ta, &a.run_id, a.seq).cmp(&(tb, &b.run_id, b.seq)));
         Ok(out.into_iter().map(|(_, r)| r).collect())
-    }
-
-    /// The baseline figures `run_id` measured on `trust` just before its `baseline_recorded`
-    /// event at sequence `before` (see [`replay::Unjudged::seq`]), if the journal holds them.
-    pub async fn baseline_before(
-        &self,
-        run_id: &str,
-        trust: &str,
-        before: i64,
-    ) -> Result<Option<crate::health::probes::Snapshot>, StateError> {
-        let body = self
-            .event_before(run_id, trust, "health_measured", before)
-            .await?;
-        Ok(body.and_then(|b| replay::baseline_snapshot(&Event::from_json(&b)).cloned()))
     }
 
     /// The last `event` about `trust` recorded by `run_id` before sequence `before`.

@@ -7,10 +7,50 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{GateFact, GateRecord, StoredEvent};
-use crate::engine::{Event, RecordedBaseline, Resumed, TrustOutcome};
+use super::{GateFact, GateRecord, StateDb, StateError, StoredEvent};
+use crate::engine::{Event, TrustOutcome};
 use crate::health::gate::{Verdict, Window};
 use crate::health::probes::{ProbeParams, Snapshot};
+
+/// The baseline a run measured on a trust before upgrading it, as its journal recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedBaseline {
+    /// The wave the trust was upgraded in.
+    pub wave: String,
+    /// The version it was at before the upgrade.
+    pub from: Option<i64>,
+    /// The probes' parameters drawn for it.
+    pub params: ProbeParams,
+    /// The figures measured.
+    pub snapshot: Snapshot,
+}
+
+/// What the journal of an interrupted run says, for `resume`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Resumed {
+    /// Waves whose trusts passed their checks and soak.
+    pub passed_waves: BTreeSet<String>,
+    /// Each trust's baseline measured before its upgrade.
+    pub baselines: HashMap<String, RecordedBaseline>,
+    /// Trusts whose post-upgrade check passed.
+    pub checked: BTreeSet<String>,
+}
+
+impl StateDb {
+    /// The baseline figures `run_id` measured on `trust` just before its `baseline_recorded`
+    /// event at sequence `before` (see [`replay::Unjudged::seq`]), if the journal holds them.
+    pub async fn baseline_before(
+        &self,
+        run_id: &str,
+        trust: &str,
+        before: i64,
+    ) -> Result<Option<crate::health::probes::Snapshot>, StateError> {
+        let body = self
+            .event_before(run_id, trust, "health_measured", before)
+            .await?;
+        Ok(body.and_then(|b| baseline_snapshot(&Event::from_json(&b)).cloned()))
+    }
+}
 
 /// The label of the window whose figures are a trust's pre-upgrade baseline.
 const BASELINE_WINDOW: &str = "baseline";
