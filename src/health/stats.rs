@@ -455,6 +455,21 @@ pub fn fisher_greater(a: u64, n1: u64, b: u64, n2: u64) -> f64 {
     p.min(1.0)
 }
 
+/// How much slower the machine was in the window than at baseline, from the control query
+/// timed alongside the probe: the ratio of the control medians, never below 1 (a faster
+/// machine is not credited). 1 when either window has no control samples.
+pub fn machine_factor(baseline_control: &[f64], control: &[f64]) -> f64 {
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    match (median(baseline_control), median(control)) {
+        (Some(b), Some(c)) if b > 0.0 && c.is_finite() => (c / b).max(1.0),
+        _ => 1.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnection;
 use sqlx::{ConnectOptions, Connection, Row};
 
-use super::{
+use super::window::{
     display_text, housekeeping, own_text, DatabaseWindow, StatementWindow, WorkloadWindow, MAX_KEPT,
 };
 use crate::config::health::Health;
