@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::{yaml, ConfigError};
+use super::error::ConfigError;
+use super::yaml;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::error::ConfigError;
 use super::health::{Health, OnRegression, Soak};
+use super::inventory::Inventory;
 use super::positions::PlanPositions;
 use super::probe_safety::{self, ProbeDialect};
-use super::{yaml, ConfigError, Inventory};
+use super::yaml;
 use crate::migrations::Catalog;
 
 #[derive(Debug, Deserialize)]
@@ -427,8 +429,8 @@ fn refuse_unsafe_probes(
         .flat_map(|w| &w.trusts)
         .filter_map(|id| inventory.get(id))
         .map(|t| match t.database {
-            super::DatabaseTarget::Sqlite { .. } => ProbeDialect::Sqlite,
-            super::DatabaseTarget::Postgres { .. } => ProbeDialect::Postgres,
+            super::inventory::DatabaseTarget::Sqlite { .. } => ProbeDialect::Sqlite,
+            super::inventory::DatabaseTarget::Postgres { .. } => ProbeDialect::Postgres,
         })
         .collect();
     dialects.sort();

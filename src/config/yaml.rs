@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Read and parse `path`. Unknown fields are rejected by the models (`deny_unknown_fields`).
 pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {

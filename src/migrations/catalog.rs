@@ -225,7 +225,7 @@ impl Catalog {
         let migrations = load_migrations(dir)?;
         let releases_path = dir.join("releases.yaml");
         let releases = if releases_path.exists() {
-            let map: BTreeMap<String, i64> = crate::config::load_yaml(&releases_path)?;
+            let map: BTreeMap<String, i64> = crate::config::yaml::load(&releases_path)?;
             let mut releases: Vec<(String, i64)> = map.into_iter().collect();
             releases.sort_by_key(|(name, v)| (*v, name.clone()));
             releases
