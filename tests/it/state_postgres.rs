@@ -6,7 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::{
-    create_databases, pg_admin_url, serial, split_password, url_with_db, Workspace, PG_PASSWORD_ENV,
+    create_databases, pg_admin_url, run_unlocked, serial, split_password, url_with_db, Workspace,
+    PG_PASSWORD_ENV,
 };
 
 #[test]
@@ -27,15 +28,18 @@ fn a_postgres_state_database_records_runs_and_holds_the_lease() {
     ws.run(&["demo", "--seed-only", "--patients", "40"])
         .success();
 
-    // Two operators start the same plan against the shared state database.
-    let first = {
-        let _serial = serial();
-        let mut cmd = ws.command(&["--state", &url, "rollout", "plans/rio-5.1.yaml", "--yes"]);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.spawn().expect("spawn the first rollout")
-    };
+    // Two operators start the same plan against the shared state database. The run lock is
+    // held throughout: the second must start while the first still runs, not after waiting
+    // for another test's run.
+    let run_lock = serial();
+    let mut cmd = ws.command(&["--state", &url, "rollout", "plans/rio-5.1.yaml", "--yes"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let first = cmd.spawn().expect("spawn the first rollout");
     std::thread::sleep(Duration::from_millis(1500));
-    let second = ws.run(&["--state", &url, "rollout", "plans/rio-5.1.yaml", "--yes"]);
+    let second = run_unlocked(
+        &ws,
+        &["--state", &url, "rollout", "plans/rio-5.1.yaml", "--yes"],
+    );
     second
         .code(6)
         .stderr_contains("locked by run")
@@ -43,6 +47,7 @@ fn a_postgres_state_database_records_runs_and_holds_the_lease() {
     let first = first
         .wait_with_output()
         .expect("wait for the first rollout");
+    drop(run_lock);
     assert_eq!(
         first.status.code(),
         Some(0),
