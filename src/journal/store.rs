@@ -126,6 +126,27 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// Whether SQLite refused because another connection held its lock (SQLITE_BUSY or
+    /// SQLITE_LOCKED): worth trying again shortly.
+    fn is_busy(&self) -> bool {
+        match self {
+            StateError::Query {
+                source: sqlx::Error::Database(d),
+                ..
+            } => d
+                .code()
+                .and_then(|c| c.parse::<i64>().ok())
+                .is_some_and(|n| matches!(n & 0xff, 5 | 6)),
+            // Opening keeps only the description (see `open_sqlite`).
+            StateError::Open { message, .. } => {
+                message.contains("database is locked") || message.contains("table is locked")
+            }
+            _ => false,
+        }
+    }
+}
+
+impl StateError {
     /// The documented exit code for this error: a full disk, a read-only file system, an I/O
     /// error or a state server that went away is the environment (9), never "a bug" (1).
     pub fn exit_code(&self) -> ExitCode {
@@ -262,11 +283,37 @@ impl StateLocation {
 
 impl StateDb {
     /// Open (and for SQLite create) the state database and its schema.
+    ///
+    /// Two processes creating the same SQLite file at once (two rollouts started together) can
+    /// meet SQLite's lock while one switches the new file to WAL, which SQLite reports at once
+    /// as "database is locked" instead of waiting: opening is retried then, for up to about
+    /// ten seconds, so the second process gets to the lease and its "estate is locked".
     pub async fn open(location: &StateLocation) -> Result<StateDb, StateError> {
+        let mut pause = Duration::from_millis(50);
+        let mut waited = Duration::ZERO;
+        loop {
+            match Self::open_once(location).await {
+                Err(e) if e.is_busy() && waited < Duration::from_secs(10) => {
+                    tracing::debug!(error = %e, "state database busy while opening; retrying");
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(location: &StateLocation) -> Result<StateDb, StateError> {
         let db = Self::connect(location, Access::ReadWrite).await?;
         for statement in SCHEMA {
-            on_pool!(&db.pool, p => sqlx::query(statement).execute(p).await.map(|_| ()))
-                .map_err(|e| db.err(e))?;
+            if let Err(e) =
+                on_pool!(&db.pool, p => sqlx::query(statement).execute(p).await.map(|_| ()))
+            {
+                let e = db.err(e);
+                db.close().await;
+                return Err(e);
+            }
         }
         Ok(db)
     }

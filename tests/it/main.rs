@@ -20,6 +20,7 @@ mod crash;
 mod gate_detection;
 mod health_gate;
 mod interrupt;
+mod layout;
 mod lease;
 mod lint;
 mod pg_restart;
