@@ -166,24 +166,34 @@ pub struct Request<'a> {
     pub history: Option<&'a StateDb>,
 }
 
+/// SIGTERM as a stream, when it can be installed (`None`: only Ctrl-C is listened to).
+pub fn terminate_signal() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
+}
+
+/// Wait for the next Ctrl-C or SIGTERM (`term`, from [`terminate_signal`]): how an operator
+/// or a service manager asks flotilla to stop.
+pub async fn stop_signal(term: &mut Option<tokio::signal::unix::Signal>) {
+    match term.as_mut() {
+        Some(t) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = t.recv() => {}
+            }
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Spawn the signal watcher: the first SIGINT/SIGTERM asks the run to stop starting work, the
 /// second fires `abort`.
 fn watch_signals(control: Arc<RunControl>, abort: Arc<tokio::sync::Notify>) {
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term = terminate_signal();
         for n in 0..2 {
-            match term.as_mut() {
-                Some(t) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = t.recv() => {}
-                    }
-                }
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
+            stop_signal(&mut term).await;
             if n == 0 {
                 eprintln!(
                     "interrupted: finishing the migrations in flight, starting nothing new (interrupt again to abandon them; they roll back)"

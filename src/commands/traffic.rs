@@ -74,19 +74,7 @@ pub async fn run(g: &Globals, o: &TrafficArgs) -> Outcome {
     {
         let tx = stop_tx.clone();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            match term.as_mut() {
-                Some(t) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = t.recv() => {}
-                    }
-                }
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
+            crate::session::stop_signal(&mut crate::session::terminate_signal()).await;
             let _ = tx.send(true);
         });
     }
