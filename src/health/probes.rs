@@ -257,7 +257,7 @@ pub struct Snapshot {
     /// The trust's real workload over the window (PostgreSQL with `pg_stat_statements`; see
     /// `health::workload`), taken by the engine around the probes; `None` where it is not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<Measured<super::workload::WorkloadWindow>>,
+    pub workload: Option<Measured<super::workload::window::WorkloadWindow>>,
     /// Postgres: sessions waiting on locks while the window's probes ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_waits: Option<LockWaits>,

@@ -36,7 +36,7 @@
 //! the gate goes on with the probes alone. SQLite has no equivalent and is never asked.
 
 mod tracker;
-mod window;
+pub mod window;
 
 pub use tracker::Tracker;
 pub use window::{
