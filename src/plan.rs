@@ -413,21 +413,17 @@ mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
 
-    fn catalog(versions: &[(i64, Mode)]) -> Catalog {
+    /// A catalog of `versions`, each migration's up script starting with `header(version)`.
+    fn catalog_of(versions: &[i64], header: impl Fn(i64) -> &'static str) -> Catalog {
         let migrations = versions
             .iter()
-            .map(|&(v, mode)| {
-                let first = match mode {
-                    Mode::Transaction => "",
-                    Mode::NoTransaction => "-- flotilla: no-transaction\n",
-                    Mode::Batch => "-- flotilla: batch\n",
-                };
+            .map(|&v| {
                 Migration::new(
                     v,
                     format!("m{v}"),
                     (
                         PathBuf::from(format!("{v}_m{v}.up.sql")),
-                        format!("{first}SELECT {v};"),
+                        format!("{}SELECT {v};", header(v)),
                     ),
                     (
                         PathBuf::from(format!("{v}_m{v}.down.sql")),
@@ -438,6 +434,16 @@ mod tests {
             })
             .collect();
         Catalog::from_parts(Path::new("migrations"), migrations, vec![])
+    }
+
+    fn catalog(versions: &[(i64, Mode)]) -> Catalog {
+        let modes: std::collections::BTreeMap<i64, Mode> = versions.iter().copied().collect();
+        let list: Vec<i64> = versions.iter().map(|(v, _)| *v).collect();
+        catalog_of(&list, |v| match modes[&v] {
+            Mode::Transaction => "",
+            Mode::NoTransaction => "-- flotilla: no-transaction\n",
+            Mode::Batch => "-- flotilla: batch\n",
+        })
     }
 
     fn simple(versions: &[i64]) -> Catalog {
@@ -657,30 +663,13 @@ mod tests {
     }
 
     fn with_irreversible(versions: &[i64], irreversible: &[i64]) -> Catalog {
-        let migrations = versions
-            .iter()
-            .map(|&v| {
-                let first = if irreversible.contains(&v) {
-                    "-- flotilla: irreversible\n"
-                } else {
-                    ""
-                };
-                Migration::new(
-                    v,
-                    format!("m{v}"),
-                    (
-                        PathBuf::from(format!("{v}_m{v}.up.sql")),
-                        format!("{first}SELECT {v};"),
-                    ),
-                    (
-                        PathBuf::from(format!("{v}_m{v}.down.sql")),
-                        "SELECT 0;".into(),
-                    ),
-                )
-                .unwrap()
-            })
-            .collect();
-        Catalog::from_parts(Path::new("migrations"), migrations, vec![])
+        catalog_of(versions, |v| {
+            if irreversible.contains(&v) {
+                "-- flotilla: irreversible\n"
+            } else {
+                ""
+            }
+        })
     }
 
     #[test]
