@@ -6,3 +6,4 @@ pub use catalog::{Catalog, CatalogError, Catalogs, Migration, Mode, Reversibilit
 pub mod lint;
 pub mod roundtrip;
 pub mod split;
+pub mod version;
