@@ -93,6 +93,7 @@ fn problem(m: &Migration, down: bool, rule: &'static str, message: String) -> Fi
         rule,
         severity: super::lint::find_rule(rule).map_or(Severity::Error, |r| r.severity),
         message,
+        table: None,
     }
 }
 

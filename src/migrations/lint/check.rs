@@ -133,6 +133,7 @@ pub fn catalog_finding(e: &CatalogError) -> Option<Finding> {
                 "this up migration has no down file; write {} (or an empty one and mark the up `-- flotilla: irreversible`)",
                 expected.display()
             ),
+            table: None,
         }),
         _ => None,
     }

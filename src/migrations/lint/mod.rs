@@ -59,6 +59,19 @@ pub struct Finding {
     pub severity: Severity,
     /// What is wrong and what to do instead.
     pub message: String,
+    /// The table the statement acts on (unqualified, lower case), when the rule knows it:
+    /// `plan` and the rehearsal look it up on the real trusts to say what the finding means
+    /// there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+}
+
+impl Finding {
+    /// The same finding, about `table`.
+    pub fn on_table(mut self, table: &str) -> Finding {
+        self.table = Some(table.to_ascii_lowercase());
+        self
+    }
 }
 
 impl fmt::Display for Finding {
@@ -167,6 +180,7 @@ fn finding(
         rule,
         severity: severity_of(rule),
         message,
+        table: None,
     }
 }
 
