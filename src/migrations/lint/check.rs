@@ -31,14 +31,14 @@ pub enum LintError {
     Catalog(#[from] CatalogError),
     /// A catalog error that is a lint finding (a missing down file), shown as one.
     #[error("{0}")]
-    Finding(Finding),
+    Finding(Box<Finding>),
     #[error("cannot open a scratch database to rehearse the migrations: {0}")]
     Scratch(#[source] DbError),
     #[error("rehearsing the migrations on a scratch database: {0}")]
     Rehearsal(#[source] DbError),
     /// The lint found errors.
     #[error("the migrations have {count} lint error{} (all listed on stdout), the first: {first}\nfix them, or allow a rule in the migration with `-- flotilla-lint: allow RULE -- reason`", if *.count == 1 { "" } else { "s" })]
-    Errors { count: usize, first: Finding },
+    Errors { count: usize, first: Box<Finding> },
 }
 
 impl LintError {
@@ -90,7 +90,7 @@ impl LintReport {
         };
         Err(LintError::Errors {
             count: 1 + errors.count(),
-            first: first.clone(),
+            first: Box::new(first.clone()),
         })
     }
 
@@ -114,7 +114,7 @@ pub fn load_linted(
     let catalogs = Catalog::load(migrations)
         .and_then(|base| Catalogs::load(base, &inventory))
         .map_err(|e| match catalog_finding(&e) {
-            Some(f) => LintError::Finding(f),
+            Some(f) => LintError::Finding(Box::new(f)),
             None => LintError::Catalog(e),
         })?;
     Ok((inventory, catalogs))
