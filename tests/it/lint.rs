@@ -622,17 +622,18 @@ fn lint_json_lists_findings_and_exits_2_on_an_error() {
 /// with `up.sql` and `down.sql`), read from the files directly, in version order.
 fn crates_io_history() -> Vec<Migration> {
     let dir = repo_root().join("tests/fixtures/crates-io/migrations");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("up.sql").is_file())
         .collect();
-    dirs.sort();
-    dirs.iter()
+    let mut history: Vec<Migration> = dirs
+        .iter()
         .map(|d| {
             let name = d.file_name().unwrap().to_string_lossy().into_owned();
             // Diesel's versions: `20140924113530`, `2017-08-31-230457`,
-            // `2025-11-19-091444-0000`; the timestamp to the second keeps their order.
+            // `2025-11-19-091444-0000`, ordered without their dashes (so `20170804...` comes
+            // before `2017-09-23...`); the timestamp to the second keeps that order.
             let (version, description) = name.split_once('_').unwrap();
             let version: String = version
                 .chars()
@@ -660,7 +661,9 @@ fn crates_io_history() -> Vec<Migration> {
             }
             m
         })
-        .collect()
+        .collect();
+    history.sort_by_key(|m| m.version);
+    history
 }
 
 #[test]
