@@ -350,7 +350,7 @@ struct Tokens {
 
 impl Tokens {
     fn of(sql: &str, s: &Statement) -> Tokens {
-        let text = &sql[s.offset..s.offset + s.len];
+        let text = sql.get(s.offset..s.offset + s.len).unwrap_or_default();
         let tokens = pg_query::scan(text)
             .map(|r| {
                 r.tokens
