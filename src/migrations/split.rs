@@ -1,5 +1,6 @@
-//! Splitting a script into its statements with a real SQL tokenizer (sqlparser), so that
-//! semicolons inside strings, comments, quoted identifiers and `$$` bodies do not split.
+//! Splitting a script into its statements with a real SQL parser, so that semicolons inside
+//! strings, comments, quoted identifiers, `$$` bodies and `BEGIN ATOMIC ... END` bodies do not
+//! split: PostgreSQL's own (pg_query), sqlparser's tokenizer for SQLite.
 //! A `no-transaction` script must run one statement at a time on Postgres: several statements
 //! sent together run in one implicit transaction, where `CREATE INDEX CONCURRENTLY` fails.
 
@@ -8,10 +9,23 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::db::dialect::Dialect as Db;
 
-/// The statements of `sql`, each as written (comments and spacing kept), empty ones dropped.
+/// The statements of `sql`, each as written (comments and spacing kept; on PostgreSQL the
+/// comments before a statement are left out), empty ones dropped.
 pub fn statements(sql: &str, dialect: Db) -> Result<Vec<String>, String> {
     let d: &dyn Dialect = match dialect {
-        Db::Postgres => &PostgreSqlDialect {},
+        Db::Postgres => match pg_query::split_with_parser(sql) {
+            Ok(parts) => {
+                return Ok(parts
+                    .into_iter()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect())
+            }
+            // Not valid SQL: split by sqlparser's tokenizer as before, for the server to
+            // report the error when it runs the statement.
+            Err(_) => &PostgreSqlDialect {},
+        },
         Db::Sqlite => &SQLiteDialect {},
     };
     let tokens = Tokenizer::new(d, sql)
@@ -67,5 +81,19 @@ mod tests {
         assert!(statements("-- nothing\n/* here */", Db::Sqlite)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn postgres_splits_with_the_servers_parser() {
+        let sql = "-- lead\nCREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;\n\
+                   DO $$ BEGIN PERFORM 1; END $$;\n-- trailing comment only\n";
+        let s = statements(sql, Db::Postgres).unwrap();
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert!(s[0].starts_with("CREATE FUNCTION"), "{s:?}");
+        assert!(s[0].ends_with("END"), "{s:?}");
+        assert_eq!(s[1], "DO $$ BEGIN PERFORM 1; END $$");
+        // Not valid SQL: still split (by sqlparser's tokenizer), for the server to report.
+        let s = statements("SELECT 1; SELEC 2; SELECT 'a;b'", Db::Postgres).unwrap();
+        assert_eq!(s, vec!["SELECT 1", "SELEC 2", "SELECT 'a;b'"]);
     }
 }

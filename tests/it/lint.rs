@@ -11,7 +11,7 @@ use flotilla::config::inventory::{PasswordSource, UrlSource};
 use flotilla::config::{DatabaseTarget, Trust};
 use flotilla::db::{Access, Dialect, TrustDb};
 use flotilla::migrations::lint::{self, rules, Finding, Severity};
-use flotilla::migrations::{roundtrip, Catalog};
+use flotilla::migrations::{roundtrip, Catalog, Migration, Mode};
 use sqlx::Connection;
 
 use crate::common::*;
@@ -181,6 +181,55 @@ fn add_foreign_key_without_not_valid_fires_on_postgres() {
         2,
     );
     check_silent_on(rules::ADD_FOREIGN_KEY_VALIDATED, Dialect::Sqlite);
+}
+
+#[test]
+fn transaction_control_fires_on_both_dialects() {
+    check_static_rule(rules::TRANSACTION_CONTROL, BOTH, "9000_fixture.up.sql", 2);
+}
+
+#[test]
+fn the_postgres_only_rules_fire_on_postgres_and_can_be_allowed() {
+    for (rule, line) in [
+        (rules::DROP_DATABASE, 2),
+        (rules::RENAME_TABLE, 2),
+        (rules::RENAME_COLUMN, 2),
+        (rules::COLUMN_TYPE_REWRITE, 3),
+        (rules::ADD_COLUMN_REWRITES_TABLE, 2),
+        (rules::SET_NOT_NULL, 2),
+        (rules::ADD_CHECK_VALIDATED, 2),
+        (rules::ADD_UNIQUE_WITHOUT_INDEX, 2),
+        (rules::DROP_INDEX_NOT_CONCURRENTLY, 2),
+        (rules::MAINTENANCE_LOCKS_TABLE, 3),
+    ] {
+        check_static_rule(rule, PG, "9000_fixture.up.sql", line);
+    }
+}
+
+#[test]
+fn findings_about_one_table_name_it_on_both_dialects() {
+    for (rule, table) in [
+        (rules::DROP_TABLE, "audit_log"),
+        (rules::DROP_COLUMN, "patient"),
+        (rules::TYPE_NARROWING, "patient"),
+        (rules::ADD_NOT_NULL_WITHOUT_DEFAULT, "patient"),
+        (rules::UPDATE_WITHOUT_WHERE, "patient"),
+    ] {
+        for &d in BOTH {
+            let fired = about_fixture(lint::lint(catalog_with(rule, "fire").migrations(), d));
+            let hit = fired.iter().find(|f| f.rule == rule).unwrap();
+            assert_eq!(
+                hit.table.as_deref(),
+                Some(table),
+                "{rule} on {d:?}: {hit:?}"
+            );
+        }
+    }
+    let fired = about_fixture(lint::lint(
+        catalog_with(rules::CREATE_INDEX_NOT_CONCURRENTLY, "fire").migrations(),
+        Dialect::Postgres,
+    ));
+    assert_eq!(fired[0].table.as_deref(), Some("patient"), "{fired:?}");
 }
 
 #[test]
@@ -565,4 +614,137 @@ fn lint_json_lists_findings_and_exits_2_on_an_error() {
         out.describe()
     );
     assert_eq!(report["dialects"], serde_json::json!(["sqlite"]));
+}
+
+// --- a real history: crates.io's diesel migrations -------------------------------------------
+
+/// Every migration of the vendored crates.io history (diesel layout: `<timestamp>_<name>/`
+/// with `up.sql` and `down.sql`), read from the files directly, in version order.
+fn crates_io_history() -> Vec<Migration> {
+    let dir = repo_root().join("tests/fixtures/crates-io/migrations");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("up.sql").is_file())
+        .collect();
+    let mut history: Vec<Migration> = dirs
+        .iter()
+        .map(|d| {
+            let name = d.file_name().unwrap().to_string_lossy().into_owned();
+            // Diesel's versions: `20140924113530`, `2017-08-31-230457`,
+            // `2025-11-19-091444-0000`, ordered without their dashes (so `20170804...` comes
+            // before `2017-09-23...`); the timestamp to the second keeps that order.
+            let (version, description) = name.split_once('_').unwrap();
+            let version: String = version
+                .chars()
+                .filter(char::is_ascii_digit)
+                .take(14)
+                .collect();
+            let read = |f: &str| {
+                let p = d.join(f);
+                let sql = std::fs::read_to_string(&p).unwrap_or_default();
+                (p, sql)
+            };
+            let mut m = Migration::new(
+                version.parse().unwrap(),
+                description.to_string(),
+                read("up.sql"),
+                read("down.sql"),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            // Diesel's `metadata.toml` with `run_in_transaction = false` is flotilla's
+            // `no-transaction`.
+            let metadata = std::fs::read_to_string(d.join("metadata.toml")).unwrap_or_default();
+            if metadata.contains("run_in_transaction = false") {
+                m.up.mode = Mode::NoTransaction;
+                m.down.mode = Mode::NoTransaction;
+            }
+            m
+        })
+        .collect();
+    history.sort_by_key(|m| m.version);
+    history
+}
+
+#[test]
+fn the_crates_io_history_parses_on_postgres_and_a_new_bad_migration_is_still_caught() {
+    let mut history = crates_io_history();
+    assert!(history.len() > 250, "{} migrations", history.len());
+    let found = lint::lint(&history, Dialect::Postgres);
+    // One file of the history is not valid SQL: its first line lacks its `;`, and PostgreSQL
+    // refuses it the same way (`syntax error at or near "ALTER"`). Every other file parses.
+    let errors: Vec<(String, u64, &str)> = found
+        .iter()
+        .filter(|f| f.rule == rules::PARSE_ERROR)
+        .map(|f| {
+            let dir = f.file.parent().unwrap().file_name().unwrap();
+            let file = f.file.file_name().unwrap();
+            let at = format!("{}/{}", dir.to_string_lossy(), file.to_string_lossy());
+            (at, f.line, f.message.as_str())
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        vec![(
+            "20170318181441_downloads_need_no_id/down.sql".to_string(),
+            2,
+            "does not parse as PostgreSQL: syntax error at or near \"ALTER\""
+        )],
+        "parse errors:\n{}",
+        show(&found)
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    for f in &found {
+        *counts.entry((f.rule, f.severity)).or_insert(0) += 1;
+    }
+    eprintln!(
+        "crates.io history, {} migrations: {counts:?}",
+        history.len()
+    );
+    // Rules about ups only never fire on a down file.
+    for f in &found {
+        if f.file.ends_with("down.sql") {
+            assert!(
+                matches!(
+                    f.rule,
+                    rules::CONCURRENTLY_IN_TRANSACTION
+                        | rules::PARSE_ERROR
+                        | rules::EMPTY_DOWN
+                        | rules::TRANSACTION_CONTROL
+                        | rules::DROP_DATABASE
+                ),
+                "{f}"
+            );
+        }
+    }
+
+    let dir = repo_root().join("tests/fixtures/crates-io/migrations/99999999999999_bad");
+    history.push(
+        Migration::new(
+            99999999999999,
+            "bad".into(),
+            (
+                dir.join("up.sql"),
+                "ALTER TABLE crates ADD COLUMN x int NOT NULL;\nCREATE INDEX crates_x ON crates (x);\n"
+                    .into(),
+            ),
+            (dir.join("down.sql"), "ALTER TABLE crates DROP COLUMN x;\n".into()),
+        )
+        .unwrap(),
+    );
+    let found = lint::lint(&history, Dialect::Postgres);
+    let bad: Vec<(&str, u64, Option<&str>)> = found
+        .iter()
+        .filter(|f| f.file.starts_with(&dir))
+        .map(|f| (f.rule, f.line, f.table.as_deref()))
+        .collect();
+    assert_eq!(
+        bad,
+        vec![
+            (rules::ADD_NOT_NULL_WITHOUT_DEFAULT, 1, Some("crates")),
+            (rules::CREATE_INDEX_NOT_CONCURRENTLY, 2, Some("crates")),
+        ],
+        "{}",
+        show(&found)
+    );
 }

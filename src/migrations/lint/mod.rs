@@ -1,4 +1,5 @@
-//! The migration linter: parses every migration with a real SQL parser (sqlparser) and reports,
+//! The migration linter: parses every migration with a real SQL parser (PostgreSQL's own,
+//! through pg_query, for the Postgres dialect: [`postgres`]; sqlparser for SQLite) and reports,
 //! with file and line, what would lose data, take long locks on PostgreSQL, fail to undo, or not
 //! parse. Pure: it reads the catalog's scripts and never touches a database (the rehearsal that
 //! checks a down undoes its up is in [`super::roundtrip`]).
@@ -23,6 +24,7 @@ use super::{Migration, Mode, Reversibility};
 use crate::db::Dialect;
 
 pub mod check;
+pub mod postgres;
 
 /// How bad a finding is. Errors fail `validate` and `lint` (exit 2); warnings are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -133,6 +135,17 @@ pub mod rules {
     pub const REHEARSAL_FAILED: &str = "rehearsal-failed";
     pub const PARSE_ERROR: &str = "parse-error";
     pub const INVALID_ALLOW: &str = "invalid-allow";
+    pub const TRANSACTION_CONTROL: &str = "transaction-control";
+    pub const DROP_DATABASE: &str = "drop-database";
+    pub const RENAME_TABLE: &str = "rename-table";
+    pub const RENAME_COLUMN: &str = "rename-column";
+    pub const COLUMN_TYPE_REWRITE: &str = "column-type-rewrite";
+    pub const ADD_COLUMN_REWRITES_TABLE: &str = "add-column-rewrites-table";
+    pub const SET_NOT_NULL: &str = "set-not-null";
+    pub const ADD_CHECK_VALIDATED: &str = "add-check-validated";
+    pub const ADD_UNIQUE_WITHOUT_INDEX: &str = "add-unique-without-index";
+    pub const DROP_INDEX_NOT_CONCURRENTLY: &str = "drop-index-not-concurrently";
+    pub const MAINTENANCE_LOCKS_TABLE: &str = "maintenance-locks-table";
 }
 
 use Severity::{Error, Warning};
@@ -146,7 +159,7 @@ pub const RULES: &[Rule] = &[
     rule(rules::DELETE_WITHOUT_WHERE, Error, true, "DELETE without WHERE empties a table"),
     rule(rules::UPDATE_WITHOUT_WHERE, Error, true, "UPDATE without WHERE rewrites every row (and locks them all in one transaction)"),
     rule(rules::CREATE_INDEX_NOT_CONCURRENTLY, Warning, true, "PostgreSQL: CREATE INDEX on an existing table without CONCURRENTLY blocks writes to it while the index builds"),
-    rule(rules::CONCURRENTLY_IN_TRANSACTION, Error, true, "PostgreSQL: CREATE/DROP INDEX CONCURRENTLY in a migration without `-- flotilla: no-transaction` fails"),
+    rule(rules::CONCURRENTLY_IN_TRANSACTION, Error, true, "PostgreSQL: CREATE/DROP INDEX CONCURRENTLY (or REINDEX CONCURRENTLY, VACUUM) in a migration without `-- flotilla: no-transaction` fails"),
     rule(rules::ADD_NOT_NULL_WITHOUT_DEFAULT, Error, true, "adding a NOT NULL column without a DEFAULT to an existing table fails on every trust where it has rows"),
     rule(rules::ADD_FOREIGN_KEY_VALIDATED, Warning, true, "PostgreSQL: adding a foreign key to an existing table without NOT VALID blocks writes to both tables while every row is checked (add it NOT VALID, then VALIDATE CONSTRAINT)"),
     rule(rules::MISSING_DOWN, Error, false, "an up migration has no down file"),
@@ -155,6 +168,17 @@ pub const RULES: &[Rule] = &[
     rule(rules::REHEARSAL_FAILED, Error, true, "rehearsal on a scratch database: the up or down script failed"),
     rule(rules::PARSE_ERROR, Error, true, "the SQL does not parse (the rest of that file is not linted)"),
     rule(rules::INVALID_ALLOW, Error, false, "an allow comment names an unknown rule or gives no reason"),
+    rule(rules::TRANSACTION_CONTROL, Error, true, "BEGIN, COMMIT or ROLLBACK in a migration that flotilla already runs in a transaction: a COMMIT ends it early (the tracking row is no longer applied with the change), a BEGIN without COMMIT leaves nothing applied"),
+    rule(rules::DROP_DATABASE, Error, true, "PostgreSQL: DROP DATABASE in a migration (up or down)"),
+    rule(rules::RENAME_TABLE, Warning, true, "an up renames an existing table: the release still running on trusts not yet upgraded (and during the rollout) queries the old name"),
+    rule(rules::RENAME_COLUMN, Warning, true, "an up renames a column of an existing table: the running release queries the old name"),
+    rule(rules::COLUMN_TYPE_REWRITE, Warning, true, "PostgreSQL: ALTER COLUMN ... TYPE on an existing table rewrites it (and its indexes) while blocking reads and writes, unless the new type keeps the storage (a longer varchar, varchar to text)"),
+    rule(rules::ADD_COLUMN_REWRITES_TABLE, Warning, true, "PostgreSQL: ADD COLUMN with a serial or identity type, a stored generated expression or a volatile DEFAULT (gen_random_uuid(), random()...) on an existing table rewrites it while blocking reads and writes"),
+    rule(rules::SET_NOT_NULL, Warning, true, "PostgreSQL: ALTER COLUMN ... SET NOT NULL on an existing table scans every row while blocking reads and writes (add a CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL)"),
+    rule(rules::ADD_CHECK_VALIDATED, Warning, true, "PostgreSQL: ADD CONSTRAINT ... CHECK on an existing table without NOT VALID checks every row while blocking reads and writes"),
+    rule(rules::ADD_UNIQUE_WITHOUT_INDEX, Warning, true, "PostgreSQL: ADD CONSTRAINT ... UNIQUE / PRIMARY KEY on an existing table builds the index while blocking reads and writes (CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX)"),
+    rule(rules::DROP_INDEX_NOT_CONCURRENTLY, Warning, true, "PostgreSQL: DROP INDEX without CONCURRENTLY in an up blocks every read and write of its table while it waits for and drops the index"),
+    rule(rules::MAINTENANCE_LOCKS_TABLE, Warning, true, "PostgreSQL: VACUUM FULL, CLUSTER, REINDEX or DETACH PARTITION without CONCURRENTLY in an up blocks the table while it runs"),
 ];
 
 /// The rule named `name`.
@@ -511,6 +535,10 @@ fn lint_script(
     schema: &mut Schema,
     out: &mut Vec<Finding>,
 ) {
+    if dialect == Dialect::Postgres {
+        postgres::lint_script(m, down, schema, out);
+        return;
+    }
     let script = if down { &m.down } else { &m.up };
     let path = script.path.as_path();
     let statements = match parse(&script.sql, dialect) {
@@ -532,18 +560,19 @@ fn lint_script(
             1,
             None,
             rules::EMPTY_DOWN,
-            format!(
-                "the down migration of {m} has no statements; write one that undoes {}, or mark the up `-- flotilla: irreversible`",
-                m.up.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-            ),
+            msg::empty_down(m),
         ));
     }
     let pg = dialect == Dialect::Postgres;
     let mut created: HashSet<String> = HashSet::new();
     for (s, line, column) in &statements {
         let (line, column) = (*line, Some(*column));
-        let mut push = |rule: &'static str, message: String| {
-            out.push(finding(path, line, column, rule, message));
+        let mut push = |rule: &'static str, message: String, table: Option<&str>| {
+            let f = finding(path, line, column, rule, message);
+            out.push(match table {
+                Some(t) if !t.is_empty() => f.on_table(t),
+                _ => f,
+            });
         };
         match s {
             Statement::CreateTable(ct) => {
@@ -571,7 +600,7 @@ fn lint_script(
                 for n in names {
                     let table = last_name(n);
                     if !down && !created.contains(&table) {
-                        push(rules::DROP_TABLE, format!("DROP TABLE {table} deletes every row of it; keep the table until no release reads it, and drop it in a later, reviewed migration"));
+                        push(rules::DROP_TABLE, msg::drop_table(&table), Some(&table));
                     }
                     if !down {
                         schema.tables.remove(&table);
@@ -588,16 +617,17 @@ fn lint_script(
                     .eq_ignore_ascii_case("drop index concurrently") =>
             {
                 let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-                push(rules::CONCURRENTLY_IN_TRANSACTION, format!("DROP INDEX CONCURRENTLY {} cannot run inside a transaction; put `-- flotilla: no-transaction` on line 1", names.join(", ")));
+                push(
+                    rules::CONCURRENTLY_IN_TRANSACTION,
+                    msg::drop_index_concurrently_in_transaction(&names),
+                    None,
+                );
             }
             Statement::Truncate(t) => {
                 for target in &t.table_names {
                     let table = last_name(&target.name);
                     if !down && !created.contains(&table) {
-                        push(
-                            rules::TRUNCATE,
-                            format!("TRUNCATE {table} deletes every row of it"),
-                        );
+                        push(rules::TRUNCATE, msg::truncate(&table), Some(&table));
                     }
                 }
             }
@@ -610,25 +640,54 @@ fn lint_script(
                 if !down && !created.contains(&table) {
                     push(
                         rules::DELETE_WITHOUT_WHERE,
-                        format!("DELETE FROM {table} without WHERE deletes every row"),
+                        msg::delete_without_where(&table),
+                        Some(&table),
                     );
                 }
             }
             Statement::Update(u) if u.selection.is_none() => {
                 let table = table_of(&u.table).unwrap_or_default();
                 if !down && !created.contains(&table) {
-                    push(rules::UPDATE_WITHOUT_WHERE, format!("UPDATE {table} without WHERE rewrites every row in one transaction; update in LIMITed batches (`-- flotilla: batch`) with a WHERE"));
+                    push(
+                        rules::UPDATE_WITHOUT_WHERE,
+                        msg::update_without_where(&table),
+                        Some(&table),
+                    );
                 }
             }
             Statement::CreateIndex(ci) => {
                 let table = last_name(&ci.table_name);
                 let name = ci.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
-                if pg && !ci.concurrently && !created.contains(&table) {
-                    push(rules::CREATE_INDEX_NOT_CONCURRENTLY, format!("CREATE INDEX {name} on existing table {table} blocks writes to it while it builds; use CREATE INDEX CONCURRENTLY in a `-- flotilla: no-transaction` migration"));
+                if pg && !down && !ci.concurrently && !created.contains(&table) {
+                    push(
+                        rules::CREATE_INDEX_NOT_CONCURRENTLY,
+                        msg::create_index_not_concurrently(&name, &table),
+                        Some(&table),
+                    );
                 }
                 if pg && ci.concurrently && script.mode != Mode::NoTransaction {
-                    push(rules::CONCURRENTLY_IN_TRANSACTION, format!("CREATE INDEX CONCURRENTLY {name} cannot run inside a transaction; put `-- flotilla: no-transaction` on line 1"));
+                    push(
+                        rules::CONCURRENTLY_IN_TRANSACTION,
+                        msg::create_index_concurrently_in_transaction(&name),
+                        Some(&table),
+                    );
                 }
+            }
+            Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback {
+                savepoint: None, ..
+            } if script.mode != Mode::NoTransaction => {
+                let word = match s {
+                    Statement::StartTransaction { .. } => "BEGIN",
+                    Statement::Commit { .. } => "COMMIT",
+                    _ => "ROLLBACK",
+                };
+                push(
+                    rules::TRANSACTION_CONTROL,
+                    msg::transaction_control(word),
+                    None,
+                );
             }
             Statement::AlterTable(at) => {
                 let table = last_name(&at.name);
@@ -717,19 +776,28 @@ fn alter_table(
             let not_null = opts
                 .iter()
                 .any(|o| matches!(o, ColumnOption::NotNull | ColumnOption::PrimaryKey(_)));
-            let has_default = opts.iter().any(|o| {
-                matches!(
-                    o,
-                    ColumnOption::Default(_)
-                        | ColumnOption::Generated { .. }
-                        | ColumnOption::Identity(_)
-                        | ColumnOption::Materialized(_)
-                )
-            });
+            let serial = postgres::is_serial(&column_def.data_type.to_string().to_lowercase());
+            let has_default = serial
+                || opts.iter().any(|o| {
+                    matches!(
+                        o,
+                        ColumnOption::Default(_)
+                            | ColumnOption::Generated { .. }
+                            | ColumnOption::Identity(_)
+                            | ColumnOption::Materialized(_)
+                    )
+                });
             // Both PostgreSQL and SQLite add one to an empty (e.g. just created) table, and
             // refuse it on a table with rows.
-            if not_null && !has_default && existing {
-                out.push(here.at(&column_def.name, rules::ADD_NOT_NULL_WITHOUT_DEFAULT, format!("ADD COLUMN {table}.{col} NOT NULL without a DEFAULT fails on every trust whose {table} has rows; give it a DEFAULT, or add it nullable, backfill it in batches and make it NOT NULL in a later migration")));
+            if not_null && !has_default && existing && !down {
+                out.push(
+                    here.at(
+                        &column_def.name,
+                        rules::ADD_NOT_NULL_WITHOUT_DEFAULT,
+                        msg::add_not_null_without_default(table, &col),
+                    )
+                    .on_table(table),
+                );
             }
             if !down {
                 schema
@@ -743,7 +811,10 @@ fn alter_table(
             for c in column_names {
                 let col = c.value.to_lowercase();
                 if !down && existing {
-                    out.push(here.at(c, rules::DROP_COLUMN, format!("DROP COLUMN {table}.{col} deletes its values; stop reading it in one release, drop it in a later one")));
+                    out.push(
+                        here.at(c, rules::DROP_COLUMN, msg::drop_column(table, &col))
+                            .on_table(table),
+                    );
                 }
                 if !down {
                     if let Some(t) = schema.tables.get_mut(table) {
@@ -763,11 +834,24 @@ fn alter_table(
                 match &old {
                     Some(old) => {
                         if let Some(why) = narrowing(old, &new) {
-                            out.push(here.at(column_name, rules::TYPE_NARROWING, format!("{table}.{col} changes from {old} to {new}: {why}; values that do not fit make it fail or are cut")));
+                            out.push(
+                                here.at(
+                                    column_name,
+                                    rules::TYPE_NARROWING,
+                                    msg::type_narrowing(table, &col, old, &new, &why),
+                                )
+                                .on_table(table),
+                            );
                         }
                     }
                     None if existing => {
-                        let mut f = here.at(column_name, rules::TYPE_NARROWING, format!("{table}.{col} changes to {new} and its current type is unknown to the migrations; check it does not narrow"));
+                        let mut f = here
+                            .at(
+                                column_name,
+                                rules::TYPE_NARROWING,
+                                msg::type_unknown(table, &col, &new),
+                            )
+                            .on_table(table);
                         f.severity = Severity::Warning;
                         out.push(f);
                     }
@@ -783,8 +867,17 @@ fn alter_table(
         AlterTableOperation::AddConstraint {
             constraint: TableConstraint::ForeignKey(fk),
             not_valid,
-        } if pg && existing && !*not_valid => {
-            out.push(finding(here.path, here.line, Some(here.column), rules::ADD_FOREIGN_KEY_VALIDATED, format!("adding a foreign key from {table} to {} checks every row while blocking writes to both tables; add it NOT VALID, then VALIDATE CONSTRAINT in a later statement", last_name(&fk.foreign_table))));
+        } if pg && existing && !down && !*not_valid => {
+            out.push(
+                finding(
+                    here.path,
+                    here.line,
+                    Some(here.column),
+                    rules::ADD_FOREIGN_KEY_VALIDATED,
+                    msg::add_foreign_key_validated(table, &last_name(&fk.foreign_table)),
+                )
+                .on_table(table),
+            );
         }
         AlterTableOperation::RenameColumn {
             old_column_name,
@@ -844,9 +937,9 @@ fn classify(ty: &str) -> (Kind, u32, Vec<u64>) {
     let base = base.trim_end_matches(" unsigned").trim().to_string();
     let (kind, rank) = match base.as_str() {
         "tinyint" => (Kind::Integer, 0),
-        "smallint" | "int2" => (Kind::Integer, 1),
-        "int" | "integer" | "int4" | "mediumint" => (Kind::Integer, 2),
-        "bigint" | "int8" => (Kind::Integer, 3),
+        "smallint" | "int2" | "smallserial" | "serial2" => (Kind::Integer, 1),
+        "int" | "integer" | "int4" | "mediumint" | "serial" | "serial4" => (Kind::Integer, 2),
+        "bigint" | "int8" | "bigserial" | "serial8" => (Kind::Integer, 3),
         "numeric" | "decimal" | "dec" => (Kind::Decimal, 0),
         "real" | "float4" => (Kind::Float, 1),
         "double" | "double precision" | "float8" | "float" => (Kind::Float, 2),
@@ -938,6 +1031,122 @@ fn narrowing(old: &str, new: &str) -> Option<String> {
         None
     } else {
         Some("a different kind of value".into())
+    }
+}
+
+/// Whether changing a column from `old` to `new` keeps its storage, so PostgreSQL changes the
+/// type without rewriting the table: the same type, a longer (or unbounded) varchar, varchar to
+/// text, a numeric with more precision and the same scale (or unbounded).
+fn keeps_storage(old: Option<&str>, new: &str) -> bool {
+    let Some(old) = old else { return false };
+    if old == new {
+        return true;
+    }
+    let (ok, orank, oargs) = classify(old);
+    let (nk, nrank, nargs) = classify(new);
+    match (ok, nk) {
+        (Kind::Text, Kind::Text) => {
+            let varchar = |t: &str| t.starts_with("varchar") || t.starts_with("character varying");
+            let text = |t: &str| t == "text";
+            let unbounded = nrank == 1 || nargs.is_empty();
+            (varchar(old) || text(old))
+                && (text(new)
+                    || (varchar(new)
+                        && (unbounded
+                            || (orank == 0
+                                && !oargs.is_empty()
+                                && nargs.first() >= oargs.first()))))
+        }
+        (Kind::Decimal, Kind::Decimal) => match (oargs.as_slice(), nargs.as_slice()) {
+            (_, []) => true,
+            ([op, os @ ..], [np, ns @ ..]) => np >= op && os.first() == ns.first(),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The messages of the rules both dialects' lints report, so they say the same.
+mod msg {
+    use crate::migrations::Migration;
+
+    pub fn drop_table(table: &str) -> String {
+        format!("DROP TABLE {table} deletes every row of it; keep the table until no release reads it, and drop it in a later, reviewed migration")
+    }
+
+    pub fn drop_column(table: &str, col: &str) -> String {
+        format!("DROP COLUMN {table}.{col} deletes its values; stop reading it in one release, drop it in a later one")
+    }
+
+    pub fn type_narrowing(table: &str, col: &str, old: &str, new: &str, why: &str) -> String {
+        format!("{table}.{col} changes from {old} to {new}: {why}; values that do not fit make it fail or are cut")
+    }
+
+    pub fn type_unknown(table: &str, col: &str, new: &str) -> String {
+        format!("{table}.{col} changes to {new} and its current type is unknown to the migrations; check it does not narrow")
+    }
+
+    pub fn truncate(table: &str) -> String {
+        format!("TRUNCATE {table} deletes every row of it")
+    }
+
+    pub fn delete_without_where(table: &str) -> String {
+        format!("DELETE FROM {table} without WHERE deletes every row")
+    }
+
+    pub fn update_without_where(table: &str) -> String {
+        format!("UPDATE {table} without WHERE rewrites every row in one transaction; update in LIMITed batches (`-- flotilla: batch`) with a WHERE")
+    }
+
+    pub fn create_index_not_concurrently(name: &str, table: &str) -> String {
+        format!("CREATE INDEX {name} on existing table {table} blocks writes to it while it builds; use CREATE INDEX CONCURRENTLY in a `-- flotilla: no-transaction` migration")
+    }
+
+    pub fn create_index_concurrently_in_transaction(name: &str) -> String {
+        format!("CREATE INDEX CONCURRENTLY {name} cannot run inside a transaction; put `-- flotilla: no-transaction` on line 1")
+    }
+
+    pub fn drop_index_concurrently_in_transaction(names: &[String]) -> String {
+        format!("DROP INDEX CONCURRENTLY {} cannot run inside a transaction; put `-- flotilla: no-transaction` on line 1", names.join(", "))
+    }
+
+    pub fn add_not_null_without_default(table: &str, col: &str) -> String {
+        format!("ADD COLUMN {table}.{col} NOT NULL without a DEFAULT fails on every trust whose {table} has rows; give it a DEFAULT, or add it nullable, backfill it in batches and make it NOT NULL in a later migration")
+    }
+
+    pub fn add_foreign_key_validated(table: &str, to: &str) -> String {
+        format!("adding a foreign key from {table} to {to} checks every row while blocking writes to both tables; add it NOT VALID, then VALIDATE CONSTRAINT in a later statement")
+    }
+
+    pub fn empty_down(m: &Migration) -> String {
+        format!(
+            "the down migration of {m} has no statements; write one that undoes {}, or mark the up `-- flotilla: irreversible`",
+            m.up.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        )
+    }
+
+    pub fn transaction_control(word: &str) -> String {
+        format!("{word} in a migration that flotilla runs in a transaction: flotilla commits the change with its tracking row; remove it, or put `-- flotilla: no-transaction` on line 1 if the script manages its own transactions")
+    }
+
+    pub fn rename_table(table: &str, new: &str) -> String {
+        format!("renaming table {table} to {new} breaks every query of the running release that names {table}; add the new table (or a view) first, move readers, drop the old one in a later release")
+    }
+
+    pub fn rename_column(table: &str, old: &str, new: &str) -> String {
+        format!("renaming {table}.{old} to {new} breaks every query of the running release that names {old}; add {new}, write both, move readers, then drop {old} in a later release")
+    }
+
+    pub fn column_type_rewrite(table: &str, col: &str, new: &str) -> String {
+        format!("changing {table}.{col} to {new} rewrites {table} and its indexes while blocking reads and writes; add a new column, backfill it in batches and switch to it")
+    }
+
+    pub fn add_column_rewrites_table(table: &str, col: &str, why: &str) -> String {
+        format!("ADD COLUMN {table}.{col} rewrites {table} while blocking reads and writes: {why}; add it nullable without that default, backfill it in batches, then set the default")
+    }
+
+    pub fn set_not_null(table: &str, col: &str) -> String {
+        format!("SET NOT NULL on {table}.{col} scans every row while blocking reads and writes; add CHECK ({col} IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT it in a later statement, then SET NOT NULL (PostgreSQL 12+ uses the check)")
     }
 }
 
