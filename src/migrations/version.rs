@@ -56,6 +56,22 @@ pub fn digits_key(text: &str) -> Result<i64, VersionError> {
         .map_err(|_| VersionError::TooLarge(text.to_string()))
 }
 
+/// The key of a diesel version (`2014-11-27-000000`, `2026-07-30-140000-0000`): its digits, as
+/// [`digits_key`], except that an all-zero suffix after a 14-digit timestamp is dropped
+/// (`2026-07-30-140000-0000` → `20260730140000`). diesel orders versions as text, and newer
+/// diesel writes that `-0000` suffix: keyed by all their digits, the suffixed versions (18
+/// digits) would sort after every older 14-digit one whatever their dates (crates.io's
+/// `2025-12-29-110242-0000` after `2026-01-20-162913`). Without the suffix the key keeps
+/// diesel's order and is the timestamp people read. `__diesel_schema_migrations.version`
+/// (`202607301400000000`) has the same key.
+pub fn diesel_key(text: &str) -> Result<i64, VersionError> {
+    let digits: String = text.chars().filter(|&c| c != '-').collect();
+    if digits.len() > 14 && digits.is_ascii() && digits[14..].bytes().all(|b| b == b'0') {
+        return digits_key(&digits[..14]).map_err(|_| VersionError::Shape(text.to_string()));
+    }
+    digits_key(text)
+}
+
 /// Which kind of Flyway version a key came from: they order among themselves only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlywayKind {
@@ -143,6 +159,23 @@ mod tests {
         assert!(matches!(
             digits_key("99999999999999999999"),
             Err(VersionError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn diesel_keys_drop_a_zero_suffix_and_keep_diesels_order() {
+        assert_eq!(diesel_key("2026-07-30-140000-0000"), Ok(20260730140000));
+        assert_eq!(diesel_key("202607301400000000"), Ok(20260730140000));
+        assert_eq!(diesel_key("2014-11-27-000000"), Ok(20141127000000));
+        assert_eq!(diesel_key("00000000000000"), Ok(0));
+        assert_eq!(diesel_key("2026-07-30-140000-0001"), Ok(202607301400000001));
+        assert!(
+            diesel_key("2025-12-29-110242-0000").unwrap()
+                < diesel_key("2026-01-20-162913").unwrap()
+        );
+        assert!(matches!(
+            diesel_key("2014-11-x"),
+            Err(VersionError::Shape(_))
         ));
     }
 
