@@ -176,6 +176,13 @@ pub fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
         catalog.label(planned.target.version),
         planned.migration_count()
     );
+    if let Some(accepted) = catalog.accepted() {
+        outln!(
+            "accepted history: {} migrations, up to {}: not linted, downs not rehearsed",
+            catalog.accepted_count(),
+            catalog.label(accepted)
+        );
+    }
     for (i, w) in planned.waves.iter().enumerate() {
         outln!(
             "wave {} {}: {} trusts, {} at a time{}",
