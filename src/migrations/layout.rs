@@ -435,7 +435,10 @@ fn read_flyway(dir: &Path) -> Result<Vec<Found>, CatalogError> {
     let mut ups: Vec<Found> = Vec::new();
     let mut undos: BTreeMap<i64, (String, Part)> = BTreeMap::new();
     let mut kinds: Vec<(FlywayKind, PathBuf)> = Vec::new();
-    for path in entries(dir)? {
+    // Versioned migrations first: two of one version are named as such, not their undos.
+    let mut paths = entries(dir)?;
+    paths.sort_by_key(|p| !file_name(p).starts_with('V'));
+    for path in paths {
         let name = file_name(&path).to_string();
         if path.is_dir() || !is_sql(&path) {
             continue;
@@ -471,6 +474,14 @@ fn read_flyway(dir: &Path) -> Result<Vec<Found>, CatalogError> {
             }
             undos.insert(key.key, (label, Part::plain(path, sql, false)));
         } else {
+            if let Some(first) = ups.iter().find(|f| f.key == key.key) {
+                return Err(CatalogError::DuplicateVersion {
+                    version: key.key,
+                    label: same_version(&first.label, &label),
+                    first: first.up.path.clone(),
+                    second: path,
+                });
+            }
             ups.push(Found {
                 key: key.key,
                 label,
