@@ -1035,4 +1035,193 @@ mod tests {
             CatalogError::ReleaseUnknownVersion { version: 9, .. }
         ));
     }
+    fn labels(cat: &Catalog) -> Vec<&str> {
+        cat.migrations().iter().map(|m| m.label.as_str()).collect()
+    }
+
+    #[test]
+    fn keeps_the_version_as_written_and_shows_it() {
+        let dir = dir_with(&[
+            ("0010_a.up.sql", ""),
+            ("0010_a.down.sql", ""),
+            ("0020_b.up.sql", ""),
+            ("20_b.down.sql", ""),
+        ]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.layout(), Layout::Flotilla);
+        assert_eq!(labels(&cat), vec!["0010", "0020"]);
+        assert_eq!(cat.get(10).unwrap().to_string(), "0010 a");
+        assert_eq!(cat.describe(Some(20)), "v0020");
+        assert_eq!(cat.resolve("10"), Some(10));
+        assert_eq!(cat.resolve("0020"), Some(20));
+        assert_eq!(cat.resolve("30"), None);
+    }
+
+    #[test]
+    fn detects_flyway_and_orders_dotted_versions_as_flyway_does() {
+        let dir = dir_with(&[
+            ("V2__d.sql", ""),
+            ("U2__d.sql", ""),
+            ("V1.10__c.sql", ""),
+            ("U1.10__c.sql", ""),
+            ("V1_1__b.sql", ""),
+            ("U1_1__b.sql", ""),
+            ("V1__a.sql", ""),
+            ("U1__a.sql", ""),
+        ]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.layout(), Layout::Flyway);
+        assert_eq!(labels(&cat), vec!["1", "1.1", "1.10", "2"]);
+        assert!(cat.migrations()[2].down.path.ends_with("U1.10__c.sql"));
+    }
+
+    #[test]
+    fn splits_a_dbmate_file_keeping_its_line_numbers_and_options() {
+        let dir = dir_with(&[(
+            "20240101120000_a.sql",
+            "-- migrate:up transaction:false\n-- flotilla: irreversible\nCREATE INDEX i ON t (x);\n\n-- migrate:down\nDROP INDEX i;\n",
+        )]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.layout(), Layout::Dbmate);
+        let m = &cat.migrations()[0];
+        assert_eq!(m.label, "20240101120000");
+        assert_eq!(m.up.mode, Mode::NoTransaction);
+        assert_eq!(m.down.mode, Mode::Transaction);
+        assert_eq!(m.reversibility, Reversibility::Irreversible);
+        assert_eq!(m.up.sql.lines().nth(2), Some("CREATE INDEX i ON t (x);"));
+        assert!(!m.up.sql.contains("DROP INDEX"));
+        assert_eq!(m.down.sql.lines().nth(5), Some("DROP INDEX i;"));
+        assert_eq!(m.down.sql.lines().take(4).collect::<String>(), "");
+
+        let bad = dir_with(&[(
+            "20240101120000_a.sql",
+            "-- migrate:up transaction:maybe\nSELECT 1;\n",
+        )]);
+        let err = Catalog::load(bad.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("20240101120000_a.sql:1") && err.contains("transaction:maybe"),
+            "{err}"
+        );
+        let no_down = dir_with(&[("20240101120000_a.sql", "-- migrate:up\nSELECT 1;\n")]);
+        assert!(matches!(
+            Catalog::load(no_down.path()).unwrap_err(),
+            CatalogError::MissingDown { .. }
+        ));
+    }
+
+    #[test]
+    fn diesel_reads_directories_skips_loose_files_and_reads_metadata() {
+        let dir = dir_with(&[("data.sql", "INSERT INTO t VALUES (1);")]);
+        for (name, up, down) in [
+            (
+                "2026-05-27-120000-0000_c",
+                "CREATE INDEX i ON t (x);",
+                "DROP INDEX i;",
+            ),
+            ("2026-05-27-120000_b", "SELECT 1;", "SELECT 1;"),
+            (
+                "00000000000000_diesel_initial_setup",
+                "SELECT 1;",
+                "SELECT 1;",
+            ),
+        ] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            std::fs::write(dir.path().join(name).join("up.sql"), up).unwrap();
+            std::fs::write(dir.path().join(name).join("down.sql"), down).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("2026-05-27-120000-0000_c/metadata.toml"),
+            "# diesel\nrun_in_transaction = false\n",
+        )
+        .unwrap();
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.layout(), Layout::Diesel);
+        assert_eq!(
+            labels(&cat),
+            vec![
+                "00000000000000",
+                "2026-05-27-120000",
+                "2026-05-27-120000-0000"
+            ]
+        );
+        assert_eq!(cat.migrations()[2].up.mode, Mode::NoTransaction);
+        assert_eq!(cat.migrations()[2].down.mode, Mode::NoTransaction);
+        assert_eq!(
+            cat.resolve("202605271200000000"),
+            Some(cat.migrations()[2].version)
+        );
+    }
+
+    #[test]
+    fn flotilla_yaml_names_the_layout_and_accepted_history_with_its_line() {
+        let dir = dir_with(&[
+            ("V1__a.sql", ""),
+            ("V1.10__b.sql", ""),
+            ("U1.10__b.sql", ""),
+            ("flotilla.yaml", "layout: flyway\naccepted: 1.10\n"),
+        ]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.accepted(), cat.resolve("1.10"));
+        assert_eq!(cat.accepted_count(), 2);
+        // V1 has no undo, but it is accepted history: irreversible, not refused.
+        assert_eq!(
+            cat.migrations()[0].reversibility,
+            Reversibility::Irreversible
+        );
+        let since = Catalog::load_since(dir.path(), Some("1")).unwrap();
+        assert_eq!(since.accepted_count(), 1);
+
+        std::fs::write(
+            dir.path().join("flotilla.yaml"),
+            "layout: flyway\naccepted: 1.2\n",
+        )
+        .unwrap();
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("flotilla.yaml:2") && err.contains("'1.2'"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("flotilla.yaml"),
+            "layout: flyway\naccepted: x\n",
+        )
+        .unwrap();
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("flotilla.yaml:2") && err.contains("not a version"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("flotilla.yaml"),
+            "layout: flyway\nlayuot: x\n",
+        )
+        .unwrap();
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("flotilla.yaml:2") && err.contains("layuot"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn files_of_two_layouts_are_ambiguous() {
+        let dir = dir_with(&[
+            ("0001_a.up.sql", ""),
+            ("0001_a.down.sql", ""),
+            ("V1__a.sql", ""),
+        ]);
+        let err = Catalog::load(dir.path()).unwrap_err();
+        assert!(matches!(err, CatalogError::AmbiguousLayout { .. }), "{err}");
+        assert!(err.to_string().contains("layout:"), "{err}");
+        // A misnamed file beside flotilla's is still refused by name, as before.
+        let dir = dir_with(&[
+            ("0001_a.up.sql", ""),
+            ("0001_a.down.sql", ""),
+            ("0002_b.sql", ""),
+        ]);
+        assert!(matches!(
+            Catalog::load(dir.path()).unwrap_err(),
+            CatalogError::BadFileName { .. }
+        ));
+    }
 }
