@@ -305,8 +305,30 @@ impl Catalog {
         }
         let releases_path = dir.join("releases.yaml");
         let releases = if releases_path.exists() {
-            let map: BTreeMap<String, i64> = crate::config::yaml::load(&releases_path)?;
-            let mut releases: Vec<(String, i64)> = map.into_iter().collect();
+            let mut releases: Vec<(String, i64)> = match layout {
+                Layout::Flotilla | Layout::Sqlx | Layout::GolangMigrate => {
+                    let map: BTreeMap<String, i64> = crate::config::yaml::load(&releases_path)?;
+                    map.into_iter().collect()
+                }
+                // Other tools' versions as they write them: `"5.1": 1.10`, `"5.1":
+                // 2014-11-27-000000`.
+                other => {
+                    let map: BTreeMap<String, String> = crate::config::yaml::load(&releases_path)?;
+                    let mut out = Vec::with_capacity(map.len());
+                    for (name, text) in map {
+                        let key = other.key(text.trim()).map_err(|e| CatalogError::Invalid {
+                            path: releases_path.clone(),
+                            line: None,
+                            message: format!(
+                                "release '{name}': {e} in the {} layout",
+                                other.name()
+                            ),
+                        })?;
+                        out.push((name, key));
+                    }
+                    out
+                }
+            };
             releases.sort_by_key(|(name, v)| (*v, name.clone()));
             releases
         } else {
@@ -1073,6 +1095,16 @@ mod tests {
         assert_eq!(cat.layout(), Layout::Flyway);
         assert_eq!(labels(&cat), vec!["1", "1.1", "1.10", "2"]);
         assert!(cat.migrations()[2].down.path.ends_with("U1.10__c.sql"));
+        // releases.yaml names Flyway's versions as Flyway writes them.
+        std::fs::write(
+            dir.path().join("releases.yaml"),
+            "\"5.0\": 1.10\n\"5.1\": 2\n",
+        )
+        .unwrap();
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.release_version("5.0"), cat.resolve("1.10"));
+        assert_eq!(cat.describe(cat.resolve("2")), "5.1");
+        assert_eq!(cat.describe(cat.resolve("1.1")), "v1.1");
     }
 
     #[test]
