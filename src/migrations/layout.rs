@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::catalog::CatalogError;
+use super::error::CatalogError;
 use super::version::{diesel_key, digits_key, flyway_key, FlywayKind, VersionError};
 
 /// The file with a migrations directory's own settings.
