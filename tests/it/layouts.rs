@@ -608,3 +608,37 @@ fn an_accepted_migration_without_a_down_loads_as_irreversible() {
     let v2 = catalog.get(catalog.resolve("2").unwrap()).unwrap();
     assert_eq!(v2.reversibility, Reversibility::Reversible);
 }
+
+#[test]
+fn the_rehearsals_down_check_on_postgres_skips_accepted_history() {
+    let mut ws = sqlite_workspace("diesel");
+    // A down from 2014 that no longer undoes its up; no one will roll back to 2014.
+    ws.write(
+        "mig/2014-11-27-000000_create_ward/down.sql",
+        "ALTER TABLE ward RENAME TO ward_2014;\n",
+    );
+    let ids = vec!["camden".to_string(), "kent".to_string()];
+    let dbs = create_databases("layout_rehearse", &ids);
+    ws.write_pg_inventory(&dbs);
+    let catalog = Catalog::load(&ws.path("mig")).unwrap();
+    let last = catalog.latest().unwrap();
+    ws.write_target_plan("layout.yaml", last, &[("all", ids.clone())]);
+    let rehearse = [
+        "rollout",
+        "plans/layout.yaml",
+        "--migrations",
+        "mig",
+        "--rehearse",
+    ];
+    ws.run(&rehearse)
+        .code(2)
+        .stdout_contains("down-does-not-undo-up")
+        .stdout_contains("2014-11-27-000000_create_ward/down.sql");
+    ws.write("mig/flotilla.yaml", "accepted: 2014-11-27-000000\n");
+    ws.run(&rehearse)
+        .success()
+        .stdout_contains("rehearsal of layout passed");
+    for id in &ids {
+        assert!(dbs.db(id).applied_versions().is_empty(), "{id}: untouched");
+    }
+}
