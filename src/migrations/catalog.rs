@@ -609,6 +609,15 @@ fn read_own_layout(dir: &Path) -> Result<Vec<Found>, CatalogError> {
                     && (lower.ends_with(".up.sql") || lower.ends_with(".down.sql"))
                 {
                     " (file names are case-sensitive: write the suffix in lower case)"
+                } else if name
+                    .strip_suffix(".sql")
+                    .and_then(|stem| stem.split_once('_'))
+                    .is_some_and(|(v, d)| {
+                        !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && !d.is_empty()
+                    })
+                {
+                    " (a sqlx migration without a down: name it .up.sql and write its .down.sql; \
+                     a dbmate migration: start it with `-- migrate:up`)"
                 } else {
                     ""
                 };
@@ -1151,6 +1160,14 @@ mod tests {
         let err = Catalog::load(dir.path()).unwrap_err();
         assert!(matches!(err, CatalogError::AmbiguousLayout { .. }), "{err}");
         assert!(err.to_string().contains("layout:"), "{err}");
+        // A sqlx migration without a down (or a dbmate one without its marker) is refused
+        // by name, saying both.
+        let dir = dir_with(&[("20240101120000_a.sql", "CREATE TABLE a (id INT);")]);
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("sqlx") && err.contains("-- migrate:up"),
+            "{err}"
+        );
         // A misnamed file beside flotilla's is still refused by name, as before.
         let dir = dir_with(&[
             ("0001_a.up.sql", ""),

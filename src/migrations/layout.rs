@@ -273,7 +273,10 @@ pub fn detect(dir: &Path) -> Result<Layout, CatalogError> {
             .strip_suffix(".sql")
             .and_then(split_versioned)
             .is_some()
+            && read_text(&path).is_ok_and(|text| text.lines().any(|l| dbmate_marker(l).is_some()))
         {
+            // Without a marker it may as well be a sqlx migration without a down: flotilla's
+            // loader refuses it by name, saying both.
             note(Layout::Dbmate, &path);
         }
     }
