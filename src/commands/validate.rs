@@ -7,7 +7,7 @@ use super::{outln, Failure, Globals, Outcome};
 use crate::config::Plan;
 use crate::migrations::lint::check::{check_migrations, load_linted_since};
 use crate::migrations::Layout;
-use crate::report::plan::{approval_note, describe_target, print_write_sizing};
+use crate::report::plan::{approval_note, print_write_sizing};
 
 /// Check the inventory, the migrations (with the same lint as `lint`) and (optionally) a
 /// plan. No trust database is touched.
@@ -80,7 +80,14 @@ pub async fn run(g: &Globals, args: &ValidateArgs) -> Outcome {
             plan.name,
             plan.waves.len(),
             plan.trusts().count(),
-            describe_target(&plan)
+            // The version as the migrations write it (`1.10`, `2014-11-27-000000`).
+            match &plan.target.release {
+                Some(r) => format!(
+                    "release {r} (version {})",
+                    catalog.label(plan.target.version)
+                ),
+                None => format!("version {}", catalog.label(plan.target.version)),
+            }
         );
         for w in &plan.waves {
             outln!(
@@ -111,7 +118,7 @@ pub async fn run(g: &Globals, args: &ValidateArgs) -> Outcome {
                 if h.write_probe.is_some() { "a " } else { "no " },
                 h.integrity.len(),
                 h.invariants.len(),
-                plan.target.version
+                catalog.label(plan.target.version)
             );
             let w = &h.workload;
             if w.enabled {
