@@ -85,10 +85,11 @@ pub async fn run(g: &Globals, args: &StatusArgs) -> Outcome {
                         "{:<24} {:<8} {:>7}  {:<8} {:>7}",
                         s("id"),
                         s("region"),
+                        // The version as the migrations write it (`0130`,
+                        // `2014-11-27-000000`, `1.2`); JSON keeps the number.
                         r["version"]
                             .as_i64()
-                            .map(|v| v.to_string())
-                            .unwrap_or("-".into()),
+                            .map_or("-".into(), |v| catalogs.for_trust(&s("id")).label(v)),
                         s("release"),
                         r["pending"]
                     ),

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use super::{outln, Failure, Globals, Outcome};
 use crate::config::Plan;
-use crate::migrations::lint::check::{check_migrations, load_linted};
-use crate::report::plan::{approval_note, describe_target, print_write_sizing};
+use crate::migrations::lint::check::{check_migrations, load_linted_since};
+use crate::migrations::Layout;
+use crate::report::plan::{approval_note, print_write_sizing};
 
 /// Check the inventory, the migrations (with the same lint as `lint`) and (optionally) a
 /// plan. No trust database is touched.
@@ -14,12 +15,18 @@ use crate::report::plan::{approval_note, describe_target, print_write_sizing};
 pub struct ValidateArgs {
     /// A plan to validate too.
     pub plan: Option<PathBuf>,
+    /// Accepted history ends at this version (as the migrations write it, e.g. 0130,
+    /// 2014-11-27-000000, 1.2): only newer migrations are linted and their downs rehearsed.
+    /// Overrides `accepted:` in the migrations' flotilla.yaml.
+    #[arg(long, value_name = "VERSION")]
+    pub since: Option<String>,
 }
 
 /// `flotilla validate [PLAN]`.
 pub async fn run(g: &Globals, args: &ValidateArgs) -> Outcome {
     let plan = args.plan.as_deref();
-    let (inventory, catalogs) = load_linted(&g.inventory, &g.migrations)?;
+    let (inventory, catalogs) =
+        load_linted_since(&g.inventory, &g.migrations, args.since.as_deref())?;
     let catalog = catalogs.base();
     let mut regions: Vec<(String, usize)> = Vec::new();
     for t in &inventory.trusts {
@@ -37,18 +44,31 @@ pub async fn run(g: &Globals, args: &ValidateArgs) -> Outcome {
     );
     let releases: Vec<String> = catalog
         .releases()
-        .map(|(n, v)| format!("{n} (to {v})"))
+        .map(|(n, v)| format!("{n} (to {})", catalog.label(v)))
         .collect();
     outln!(
-        "{}: {} migrations, releases: {}",
+        "{}: {} migrations{}, releases: {}",
         catalog.dir().display(),
         catalog.migrations().len(),
+        match catalog.layout() {
+            Layout::Flotilla => String::new(),
+            other => format!(" ({} layout)", other.name()),
+        },
         if releases.is_empty() {
             "none".into()
         } else {
             releases.join(", ")
         }
     );
+    if let Some(accepted) = catalog.accepted() {
+        outln!(
+            "  accepted history: {} migrations, up to {} ({}): not linted, downs not rehearsed; {} newer",
+            catalog.accepted_count(),
+            catalog.label(accepted),
+            if args.since.is_some() { "--since" } else { "accepted: in flotilla.yaml" },
+            catalog.migrations().len() - catalog.accepted_count()
+        );
+    }
     let lint = check_migrations(&inventory, &catalogs, None).await?;
     lint.print_text();
     lint.errors()?;
@@ -60,7 +80,14 @@ pub async fn run(g: &Globals, args: &ValidateArgs) -> Outcome {
             plan.name,
             plan.waves.len(),
             plan.trusts().count(),
-            describe_target(&plan)
+            // The version as the migrations write it (`1.10`, `2014-11-27-000000`).
+            match &plan.target.release {
+                Some(r) => format!(
+                    "release {r} (version {})",
+                    catalog.label(plan.target.version)
+                ),
+                None => format!("version {}", catalog.label(plan.target.version)),
+            }
         );
         for w in &plan.waves {
             outln!(
@@ -91,7 +118,7 @@ pub async fn run(g: &Globals, args: &ValidateArgs) -> Outcome {
                 if h.write_probe.is_some() { "a " } else { "no " },
                 h.integrity.len(),
                 h.invariants.len(),
-                plan.target.version
+                catalog.label(plan.target.version)
             );
             let w = &h.workload;
             if w.enabled {

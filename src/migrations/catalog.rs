@@ -1,6 +1,7 @@
 //! Loads `migrations/`: `<version>_<description>.up.sql` with a matching `.down.sql` (the naming
-//! sqlx-cli uses), `releases.yaml`, and first-line `-- flotilla:` directives. Checksums are
-//! computed once here, never per trust.
+//! sqlx-cli uses) or another tool's layout ([`super::layout`]), `releases.yaml`, `flotilla.yaml`
+//! (`layout:`, `accepted:`), and first-line `-- flotilla:` directives. Checksums are computed
+//! once here, never per trust.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -9,70 +10,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::ConfigError;
-
-/// A problem with the migration files. Nothing has been run when one of these is returned.
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
-    #[error("cannot read migrations directory {path}: {source}")]
-    ReadDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot read {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "{path}: not a migration file name; expected <version>_<description>.up.sql or .down.sql{hint}"
-    )]
-    BadFileName { path: PathBuf, hint: &'static str },
-    #[error("{path}: version {digits} is too large (the largest version is {max}, a 19-digit number)", max = i64::MAX)]
-    VersionTooLarge { path: PathBuf, digits: String },
-    #[error("{inventory}{line}: trust '{trust}': local_migrations {path} is not a directory")]
-    LocalNotDirectory {
-        inventory: PathBuf,
-        line: String,
-        trust: String,
-        path: PathBuf,
-    },
-    #[error("two migrations have version {version}: {first} and {second}")]
-    DuplicateVersion {
-        version: i64,
-        first: PathBuf,
-        second: PathBuf,
-    },
-    #[error("{up}: migration {version} has no down file (expected {expected})")]
-    MissingDown {
-        version: i64,
-        up: PathBuf,
-        expected: PathBuf,
-    },
-    #[error("{down}: down migration {version} has no up file")]
-    MissingUp { version: i64, down: PathBuf },
-    #[error("{path}:1: unknown directive '{word}' (known: no-transaction, batch, irreversible, rewrites:TABLE.COLUMN)")]
-    UnknownDirective { path: PathBuf, word: String },
-    #[error("{path}:1: directives no-transaction and batch cannot be combined")]
-    ConflictingDirectives { path: PathBuf },
-    #[error(transparent)]
-    Releases(#[from] ConfigError),
-    #[error("{path}: release '{release}' ends at version {version}, which is not a migration")]
-    ReleaseUnknownVersion {
-        path: PathBuf,
-        release: String,
-        version: i64,
-    },
-}
-
-impl CatalogError {
-    /// The documented exit code: the user's migration files (2).
-    pub fn exit_code(&self) -> crate::exit_codes::ExitCode {
-        crate::exit_codes::ExitCode::Config
-    }
-}
+pub use super::error::CatalogError;
+use super::layout::{self, Found, Layout, Part, Settings};
 
 /// How a script is executed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -112,8 +51,12 @@ pub struct Script {
 /// One versioned migration.
 #[derive(Debug, Clone)]
 pub struct Migration {
-    /// Version (the numeric prefix of the file name).
+    /// Version: the 64-bit key it is ordered and recorded by (the numeric prefix of the file
+    /// name; see [`super::version`] for other tools' versions).
     pub version: i64,
+    /// The version as the layout writes it (`0010`, `2014-11-27-000000`, `1.2.3`): what
+    /// people are shown.
+    pub label: String,
     /// Description (the rest of the file name).
     pub description: String,
     /// The up script.
@@ -135,6 +78,9 @@ pub struct Catalog {
     dir: PathBuf,
     migrations: Vec<Migration>,
     releases: Vec<(String, i64)>,
+    layout: Layout,
+    /// The last version of accepted history (`accepted:` or `--since`).
+    accepted: Option<i64>,
 }
 
 /// The shared catalog and, for trusts with local migrations, their own merged catalogs.
@@ -209,6 +155,7 @@ impl Catalogs {
 #[derive(Default)]
 struct Pair {
     description: String,
+    label: String,
     up: Option<(PathBuf, String)>,
     down: Option<(PathBuf, String)>,
 }
@@ -220,13 +167,74 @@ enum Direction {
 }
 
 impl Catalog {
-    /// Load every migration in `dir` and `dir/releases.yaml` (optional).
+    /// Load every migration in `dir` (in the layout `dir/flotilla.yaml` names, or the one its
+    /// files are in), `dir/releases.yaml` (optional) and `accepted:`.
     pub fn load(dir: &Path) -> Result<Catalog, CatalogError> {
-        let migrations = load_migrations(dir)?;
+        Catalog::load_since(dir, None)
+    }
+
+    /// [`Catalog::load`], with accepted history ending at `since` (`--since`) instead of
+    /// `accepted:`.
+    pub fn load_since(dir: &Path, since: Option<&str>) -> Result<Catalog, CatalogError> {
+        let settings = Settings::load(dir)?;
+        let layout = match settings.layout {
+            Some(l) => l,
+            None => layout::detect(dir)?,
+        };
+        let accepted = match since {
+            Some(text) => Some((text.trim().to_string(), "--since".to_string())),
+            None => settings
+                .accepted
+                .as_ref()
+                .map(|(text, line)| (text.clone(), format!("{}:{line}", settings.path.display()))),
+        };
+        let unknown = |text: &str, at: &str, why: String| CatalogError::UnknownAccepted {
+            at: at.to_string(),
+            version: text.to_string(),
+            dir: dir.to_path_buf(),
+            why,
+        };
+        let accepted_key = match &accepted {
+            Some((text, at)) => Some(layout.key(text).map_err(|e| {
+                unknown(text, at, format!(" ({e} in the {} layout)", layout.name()))
+            })?),
+            None => None,
+        };
+        let migrations = load_migrations(dir, layout, accepted_key)?;
+        if let (Some((text, at)), Some(key)) = (&accepted, accepted_key) {
+            if migrations
+                .binary_search_by_key(&key, |m| m.version)
+                .is_err()
+            {
+                return Err(unknown(text, at, String::new()));
+            }
+        }
         let releases_path = dir.join("releases.yaml");
         let releases = if releases_path.exists() {
-            let map: BTreeMap<String, i64> = crate::config::yaml::load(&releases_path)?;
-            let mut releases: Vec<(String, i64)> = map.into_iter().collect();
+            let mut releases: Vec<(String, i64)> = match layout {
+                Layout::Flotilla | Layout::Sqlx | Layout::GolangMigrate => {
+                    let map: BTreeMap<String, i64> = crate::config::yaml::load(&releases_path)?;
+                    map.into_iter().collect()
+                }
+                // Other tools' versions as they write them: `"5.1": 1.10`, `"5.1":
+                // 2014-11-27-000000`.
+                other => {
+                    let map: BTreeMap<String, String> = crate::config::yaml::load(&releases_path)?;
+                    let mut out = Vec::with_capacity(map.len());
+                    for (name, text) in map {
+                        let key = other.key(text.trim()).map_err(|e| CatalogError::Invalid {
+                            path: releases_path.clone(),
+                            line: None,
+                            message: format!(
+                                "release '{name}': {e} in the {} layout",
+                                other.name()
+                            ),
+                        })?;
+                        out.push((name, key));
+                    }
+                    out
+                }
+            };
             releases.sort_by_key(|(name, v)| (*v, name.clone()));
             releases
         } else {
@@ -236,6 +244,8 @@ impl Catalog {
             dir: dir.to_path_buf(),
             migrations,
             releases,
+            layout,
+            accepted: accepted_key,
         };
         for (release, version) in &catalog.releases {
             if catalog.get(*version).is_none() {
@@ -252,12 +262,17 @@ impl Catalog {
     /// This catalog plus a trust's local migrations (its own customisations) from `dir`, which
     /// interleave with the shared ones by version. Releases stay those of the shared catalog.
     pub fn with_local(&self, dir: &Path) -> Result<Catalog, CatalogError> {
-        let local = load_migrations(dir)?;
+        let layout = match Settings::load(dir)?.layout {
+            Some(l) => l,
+            None => layout::detect(dir)?,
+        };
+        let local = load_migrations(dir, layout, self.accepted)?;
         let mut migrations = self.migrations.clone();
         for m in local {
             if let Some(shared) = self.get(m.version) {
                 return Err(CatalogError::DuplicateVersion {
                     version: m.version,
+                    label: layout::same_version(&shared.label, &m.label),
                     first: shared.up.path.clone(),
                     second: m.up.path,
                 });
@@ -269,6 +284,8 @@ impl Catalog {
             dir: self.dir.clone(),
             migrations,
             releases: self.releases.clone(),
+            layout: self.layout,
+            accepted: self.accepted,
         })
     }
 
@@ -284,7 +301,47 @@ impl Catalog {
             dir: dir.to_path_buf(),
             migrations,
             releases,
+            layout: Layout::Flotilla,
+            accepted: None,
         }
+    }
+
+    /// The layout the files were read in.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The last version of accepted history (`accepted:` in `flotilla.yaml`, or `--since`):
+    /// migrations at or below it are not linted and their downs not rehearsed.
+    pub fn accepted(&self) -> Option<i64> {
+        self.accepted
+    }
+
+    /// Whether a migration is accepted history.
+    pub fn is_accepted(&self, version: i64) -> bool {
+        self.accepted.is_some_and(|a| version <= a)
+    }
+
+    /// How many migrations are accepted history.
+    pub fn accepted_count(&self) -> usize {
+        match self.accepted {
+            Some(a) => self.migrations.partition_point(|m| m.version <= a),
+            None => 0,
+        }
+    }
+
+    /// A version as people read it: the migration's label (`0010`, `2014-11-27-000000`,
+    /// `1.2`), or the number when no migration has it.
+    pub fn label(&self, version: i64) -> String {
+        self.get(version)
+            .map_or_else(|| version.to_string(), |m| m.label.clone())
+    }
+
+    /// The version a text names in this catalog's layout (`0010` and `10` alike; diesel's
+    /// `2014-11-27-000000` or its digits; Flyway's `1.1` or `1_1`), if it is a migration's.
+    pub fn resolve(&self, text: &str) -> Option<i64> {
+        let key = self.layout.key(text.trim()).ok()?;
+        self.get(key).map(|m| m.version)
     }
 
     /// The directory the migrations came from.
@@ -353,7 +410,7 @@ impl Catalog {
                     .count();
                 format!("{name}+{past}")
             }
-            None => format!("v{version}"),
+            None => format!("v{}", self.label(version)),
         }
     }
 
@@ -366,48 +423,151 @@ impl Catalog {
 }
 
 impl Migration {
-    /// Build a migration from its two files' paths and contents.
+    /// Build a migration from its two files' paths and contents (labelled with its version's
+    /// number; see [`Migration::with_label`]).
     pub fn new(
         version: i64,
         description: String,
         (up_path, up_sql): (PathBuf, String),
         (down_path, down_sql): (PathBuf, String),
     ) -> Result<Migration, CatalogError> {
-        let up = directives(&up_path, &up_sql)?;
-        let down = directives(&down_path, &down_sql)?;
-        let checksum = hex::encode(Sha256::digest(up_sql.as_bytes()));
+        Migration::build(
+            version,
+            version.to_string(),
+            description,
+            Part {
+                path: up_path,
+                sql: up_sql,
+                directives: None,
+                no_transaction: false,
+            },
+            Part {
+                path: down_path,
+                sql: down_sql,
+                directives: None,
+                no_transaction: false,
+            },
+            false,
+        )
+    }
+
+    /// The same migration, its version written `label`.
+    pub fn with_label(mut self, label: impl Into<String>) -> Migration {
+        self.label = label.into();
+        self
+    }
+
+    /// A migration from the scripts a layout read; `no_down` when it has no down (accepted
+    /// history): it is irreversible.
+    fn build(
+        version: i64,
+        label: String,
+        description: String,
+        up: Part,
+        down: Part,
+        no_down: bool,
+    ) -> Result<Migration, CatalogError> {
+        let up_d = part_directives(&up)?;
+        let down_d = part_directives(&down)?;
+        let checksum = hex::encode(Sha256::digest(up.sql.as_bytes()));
         Ok(Migration {
             version,
+            label,
             description,
-            reversibility: if up.irreversible {
+            reversibility: if up_d.irreversible || no_down {
                 Reversibility::Irreversible
             } else {
                 Reversibility::Reversible
             },
             up: Script {
-                path: up_path,
-                sql: up_sql,
-                mode: up.mode,
+                path: up.path,
+                sql: up.sql,
+                mode: up_d.mode,
             },
             down: Script {
-                path: down_path,
-                sql: down_sql,
-                mode: down.mode,
+                path: down.path,
+                sql: down.sql,
+                mode: down_d.mode,
             },
             checksum,
-            rewrites: up.rewrites,
+            rewrites: up_d.rewrites,
         })
     }
 }
 
+/// A script's directives: its first line's, or those of the tool's section it came from; the
+/// tool's own "no transaction" setting counts as `no-transaction`.
+fn part_directives(part: &Part) -> Result<Directives, CatalogError> {
+    let text = match &part.directives {
+        Some(body) => body.trim_start_matches(['\r', '\n']),
+        None => &part.sql,
+    };
+    let mut d = directives(&part.path, text)?;
+    if part.no_transaction {
+        if d.mode == Mode::Batch {
+            return Err(CatalogError::ConflictingDirectives {
+                path: part.path.clone(),
+            });
+        }
+        d.mode = Mode::NoTransaction;
+    }
+    Ok(d)
+}
+
 impl fmt::Display for Migration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.version, self.description)
+        write!(f, "{} {}", self.label, self.description)
     }
 }
 
-/// Every migration in `dir` (no releases).
-fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
+/// Every migration in `dir` (no releases), read in `layout`. A migration without a down is
+/// refused, unless it is accepted history (at or below `accepted`): then it is irreversible.
+fn load_migrations(
+    dir: &Path,
+    layout: Layout,
+    accepted: Option<i64>,
+) -> Result<Vec<Migration>, CatalogError> {
+    let found = match layout {
+        Layout::Flotilla | Layout::Sqlx | Layout::GolangMigrate => read_own_layout(dir)?,
+        other => layout::read(dir, other)?,
+    };
+    let mut migrations = Vec::with_capacity(found.len());
+    for f in found {
+        let (down, no_down) = match f.down {
+            Ok(down) => (down, false),
+            Err(_) if accepted.is_some_and(|a| f.key <= a) => (
+                Part {
+                    path: f.up.path.clone(),
+                    sql: String::new(),
+                    directives: None,
+                    no_transaction: false,
+                },
+                true,
+            ),
+            Err(expected) => {
+                return Err(CatalogError::MissingDown {
+                    version: f.key,
+                    label: f.label,
+                    up: f.up.path,
+                    expected: PathBuf::from(expected),
+                })
+            }
+        };
+        migrations.push(Migration::build(
+            f.key,
+            f.label,
+            f.description,
+            f.up,
+            down,
+            no_down,
+        )?);
+    }
+    Ok(migrations)
+}
+
+/// `<version>_<description>.up.sql` + `.down.sql`: flotilla's, sqlx-cli's and golang-migrate's
+/// files. Any other `.sql` file is refused by name, never skipped.
+fn read_own_layout(dir: &Path) -> Result<Vec<Found>, CatalogError> {
     let entries = std::fs::read_dir(dir).map_err(|source| CatalogError::ReadDir {
         path: dir.to_path_buf(),
         source,
@@ -435,7 +595,7 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        let (version, description, direction) = match parse_file_name(name) {
+        let (version, label, description, direction) = match parse_file_name(name) {
             Ok(parsed) => parsed,
             Err(NameProblem::Digits(digits)) => {
                 return Err(CatalogError::VersionTooLarge {
@@ -449,6 +609,15 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
                     && (lower.ends_with(".up.sql") || lower.ends_with(".down.sql"))
                 {
                     " (file names are case-sensitive: write the suffix in lower case)"
+                } else if name
+                    .strip_suffix(".sql")
+                    .and_then(|stem| stem.split_once('_'))
+                    .is_some_and(|(v, d)| {
+                        !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && !d.is_empty()
+                    })
+                {
+                    " (a sqlx migration without a down: name it .up.sql and write its .down.sql; \
+                     a dbmate migration: start it with `-- migrate:up`)"
                 } else {
                     ""
                 };
@@ -458,6 +627,8 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
                 });
             }
         };
+        let label = label.to_string();
+        let description = description.to_string();
         let sql =
             crate::files::read_regular(&path, crate::files::MIGRATION_CAP).map_err(|source| {
                 CatalogError::ReadFile {
@@ -473,6 +644,7 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
         if let Some((first, _)) = slot {
             return Err(CatalogError::DuplicateVersion {
                 version,
+                label: layout::same_version(&pair.label, &label),
                 first: first.clone(),
                 second: path,
             });
@@ -486,48 +658,64 @@ fn load_migrations(dir: &Path) -> Result<Vec<Migration>, CatalogError> {
                 .unwrap_or_default();
             return Err(CatalogError::DuplicateVersion {
                 version,
+                label: layout::same_version(&pair.label, &label),
                 first,
                 second: path,
             });
         }
-        pair.description = description.to_string();
+        pair.description = description;
+        // The up file's spelling of the version is the label.
+        if direction == Direction::Up || pair.label.is_empty() {
+            pair.label = label;
+        }
         *slot = Some((path, sql));
     }
-    let mut migrations = Vec::with_capacity(pairs.len());
+    let mut found = Vec::with_capacity(pairs.len());
     for (version, pair) in pairs {
         let (up_path, up_sql) = match pair.up {
             Some(up) => up,
             None => {
                 let down = pair.down.map(|(p, _)| p).unwrap_or_default();
-                return Err(CatalogError::MissingUp { version, down });
+                return Err(CatalogError::MissingUp {
+                    version,
+                    label: pair.label,
+                    down,
+                });
             }
         };
-        let (down_path, down_sql) = match pair.down {
-            Some(down) => down,
-            None => {
-                let expected = up_path.with_file_name(format!(
+        let down = match pair.down {
+            Some((path, sql)) => Ok(Part {
+                path,
+                sql,
+                directives: None,
+                no_transaction: false,
+            }),
+            None => Err(up_path
+                .with_file_name(format!(
                     "{}.down.sql",
                     up_path
                         .file_name()
                         .and_then(|n| n.to_str())
                         .and_then(|n| n.strip_suffix(".up.sql"))
                         .unwrap_or_default()
-                ));
-                return Err(CatalogError::MissingDown {
-                    version,
-                    up: up_path,
-                    expected,
-                });
-            }
+                ))
+                .display()
+                .to_string()),
         };
-        migrations.push(Migration::new(
-            version,
-            pair.description,
-            (up_path, up_sql),
-            (down_path, down_sql),
-        )?);
+        found.push(Found {
+            key: version,
+            label: pair.label,
+            description: pair.description,
+            up: Part {
+                path: up_path,
+                sql: up_sql,
+                directives: None,
+                no_transaction: false,
+            },
+            down,
+        });
     }
-    Ok(migrations)
+    Ok(found)
 }
 
 /// Why a file name is not a migration's.
@@ -538,7 +726,7 @@ enum NameProblem {
     Digits(String),
 }
 
-fn parse_file_name(name: &str) -> Result<(i64, &str, Direction), NameProblem> {
+fn parse_file_name(name: &str) -> Result<(i64, &str, &str, Direction), NameProblem> {
     let (stem, direction) = if let Some(s) = name.strip_suffix(".up.sql") {
         (s, Direction::Up)
     } else if let Some(s) = name.strip_suffix(".down.sql") {
@@ -551,10 +739,10 @@ fn parse_file_name(name: &str) -> Result<(i64, &str, Direction), NameProblem> {
     {
         return Err(NameProblem::Shape);
     }
-    let version = version
+    let key = version
         .parse()
         .map_err(|_| NameProblem::Digits(version.to_string()))?;
-    Ok((version, description, direction))
+    Ok((key, version, description, direction))
 }
 
 struct Directives {
@@ -782,6 +970,213 @@ mod tests {
         assert!(matches!(
             Catalog::load(dir.path()).unwrap_err(),
             CatalogError::ReleaseUnknownVersion { version: 9, .. }
+        ));
+    }
+    fn labels(cat: &Catalog) -> Vec<&str> {
+        cat.migrations().iter().map(|m| m.label.as_str()).collect()
+    }
+
+    #[test]
+    fn keeps_the_version_as_written_and_shows_it() {
+        let dir = dir_with(&[
+            ("0010_a.up.sql", ""),
+            ("0010_a.down.sql", ""),
+            ("0020_b.up.sql", ""),
+            ("20_b.down.sql", ""),
+        ]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.layout(), Layout::Flotilla);
+        assert_eq!(labels(&cat), vec!["0010", "0020"]);
+        assert_eq!(cat.get(10).unwrap().to_string(), "0010 a");
+        assert_eq!(cat.describe(Some(20)), "v0020");
+        assert_eq!(cat.resolve("10"), Some(10));
+        assert_eq!(cat.resolve("0020"), Some(20));
+        assert_eq!(cat.resolve("30"), None);
+    }
+
+    #[test]
+    fn detects_flyway_and_orders_dotted_versions_as_flyway_does() {
+        let dir = dir_with(&[
+            ("V2__d.sql", ""),
+            ("U2__d.sql", ""),
+            ("V1.10__c.sql", ""),
+            ("U1.10__c.sql", ""),
+            ("V1_1__b.sql", ""),
+            ("U1_1__b.sql", ""),
+            ("V1__a.sql", ""),
+            ("U1__a.sql", ""),
+        ]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.layout(), Layout::Flyway);
+        assert_eq!(labels(&cat), vec!["1", "1.1", "1.10", "2"]);
+        assert!(cat.migrations()[2].down.path.ends_with("U1.10__c.sql"));
+        // releases.yaml names Flyway's versions as Flyway writes them.
+        std::fs::write(
+            dir.path().join("releases.yaml"),
+            "\"5.0\": 1.10\n\"5.1\": 2\n",
+        )
+        .unwrap();
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.release_version("5.0"), cat.resolve("1.10"));
+        assert_eq!(cat.describe(cat.resolve("2")), "5.1");
+        assert_eq!(cat.describe(cat.resolve("1.1")), "v1.1");
+    }
+
+    #[test]
+    fn splits_a_dbmate_file_keeping_its_line_numbers_and_options() {
+        let dir = dir_with(&[(
+            "20240101120000_a.sql",
+            "-- migrate:up transaction:false\n-- flotilla: irreversible\nCREATE INDEX i ON t (x);\n\n-- migrate:down\nDROP INDEX i;\n",
+        )]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.layout(), Layout::Dbmate);
+        let m = &cat.migrations()[0];
+        assert_eq!(m.label, "20240101120000");
+        assert_eq!(m.up.mode, Mode::NoTransaction);
+        assert_eq!(m.down.mode, Mode::Transaction);
+        assert_eq!(m.reversibility, Reversibility::Irreversible);
+        assert_eq!(m.up.sql.lines().nth(2), Some("CREATE INDEX i ON t (x);"));
+        assert!(!m.up.sql.contains("DROP INDEX"));
+        assert_eq!(m.down.sql.lines().nth(5), Some("DROP INDEX i;"));
+        assert_eq!(m.down.sql.lines().take(4).collect::<String>(), "");
+
+        let bad = dir_with(&[(
+            "20240101120000_a.sql",
+            "-- migrate:up transaction:maybe\nSELECT 1;\n",
+        )]);
+        let err = Catalog::load(bad.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("20240101120000_a.sql:1") && err.contains("transaction:maybe"),
+            "{err}"
+        );
+        let no_down = dir_with(&[("20240101120000_a.sql", "-- migrate:up\nSELECT 1;\n")]);
+        assert!(matches!(
+            Catalog::load(no_down.path()).unwrap_err(),
+            CatalogError::MissingDown { .. }
+        ));
+    }
+
+    #[test]
+    fn diesel_reads_directories_skips_loose_files_and_reads_metadata() {
+        let dir = dir_with(&[("data.sql", "INSERT INTO t VALUES (1);")]);
+        for (name, up, down) in [
+            (
+                "2026-05-27-120000-0000_c",
+                "CREATE INDEX i ON t (x);",
+                "DROP INDEX i;",
+            ),
+            ("2026-05-27-120000_b", "SELECT 1;", "SELECT 1;"),
+            (
+                "00000000000000_diesel_initial_setup",
+                "SELECT 1;",
+                "SELECT 1;",
+            ),
+        ] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            std::fs::write(dir.path().join(name).join("up.sql"), up).unwrap();
+            std::fs::write(dir.path().join(name).join("down.sql"), down).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("2026-05-27-120000-0000_c/metadata.toml"),
+            "# diesel\nrun_in_transaction = false\n",
+        )
+        .unwrap();
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.layout(), Layout::Diesel);
+        assert_eq!(
+            labels(&cat),
+            vec![
+                "00000000000000",
+                "2026-05-27-120000",
+                "2026-05-27-120000-0000"
+            ]
+        );
+        assert_eq!(cat.migrations()[2].up.mode, Mode::NoTransaction);
+        assert_eq!(cat.migrations()[2].down.mode, Mode::NoTransaction);
+        assert_eq!(
+            cat.resolve("202605271200000000"),
+            Some(cat.migrations()[2].version)
+        );
+    }
+
+    #[test]
+    fn flotilla_yaml_names_the_layout_and_accepted_history_with_its_line() {
+        let dir = dir_with(&[
+            ("V1__a.sql", ""),
+            ("V1.10__b.sql", ""),
+            ("U1.10__b.sql", ""),
+            ("flotilla.yaml", "layout: flyway\naccepted: 1.10\n"),
+        ]);
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(cat.accepted(), cat.resolve("1.10"));
+        assert_eq!(cat.accepted_count(), 2);
+        // V1 has no undo, but it is accepted history: irreversible, not refused.
+        assert_eq!(
+            cat.migrations()[0].reversibility,
+            Reversibility::Irreversible
+        );
+        let since = Catalog::load_since(dir.path(), Some("1")).unwrap();
+        assert_eq!(since.accepted_count(), 1);
+
+        std::fs::write(
+            dir.path().join("flotilla.yaml"),
+            "layout: flyway\naccepted: 1.2\n",
+        )
+        .unwrap();
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("flotilla.yaml:2") && err.contains("'1.2'"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("flotilla.yaml"),
+            "layout: flyway\naccepted: x\n",
+        )
+        .unwrap();
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("flotilla.yaml:2") && err.contains("not a version"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("flotilla.yaml"),
+            "layout: flyway\nlayuot: x\n",
+        )
+        .unwrap();
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("flotilla.yaml:2") && err.contains("layuot"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn files_of_two_layouts_are_ambiguous() {
+        let dir = dir_with(&[
+            ("0001_a.up.sql", ""),
+            ("0001_a.down.sql", ""),
+            ("V1__a.sql", ""),
+        ]);
+        let err = Catalog::load(dir.path()).unwrap_err();
+        assert!(matches!(err, CatalogError::AmbiguousLayout { .. }), "{err}");
+        assert!(err.to_string().contains("layout:"), "{err}");
+        // A sqlx migration without a down (or a dbmate one without its marker) is refused
+        // by name, saying both.
+        let dir = dir_with(&[("20240101120000_a.sql", "CREATE TABLE a (id INT);")]);
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("sqlx") && err.contains("-- migrate:up"),
+            "{err}"
+        );
+        // A misnamed file beside flotilla's is still refused by name, as before.
+        let dir = dir_with(&[
+            ("0001_a.up.sql", ""),
+            ("0001_a.down.sql", ""),
+            ("0002_b.sql", ""),
+        ]);
+        assert!(matches!(
+            Catalog::load(dir.path()).unwrap_err(),
+            CatalogError::BadFileName { .. }
         ));
     }
 }

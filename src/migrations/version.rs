@@ -2,8 +2,9 @@
 //! them by.
 //!
 //! flotilla's tracking table and journal key every migration by an `i64`. Most tools already
-//! use integers: sqlx and golang-migrate (`20240101120000_x.up.sql`), dbmate (timestamps),
-//! diesel (`2014-11-27-000000_x/`, recorded as the digits `20141127000000`). Flyway's versions
+//! use integers: sqlx and golang-migrate (`20240101120000_x.up.sql`), dbmate (timestamps).
+//! diesel's timestamps (`2014-11-27-000000_x/`, `2026-07-30-140000-0000_x/`) get a key that
+//! keeps diesel's text order ([`diesel_key`]). Flyway's versions
 //! are dotted (`V1.2.3__x.sql`, or `V1_2_3__x.sql`), compared part by part as numbers, a
 //! missing part counting as 0 (`1` = `1.0`).
 //!
@@ -45,7 +46,8 @@ impl fmt::Display for VersionError {
 impl std::error::Error for VersionError {}
 
 /// The key of a version written as digits, ignoring `-` separators: sqlx, golang-migrate,
-/// dbmate and diesel (`2014-11-27-000000` and `2026-07-30-140000-0000` → their digits).
+/// dbmate and diesel (`2014-11-27-000000` and `2026-07-30-140000-0000` → their digits; a diesel
+/// catalog orders by [`diesel_key`]).
 pub fn digits_key(text: &str) -> Result<i64, VersionError> {
     let digits: String = text.chars().filter(|&c| c != '-').collect();
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -54,6 +56,33 @@ pub fn digits_key(text: &str) -> Result<i64, VersionError> {
     digits
         .parse()
         .map_err(|_| VersionError::TooLarge(text.to_string()))
+}
+
+/// The key of a diesel version. diesel writes a timestamp, `2014-11-27-000000`, and newer diesel
+/// adds a 4-digit suffix, `2026-07-30-140000-0000`; it orders versions as text (dashes
+/// removed), so a suffixed version comes right after the same second without one (crates.io
+/// has both `2026-05-27-120000` and `2026-05-27-120000-0000`) and before the next second.
+/// Keyed by all their digits ([`digits_key`]), the 18-digit suffixed versions would sort after
+/// every 14-digit one whatever their dates. So the key is the 14-digit timestamp followed by 5
+/// digits: `00000` without a suffix, 1 + the suffix with one (`2026-07-30-140000-0000` →
+/// `2026073014000000001`, `2014-11-27-000000` → `2014112700000000000`). Other shapes fall back
+/// to [`digits_key`] (the loader then checks that the keys keep diesel's order).
+/// `__diesel_schema_migrations.version` (`202607301400000000`) has the same key.
+pub fn diesel_key(text: &str) -> Result<i64, VersionError> {
+    let digits: String = text.chars().filter(|&c| c != '-').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 14 | 18) {
+        return digits_key(text);
+    }
+    let too_large = || VersionError::TooLarge(text.to_string());
+    let timestamp: i64 = digits[..14].parse().map_err(|_| too_large())?;
+    let suffix: i64 = match &digits[14..] {
+        "" => 0,
+        s => 1 + s.parse::<i64>().map_err(|_| too_large())?,
+    };
+    timestamp
+        .checked_mul(100_000)
+        .and_then(|k| k.checked_add(suffix))
+        .ok_or_else(too_large)
 }
 
 /// Which kind of Flyway version a key came from: they order among themselves only.
@@ -142,6 +171,38 @@ mod tests {
         assert!(matches!(digits_key(""), Err(VersionError::Shape(_))));
         assert!(matches!(
             digits_key("99999999999999999999"),
+            Err(VersionError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn diesel_keys_keep_diesels_order() {
+        assert_eq!(diesel_key("2014-11-27-000000"), Ok(2014112700000000000));
+        assert_eq!(diesel_key("20141127000000"), Ok(2014112700000000000));
+        assert_eq!(
+            diesel_key("2026-07-30-140000-0000"),
+            Ok(2026073014000000001)
+        );
+        assert_eq!(diesel_key("202607301400000000"), Ok(2026073014000000001));
+        assert_eq!(diesel_key("00000000000000"), Ok(0));
+        let ordered = [
+            "00000000000000",
+            "2025-12-29-110242-0000",
+            "2026-01-20-162913",
+            "2026-05-27-120000",
+            "2026-05-27-120000-0000",
+            "2026-05-27-120000-0001",
+            "2026-05-27-120001",
+        ];
+        let keys: Vec<i64> = ordered.iter().map(|v| diesel_key(v).unwrap()).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert_eq!(diesel_key("0001"), Ok(1));
+        assert!(matches!(
+            diesel_key("2014-11-x"),
+            Err(VersionError::Shape(_))
+        ));
+        assert!(matches!(
+            diesel_key("99991231235959"),
             Err(VersionError::TooLarge(_))
         ));
     }

@@ -164,9 +164,13 @@ async fn rehearse_downs(
         ..source.clone()
     };
     let mut db = TrustDb::connect(&empty, Access::ReadWrite).await?;
-    let found = crate::migrations::roundtrip::round_trip(
+    // Accepted history is applied to build the schema, its downs not rehearsed: no one will
+    // roll back to it.
+    let catalog = catalogs.for_trust(&source.id);
+    let found = crate::migrations::roundtrip::round_trip_since(
         &mut db,
-        catalogs.for_trust(&source.id).migrations(),
+        catalog.migrations(),
+        catalog.accepted(),
     )
     .await;
     db.close().await;
@@ -174,6 +178,7 @@ async fn rehearse_downs(
         findings: found?,
         dialects: vec![crate::db::Dialect::Postgres],
         rehearsed: true,
+        accepted: catalog.accepted().map(|_| catalog.accepted_count()),
     };
     if report.findings.is_empty() {
         return Ok(());

@@ -173,9 +173,16 @@ pub fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
         "plan {}: target {} (version {}), {} migrations to apply",
         planned.plan,
         planned.target.release.as_deref().unwrap_or("-"),
-        planned.target.version,
+        catalog.label(planned.target.version),
         planned.migration_count()
     );
+    if let Some(accepted) = catalog.accepted() {
+        outln!(
+            "accepted history: {} migrations, up to {}: not linted, downs not rehearsed",
+            catalog.accepted_count(),
+            catalog.label(accepted)
+        );
+    }
     for (i, w) in planned.waves.iter().enumerate() {
         outln!(
             "wave {} {}: {} trusts, {} at a time{}",
@@ -191,7 +198,7 @@ pub fn print_plan_text(planned: &RolloutPlan, catalog: &Catalog) {
                 Action::UpToDate => outln!("  {:<22} {from}: up to date", t.id),
                 Action::Upgrade { steps } => {
                     let versions: Vec<String> =
-                        steps.iter().map(|s| s.version.to_string()).collect();
+                        steps.iter().map(|s| catalog.label(s.version)).collect();
                     outln!(
                         "  {:<22} {from} → {}: apply {}",
                         t.id,

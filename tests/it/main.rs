@@ -21,6 +21,7 @@ mod gate_detection;
 mod health_gate;
 mod interrupt;
 mod layout;
+mod layouts;
 mod lease;
 mod lint;
 mod pg_restart;

@@ -2,8 +2,9 @@
 //! report: [`check_migrations`] (every catalog, for the dialects of the trusts using it, downs
 //! rehearsed on a scratch SQLite database) and the [`LintReport`] it returns.
 
+use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{rules, sort_findings, Finding, Severity};
 use crate::config::{ConfigError, Inventory};
@@ -20,6 +21,10 @@ pub struct LintReport {
     pub dialects: Vec<Dialect>,
     /// Whether downs were rehearsed (on a scratch SQLite database).
     pub rehearsed: bool,
+    /// How many migrations are accepted history (`accepted:` or `--since`): not linted, their
+    /// downs not rehearsed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<usize>,
 }
 
 /// Why the migrations could not be loaded or linted, or what the lint found.
@@ -67,7 +72,7 @@ impl LintReport {
         let dialects: Vec<&str> = self.dialects.iter().map(|d| d.name()).collect();
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
         format!(
-            "lint: {}, {} ({}; {})",
+            "lint: {}, {} ({}; {}{})",
             plural(self.count(Severity::Error), "error"),
             plural(self.count(Severity::Warning), "warning"),
             dialects.join(", "),
@@ -75,6 +80,10 @@ impl LintReport {
                 "downs rehearsed on a scratch SQLite database"
             } else {
                 "downs not rehearsed: no SQLite trust; `rollout --rehearse` rehearses on PostgreSQL"
+            },
+            match self.accepted {
+                Some(n) => format!("; accepted history not linted: {}", plural(n, "migration")),
+                None => String::new(),
             }
         )
     }
@@ -110,8 +119,18 @@ pub fn load_linted(
     inventory: &Path,
     migrations: &Path,
 ) -> Result<(Inventory, Catalogs), LintError> {
+    load_linted_since(inventory, migrations, None)
+}
+
+/// [`load_linted`], with `since` (`--since`) ending accepted history instead of `accepted:` in
+/// the migrations' `flotilla.yaml`.
+pub fn load_linted_since(
+    inventory: &Path,
+    migrations: &Path,
+    since: Option<&str>,
+) -> Result<(Inventory, Catalogs), LintError> {
     let inventory = Inventory::load(inventory)?;
-    let catalogs = Catalog::load(migrations)
+    let catalogs = Catalog::load_since(migrations, since)
         .and_then(|base| Catalogs::load(base, &inventory))
         .map_err(|e| match catalog_finding(&e) {
             Some(f) => LintError::Finding(Box::new(f)),
@@ -141,8 +160,9 @@ pub fn catalog_finding(e: &CatalogError) -> Option<Finding> {
 
 /// Lint every catalog of the estate (the shared one and each trust's merged local one) for the
 /// dialects of the trusts using it (or `only`), and rehearse each catalog's downs on a scratch
-/// SQLite database when SQLite is among them. Fails only when the scratch database cannot be
-/// used.
+/// SQLite database when SQLite is among them. Accepted history (`accepted:`, `--since`) is
+/// linted as context for what follows, but its findings are left out and its downs are not
+/// rehearsed. Fails only when the scratch database cannot be used.
 pub async fn check_migrations(
     inventory: &Inventory,
     catalogs: &Catalogs,
@@ -171,24 +191,43 @@ pub async fn check_migrations(
     let mut dialects: Vec<Dialect> = Vec::new();
     let mut rehearsed = false;
     for (catalog, ds) in &targets {
+        let history = accepted_files(catalog);
         for d in ds {
-            findings.extend(super::lint(catalog.migrations(), *d));
+            findings.extend(
+                super::lint(catalog.migrations(), *d)
+                    .into_iter()
+                    .filter(|f| !history.contains(&f.file)),
+            );
             if !dialects.contains(d) {
                 dialects.push(*d);
             }
         }
         if ds.contains(&Dialect::Sqlite) {
             let mut db = TrustDb::scratch().await.map_err(LintError::Scratch)?;
-            let result = roundtrip::round_trip(&mut db, catalog.migrations()).await;
+            let result =
+                roundtrip::round_trip_since(&mut db, catalog.migrations(), catalog.accepted())
+                    .await;
             db.close().await;
             findings.extend(result.map_err(LintError::Rehearsal)?);
             rehearsed = true;
         }
     }
     sort_findings(&mut findings);
+    let base = catalogs.base();
     Ok(LintReport {
         findings,
         dialects,
         rehearsed,
+        accepted: base.accepted().map(|_| base.accepted_count()),
     })
+}
+
+/// The files of a catalog's accepted history, whose findings are not reported.
+fn accepted_files(catalog: &Catalog) -> BTreeSet<PathBuf> {
+    catalog
+        .migrations()
+        .iter()
+        .filter(|m| catalog.is_accepted(m.version))
+        .flat_map(|m| [m.up.path.clone(), m.down.path.clone()])
+        .collect()
 }
