@@ -127,8 +127,19 @@ pub fn adopted_versions(
                     None => format!("version {}", l.text),
                 };
                 let Some(m) = catalog.get(l.key) else {
+                    // A Flyway history against files named with plain numbers: say how the
+                    // two kinds of versions meet.
+                    let hint = match crate::migrations::version::digits_key(&l.text) {
+                        Ok(digits) if tool == Tool::Flyway && catalog.get(digits).is_some() => {
+                            format!(
+                                " (Flyway's version {} is flotilla's version {}, not {digits}: name the file {}_..., as Flyway's own V{}__ files are read)",
+                                l.text, l.key, l.key, l.text
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     problems.push(format!(
-                        "{table} lists {named}, which is not a migration in {}",
+                        "{table} lists {named}, which is not a migration in {}{hint}",
                         catalog.dir().display()
                     ));
                     continue;
