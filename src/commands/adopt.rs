@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use futures::stream::{self, StreamExt};
 use serde_json::json;
 
 use super::{jsonln, print_line, Failure, Format, Globals, Outcome};
@@ -205,12 +206,12 @@ pub async fn run(g: &Globals, args: &AdoptArgs) -> Outcome {
         })
         .collect::<Result<_, _>>()?;
 
-    // 1. Check every trust, read-only.
-    let mut checked = Vec::new();
-    for t in &trusts {
-        let catalog = catalogs.for_trust(&t.id);
-        checked.push(check(t, catalog, source).await);
-    }
+    // 1. Check every trust, read-only (several at once, reported in the plan's order).
+    let checked: Vec<Assessed> = stream::iter(&trusts)
+        .map(|t| check(t, catalogs.for_trust(&t.id), source))
+        .buffered(crate::engine::READ_CONCURRENCY)
+        .collect()
+        .await;
     let refusals: Vec<(String, Refusal)> = trusts
         .iter()
         .zip(&checked)
@@ -250,7 +251,7 @@ pub async fn run(g: &Globals, args: &AdoptArgs) -> Outcome {
             &g.state_location()?,
             g.lease_ttl,
             "adopt",
-            &plan.name,
+            &format!("adopt ({})", plan.name),
             &args.plan,
             "-",
             plan.target.version,
@@ -415,7 +416,8 @@ fn print_report(
             }
             if let Some(v) = accepted {
                 print_line(&format!(
-                    "Every adopted trust has run the migrations up to {v}. To treat them as accepted history, add to {}:\naccepted: {v}",
+                    "Every trust {} the migrations up to {v}. To treat them as accepted history (lint and the down checks then cover only newer migrations), add to {}:\naccepted: {v}",
+                    if dry { "would be adopted with" } else { "adopted has run" },
                     config.display()
                 ));
             }

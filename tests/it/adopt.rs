@@ -11,6 +11,8 @@ const PLAN: &str = "plans/adopt.yaml";
 /// camden and islington are in the plan; barnet is in the inventory only.
 const ESTATE: &[&str] = &["camden", "islington", "barnet"];
 const IN_PLAN: &[&str] = &["camden", "islington"];
+/// flotilla's tracking table, empty (for [`hand_over`] to drop again, as after seeding).
+const EMPTY_TRACKING_TABLE: &str = "CREATE TABLE _flotilla_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL, duration_ms BIGINT NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE)";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Tool {
@@ -347,9 +349,7 @@ fn drift_is_refused(pg: Option<&str>) {
         ws.write(&up, original);
         for id in IN_PLAN {
             ws.db(id).exec(&format!("DROP TABLE {}", tool.table()));
-            ws.db(id).exec(&format!(
-                "CREATE TABLE _flotilla_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL, duration_ms BIGINT NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE)"
-            ));
+            ws.db(id).exec(EMPTY_TRACKING_TABLE);
         }
     }
 
@@ -450,9 +450,7 @@ fn half_migrated_is_refused(pg: Option<&str>) {
 /// [`hand_over`] on trusts whose flotilla table is already gone.
 fn hand_over_again(ws: &Workspace, tool: Tool, last: i64) {
     for id in IN_PLAN {
-        ws.db(id).exec(
-            "CREATE TABLE _flotilla_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL, duration_ms BIGINT NOT NULL, dirty BOOLEAN NOT NULL DEFAULT FALSE)",
-        );
+        ws.db(id).exec(EMPTY_TRACKING_TABLE);
     }
     hand_over(ws, tool, last);
 }
