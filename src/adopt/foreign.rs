@@ -332,7 +332,10 @@ pub async fn read(db: &mut TrustDb, tool: Tool) -> Result<Result<Read, Unusable>
                         );
                     }
                     "BASELINE" | "SQL_BASELINE" | "JDBC_BASELINE" => {
-                        baseline = Some((text, key));
+                        // As Flyway: the newest baseline counts.
+                        if baseline.as_ref().is_none_or(|(_, b)| key > *b) {
+                            baseline = Some((text, key));
+                        }
                     }
                     "UNDO_SQL" | "UNDO_SCRIPT" | "UNDO_JDBC" => {
                         applied.remove(&key);

@@ -236,6 +236,10 @@ fn adopt_then_rollout_is_a_noop(pg: Option<&str>, tool: Tool) {
             tool.table()
         );
     }
+    // The adoption is on the record: a run of its own.
+    let runs = ws.run(&["status", "--format", "json"]).json()["runs"].clone();
+    assert_eq!(runs[0]["kind"], "adopt", "{runs}");
+    assert_eq!(runs[0]["status"], "completed", "{runs}");
     // barnet is not in the plan: untouched (its flotilla rows from the seeding stay).
     assert_eq!(
         ws.db("barnet").applied_versions().len(),
