@@ -223,11 +223,11 @@ pub async fn run(g: &Globals, args: &AdoptArgs) -> Outcome {
     let to_write = checked
         .iter()
         .any(|a| matches!(a.finding, Finding::Record(_)));
-    let mut results: Vec<(String, Assessed, bool)> = Vec::new();
+    let mut results: Vec<(String, Assessed)> = Vec::new();
     let mut failure = None;
     if args.dry_run || !refusals.is_empty() || !to_write {
         for (t, a) in trusts.iter().zip(checked) {
-            results.push((t.id.clone(), a, false));
+            results.push((t.id.clone(), a));
         }
         if !refusals.is_empty() {
             let code = adopt::gravest(refusals.iter().map(|(_, r)| r.code))
@@ -259,7 +259,7 @@ pub async fn run(g: &Globals, args: &AdoptArgs) -> Outcome {
         .await?;
         for (t, first) in trusts.iter().zip(checked) {
             if !matches!(first.finding, Finding::Record(_)) {
-                results.push((t.id.clone(), first, false));
+                results.push((t.id.clone(), first));
                 continue;
             }
             let catalog = catalogs.for_trust(&t.id);
@@ -284,12 +284,12 @@ pub async fn run(g: &Globals, args: &AdoptArgs) -> Outcome {
                         failure.get_or_insert(Failure::new(
                             r.code,
                             format!(
-                                "{} (it changed since it was checked; trusts listed as adopted above were written)",
+                                "{} (it changed since it was checked; the trusts reported as adopted were written)",
                                 crate::printable::about_trust(&t.id, &r.message)
                             ),
                         ));
                     }
-                    results.push((t.id.clone(), a, true));
+                    results.push((t.id.clone(), a));
                 }
                 Err(f) => {
                     let message = crate::printable::about_trust(&t.id, &f.message);
@@ -303,7 +303,6 @@ pub async fn run(g: &Globals, args: &AdoptArgs) -> Outcome {
                             },
                             Vec::new(),
                         ),
-                        true,
                     ));
                 }
             }
@@ -316,7 +315,7 @@ pub async fn run(g: &Globals, args: &AdoptArgs) -> Outcome {
     let accepted = if failure.is_none() {
         results
             .iter()
-            .filter_map(|(_, a, _)| match &a.finding {
+            .filter_map(|(_, a)| match &a.finding {
                 Finding::Record(v) | Finding::Already(v) => v.last().copied(),
                 _ => None,
             })
@@ -335,7 +334,7 @@ pub async fn run(g: &Globals, args: &AdoptArgs) -> Outcome {
 fn print_report(
     args: &AdoptArgs,
     source: Source,
-    results: &[(String, Assessed, bool)],
+    results: &[(String, Assessed)],
     accepted: Option<i64>,
     config: &std::path::Path,
 ) {
@@ -344,7 +343,7 @@ fn print_report(
         Format::Json => {
             let trusts: Vec<serde_json::Value> = results
                 .iter()
-                .map(|(id, a, _)| {
+                .map(|(id, a)| {
                     let (status, versions, error, code) = match &a.finding {
                         Finding::Record(v) if dry => ("would-adopt", v.clone(), None, None),
                         Finding::Record(v) => ("adopted", v.clone(), None, None),
@@ -385,7 +384,7 @@ fn print_report(
         }
         Format::Text => {
             let what = source.describe();
-            for (id, a, _) in results {
+            for (id, a) in results {
                 let line = match &a.finding {
                     Finding::Record(v) if dry => format!(
                         "{id}: would record {} migration(s) as applied ({}) from {what}; nothing written (--dry-run)",
