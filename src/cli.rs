@@ -102,6 +102,9 @@ pub enum Command {
     /// Roll trusts back with their down migrations, then verify their patient data.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["trust", "wave", "run"])))]
     Rollback(commands::rollback::RollbackArgs),
+    /// Take over trusts another tool (sqlx, Flyway, golang-migrate, diesel, dbmate) migrated:
+    /// record the migrations its tracking table lists as applied, without running them.
+    Adopt(commands::adopt::AdoptArgs),
     /// Clear the dirty mark a failed non-transactional migration left on a trust, after an
     /// operator has checked what it did.
     Repair(commands::repair::RepairArgs),

@@ -6,6 +6,7 @@
 //! steps; the [`engine`] runs those steps through the narrow database port ([`db`]) and emits
 //! typed events that reporters ([`report`]) consume.
 
+pub mod adopt;
 pub mod cli;
 pub mod commands;
 pub mod config;

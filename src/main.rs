@@ -89,6 +89,7 @@ fn main() -> StdExitCode {
             Command::Resume(a) => commands::resume::run(g, a).await,
             Command::Abandon(a) => commands::abandon::run(g, a).await,
             Command::Rollback(a) => commands::rollback::run(g, a).await,
+            Command::Adopt(a) => commands::adopt::run(g, a).await,
             Command::Repair(a) => commands::repair::run(g, a).await,
             Command::Status(a) => commands::status::run(g, a).await,
             Command::Demo(a) => commands::demo::run(g, a).await,

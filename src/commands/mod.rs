@@ -12,6 +12,7 @@ use crate::journal::{StateDb, StateLocation};
 use crate::migrations::{Catalog, Catalogs};
 
 pub mod abandon;
+pub mod adopt;
 pub mod completions;
 pub mod demo;
 pub mod health;

@@ -192,6 +192,16 @@ pub enum Event {
         applied: bool,
         dropped_indexes: Vec<String>,
     },
+    /// `flotilla adopt` recorded, without running them, the migrations another tool (`from`)
+    /// had applied on a trust (`baseline`: marked up to a version given by the operator
+    /// instead): `migrations` tracking rows, the newest `highest`.
+    Adopted {
+        trust: String,
+        from: String,
+        migrations: usize,
+        highest: Option<i64>,
+        baseline: bool,
+    },
     /// A wave's trusts passed their checks and soak: the next wave may start.
     WavePassed { wave: String },
     /// A run was resumed (`attempt` counts from 1 for the first start) by `by` (user@host).
@@ -290,6 +300,7 @@ impl Event {
             Event::TrustRetrying { .. } => "trust_retrying",
             Event::BaselineRecorded { .. } => "baseline_recorded",
             Event::Repaired { .. } => "repaired",
+            Event::Adopted { .. } => "adopted",
             Event::WavePassed { .. } => "wave_passed",
             Event::RunResumed { .. } => "run_resumed",
             Event::TrustDecided { .. } => "trust_decided",

@@ -187,6 +187,11 @@ pub fn describe(event: &Event) -> Option<String> {
             "  ✓ {trust}: migration {version} marked not applied (tracking row removed{})",
             if dropped_indexes.is_empty() { String::new() } else { format!("; dropped invalid index {}", dropped_indexes.join(", ")) }
         ),
+        Event::Adopted { trust, from, migrations, highest, baseline } => format!(
+            "  ✓ {trust}: {migrations} migration(s){} recorded as applied, {}",
+            highest.map(|h| format!(" up to {h}")).unwrap_or_default(),
+            if *baseline { "baselined".to_string() } else { format!("adopted from {from}") }
+        ),
         Event::WavePassed { wave } => format!("wave {wave} passed its checks"),
         Event::RunResumed { attempt, by } => format!("resuming the run (attempt {attempt}, by {by})"),
         Event::TrustDecided { trust, decision, by } => match decision.as_str() {

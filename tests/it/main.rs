@@ -13,6 +13,7 @@
 
 mod common;
 
+mod adopt;
 mod bad_input;
 mod bad_input_safety;
 mod cli;
