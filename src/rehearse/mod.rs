@@ -25,6 +25,7 @@ use crate::migrations::Catalogs;
 use crate::session::{ApproveAll, SessionError};
 
 pub mod copy;
+pub mod scratch;
 
 use copy::{copy_estate, CopyError, Scratch};
 
