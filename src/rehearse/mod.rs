@@ -107,6 +107,14 @@ pub async fn rehearse(r: &Rehearsal<'_>) -> Result<(), RehearseError> {
                 copy.trusts.len(),
                 started.elapsed().as_secs_f64()
             ));
+            // What the lint's findings on the migrations to apply mean on these trusts, read
+            // from the copies (the same data; the originals are not read again).
+            for line in crate::report::estate::lint_on_estate(&copy, catalogs, plan)
+                .await
+                .lines()
+            {
+                say(events, &line);
+            }
             let own_state = StateLocation::parse(
                 &dir.path().join("state.db").display().to_string(),
             )

@@ -729,7 +729,7 @@ fn alter_table(
             // Both PostgreSQL and SQLite add one to an empty (e.g. just created) table, and
             // refuse it on a table with rows.
             if not_null && !has_default && existing {
-                out.push(here.at(&column_def.name, rules::ADD_NOT_NULL_WITHOUT_DEFAULT, format!("ADD COLUMN {table}.{col} NOT NULL without a DEFAULT fails on every trust whose {table} has rows; give it a DEFAULT, or add it nullable, backfill it in batches and make it NOT NULL in a later migration")));
+                out.push(here.at(&column_def.name, rules::ADD_NOT_NULL_WITHOUT_DEFAULT, format!("ADD COLUMN {table}.{col} NOT NULL without a DEFAULT fails on every trust whose {table} has rows; give it a DEFAULT, or add it nullable, backfill it in batches and make it NOT NULL in a later migration")).on_table(table));
             }
             if !down {
                 schema
