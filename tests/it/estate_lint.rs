@@ -120,3 +120,24 @@ fn sqlite_rehearsal_says_where_a_not_null_column_fails_before_running_it() {
     );
     assert_ne!(out.code, Some(0), "{}", out.describe());
 }
+
+#[test]
+fn postgres_rehearsal_says_where_a_not_null_column_fails_before_running_it() {
+    let ws = postgres_workspace("estate_lint_rehearse");
+    estate_with_a_not_null_column_to_add(&ws);
+    let out = ws.run(&["rollout", "plans/allergy.yaml", "--rehearse"]);
+    out.no_panic().stdout_contains(
+        "↳ add-not-null-without-default on allergy: fails on 2 of 5 trusts (allergy has rows)",
+    );
+    assert_ne!(out.code, Some(0), "{}", out.describe());
+    // The real trusts are untouched: the column was never added anywhere.
+    for id in ESTATE {
+        assert_eq!(
+            ws.db(id).query_i64(
+                "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'allergy' AND column_name = 'severity'"
+            ),
+            0,
+            "{id}"
+        );
+    }
+}
