@@ -1,9 +1,12 @@
-//! `flotilla plan PLAN [--format text|json] [--sql]`: what a rollout would do now, read-only.
+//! `flotilla plan PLAN [--format text|json] [--sql]`: what a rollout would do now, read-only,
+//! and what the lint's findings on the migrations it would apply mean on its trusts.
 
 use std::path::PathBuf;
 
 use super::{jsonln, Format, Globals, Outcome};
 use crate::engine::preflight;
+use crate::printable::outln;
+use crate::report::estate::lint_on_estate;
 use crate::report::plan::{
     blocked, plan_json, print_plan_sql, print_plan_text, print_write_sizing, write_sizing_json,
 };
@@ -32,11 +35,17 @@ pub async fn run(g: &Globals, args: &PlanArgs) -> Outcome {
             if plan.health.write_probe.is_some() {
                 v["write_probe"] = write_sizing_json(&plan);
             }
+            // The lint of what the plan would apply, with its figures on the real trusts.
+            let lint = lint_on_estate(&inventory, &catalogs, &plan).await;
+            v["lint"] = serde_json::json!(lint);
             jsonln!(v)
         }
         (Format::Text, false) => {
             print_plan_text(&planned, catalogs.base());
             print_write_sizing(&plan);
+            for line in lint_on_estate(&inventory, &catalogs, &plan).await.lines() {
+                outln!("{line}");
+            }
         }
         (Format::Text, true) => print_plan_sql(&planned, &catalogs, &inventory),
     }

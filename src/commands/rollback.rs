@@ -6,12 +6,16 @@ use std::path::PathBuf;
 
 use super::prompt::ask;
 use super::{print_line, Failure, Globals, Outcome};
+use crate::config::health::Health;
+use crate::config::Trust;
+use crate::db::{Access, Dialect, TrustDb};
 use crate::engine::RunControl;
 use crate::exit_codes::ExitCode;
 use crate::health::probes::Snapshot;
 use crate::journal::replay::replay;
-use crate::migrations::Catalogs;
+use crate::migrations::{Catalog, Catalogs};
 use crate::printable::about_trust;
+use crate::rehearse::scratch::{ServerScratch, ROLLBACK_CHECK_PREFIX};
 use crate::session::{begin_operation, plan_sha256, ApproveAll};
 
 /// Roll trusts back with their down migrations, then verify their patient data.
@@ -105,11 +109,14 @@ pub async fn run(g: &Globals, o: &RollbackArgs) -> Outcome {
             .map(|t| parse_target(&catalogs, t))
             .transpose()?;
     // The patient-data tables the plan checks must still exist at the target: a rollback
-    // whose down migrations drop them destroys the data, and is refused unless forced.
+    // whose down migrations drop them destroys the data, and is refused unless forced. Checked
+    // in each trust's own dialect, once per server, catalog and target; a plan that names no
+    // integrity tables has nothing to check.
     let integrity_only = crate::config::health::Health {
         integrity: plan.health.integrity.clone(),
         ..Default::default()
     };
+    let mut checked: HashMap<(String, usize, i64), Result<(), AtTarget>> = HashMap::new();
     // Preview, read-only: what each trust would revert.
     let mut work: Vec<(String, Option<i64>, Option<Snapshot>)> = Vec::new();
     let mut refused = Vec::new();
@@ -133,15 +140,27 @@ pub async fn run(g: &Globals, o: &RollbackArgs) -> Outcome {
         let planned = crate::plan::plan_rollback(catalog, &applied, to);
         let undo = planned.versions();
         let current = planned.from;
-        if !undo.is_empty() && !o.force {
+        if !undo.is_empty() && !o.force && !integrity_only.integrity.is_empty() {
             let target = to.unwrap_or(0);
-            if let Err(e) =
-                crate::health::probes::check_against_schema(&integrity_only, catalog, target).await
-            {
-                refused.push(format!(
+            let key = (
+                server_key(trust),
+                std::ptr::from_ref(catalog) as usize,
+                target,
+            );
+            if !checked.contains_key(&key) {
+                let found = integrity_at(trust, catalog, target, &integrity_only).await;
+                checked.insert(key.clone(), found);
+            }
+            match &checked[&key] {
+                Ok(()) => {}
+                Err(AtTarget::Missing(e)) => refused.push(format!(
                     "trust '{id}': at {} the plan's patient-data tables would not exist, so the rollback would destroy them ({e}); pass --force to do it anyway",
                     catalogs.base().describe(to)
-                ));
+                )),
+                Err(AtTarget::CannotCheck(e)) => refused.push(format!(
+                    "trust '{id}': cannot check that the plan's patient-data tables still exist at {}: {e}; pass --force to roll back without this check",
+                    catalogs.base().describe(to)
+                )),
             }
         }
         // A migration missing from the catalog is the execution's to report (exit 5, at the
@@ -244,6 +263,116 @@ pub async fn run(g: &Globals, o: &RollbackArgs) -> Outcome {
     op.end(result.as_ref().err().map(|f| (f.code, f.message.as_str())))
         .await;
     result
+}
+
+/// Why the plan's integrity tables could not be shown to exist at a rollback's target.
+#[derive(Debug, Clone)]
+enum AtTarget {
+    /// The schema at the target lacks a table or key column the plan checks.
+    Missing(String),
+    /// The schema at the target could not be built or read.
+    CannotCheck(String),
+}
+
+/// What a schema check depends on besides the catalog and the target: the dialect and, on
+/// PostgreSQL, the server (its version decides what the migrations can do).
+fn server_key(trust: &Trust) -> String {
+    match Dialect::of(&trust.database) {
+        Dialect::Sqlite => "sqlite".to_string(),
+        Dialect::Postgres => crate::db::port::pg_target(trust)
+            .ok()
+            .and_then(|t| url::Url::parse(&t.url).ok())
+            .map(|u| {
+                format!(
+                    "postgres://{}:{}",
+                    u.host_str().unwrap_or(""),
+                    u.port().unwrap_or(5432)
+                )
+            })
+            .unwrap_or_else(|| format!("postgres trust {}", trust.id)),
+    }
+}
+
+/// Whether every integrity table of `health` (with its key columns) exists in the schema the
+/// catalog's migrations build up to `target`, built in `trust`'s own dialect: a private
+/// in-memory database for an SQLite trust, an empty scratch database on the trust's own server
+/// for a PostgreSQL one (named `flotilla_rollback_check_...`, dropped at once). The trust
+/// itself is not touched.
+async fn integrity_at(
+    trust: &Trust,
+    catalog: &Catalog,
+    target: i64,
+    health: &Health,
+) -> Result<(), AtTarget> {
+    match Dialect::of(&trust.database) {
+        Dialect::Sqlite => {
+            let mut db = TrustDb::scratch()
+                .await
+                .map_err(|e| AtTarget::CannotCheck(e.to_string()))?;
+            let found = build_and_prepare(&mut db, catalog, target, health, "SQLite").await;
+            db.close().await;
+            found
+        }
+        Dialect::Postgres => {
+            let (scratch, on_scratch) = ServerScratch::create(
+                trust,
+                ROLLBACK_CHECK_PREFIX,
+                "rollback check",
+            )
+            .await
+            .map_err(|e| {
+                AtTarget::CannotCheck(format!(
+                    "cannot create a scratch database on the trust's server to build the schema on: {e}"
+                ))
+            })?;
+            let check = async {
+                let mut db = TrustDb::connect(&on_scratch, Access::ReadWrite)
+                    .await
+                    .map_err(|e| AtTarget::CannotCheck(e.to_string()))?;
+                let found = build_and_prepare(&mut db, catalog, target, health, "PostgreSQL").await;
+                db.close().await;
+                found
+            };
+            // No Ctrl-C handler here: one would stay installed for the rest of the rollback,
+            // which relies on the default (the process ends). A scratch database a killed
+            // check leaves is dropped by the next check from this host.
+            let found = check.await;
+            let name = scratch.name().to_string();
+            if let Err(e) = scratch.drop().await {
+                eprintln!("warning: {e}");
+            } else {
+                tracing::debug!(database = name, "rollback check's scratch database dropped");
+            }
+            found
+        }
+    }
+}
+
+/// Apply the catalog's ups up to `target` on the empty `db`, then compile every integrity
+/// statement there.
+async fn build_and_prepare(
+    db: &mut TrustDb,
+    catalog: &Catalog,
+    target: i64,
+    health: &Health,
+    on: &str,
+) -> Result<(), AtTarget> {
+    let prefix = format!("trust '{}': ", db.trust());
+    let unwrap = |e: String| e.strip_prefix(&prefix).map(str::to_string).unwrap_or(e);
+    db.ensure_tracking_table()
+        .await
+        .map_err(|e| AtTarget::CannotCheck(unwrap(e.to_string())))?;
+    for m in catalog.range(None, target) {
+        db.apply(m, false).await.map_err(|e| {
+            AtTarget::CannotCheck(format!(
+                "cannot build the schema on a scratch {on} database: {}",
+                unwrap(e.to_string())
+            ))
+        })?;
+    }
+    crate::health::probes::prepare_all(db, health)
+        .await
+        .map_err(|e| AtTarget::Missing(unwrap(e)))
 }
 
 fn parse_target(catalogs: &Catalogs, to: &str) -> Result<Option<i64>, Failure> {

@@ -219,7 +219,7 @@ async fn copy_trust(trust: &Trust, name: &str, dir: &Path) -> Result<Trust, Copy
 /// The scratch database as an inventory target: the source's URL with the scratch's name and
 /// no password in it; the password comes from the source's own `password_env`/`password_file`,
 /// or, when the source's URL carried it, from a private file in the rehearsal's directory.
-fn scratch_target(
+pub(super) fn scratch_target(
     trust: &Trust,
     target: &PgTarget,
     name: &str,
@@ -407,7 +407,7 @@ async fn on_server_of(source: &Trust, statement: &str, context: &str) -> Result<
 }
 
 /// Create an empty scratch database on `source`'s server.
-async fn create_database(source: &Trust, name: &str) -> Result<(), DbError> {
+pub(super) async fn create_database(source: &Trust, name: &str) -> Result<(), DbError> {
     on_server_of(
         source,
         &format!("CREATE DATABASE {}", quote_ident(name)),
@@ -417,7 +417,7 @@ async fn create_database(source: &Trust, name: &str) -> Result<(), DbError> {
 }
 
 /// Drop a scratch database, from a session on its source trust's server.
-async fn drop_database(source: &Trust, name: &str) -> Result<(), DbError> {
+pub(super) async fn drop_database(source: &Trust, name: &str) -> Result<(), DbError> {
     on_server_of(
         source,
         &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
@@ -429,13 +429,19 @@ async fn drop_database(source: &Trust, name: &str) -> Result<(), DbError> {
 /// Drop the scratch databases a killed rehearsal from this host left on `source`'s server:
 /// those whose process is gone. Best effort: a failure is logged, not fatal.
 async fn sweep_leftovers(source: &Trust, host: &str) {
+    sweep_leftovers_named(source, SCRATCH_PREFIX, host, "rehearsal").await
+}
+
+/// [`sweep_leftovers`] for scratch databases named `<prefix><host>_<pid>_...`, made by `what`
+/// (e.g. "rehearsal").
+pub(super) async fn sweep_leftovers_named(source: &Trust, prefix: &str, host: &str, what: &str) {
     let found = async {
         let mut db = TrustDb::connect(source, Access::ReadOnly).await?;
         let names = db
             .text_rows(
                 &format!(
                     "SELECT datname::text FROM pg_database WHERE datname LIKE '{}%'",
-                    format!("{SCRATCH_PREFIX}{host}_").replace('_', "\\_")
+                    format!("{prefix}{host}_").replace('_', "\\_")
                 ),
                 1,
                 "listing scratch databases",
@@ -454,7 +460,7 @@ async fn sweep_leftovers(source: &Trust, host: &str) {
     };
     for name in names {
         let pid = name
-            .strip_prefix(&format!("{SCRATCH_PREFIX}{host}_"))
+            .strip_prefix(&format!("{prefix}{host}_"))
             .and_then(|rest| rest.split('_').next())
             .and_then(|p| p.parse::<u32>().ok());
         let Some(pid) = pid else { continue };
@@ -463,7 +469,7 @@ async fn sweep_leftovers(source: &Trust, host: &str) {
         }
         match drop_database(source, &name).await {
             Ok(()) => print_line(&format!(
-                "rehearsal: dropped {name}, left by a rehearsal that was killed"
+                "{what}: dropped {name}, left by a {what} that was killed"
             )),
             Err(e) => {
                 tracing::warn!(error = %e, database = name, "cannot drop a leftover rehearsal database")
@@ -473,14 +479,14 @@ async fn sweep_leftovers(source: &Trust, host: &str) {
 }
 
 /// A short, stable tag of this host for scratch names (lower-case hex).
-fn host_tag() -> String {
+pub(super) fn host_tag() -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(crate::journal::lease::host_name().as_bytes());
     hex::encode(&digest[..4])
 }
 
 /// host:port of a URL, to tell servers apart.
-fn server_of(url: &str) -> String {
+pub(super) fn server_of(url: &str) -> String {
     url::Url::parse(url)
         .map(|u| {
             format!(

@@ -25,6 +25,7 @@ use crate::migrations::Catalogs;
 use crate::session::{ApproveAll, SessionError};
 
 pub mod copy;
+pub mod scratch;
 
 use copy::{copy_estate, CopyError, Scratch};
 
@@ -106,6 +107,14 @@ pub async fn rehearse(r: &Rehearsal<'_>) -> Result<(), RehearseError> {
                 copy.trusts.len(),
                 started.elapsed().as_secs_f64()
             ));
+            // What the lint's findings on the migrations to apply mean on these trusts, read
+            // from the copies (the same data; the originals are not read again).
+            for line in crate::report::estate::lint_on_estate(&copy, catalogs, plan)
+                .await
+                .lines()
+            {
+                say(events, &line);
+            }
             let own_state = StateLocation::parse(
                 &dir.path().join("state.db").display().to_string(),
             )

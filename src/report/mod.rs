@@ -3,6 +3,7 @@
 //! `flotilla report`) are rendered after a run from its journal, through one model
 //! ([`model::RunReport`]).
 
+pub mod estate;
 pub mod html;
 pub mod human;
 pub mod jsonl;

@@ -18,6 +18,7 @@ mod bad_input;
 mod bad_input_safety;
 mod cli;
 mod crash;
+mod estate_lint;
 mod gate_detection;
 mod health_gate;
 mod interrupt;

@@ -1,8 +1,11 @@
 //! Operator commands on real databases: `repair` of a dirty no-transaction migration (with the
 //! invalid index a failed `CREATE INDEX CONCURRENTLY` leaves on Postgres), and `rollback` of a
-//! whole wave or run, verified, on SQLite and Postgres.
+//! whole wave or run, verified, on SQLite and Postgres; rollback's check of the patient-data
+//! tables in the trust's own dialect.
 
-use crate::common::{create_databases, next_version, Workspace};
+use crate::common::{
+    create_databases, next_version, pg_admin_url, url_with_db, version_prefix, Db, Workspace,
+};
 use serde_json::json;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
@@ -357,4 +360,125 @@ fn resume_refuses_a_changed_plan_and_needs_a_decision_for_each_failed_trust() {
     for id in ws.trust_ids().into_iter().filter(|id| id != "camden") {
         assert!(ws.db(&id).applied_versions().contains(&version), "{id}");
     }
+}
+
+/// Two migrations after the last one, in syntax only PostgreSQL accepts (an identity column, an
+/// array, `CREATE OR REPLACE VIEW`, a `DO` block: SQLite answers "near OR: syntax error"). The
+/// first creates `consent`, the second adds a column; returns their versions.
+fn add_postgres_only_migrations(ws: &Workspace) -> (i64, i64) {
+    let (first, p1) = next_version();
+    let second = first + 1;
+    let p2 = version_prefix(second);
+    ws.write(
+        format!("migrations/{p1}_consent.up.sql"),
+        "CREATE TABLE consent (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, patient_id bigint NOT NULL, scopes text[] NOT NULL DEFAULT '{}'::text[]);\n\
+         CREATE OR REPLACE VIEW consent_scopes AS SELECT id, cardinality(scopes) AS n FROM consent;\n\
+         DO $$ BEGIN INSERT INTO consent (patient_id, scopes) VALUES (1, ARRAY['gp']); END $$;\n",
+    );
+    ws.write(
+        format!("migrations/{p1}_consent.down.sql"),
+        "DROP VIEW consent_scopes;\nDROP TABLE consent;\n",
+    );
+    ws.write(
+        format!("migrations/{p2}_consent_withdrawn.up.sql"),
+        "ALTER TABLE consent ADD COLUMN withdrawn_at timestamptz;\n\
+         CREATE OR REPLACE VIEW consent_open AS SELECT id FROM consent WHERE withdrawn_at IS NULL;\n",
+    );
+    ws.write(
+        format!("migrations/{p2}_consent_withdrawn.down.sql"),
+        "DROP VIEW consent_open;\nALTER TABLE consent DROP COLUMN withdrawn_at;\n",
+    );
+    (first, second)
+}
+
+/// Scratch databases of rollback's check on the test cluster, once every rollback that may be
+/// checking at the moment (another test's, running concurrently) has had time to drop its own:
+/// empty unless one was left behind.
+fn rollback_scratch_left() -> Vec<String> {
+    let admin = Db::Postgres(url_with_db(&pg_admin_url(), "postgres"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = admin.query_strings(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'flotilla\\_rollback\\_check\\_%'",
+        );
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn postgres_rollback_checks_the_patient_data_tables_on_postgres_itself() {
+    let ws = postgres_workspace("rollback_pg_only");
+    ws.run(&["demo", "--seed-only", "--patients", "20"])
+        .success();
+    let (first, second) = add_postgres_only_migrations(&ws);
+    let pilot = vec!["camden".to_string(), "islington".to_string()];
+    ws.write_target_plan("consent.yaml", second, &[("pilot", pilot.clone())]);
+    ws.write_target_plan("consent-checked.yaml", second, &[("pilot", pilot)]);
+    ws.edit("plans/consent-checked.yaml", |s| {
+        format!("{s}health:\n  integrity:\n    patient: [id, nhs_number]\n    consent: [id, patient_id]\n")
+    });
+    ws.run(&["rollout", "plans/consent.yaml", "--yes"])
+        .success();
+    for id in ["camden", "islington"] {
+        assert_eq!(version_of(&ws, id), second, "{id}");
+    }
+    let first_s = first.to_string();
+    // The integrity tables exist at the target: the schema is built on PostgreSQL (where the
+    // migrations parse), so the rollback runs without --force, verified.
+    ws.run(&[
+        "rollback",
+        "plans/consent-checked.yaml",
+        "--trust",
+        "camden",
+        "--to",
+        &first_s,
+        "--yes",
+    ])
+    .success()
+    .stdout_contains("(1 down migrations)");
+    assert_eq!(version_of(&ws, "camden"), first);
+    assert!(
+        rollback_scratch_left().is_empty(),
+        "the scratch database is dropped"
+    );
+    // A down that would drop an integrity table (consent did not exist before `first`) is
+    // still refused without --force, nothing changed.
+    let tracking = ws.tracking_snapshot();
+    let below = (first - 1).to_string();
+    ws.run(&[
+        "rollback",
+        "plans/consent-checked.yaml",
+        "--trust",
+        "camden",
+        "--to",
+        &below,
+        "--yes",
+    ])
+    .code(2)
+    .stderr_contains("trust 'camden': at ")
+    .stderr_contains("would destroy them")
+    .stderr_contains("consent")
+    .stderr_contains("--force");
+    assert_eq!(tracking, ws.tracking_snapshot());
+    assert!(
+        rollback_scratch_left().is_empty(),
+        "the scratch database is dropped"
+    );
+    // A plan that names no integrity tables has nothing to check: the same rollback runs
+    // without --force.
+    ws.run(&[
+        "rollback",
+        "plans/consent.yaml",
+        "--trust",
+        "islington",
+        "--to",
+        &below,
+        "--yes",
+    ])
+    .success();
+    assert_eq!(version_of(&ws, "islington"), first - 1);
+    assert!(rollback_scratch_left().is_empty());
 }
