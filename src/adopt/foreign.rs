@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::db::{DbError, Dialect, TrustDb};
-use crate::migrations::version::{digits_key, flyway_key};
+use crate::migrations::version::{diesel_key, digits_key, flyway_key};
 
 /// The tool that migrated the trusts until now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -50,6 +50,7 @@ impl Tool {
     pub fn key(self, text: &str) -> Result<i64, String> {
         match self {
             Tool::Flyway => flyway_key(text).map(|k| k.key),
+            Tool::Diesel => diesel_key(text.trim()),
             _ => digits_key(text.trim()),
         }
         .map_err(|e| e.to_string())

@@ -356,6 +356,7 @@ mod tests {
                 };
                 Migration {
                     version: v,
+                    label: v.to_string(),
                     description: "m".into(),
                     up: script(up),
                     down: script(dir.join(format!("{v}_m.down.sql"))),
