@@ -28,6 +28,7 @@ mod lease;
 mod lint;
 mod pg_restart;
 mod probe_safety;
+mod real_history;
 mod rehearse;
 mod repair_rollback;
 mod reports;
