@@ -11,7 +11,9 @@ use std::path::Path;
 use pg_query::protobuf::{self as pb, AlterTableType, ConstrType, ObjectType, TransactionStmtKind};
 use pg_query::{NodeEnum, NodeRef};
 
-use super::{finding, msg, rules, Finding, Schema, Severity};
+use super::findings::{
+    finding, is_serial, keeps_storage, msg, narrowing, rules, Finding, Schema, Severity,
+};
 use crate::migrations::{Migration, Mode, Reversibility};
 
 /// One statement of a script: its parse tree and where it starts (the byte offset of its first
@@ -266,14 +268,6 @@ fn column_constraints(c: &pb::ColumnDef) -> Vec<&pb::Constraint> {
             _ => None,
         })
         .collect()
-}
-
-/// Serial types fill every row from a sequence: a default.
-pub(super) fn is_serial(type_text: &str) -> bool {
-    matches!(
-        type_text,
-        "serial" | "serial2" | "serial4" | "serial8" | "smallserial" | "bigserial"
-    )
 }
 
 /// Functions whose every call gives another value (PostgreSQL's VOLATILE ones a migration
@@ -795,7 +789,7 @@ fn alter_table(
             if up {
                 let old = schema.tables.get(table).and_then(|t| t.get(&col)).cloned();
                 let narrowed = match &old {
-                    Some(old) => super::narrowing(old, &new).map(|why| {
+                    Some(old) => narrowing(old, &new).map(|why| {
                         out.push(op.at(
                             here,
                             rules::TYPE_NARROWING,
@@ -814,7 +808,7 @@ fn alter_table(
                     }
                     None => Some(()),
                 };
-                if existing && narrowed.is_none() && !super::keeps_storage(old.as_deref(), &new) {
+                if existing && narrowed.is_none() && !keeps_storage(old.as_deref(), &new) {
                     out.push(op.at(
                         here,
                         rules::COLUMN_TYPE_REWRITE,
@@ -883,9 +877,33 @@ fn alter_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Dialect;
-    use crate::migrations::lint::lint;
     use std::path::PathBuf;
+
+    /// The Postgres lint of `migrations` in order, sorted as the lint sorts (an up's findings
+    /// before its down's, then line, column, rule); allows are the lint's, not tested here.
+    fn lint(migrations: &[Migration]) -> Vec<Finding> {
+        let mut schema = Schema::default();
+        let mut out = Vec::new();
+        for m in migrations {
+            lint_script(m, false, &mut schema, &mut out);
+            lint_script(m, true, &mut schema, &mut out);
+        }
+        out.sort_by_key(|f| {
+            let down = f.file.to_string_lossy().ends_with(".down.sql");
+            (
+                f.file
+                    .to_string_lossy()
+                    .split('_')
+                    .next()
+                    .map(str::to_string),
+                down,
+                f.line,
+                f.column,
+                f.rule,
+            )
+        });
+        out
+    }
 
     fn mig(version: i64, up: &str, down: &str) -> Migration {
         Migration::new(
@@ -911,7 +929,7 @@ mod tests {
             ),
             mig(2, up, down),
         ];
-        lint(&ms, Dialect::Postgres)
+        lint(&ms)
             .into_iter()
             .filter(|f| f.file.to_string_lossy().starts_with('2'))
             .collect()
@@ -957,10 +975,7 @@ COMMENT ON COLUMN t.a IS 'x';
         let e = parse("SELECT 1;\n\n-- é\nCREATE TABLE (id int);").unwrap_err();
         assert_eq!(e.message, "syntax error at or near \"(\"");
         assert_eq!((e.line, e.column), (4, 14));
-        let f = lint(
-            &[mig(1, "SELECT 1;\nSELEC 2;", "SELECT 1;")],
-            Dialect::Postgres,
-        );
+        let f = lint(&[mig(1, "SELECT 1;\nSELEC 2;", "SELECT 1;")]);
         assert_eq!(f.len(), 1, "{f:#?}");
         assert_eq!((f[0].rule, f[0].line), (rules::PARSE_ERROR, 2));
         assert_eq!(
