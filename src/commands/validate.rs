@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use super::{outln, Failure, Globals, Outcome};
 use crate::config::Plan;
+use crate::db::Dialect;
 use crate::migrations::lint::check::{check_migrations, load_linted_since};
+use crate::migrations::lint::postgres;
 use crate::migrations::Layout;
 use crate::report::plan::{approval_note, print_write_sizing};
 
@@ -99,26 +101,58 @@ pub async fn run(g: &Globals, args: &ValidateArgs) -> Outcome {
             );
         }
         if !plan.health.is_empty() {
-            crate::health::probes::check_against_schema(&plan.health, catalog, plan.target.version)
+            let locate = |e: &str| {
+                plan.locate_health(e)
+                    .map(|(line, column)| format!(":{line}:{column}"))
+                    .unwrap_or_default()
+            };
+            // The statements are checked in the dialect the plan's trusts run: against the
+            // schema built on a private SQLite database when SQLite trusts are in the plan;
+            // for a Postgres-only plan (whose migrations need not run on SQLite) by
+            // PostgreSQL's own parser here, their tables and columns by each trust's preflight.
+            let sqlite = plan.trusts().any(|id| {
+                inventory
+                    .get(id)
+                    .is_some_and(|t| Dialect::of(&t.database) == Dialect::Sqlite)
+            });
+            let checked = if sqlite {
+                crate::health::probes::check_against_schema(
+                    &plan.health,
+                    catalog,
+                    plan.target.version,
+                )
                 .await
                 .map_err(|e| {
                     // The statements are compiled on a scratch database, not a trust: its
                     // name means nothing to the reader.
                     let e = e.strip_prefix("trust 'schema-check': ").unwrap_or(&e);
-                    let at = plan
-                        .locate_health(e)
-                        .map(|(line, column)| format!(":{line}:{column}"))
-                        .unwrap_or_default();
-                    Failure::config(format!("{}{at}: health: {e}", path.display()))
+                    Failure::config(format!("{}{}: health: {e}", path.display(), locate(e)))
                 })?;
+                format!(
+                    "checked against the schema at version {}",
+                    catalog.label(plan.target.version)
+                )
+            } else {
+                for (what, sql) in crate::health::probes::statements(&plan.health) {
+                    postgres::parse(&sql).map_err(|e| {
+                        let at = locate(&what);
+                        Failure::config(format!(
+                            "{}{at}: health: {what}: does not parse as PostgreSQL: {}",
+                            path.display(),
+                            e.message
+                        ))
+                    })?;
+                }
+                "parsed by PostgreSQL's parser (their tables and columns are checked on each trust before its upgrade)".to_string()
+            };
             let h = &plan.health;
             outln!(
-                "  health: {} latency probes, {}write probe, {} integrity tables, {} invariants; checked against the schema at version {}; every probe statement parsed and read-only (the write probe: one-row insert, cleanup by id)",
+                "  health: {} latency probes, {}write probe, {} integrity tables, {} invariants; {}; every probe statement parsed and read-only (the write probe: one-row insert, cleanup by id)",
                 h.latency_probes.len(),
                 if h.write_probe.is_some() { "a " } else { "no " },
                 h.integrity.len(),
                 h.invariants.len(),
-                catalog.label(plan.target.version)
+                checked
             );
             let w = &h.workload;
             if w.enabled {

@@ -141,3 +141,32 @@ fn crates_io_history_migrated_by_diesel_is_adopted_and_the_same_history_applies_
         vec!["mig/20170318181441_downloads_need_no_id/down.sql:2".to_string()]
     );
 }
+
+/// `validate` on a Postgres estate whose migrations are Postgres-only checks the plan's health
+/// section with PostgreSQL's parser (building the schema on SQLite would fail at the first
+/// migration), and still refuses a probe that is not SQL.
+#[test]
+fn validate_checks_a_postgres_plans_probes_with_postgres_not_sqlite() {
+    let migrations = diesel_order(&history());
+    let (last, _) = migrations.last().unwrap().clone();
+    let target = flotilla::migrations::version::diesel_key(&last).unwrap();
+    let ws = Workspace::new();
+    copy_tree(&history(), &ws.path("mig"));
+    ws.write(
+        "trusts.yaml",
+        "trusts:\n  - id: camden\n    name: Camden\n    region: london\n    tags: [community]\n    \
+         database:\n      url: \"postgres://flotilla@localhost:1/crates\"\n",
+    );
+    ws.write_target_plan("crates.yaml", target, &[("all", vec!["camden".into()])]);
+    let probe = "health:\n  latency_probes:\n    - name: crate-page\n      params: \"SELECT id FROM crates ORDER BY id LIMIT 10\"\n      sql: \"SELECT c.name, count(v.id) FROM crates c LEFT JOIN versions v ON v.crate_id = c.id WHERE c.id = $1 GROUP BY c.name\"\n";
+    ws.edit(PLAN, |p| format!("{p}{probe}"));
+    ws.run(&["validate", PLAN, "--migrations", "mig", "--since", &last])
+        .success()
+        .stdout_contains("parsed by PostgreSQL's parser");
+    ws.replace(PLAN, "GROUP BY c.name", "GROUP BY BY c.name");
+    ws.run(&["validate", PLAN, "--migrations", "mig", "--since", &last])
+        .code(2)
+        .stderr_contains("crates.yaml")
+        .stderr_contains("crate-page")
+        .stderr_contains("does not parse as PostgreSQL");
+}
