@@ -1010,6 +1010,20 @@ mod tests {
         assert_eq!(cat.layout(), Layout::Flyway);
         assert_eq!(labels(&cat), vec!["1", "1.1", "1.10", "2"]);
         assert!(cat.migrations()[2].down.path.ends_with("U1.10__c.sql"));
+        // Flyway reads subdirectories too, and so does flotilla, for Flyway.
+        std::fs::create_dir(dir.path().join("release-3")).unwrap();
+        std::fs::write(dir.path().join("release-3/V3__e.sql"), "").unwrap();
+        std::fs::write(dir.path().join("release-3/U3__e.sql"), "").unwrap();
+        let cat = Catalog::load(dir.path()).unwrap();
+        assert_eq!(labels(&cat), vec!["1", "1.1", "1.10", "2", "3"]);
+        let only_below = dir_with(&[]);
+        std::fs::create_dir(only_below.path().join("v1")).unwrap();
+        std::fs::write(only_below.path().join("v1/V1__a.sql"), "").unwrap();
+        std::fs::write(only_below.path().join("v1/U1__a.sql"), "").unwrap();
+        assert_eq!(
+            Catalog::load(only_below.path()).unwrap().layout(),
+            Layout::Flyway
+        );
         // releases.yaml names Flyway's versions as Flyway writes them.
         std::fs::write(
             dir.path().join("releases.yaml"),

@@ -214,6 +214,23 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
     Ok(out)
 }
 
+/// Every file under `dir`, in its subdirectories too (Flyway reads its locations
+/// recursively), without hidden ones; symlinked directories are not followed.
+fn files_below(dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
+    let mut out = Vec::new();
+    for path in entries(dir)? {
+        let is_dir = std::fs::symlink_metadata(&path)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+        if is_dir {
+            out.extend(files_below(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
 fn file_name(path: &Path) -> &str {
     path.file_name()
         .and_then(|n| n.to_str())
@@ -259,6 +276,12 @@ pub fn detect(dir: &Path) -> Result<Layout, CatalogError> {
         if path.is_dir() {
             if path.join("up.sql").exists() || path.join("down.sql").exists() {
                 note(Layout::Diesel, &path);
+            } else if let Some(v) = files_below(&path)?
+                .into_iter()
+                .find(|p| is_sql(p) && flyway_name(file_name(p)).is_some())
+            {
+                // Flyway reads subdirectories too (`V1__init.sql` in `release-1/`).
+                note(Layout::Flyway, &v);
             }
             continue;
         }
@@ -439,7 +462,7 @@ fn read_flyway(dir: &Path) -> Result<Vec<Found>, CatalogError> {
     let mut undos: BTreeMap<i64, (String, Part)> = BTreeMap::new();
     let mut kinds: Vec<(FlywayKind, PathBuf)> = Vec::new();
     // Versioned migrations first: two of one version are named as such, not their undos.
-    let mut paths = entries(dir)?;
+    let mut paths = files_below(dir)?;
     paths.sort_by_key(|p| !file_name(p).starts_with('V'));
     for path in paths {
         let name = file_name(&path).to_string();

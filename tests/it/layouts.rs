@@ -642,3 +642,28 @@ fn the_rehearsals_down_check_on_postgres_skips_accepted_history() {
         assert!(dbs.db(id).applied_versions().is_empty(), "{id}: untouched");
     }
 }
+
+#[test]
+fn crates_ios_history_rolls_out_on_postgres_in_diesels_order() {
+    let mut ws = Workspace::new();
+    copy_tree(&crates_io(), &ws.path("mig"));
+    ws.write("trusts.yaml", SQLITE_INVENTORY);
+    let ids = vec!["camden".to_string()];
+    let dbs = create_databases("layout_crates_io", &ids);
+    ws.write_pg_inventory(&dbs);
+    let catalog = Catalog::load(&ws.path("mig")).unwrap();
+    let versions: Vec<i64> = catalog.migrations().iter().map(|m| m.version).collect();
+    ws.write_target_plan("crates.yaml", *versions.last().unwrap(), &[("all", ids)]);
+    ws.run(&[
+        "rollout",
+        "plans/crates.yaml",
+        "--migrations",
+        "mig",
+        "--yes",
+    ])
+    .success();
+    assert_eq!(dbs.db("camden").applied_versions(), versions);
+    ws.run(&["status", "--migrations", "mig"])
+        .success()
+        .stdout_contains("2026-07-30-140000-0000");
+}
