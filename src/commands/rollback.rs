@@ -377,22 +377,29 @@ async fn build_and_prepare(
 
 fn parse_target(catalogs: &Catalogs, to: &str) -> Result<Option<i64>, Failure> {
     let catalog = catalogs.base();
-    if let Ok(v) = to.parse::<i64>() {
-        if v == 0 {
-            return Ok(None);
-        }
-        if catalog.get(v).is_none() {
-            return Err(Failure::config(format!(
-                "--to {v}: no migration has that version"
-            )));
-        }
+    if to.trim() == "0" {
+        return Ok(None);
+    }
+    // A release, then a version as the migrations write it (`0130`, `2014-11-27-000000`,
+    // `1.10`), then a 64-bit key as the journal and JSON reports show it.
+    if let Some(v) = catalog.release_version(to) {
         return Ok(Some(v));
     }
-    catalog.release_version(to).map(Some).ok_or_else(|| {
-        let known: Vec<&str> = catalog.releases().map(|(n, _)| n).collect();
-        Failure::config(format!(
-            "--to {to}: not a version or a known release (known: {})",
+    if let Some(v) = catalog.resolve(to).or_else(|| {
+        to.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|k| catalog.get(*k).is_some())
+    }) {
+        return Ok(Some(v));
+    }
+    let known: Vec<&str> = catalog.releases().map(|(n, _)| n).collect();
+    Err(Failure::config(format!(
+        "--to {to}: not a migration's version or a known release (known releases: {})",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
             known.join(", ")
-        ))
-    })
+        }
+    )))
 }

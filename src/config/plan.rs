@@ -21,7 +21,9 @@ use crate::migrations::Catalog;
 struct PlanFile {
     name: String,
     release: Option<Spanned<String>>,
-    target_version: Option<Spanned<i64>>,
+    /// The version as the migrations write it (`0130`, `2014-11-27-000000`, `1.10`), or its
+    /// 64-bit key.
+    target_version: Option<Spanned<String>>,
     concurrency: Option<Spanned<usize>>,
     waves: Spanned<Vec<WaveFile>>,
     health: Option<Spanned<Health>>,
@@ -254,19 +256,26 @@ fn resolve(
             }
         }
         (None, Some(v)) => {
-            if catalog.get(v.value).is_none() {
-                return Err(err(
-                    Some(v.referenced),
-                    format!(
-                        "target_version {} is not a migration in {}",
-                        v.value,
-                        catalog.dir().display()
-                    ),
-                ));
-            }
+            let text = v.value.trim();
+            let version = catalog
+                .resolve(text)
+                .or_else(|| {
+                    text.parse::<i64>()
+                        .ok()
+                        .filter(|k| catalog.get(*k).is_some())
+                })
+                .ok_or_else(|| {
+                    err(
+                        Some(v.referenced),
+                        format!(
+                            "target_version {text} is not a migration in {}",
+                            catalog.dir().display()
+                        ),
+                    )
+                })?;
             Target {
-                version: v.value,
-                release: catalog.release_at(v.value).map(str::to_string),
+                version,
+                release: catalog.release_at(version).map(str::to_string),
             }
         }
     };

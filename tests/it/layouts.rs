@@ -667,3 +667,105 @@ fn crates_ios_history_rolls_out_on_postgres_in_diesels_order() {
         .success()
         .stdout_contains("2026-07-30-140000-0000");
 }
+
+/// A plan's `target_version` and `rollback --to` take a version as the tool writes it: Flyway's
+/// `1.10` (a YAML float if read as a number: it must stay `1.10`, not become `1.1`) and `1_1`,
+/// diesel's `2025-12-29-110242-0000`; the 64-bit key still works.
+#[test]
+fn plans_and_rollback_take_versions_as_the_tool_writes_them() {
+    let ws = sqlite_workspace("flyway");
+    let plan = |target: &str| {
+        ws.write(
+            "plans/layout.yaml",
+            format!(
+                "name: layout\ntarget_version: {target}\nconcurrency: 1\nwaves:\n  - name: all\n    trusts: [camden, kent]\n"
+            ),
+        );
+    };
+    plan("1.10");
+    ws.run(&["plan", "plans/layout.yaml", "--migrations", "mig"])
+        .success()
+        .stdout_contains("1.10");
+    ws.run(&[
+        "rollout",
+        "plans/layout.yaml",
+        "--migrations",
+        "mig",
+        "--yes",
+    ])
+    .success();
+    let flyway = Catalog::load(&ws.path("mig")).unwrap();
+    let key = |v: &str| flyway.resolve(v).unwrap();
+    assert_eq!(
+        ws.db("camden").applied_versions(),
+        vec![key("1"), key("1.1"), key("1.10")],
+        "target_version 1.10 is not 1.1"
+    );
+    ws.run(&[
+        "rollback",
+        "plans/layout.yaml",
+        "--migrations",
+        "mig",
+        "--trust",
+        "camden",
+        "--to",
+        "1_1",
+        "--yes",
+    ])
+    .success();
+    assert_eq!(
+        ws.db("camden").applied_versions(),
+        vec![key("1"), key("1.1")]
+    );
+    let key_text = key("1").to_string();
+    ws.run(&[
+        "rollback",
+        "plans/layout.yaml",
+        "--migrations",
+        "mig",
+        "--trust",
+        "camden",
+        "--to",
+        &key_text,
+        "--yes",
+    ])
+    .success();
+    assert_eq!(ws.db("camden").applied_versions(), vec![key("1")]);
+    ws.run(&[
+        "rollback",
+        "plans/layout.yaml",
+        "--migrations",
+        "mig",
+        "--trust",
+        "camden",
+        "--to",
+        "1.7",
+        "--yes",
+    ])
+    .code(2)
+    .stderr_contains("--to 1.7");
+    plan("3");
+    ws.run(&["plan", "plans/layout.yaml", "--migrations", "mig"])
+        .code(2)
+        .stderr_contains("layout.yaml:2")
+        .stderr_contains("target_version 3 is not a migration");
+
+    let ws = sqlite_workspace("diesel");
+    ws.write(
+        "plans/layout.yaml",
+        "name: layout\ntarget_version: 2025-12-29-110242-0000\nconcurrency: 1\nwaves:\n  - name: all\n    trusts: [camden]\n",
+    );
+    ws.run(&[
+        "rollout",
+        "plans/layout.yaml",
+        "--migrations",
+        "mig",
+        "--yes",
+    ])
+    .success();
+    let diesel = Catalog::load(&ws.path("mig")).unwrap();
+    assert_eq!(
+        ws.db("camden").applied_versions().last().copied(),
+        diesel.resolve("2025-12-29-110242-0000")
+    );
+}
