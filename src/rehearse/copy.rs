@@ -411,7 +411,7 @@ pub(super) async fn create_database(source: &Trust, name: &str) -> Result<(), Db
     on_server_of(
         source,
         &format!("CREATE DATABASE {}", quote_ident(name)),
-        "creating the rehearsal's scratch database (needs CREATEDB)",
+        &format!("creating the scratch database {name} (needs CREATEDB)"),
     )
     .await
 }
@@ -421,7 +421,7 @@ pub(super) async fn drop_database(source: &Trust, name: &str) -> Result<(), DbEr
     on_server_of(
         source,
         &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)),
-        "dropping a rehearsal's scratch database",
+        &format!("dropping the scratch database {name}"),
     )
     .await
 }
