@@ -181,10 +181,15 @@ pub async fn run(g: &Globals, args: &AdoptArgs) -> Outcome {
         .collect();
     let source = match (&args.baseline, args.from) {
         (Some(text), from) => {
-            let key = from
-                .unwrap_or(Tool::Sqlx)
-                .key(text)
-                .map_err(|e| Failure::config(format!("--baseline {text}: {e}")))?;
+            // As the migrations write it (`0130`, `2014-11-27-000000`, `1.10`), else as the
+            // tool does.
+            let key = match catalogs.base().resolve(text) {
+                Some(key) => key,
+                None => from
+                    .unwrap_or(Tool::Sqlx)
+                    .key(text)
+                    .map_err(|e| Failure::config(format!("--baseline {text}: {e}")))?,
+            };
             Source::Baseline(from, key)
         }
         (None, Some(tool)) => Source::Tool(tool),
@@ -324,6 +329,7 @@ pub async fn run(g: &Globals, args: &AdoptArgs) -> Outcome {
         None
     };
     let config = g.migrations.join("flotilla.yaml");
+    let accepted = accepted.map(|v| (v, catalogs.base().label(v)));
     print_report(args, source, &results, accepted, &config);
     match failure {
         Some(f) => Err(f),
@@ -335,7 +341,7 @@ fn print_report(
     args: &AdoptArgs,
     source: Source,
     results: &[(String, Assessed)],
-    accepted: Option<i64>,
+    accepted: Option<(i64, String)>,
     config: &std::path::Path,
 ) {
     let dry = args.dry_run;
@@ -378,7 +384,8 @@ fn print_report(
                 "baseline": baseline,
                 "dry_run": dry,
                 "trusts": trusts,
-                "accepted": accepted,
+                "accepted": accepted.as_ref().map(|(v, _)| v),
+                "accepted_label": accepted.as_ref().map(|(_, label)| label),
                 "accepted_in": config,
             }));
         }
@@ -413,7 +420,7 @@ fn print_report(
                     print_line(&format!("  note: {n}"));
                 }
             }
-            if let Some(v) = accepted {
+            if let Some((_, v)) = &accepted {
                 print_line(&format!(
                     "Every trust {} the migrations up to {v}. To treat them as accepted history (lint and the down checks then cover only newer migrations), add to {}:\naccepted: {v}",
                     if dry { "would be adopted with" } else { "adopted has run" },

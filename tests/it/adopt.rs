@@ -221,7 +221,7 @@ fn adopt_then_rollout_is_a_noop(pg: Option<&str>, tool: Tool) {
     ws.run(&["adopt", PLAN, "--from", tool.arg()])
         .success()
         .stdout_contains("adopted")
-        .stdout_contains(&format!("accepted: {target}"));
+        .stdout_contains(&format!("accepted: {}", prefix(target)));
     for (i, id) in IN_PLAN.iter().enumerate() {
         let db = ws.db(id);
         assert_eq!(
@@ -512,7 +512,7 @@ fn baseline(pg: Option<&str>) {
         "camden",
     ])
     .success()
-    .stdout_contains(&format!("accepted: {v50}"));
+    .stdout_contains(&format!("accepted: {}", prefix(v50)));
     let through: Vec<i64> = catalog_versions()
         .into_iter()
         .filter(|v| *v <= v50)

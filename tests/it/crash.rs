@@ -7,7 +7,7 @@
 //! The Postgres test keeps flotilla's state database on Postgres too (`--state postgres://`),
 //! so both state stores are crashed.
 //!
-//! `FLOTILLA_CRASH_POINTS` (default 15 per dialect) and `FLOTILLA_CRASH_SEED` (default: from
+//! `FLOTILLA_CRASH_POINTS` (default 10 per dialect) and `FLOTILLA_CRASH_SEED` (default: from
 //! the time; always printed) control the kill points, e.g.
 //! `FLOTILLA_CRASH_SEED=1234 scripts/test --test it -- crash:: --nocapture`.
 
@@ -31,7 +31,7 @@ const ESTATE: &[&str] = &[
     "kent-community",
 ];
 const PATIENTS: &str = "100";
-const DEFAULT_POINTS: usize = 15;
+const DEFAULT_POINTS: usize = 10;
 /// How many times recovery may meet "locked" (6) or "interrupted" (8) before it is a failure.
 const RECOVERY_ATTEMPTS: usize = 4;
 

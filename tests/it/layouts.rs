@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use flotilla::migrations::{Catalog, Layout, Mode, Reversibility};
 use sha2::{Digest, Sha256};
 
-use crate::common::{copy_tree, create_databases, repo_root, Workspace};
+use crate::common::{copy_tree, create_databases, repo_root, Outcome, Workspace};
 
 fn fixture(layout: &str) -> PathBuf {
     repo_root().join("tests/fixtures/layouts").join(layout)
@@ -32,6 +32,13 @@ fn sqlite_workspace(layout: &str) -> Workspace {
     ws.write("estate/camden.db", "");
     ws.write("estate/kent.db", "");
     ws
+}
+
+/// `flotilla ARGS --migrations mig`: the layout's files as copied into the workspace.
+fn in_mig(ws: &Workspace, args: &[&str]) -> Outcome {
+    let mut all = args.to_vec();
+    all.extend(["--migrations", "mig"]);
+    ws.run(&all)
 }
 
 /// One expected migration: label, up mode, down mode.
@@ -174,7 +181,7 @@ fn each_layout_validates_and_rolls_out_on_sqlite_then_rolls_back() {
             .iter()
             .map(|m| m.label.clone())
             .collect();
-        let out = ws.run(&["validate", "--migrations", "mig"]);
+        let out = in_mig(&ws, &["validate"]);
         out.success()
             .stdout_contains(&format!("{} migrations", versions.len()))
             .stdout_contains("downs rehearsed");
@@ -187,49 +194,36 @@ fn each_layout_validates_and_rolls_out_on_sqlite_then_rolls_back() {
             last,
             &[("all", vec!["camden".into(), "kent".into()])],
         );
-        ws.run(&["plan", "plans/layout.yaml", "--migrations", "mig"])
+        in_mig(&ws, &["plan", "plans/layout.yaml"])
             .success()
             .stdout_contains(&format!("apply {}", labels.join(", ")));
-        ws.run(&[
-            "rollout",
-            "plans/layout.yaml",
-            "--migrations",
-            "mig",
-            "--yes",
-        ])
-        .success();
+        in_mig(&ws, &["rollout", "plans/layout.yaml", "--yes"]).success();
         for id in ["camden", "kent"] {
             assert_eq!(ws.db(id).applied_versions(), versions, "{name} {id}");
         }
         // Status shows the version as the tool writes it.
-        ws.run(&["status", "--migrations", "mig"])
+        in_mig(&ws, &["status"])
             .success()
             .stdout_contains(labels.last().unwrap());
         // A second rollout has nothing to do.
         let tracking = ws.tracking_snapshot();
-        ws.run(&[
-            "rollout",
-            "plans/layout.yaml",
-            "--migrations",
-            "mig",
-            "--yes",
-        ])
-        .success();
+        in_mig(&ws, &["rollout", "plans/layout.yaml", "--yes"]).success();
         assert_eq!(tracking, ws.tracking_snapshot(), "{name}");
         // And the downs take camden back to the second migration (the first may be 0, which
         // `--to` reads as "everything").
         let second = versions[1].to_string();
-        ws.run(&[
-            "rollback",
-            "plans/layout.yaml",
-            "--migrations",
-            "mig",
-            "--trust",
-            "camden",
-            "--to",
-            &second,
-            "--yes",
-        ])
+        in_mig(
+            &ws,
+            &[
+                "rollback",
+                "plans/layout.yaml",
+                "--trust",
+                "camden",
+                "--to",
+                &second,
+                "--yes",
+            ],
+        )
         .success();
         assert_eq!(ws.db("camden").applied_versions(), versions[..2], "{name}");
         assert!(ws.db("camden").table_exists("ward"), "{name}");
@@ -245,17 +239,10 @@ fn a_diesel_history_rolls_out_on_postgres() {
     let catalog = Catalog::load(&ws.path("mig")).unwrap();
     let versions: Vec<i64> = catalog.migrations().iter().map(|m| m.version).collect();
     ws.write_target_plan("layout.yaml", *versions.last().unwrap(), &[("all", ids)]);
-    ws.run(&["validate", "--migrations", "mig", "plans/layout.yaml"])
+    in_mig(&ws, &["validate", "plans/layout.yaml"])
         .success()
         .stdout_contains("(diesel layout)");
-    ws.run(&[
-        "rollout",
-        "plans/layout.yaml",
-        "--migrations",
-        "mig",
-        "--yes",
-    ])
-    .success();
+    in_mig(&ws, &["rollout", "plans/layout.yaml", "--yes"]).success();
     for id in ["camden", "kent"] {
         let db = dbs.db(id);
         assert_eq!(db.applied_versions(), versions, "{id}");
@@ -267,14 +254,7 @@ fn a_diesel_history_rolls_out_on_postgres() {
         );
     }
     let tracking = ws.tracking_snapshot();
-    ws.run(&[
-        "rollout",
-        "plans/layout.yaml",
-        "--migrations",
-        "mig",
-        "--yes",
-    ])
-    .success();
+    in_mig(&ws, &["rollout", "plans/layout.yaml", "--yes"]).success();
     assert_eq!(tracking, ws.tracking_snapshot());
 }
 
@@ -287,7 +267,7 @@ fn files_of_two_layouts_are_refused_until_layout_says_which() {
         "mig/V1__create_ward.sql",
         "CREATE TABLE ward (id INTEGER);\n",
     );
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .code(2)
         .stderr_contains("two layouts")
         .stderr_contains("diesel")
@@ -296,7 +276,7 @@ fn files_of_two_layouts_are_refused_until_layout_says_which() {
         .stderr_contains("flotilla.yaml");
     // Named, diesel skips the loose file as it skips every loose file.
     ws.write("mig/flotilla.yaml", "layout: diesel\n");
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .success()
         .stdout_contains("4 migrations (diesel layout)");
 }
@@ -305,21 +285,21 @@ fn files_of_two_layouts_are_refused_until_layout_says_which() {
 fn layout_overrides_detection_and_flotilla_yaml_is_checked_like_every_yaml() {
     let ws = sqlite_workspace("sqlx");
     ws.write("mig/flotilla.yaml", "layout: dbmate\n");
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .code(2)
         .stderr_contains("20240101120000_create_ward")
         .stderr_contains("-- migrate:up");
     ws.write("mig/flotilla.yaml", "layout: sqlx\n");
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .success()
         .stdout_contains("(sqlx layout)");
     ws.write("mig/flotilla.yaml", "layout: sqlx\nlayuot: diesel\n");
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .code(2)
         .stderr_contains("flotilla.yaml:2")
         .stderr_contains("layuot");
     ws.write("mig/flotilla.yaml", "\nlayout: liquibase\n");
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .code(2)
         .stderr_contains("flotilla.yaml:2")
         .stderr_contains("liquibase");
@@ -337,7 +317,7 @@ fn refused(files: &[(&str, &str)], path: &str, what: &str) {
     for (name, body) in files {
         ws.write(Path::new("mig").join(name), body);
     }
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .code(2)
         .no_panic()
         .stderr_contains(path)
@@ -478,24 +458,15 @@ fn crates_io_workspace() -> Workspace {
 fn validate_since_the_last_crates_io_migration_checks_only_what_is_new() {
     let ws = crates_io_workspace();
     let last = "2026-07-30-140000-0000";
-    ws.run(&["validate", "--migrations", "mig"]).code(2);
-    ws.run(&["validate", "--migrations", "mig", "--since", last])
+    in_mig(&ws, &["validate"]).code(2);
+    in_mig(&ws, &["validate", "--since", last])
         .success()
         .stdout_contains("accepted history: 285 migrations, up to 2026-07-30-140000-0000")
         .stdout_contains("accepted history not linted: 285 migrations");
-    ws.run(&[
-        "lint",
-        "--migrations",
-        "mig",
-        "--dialect",
-        "postgres",
-        "--since",
-        last,
-    ])
-    .success();
+    in_mig(&ws, &["lint", "--dialect", "postgres", "--since", last]).success();
     // The same, kept in the migrations' flotilla.yaml.
     ws.write("mig/flotilla.yaml", format!("accepted: {last}\n"));
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .success()
         .stdout_contains("accepted: in flotilla.yaml");
     // A new bad migration after it is still caught.
@@ -507,18 +478,18 @@ fn validate_since_the_last_crates_io_migration_checks_only_what_is_new() {
         "mig/2026-08-01-090000-0000_drop_crate_description/down.sql",
         "ALTER TABLE crates ADD COLUMN description VARCHAR;\n",
     );
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .code(2)
         .stdout_contains("2026-08-01-090000-0000_drop_crate_description/up.sql")
         .stdout_contains("drop-column")
         .stdout_contains("286 migrations");
     // A version that is not a migration is refused with the file and line.
     ws.write("mig/flotilla.yaml", "\naccepted: 2026-07-31-000000\n");
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .code(2)
         .stderr_contains("flotilla.yaml:2")
         .stderr_contains("2026-07-31-000000");
-    ws.run(&["validate", "--migrations", "mig", "--since", "2099"])
+    in_mig(&ws, &["validate", "--since", "2099"])
         .code(2)
         .stderr_contains("--since")
         .stderr_contains("2099");
@@ -534,11 +505,11 @@ fn accepted_history_is_not_rehearsed_but_a_rollback_across_it_stops_cleanly_at_a
         "mig/20240215093000_add_ward_beds.down.sql",
         "DROP TABLE ward_beds_since_renamed;\n",
     );
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .code(2)
         .stdout_contains("rehearsal-failed");
     ws.write("mig/flotilla.yaml", "accepted: 20240215093000\n");
-    ws.run(&["validate", "--migrations", "mig"])
+    in_mig(&ws, &["validate"])
         .success()
         .stdout_contains("accepted history: 2 migrations, up to 20240215093000");
     ws.write_target_plan(
@@ -546,30 +517,24 @@ fn accepted_history_is_not_rehearsed_but_a_rollback_across_it_stops_cleanly_at_a
         20240301000000,
         &[("all", vec!["camden".into(), "kent".into()])],
     );
-    ws.run(&["plan", "plans/layout.yaml", "--migrations", "mig"])
+    in_mig(&ws, &["plan", "plans/layout.yaml"])
         .success()
         .stdout_contains("accepted history: 2 migrations");
-    ws.run(&[
-        "rollout",
-        "plans/layout.yaml",
-        "--migrations",
-        "mig",
-        "--yes",
-    ])
-    .success();
+    in_mig(&ws, &["rollout", "plans/layout.yaml", "--yes"]).success();
     // The rollback runs the newer down, then stops at the failing old one: that migration
     // stays applied and recorded, nothing below it is touched.
-    ws.run(&[
-        "rollback",
-        "plans/layout.yaml",
-        "--migrations",
-        "mig",
-        "--trust",
-        "camden",
-        "--to",
-        "20240101120000",
-        "--yes",
-    ])
+    in_mig(
+        &ws,
+        &[
+            "rollback",
+            "plans/layout.yaml",
+            "--trust",
+            "camden",
+            "--to",
+            "20240101120000",
+            "--yes",
+        ],
+    )
     .code(5)
     .stderr_contains("ward_beds_since_renamed");
     let camden = ws.db("camden");
@@ -654,16 +619,9 @@ fn crates_ios_history_rolls_out_on_postgres_in_diesels_order() {
     let catalog = Catalog::load(&ws.path("mig")).unwrap();
     let versions: Vec<i64> = catalog.migrations().iter().map(|m| m.version).collect();
     ws.write_target_plan("crates.yaml", *versions.last().unwrap(), &[("all", ids)]);
-    ws.run(&[
-        "rollout",
-        "plans/crates.yaml",
-        "--migrations",
-        "mig",
-        "--yes",
-    ])
-    .success();
+    in_mig(&ws, &["rollout", "plans/crates.yaml", "--yes"]).success();
     assert_eq!(dbs.db("camden").applied_versions(), versions);
-    ws.run(&["status", "--migrations", "mig"])
+    in_mig(&ws, &["status"])
         .success()
         .stdout_contains("2026-07-30-140000-0000");
 }
@@ -683,17 +641,10 @@ fn plans_and_rollback_take_versions_as_the_tool_writes_them() {
         );
     };
     plan("1.10");
-    ws.run(&["plan", "plans/layout.yaml", "--migrations", "mig"])
+    in_mig(&ws, &["plan", "plans/layout.yaml"])
         .success()
         .stdout_contains("1.10");
-    ws.run(&[
-        "rollout",
-        "plans/layout.yaml",
-        "--migrations",
-        "mig",
-        "--yes",
-    ])
-    .success();
+    in_mig(&ws, &["rollout", "plans/layout.yaml", "--yes"]).success();
     let flyway = Catalog::load(&ws.path("mig")).unwrap();
     let key = |v: &str| flyway.resolve(v).unwrap();
     assert_eq!(
@@ -701,51 +652,54 @@ fn plans_and_rollback_take_versions_as_the_tool_writes_them() {
         vec![key("1"), key("1.1"), key("1.10")],
         "target_version 1.10 is not 1.1"
     );
-    ws.run(&[
-        "rollback",
-        "plans/layout.yaml",
-        "--migrations",
-        "mig",
-        "--trust",
-        "camden",
-        "--to",
-        "1_1",
-        "--yes",
-    ])
+    in_mig(
+        &ws,
+        &[
+            "rollback",
+            "plans/layout.yaml",
+            "--trust",
+            "camden",
+            "--to",
+            "1_1",
+            "--yes",
+        ],
+    )
     .success();
     assert_eq!(
         ws.db("camden").applied_versions(),
         vec![key("1"), key("1.1")]
     );
     let key_text = key("1").to_string();
-    ws.run(&[
-        "rollback",
-        "plans/layout.yaml",
-        "--migrations",
-        "mig",
-        "--trust",
-        "camden",
-        "--to",
-        &key_text,
-        "--yes",
-    ])
+    in_mig(
+        &ws,
+        &[
+            "rollback",
+            "plans/layout.yaml",
+            "--trust",
+            "camden",
+            "--to",
+            &key_text,
+            "--yes",
+        ],
+    )
     .success();
     assert_eq!(ws.db("camden").applied_versions(), vec![key("1")]);
-    ws.run(&[
-        "rollback",
-        "plans/layout.yaml",
-        "--migrations",
-        "mig",
-        "--trust",
-        "camden",
-        "--to",
-        "1.7",
-        "--yes",
-    ])
+    in_mig(
+        &ws,
+        &[
+            "rollback",
+            "plans/layout.yaml",
+            "--trust",
+            "camden",
+            "--to",
+            "1.7",
+            "--yes",
+        ],
+    )
     .code(2)
     .stderr_contains("--to 1.7");
     plan("3");
-    ws.run(&["plan", "plans/layout.yaml", "--migrations", "mig"])
+    in_mig(&ws, &["plan", "plans/layout.yaml"])
         .code(2)
         .stderr_contains("layout.yaml:2")
         .stderr_contains("target_version 3 is not a migration");
@@ -755,14 +709,7 @@ fn plans_and_rollback_take_versions_as_the_tool_writes_them() {
         "plans/layout.yaml",
         "name: layout\ntarget_version: 2025-12-29-110242-0000\nconcurrency: 1\nwaves:\n  - name: all\n    trusts: [camden]\n",
     );
-    ws.run(&[
-        "rollout",
-        "plans/layout.yaml",
-        "--migrations",
-        "mig",
-        "--yes",
-    ])
-    .success();
+    in_mig(&ws, &["rollout", "plans/layout.yaml", "--yes"]).success();
     let diesel = Catalog::load(&ws.path("mig")).unwrap();
     assert_eq!(
         ws.db("camden").applied_versions().last().copied(),
