@@ -41,6 +41,22 @@ fn in_mig(ws: &Workspace, args: &[&str]) -> Outcome {
     ws.run(&all)
 }
 
+/// `flotilla rollback plans/layout.yaml --trust camden --to TO --yes` on the copied files.
+fn roll_camden_back(ws: &Workspace, to: &str) -> Outcome {
+    in_mig(
+        ws,
+        &[
+            "rollback",
+            "plans/layout.yaml",
+            "--trust",
+            "camden",
+            "--to",
+            to,
+            "--yes",
+        ],
+    )
+}
+
 /// One expected migration: label, up mode, down mode.
 type Expected = (&'static str, Mode, Mode);
 
@@ -212,19 +228,7 @@ fn each_layout_validates_and_rolls_out_on_sqlite_then_rolls_back() {
         // And the downs take camden back to the second migration (the first may be 0, which
         // `--to` reads as "everything").
         let second = versions[1].to_string();
-        in_mig(
-            &ws,
-            &[
-                "rollback",
-                "plans/layout.yaml",
-                "--trust",
-                "camden",
-                "--to",
-                &second,
-                "--yes",
-            ],
-        )
-        .success();
+        roll_camden_back(&ws, &second).success();
         assert_eq!(ws.db("camden").applied_versions(), versions[..2], "{name}");
         assert!(ws.db("camden").table_exists("ward"), "{name}");
     }
@@ -523,20 +527,9 @@ fn accepted_history_is_not_rehearsed_but_a_rollback_across_it_stops_cleanly_at_a
     in_mig(&ws, &["rollout", "plans/layout.yaml", "--yes"]).success();
     // The rollback runs the newer down, then stops at the failing old one: that migration
     // stays applied and recorded, nothing below it is touched.
-    in_mig(
-        &ws,
-        &[
-            "rollback",
-            "plans/layout.yaml",
-            "--trust",
-            "camden",
-            "--to",
-            "20240101120000",
-            "--yes",
-        ],
-    )
-    .code(5)
-    .stderr_contains("ward_beds_since_renamed");
+    roll_camden_back(&ws, "20240101120000")
+        .code(5)
+        .stderr_contains("ward_beds_since_renamed");
     let camden = ws.db("camden");
     assert_eq!(
         camden.applied_versions(),
@@ -652,52 +645,17 @@ fn plans_and_rollback_take_versions_as_the_tool_writes_them() {
         vec![key("1"), key("1.1"), key("1.10")],
         "target_version 1.10 is not 1.1"
     );
-    in_mig(
-        &ws,
-        &[
-            "rollback",
-            "plans/layout.yaml",
-            "--trust",
-            "camden",
-            "--to",
-            "1_1",
-            "--yes",
-        ],
-    )
-    .success();
+    roll_camden_back(&ws, "1_1").success();
     assert_eq!(
         ws.db("camden").applied_versions(),
         vec![key("1"), key("1.1")]
     );
     let key_text = key("1").to_string();
-    in_mig(
-        &ws,
-        &[
-            "rollback",
-            "plans/layout.yaml",
-            "--trust",
-            "camden",
-            "--to",
-            &key_text,
-            "--yes",
-        ],
-    )
-    .success();
+    roll_camden_back(&ws, &key_text).success();
     assert_eq!(ws.db("camden").applied_versions(), vec![key("1")]);
-    in_mig(
-        &ws,
-        &[
-            "rollback",
-            "plans/layout.yaml",
-            "--trust",
-            "camden",
-            "--to",
-            "1.7",
-            "--yes",
-        ],
-    )
-    .code(2)
-    .stderr_contains("--to 1.7");
+    roll_camden_back(&ws, "1.7")
+        .code(2)
+        .stderr_contains("--to 1.7");
     plan("3");
     in_mig(&ws, &["plan", "plans/layout.yaml"])
         .code(2)
