@@ -115,16 +115,7 @@ pub struct Read {
 /// Whether `table` exists in the connection's schema (SQLite: the main database; Postgres:
 /// `current_schema()`). Never creates anything.
 pub async fn table_exists(db: &mut TrustDb, table: &str) -> Result<bool, DbError> {
-    let query = match db.dialect() {
-        Dialect::Sqlite => format!(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = {}",
-            crate::db::sql::quote_literal(table)
-        ),
-        Dialect::Postgres => format!(
-            "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = {} AND schemaname = current_schema()",
-            crate::db::sql::quote_literal(table)
-        ),
-    };
+    let query = crate::db::sql::table_exists(db.dialect(), table);
     Ok(db
         .query_i64(&query, &format!("looking for {table}"))
         .await?

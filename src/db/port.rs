@@ -519,8 +519,10 @@ impl TrustDb {
     pub async fn applied(&mut self) -> Result<Vec<AppliedMigration>, DbError> {
         let dialect = self.dialect();
         let err = self.query_err("reading the tracking table");
-        let exists: i64 = on_conn!(self, c => sqlx::query_scalar(sql::tracking_table_exists(dialect)).fetch_one(&mut *c).await)
-            .map_err(err)?;
+        let exists_sql = sql::tracking_table_exists(dialect);
+        let exists: i64 =
+            on_conn!(self, c => sqlx::query_scalar(&exists_sql).fetch_one(&mut *c).await)
+                .map_err(err)?;
         if exists == 0 {
             return Ok(Vec::new());
         }

@@ -68,24 +68,24 @@ pub const MARK_DIRTY: &str = concat!(
 /// Forgets a reverted migration.
 pub const DELETE_APPLIED: &str = concat!("DELETE FROM ", tracking_table!(), " WHERE version = $1");
 
-/// Does the tracking table exist? (read-only; never creates it)
-pub fn tracking_table_exists(dialect: Dialect) -> &'static str {
+/// Does `table` exist (SQLite: in the main database; Postgres: in `current_schema()`)?
+/// Read-only: `SELECT COUNT(*)`, never creates anything.
+pub fn table_exists(dialect: Dialect, table: &str) -> String {
     match dialect {
-        Dialect::Sqlite => {
-            concat!(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '",
-                tracking_table!(),
-                "'"
-            )
-        }
-        Dialect::Postgres => {
-            concat!(
-                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '",
-                tracking_table!(),
-                "' AND schemaname = current_schema()"
-            )
-        }
+        Dialect::Sqlite => format!(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = {}",
+            quote_literal(table)
+        ),
+        Dialect::Postgres => format!(
+            "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = {} AND schemaname = current_schema()",
+            quote_literal(table)
+        ),
     }
+}
+
+/// Does the tracking table exist? (read-only; never creates it)
+pub fn tracking_table_exists(dialect: Dialect) -> String {
+    table_exists(dialect, tracking_table!())
 }
 
 /// The statement that takes the per-trust lock, as shown to users.

@@ -330,14 +330,12 @@ async fn sqlite_figures(
         let Some(Some(name)) = row.into_iter().next() else {
             continue;
         };
-        let rows = db
-            .text_rows(
-                &format!("SELECT CAST(count(*) AS TEXT) FROM {}", quote_ident(&name)),
-                1,
+        let n = db
+            .query_i64(
+                &format!("SELECT count(*) FROM {}", quote_ident(&name)),
                 "counting the rows of a table a lint finding names",
             )
             .await?;
-        let n = number(rows.first().and_then(|r| r.first())).unwrap_or(0);
         out.insert(
             name.to_ascii_lowercase(),
             TableFigures {
@@ -379,17 +377,16 @@ async fn pg_figures(
         let estimate = number(row.get(1)).unwrap_or(-1);
         let bytes = number(row.get(2)).map(|b| b.max(0) as u64);
         let counted = db
-            .text_rows(
+            .query_i64(
                 &format!(
-                    "SELECT count(*)::text FROM (SELECT 1 FROM {} LIMIT {}) s",
+                    "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {}) s",
                     quote_ident(&name),
                     COUNTED_UP_TO + 1
                 ),
-                1,
                 "counting the rows of a table a lint finding names (at most 10,001)",
             )
-            .await?;
-        let counted = number(counted.first().and_then(|r| r.first())).unwrap_or(0) as u64;
+            .await?
+            .max(0) as u64;
         let figures = if counted <= COUNTED_UP_TO {
             TableFigures {
                 rows: counted,
