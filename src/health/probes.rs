@@ -552,6 +552,7 @@ pub async fn measure(
     writes: Option<WriteBatch>,
 ) -> Snapshot {
     let mut snap = Snapshot::default();
+    let started = std::time::Instant::now();
     let mut db = match TrustDb::connect(trust, Access::ReadOnly).await {
         Ok(db) => db,
         Err(e) => {
@@ -560,6 +561,7 @@ pub async fn measure(
             return snap;
         }
     };
+    let connected = started.elapsed();
     if scope != Scope::Soak {
         for (table, columns) in &health.integrity {
             let figures = table_figures(&mut db, table, columns, rewrites, rows)
@@ -574,22 +576,29 @@ pub async fn measure(
             snap.integrity.insert(table.clone(), figures);
         }
     }
+    let integrity = started.elapsed() - connected;
     if scope == Scope::Integrity {
         db.close().await;
         return snap;
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut times = [std::time::Duration::ZERO; 3];
     let probes = async {
+        let t = std::time::Instant::now();
         for inv in &health.invariants {
             let context = format!("invariant '{}'", inv.name);
             let sql = &inv.sql;
             let v = read_only!(&mut db, &context, db.query_i64(sql, &context));
             snap.invariants.insert(inv.name.clone(), v);
         }
+        times[0] = t.elapsed();
+        let t = std::time::Instant::now();
         for probe in &health.latency_probes {
             let samples = time_probe(trust, &mut db, probe, params.get(&probe.name)).await;
             snap.latency.insert(probe.name.clone(), samples);
         }
+        times[1] = t.elapsed();
+        let t = std::time::Instant::now();
         if let Some(wp) = &health.write_probe {
             let batch = writes
                 .clone()
@@ -597,11 +606,22 @@ pub async fn measure(
                 .unwrap_or_else(|| WriteBatch::new(1, 1));
             snap.write = Some(write_probe(trust, wp, &batch).await);
         }
+        times[2] = t.elapsed();
         let _ = stop.send(());
     };
     let ((), waits) = futures::join!(probes, watch_lock_waits(trust, stopped));
     snap.lock_waits = waits;
     db.close().await;
+    tracing::debug!(
+        trust = %trust.id,
+        connect_ms = connected.as_millis() as u64,
+        integrity_ms = integrity.as_millis() as u64,
+        invariants_ms = times[0].as_millis() as u64,
+        latency_ms = times[1].as_millis() as u64,
+        writes_ms = times[2].as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "window measured"
+    );
     snap
 }
 
