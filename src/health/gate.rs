@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 use super::probes::{LatencySamples, LockWaits, Snapshot, WriteSamples};
+use super::sequential::{Decision, Reference, Sampling};
 pub use super::stats::machine_factor;
 use super::stats::{clopper_pearson_upper, hodges_lehmann_shift, mann_whitney_greater, percentile};
 use super::workload::WorkloadComparison;
@@ -105,6 +106,25 @@ pub struct LatencyComparison {
     pub baseline_ms: Vec<f64>,
     /// Window samples as measured, ms (for plots).
     pub samples_ms: Vec<f64>,
+    /// How many samples the window took and whether the sequential rule stopped it early
+    /// (latency probes; absent for the write probe and in journals written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
+}
+
+impl LatencyComparison {
+    /// ` (pass after 15 of 40 samples)` when the window stopped early, else nothing.
+    pub fn sampling_note(&self) -> String {
+        match &self.sampling {
+            Some(s) if s.stopped_early() => format!(
+                " ({} after {} of {} samples)",
+                s.decision_label(),
+                s.samples,
+                s.cap
+            ),
+            _ => String::new(),
+        }
+    }
 }
 
 /// A verdict with the latency figures behind it.
@@ -273,7 +293,27 @@ pub fn compare_latency(
         regressed,
         baseline_ms: baseline.ms.clone(),
         samples_ms: window.ms.clone(),
+        sampling: None,
     })
+}
+
+/// [`compare_latency`] for a latency probe capped at `cap` samples: a window the sequential
+/// rule ([`super::sequential`]) stopped before the cap takes its decision (pass, or a
+/// regression to confirm); a window that sampled to the cap is judged by the fixed test.
+pub fn compare_latency_sequential(
+    probe: &str,
+    baseline: &LatencySamples,
+    window: &LatencySamples,
+    r: &Regression,
+    cap: usize,
+) -> Option<LatencyComparison> {
+    let mut c = compare_latency(probe, baseline, window, r)?;
+    let sampling = Reference::new(baseline, r).sampling(window, cap);
+    if sampling.stopped_early() {
+        c.regressed = sampling.decision == Decision::Fail;
+    }
+    c.sampling = Some(sampling);
+    Some(c)
 }
 
 /// Share of lock-wait polls that, with a write slowdown of at least half the allowed ratio,
@@ -327,15 +367,20 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
             let name = &probe.name;
             match (baseline.latency.get(name), window.latency.get(name)) {
                 (Some(Ok(b)), Some(Ok(w))) => {
-                    match compare_latency(name, b, w, &health.regression) {
+                    match compare_latency_sequential(name, b, w, &health.regression, probe.samples)
+                    {
                         Some(c) => {
                             if c.regressed {
                                 latency_fails += 1;
-                                fail.push(regression_reason(
+                                let mut reason = regression_reason(
                                     &format!("latency probe '{name}'"),
                                     &c,
                                     &health.regression,
-                                ));
+                                );
+                                if let Some(s) = c.sampling.as_ref().filter(|s| s.stopped_early()) {
+                                    reason.push_str(&format!("; {}", s.describe()));
+                                }
+                                fail.push(reason);
                             }
                             latency.push(c);
                         }
