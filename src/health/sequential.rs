@@ -221,13 +221,21 @@ fn log_mixture(n: usize, k: usize, up: bool) -> f64 {
 /// The most samples reaching `θ` of `n` that still rule out "median ≥ θ" at level `alpha`
 /// (`None`: none). The mixture falls as `k` grows, so a binary search finds it.
 fn most_reaching(n: usize, alpha: f64) -> Option<usize> {
-    static CACHE: OnceLock<Mutex<HashMap<(u64, usize), Option<usize>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
+    static CACHE: Cache = OnceLock::new();
+    cached(&CACHE, n, alpha, || search_most_reaching(n, alpha))
+}
+
+/// Order-statistic ranks by `(alpha, n)`: they depend on nothing else, and a window looks
+/// up the same few again and again.
+type Cache = OnceLock<Mutex<HashMap<(u64, usize), Option<usize>>>>;
+
+fn cached(cache: &Cache, n: usize, alpha: f64, f: impl FnOnce() -> Option<usize>) -> Option<usize> {
+    let cache = cache.get_or_init(Default::default);
     let key = (alpha.to_bits(), n);
     if let Some(k) = cache.lock().ok().and_then(|c| c.get(&key).copied()) {
         return k;
     }
-    let k = search_most_reaching(n, alpha);
+    let k = f();
     if let Ok(mut c) = cache.lock() {
         c.insert(key, k);
     }
@@ -263,22 +271,13 @@ fn fewest_exceeding(n: usize, alpha: f64) -> Option<usize> {
 /// `alpha` (order statistics `k` and `n + 1 − k`, `k` the largest with `P(Bin(n, ½) ≤ k − 1)
 /// ≤ alpha`). `None` when there are too few samples.
 pub fn median_bounds(sorted: &[f64], alpha: f64) -> Option<(f64, f64)> {
-    static CACHE: OnceLock<Mutex<HashMap<(u64, usize), Option<usize>>>> = OnceLock::new();
+    static CACHE: Cache = OnceLock::new();
     let n = sorted.len();
-    let cache = CACHE.get_or_init(Default::default);
-    let key = (alpha.to_bits(), n);
-    let k = match cache.lock().ok().and_then(|c| c.get(&key).copied()) {
-        Some(k) => k,
-        None => {
-            let k = (1..=n / 2)
-                .take_while(|&k| binomial_cdf(k as u64 - 1, n as u64, 0.5) <= alpha)
-                .last();
-            if let Ok(mut c) = cache.lock() {
-                c.insert(key, k);
-            }
-            k
-        }
-    }?;
+    let k = cached(&CACHE, n, alpha, || {
+        (1..=n / 2)
+            .take_while(|&k| binomial_cdf(k as u64 - 1, n as u64, 0.5) <= alpha)
+            .last()
+    })?;
     Some((sorted[k - 1], sorted[n - k]))
 }
 
@@ -311,7 +310,7 @@ impl Reference {
             median: percentile(&b, 0.5),
             bounds: median_bounds(&b, r.alpha / 2.0),
             tail_ms,
-            regression: r.clone(),
+            regression: *r,
             control_ms: baseline.control_ms.clone(),
         }
     }
@@ -527,7 +526,7 @@ mod tests {
 
     const STREAMS: usize = 2000;
     /// Regressions: fewer streams (the fixed test's rank statistics are the simulation's cost).
-    const REGRESSED_STREAMS: usize = 1000;
+    const REGRESSED_STREAMS: usize = 500;
 
     fn report(s: Scenario, o: &Outcome, streams: usize) {
         let rate = |k: usize| k as f64 / streams as f64;
