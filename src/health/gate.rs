@@ -700,6 +700,83 @@ mod tests {
     }
 
     #[test]
+    fn a_window_that_stopped_early_takes_the_sequential_decision_and_says_so() {
+        let b = snapshot(samples(2.0, 0.4), 100, "a");
+        let first = |latency: Vec<f64>| {
+            let mut p = b.clone();
+            let n = 15;
+            p.latency.insert(
+                "open-record".into(),
+                Ok(LatencySamples {
+                    ms: latency[..n].to_vec(),
+                    rows: n,
+                    control_ms: samples(0.5, 0.1)[..n].to_vec(),
+                }),
+            );
+            p
+        };
+        // Like the baseline: a pass after the first look, 15 of the probe's 30 samples.
+        let j = judge(
+            &health(),
+            &b,
+            &first(samples(2.0, 0.4)),
+            Window::PostUpgrade,
+        );
+        assert_eq!(j.verdict, Verdict::Pass, "{:?}", j.latency);
+        let s = j.latency[0].sampling.clone().unwrap();
+        assert!(s.stopped_early() && s.samples == 15 && s.cap == 30, "{s:?}");
+        assert_eq!(
+            j.latency[0].sampling_note(),
+            " (pass after 15 of 30 samples)"
+        );
+        // ×4.5: a regression after 15 samples, to be confirmed like any latency failure.
+        let j = judge(
+            &health(),
+            &b,
+            &first(samples(9.0, 0.4)),
+            Window::PostUpgrade,
+        );
+        let Verdict::Fail(reasons) = &j.verdict else {
+            panic!("{:?}", j.verdict)
+        };
+        assert!(!j.critical);
+        assert!(
+            reasons[0].contains("; fail after 15 of 30 samples (median ratio ≥ ×"),
+            "{reasons:?}"
+        );
+        // A window measured in full is judged by the fixed test, and says nothing more.
+        let j = judge(
+            &health(),
+            &b,
+            &snapshot(samples(2.0, 0.4), 100, "a"),
+            Window::PostUpgrade,
+        );
+        assert_eq!(j.latency[0].sampling_note(), "");
+        assert_eq!(j.latency[0].sampling.as_ref().map(|s| s.samples), Some(30));
+    }
+
+    #[test]
+    fn comparisons_journalled_before_sequential_sampling_still_read() {
+        let old = r#"{"probe":"open-record","baseline_median_ms":0.2,"median_ms":4.0,"baseline_p95_ms":0.3,"p95_ms":6.0,"baseline_p99_ms":0.3,"p99_ms":6.5,"shift_ms":3.8,"p_value":1e-9,"machine_factor":1.0,"regressed":true,"baseline_ms":[0.2,0.3],"samples_ms":[4.0,6.0]}"#;
+        let c: LatencyComparison = serde_json::from_str(old).unwrap();
+        assert_eq!(c.sampling, None);
+        assert_eq!(c.sampling_note(), "");
+        // And the new field round-trips.
+        let b = snapshot(samples(2.0, 0.4), 100, "a");
+        let j = judge(&health(), &b, &b.clone(), Window::PostUpgrade);
+        let json = serde_json::to_string(&j.latency[0]).unwrap();
+        assert!(
+            json.contains(r#""sampling":{"samples":30,"cap":30"#),
+            "{json}"
+        );
+        let back: LatencyComparison = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.sampling.map(|s| (s.samples, s.cap, s.decision)),
+            Some((30, 30, Decision::Pass))
+        );
+    }
+
+    #[test]
     fn a_significant_shift_below_the_floor_is_not_a_regression() {
         // 0.05 ms → 0.2 ms is ×4 and certain, but far below a 1 ms floor: noise, not harm.
         let b = snapshot(samples(0.05, 0.01), 100, "a");
