@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 use super::probes::{LatencySamples, LockWaits, Snapshot, WriteSamples};
+use super::sequential::{Decision, Reference, Sampling};
 pub use super::stats::machine_factor;
 use super::stats::{clopper_pearson_upper, hodges_lehmann_shift, mann_whitney_greater, percentile};
 use super::workload::WorkloadComparison;
@@ -105,6 +106,25 @@ pub struct LatencyComparison {
     pub baseline_ms: Vec<f64>,
     /// Window samples as measured, ms (for plots).
     pub samples_ms: Vec<f64>,
+    /// How many samples the window took and whether the sequential rule stopped it early
+    /// (latency probes; absent for the write probe and in journals written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
+}
+
+impl LatencyComparison {
+    /// ` (pass after 15 of 40 samples)` when the window stopped early, else nothing.
+    pub fn sampling_note(&self) -> String {
+        match &self.sampling {
+            Some(s) if s.stopped_early() => format!(
+                " ({} after {} of {} samples)",
+                s.decision_label(),
+                s.samples,
+                s.cap
+            ),
+            _ => String::new(),
+        }
+    }
 }
 
 /// A verdict with the latency figures behind it.
@@ -273,7 +293,27 @@ pub fn compare_latency(
         regressed,
         baseline_ms: baseline.ms.clone(),
         samples_ms: window.ms.clone(),
+        sampling: None,
     })
+}
+
+/// [`compare_latency`] for a latency probe capped at `cap` samples: a window the sequential
+/// rule ([`super::sequential`]) stopped before the cap takes its decision (pass, or a
+/// regression to confirm); a window that sampled to the cap is judged by the fixed test.
+pub fn compare_latency_sequential(
+    probe: &str,
+    baseline: &LatencySamples,
+    window: &LatencySamples,
+    r: &Regression,
+    cap: usize,
+) -> Option<LatencyComparison> {
+    let mut c = compare_latency(probe, baseline, window, r)?;
+    let sampling = Reference::new(baseline, r).sampling(window, cap);
+    if sampling.stopped_early() {
+        c.regressed = sampling.decision == Decision::Fail;
+    }
+    c.sampling = Some(sampling);
+    Some(c)
 }
 
 /// Share of lock-wait polls that, with a write slowdown of at least half the allowed ratio,
@@ -327,15 +367,20 @@ pub fn judge(health: &Health, baseline: &Snapshot, window: &Snapshot, kind: Wind
             let name = &probe.name;
             match (baseline.latency.get(name), window.latency.get(name)) {
                 (Some(Ok(b)), Some(Ok(w))) => {
-                    match compare_latency(name, b, w, &health.regression) {
+                    match compare_latency_sequential(name, b, w, &health.regression, probe.samples)
+                    {
                         Some(c) => {
                             if c.regressed {
                                 latency_fails += 1;
-                                fail.push(regression_reason(
+                                let mut reason = regression_reason(
                                     &format!("latency probe '{name}'"),
                                     &c,
                                     &health.regression,
-                                ));
+                                );
+                                if let Some(s) = c.sampling.as_ref().filter(|s| s.stopped_early()) {
+                                    reason.push_str(&format!("; {}", s.describe()));
+                                }
+                                fail.push(reason);
                             }
                             latency.push(c);
                         }
@@ -652,6 +697,83 @@ mod tests {
         assert!(j.latency[0].regressed);
         assert!(!j.critical, "a latency regression alone may be re-measured");
         assert!(j.latency[0].p_value < 1e-6);
+    }
+
+    #[test]
+    fn a_window_that_stopped_early_takes_the_sequential_decision_and_says_so() {
+        let b = snapshot(samples(2.0, 0.4), 100, "a");
+        let first = |latency: Vec<f64>| {
+            let mut p = b.clone();
+            let n = 15;
+            p.latency.insert(
+                "open-record".into(),
+                Ok(LatencySamples {
+                    ms: latency[..n].to_vec(),
+                    rows: n,
+                    control_ms: samples(0.5, 0.1)[..n].to_vec(),
+                }),
+            );
+            p
+        };
+        // Like the baseline: a pass after the first look, 15 of the probe's 30 samples.
+        let j = judge(
+            &health(),
+            &b,
+            &first(samples(2.0, 0.4)),
+            Window::PostUpgrade,
+        );
+        assert_eq!(j.verdict, Verdict::Pass, "{:?}", j.latency);
+        let s = j.latency[0].sampling.clone().unwrap();
+        assert!(s.stopped_early() && s.samples == 15 && s.cap == 30, "{s:?}");
+        assert_eq!(
+            j.latency[0].sampling_note(),
+            " (pass after 15 of 30 samples)"
+        );
+        // ×4.5: a regression after 15 samples, to be confirmed like any latency failure.
+        let j = judge(
+            &health(),
+            &b,
+            &first(samples(9.0, 0.4)),
+            Window::PostUpgrade,
+        );
+        let Verdict::Fail(reasons) = &j.verdict else {
+            panic!("{:?}", j.verdict)
+        };
+        assert!(!j.critical);
+        assert!(
+            reasons[0].contains("; fail after 15 of 30 samples (median ratio ≥ ×"),
+            "{reasons:?}"
+        );
+        // A window measured in full is judged by the fixed test, and says nothing more.
+        let j = judge(
+            &health(),
+            &b,
+            &snapshot(samples(2.0, 0.4), 100, "a"),
+            Window::PostUpgrade,
+        );
+        assert_eq!(j.latency[0].sampling_note(), "");
+        assert_eq!(j.latency[0].sampling.as_ref().map(|s| s.samples), Some(30));
+    }
+
+    #[test]
+    fn comparisons_journalled_before_sequential_sampling_still_read() {
+        let old = r#"{"probe":"open-record","baseline_median_ms":0.2,"median_ms":4.0,"baseline_p95_ms":0.3,"p95_ms":6.0,"baseline_p99_ms":0.3,"p99_ms":6.5,"shift_ms":3.8,"p_value":1e-9,"machine_factor":1.0,"regressed":true,"baseline_ms":[0.2,0.3],"samples_ms":[4.0,6.0]}"#;
+        let c: LatencyComparison = serde_json::from_str(old).unwrap();
+        assert_eq!(c.sampling, None);
+        assert_eq!(c.sampling_note(), "");
+        // And the new field round-trips.
+        let b = snapshot(samples(2.0, 0.4), 100, "a");
+        let j = judge(&health(), &b, &b.clone(), Window::PostUpgrade);
+        let json = serde_json::to_string(&j.latency[0]).unwrap();
+        assert!(
+            json.contains(r#""sampling":{"samples":30,"cap":30"#),
+            "{json}"
+        );
+        let back: LatencyComparison = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.sampling.map(|s| (s.samples, s.cap, s.decision)),
+            Some((30, 30, Decision::Pass))
+        );
     }
 
     #[test]

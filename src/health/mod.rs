@@ -2,5 +2,6 @@
 
 pub mod gate;
 pub mod probes;
+pub mod sequential;
 pub mod stats;
 pub mod workload;

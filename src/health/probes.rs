@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::sequential::{next_look, Reference};
 use crate::config::health::{Health, LatencyProbe, WriteProbe};
 use crate::config::Trust;
 use crate::db::{Access, TrustDb};
@@ -552,6 +553,7 @@ pub async fn measure(
     writes: Option<WriteBatch>,
 ) -> Snapshot {
     let mut snap = Snapshot::default();
+    let started = std::time::Instant::now();
     let mut db = match TrustDb::connect(trust, Access::ReadOnly).await {
         Ok(db) => db,
         Err(e) => {
@@ -560,6 +562,7 @@ pub async fn measure(
             return snap;
         }
     };
+    let connected = started.elapsed();
     if scope != Scope::Soak {
         for (table, columns) in &health.integrity {
             let figures = table_figures(&mut db, table, columns, rewrites, rows)
@@ -574,22 +577,44 @@ pub async fn measure(
             snap.integrity.insert(table.clone(), figures);
         }
     }
+    let integrity = started.elapsed() - connected;
     if scope == Scope::Integrity {
         db.close().await;
         return snap;
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut times = [std::time::Duration::ZERO; 3];
     let probes = async {
+        let t = std::time::Instant::now();
         for inv in &health.invariants {
             let context = format!("invariant '{}'", inv.name);
             let sql = &inv.sql;
             let v = read_only!(&mut db, &context, db.query_i64(sql, &context));
             snap.invariants.insert(inv.name.clone(), v);
         }
+        times[0] = t.elapsed();
+        let t = std::time::Instant::now();
         for probe in &health.latency_probes {
-            let samples = time_probe(trust, &mut db, probe, params.get(&probe.name)).await;
+            // A window judged against a baseline samples sequentially (see `time_probe`).
+            let reference = match rows {
+                Rows::Of(b) => match b.latency.get(&probe.name) {
+                    Some(Ok(base)) => Some(Reference::new(base, &health.regression)),
+                    _ => None,
+                },
+                Rows::Fresh => None,
+            };
+            let samples = time_probe(
+                trust,
+                &mut db,
+                probe,
+                params.get(&probe.name),
+                reference.as_ref(),
+            )
+            .await;
             snap.latency.insert(probe.name.clone(), samples);
         }
+        times[1] = t.elapsed();
+        let t = std::time::Instant::now();
         if let Some(wp) = &health.write_probe {
             let batch = writes
                 .clone()
@@ -597,11 +622,22 @@ pub async fn measure(
                 .unwrap_or_else(|| WriteBatch::new(1, 1));
             snap.write = Some(write_probe(trust, wp, &batch).await);
         }
+        times[2] = t.elapsed();
         let _ = stop.send(());
     };
     let ((), waits) = futures::join!(probes, watch_lock_waits(trust, stopped));
     snap.lock_waits = waits;
     db.close().await;
+    tracing::debug!(
+        trust = %trust.id,
+        connect_ms = connected.as_millis() as u64,
+        integrity_ms = integrity.as_millis() as u64,
+        invariants_ms = times[0].as_millis() as u64,
+        latency_ms = times[1].as_millis() as u64,
+        writes_ms = times[2].as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "window measured"
+    );
     snap
 }
 
@@ -682,13 +718,17 @@ fn fail_all(snap: &mut Snapshot, health: &Health, scope: Scope, reason: &str) {
     }
 }
 
-/// Time a latency probe: `samples` executions, each followed by the control query, from
-/// `concurrency` sessions at once (the first is `db`, the others opened for the window).
+/// Time a latency probe: up to `samples` executions, each followed by the control query, from
+/// `concurrency` sessions at once (the first is `db`, the others opened for the window). With a
+/// `reference` (a window judged against a baseline) the samples are taken in batches and the
+/// sequential rule ([`super::sequential`]) is consulted between batches: the probe stops as
+/// soon as it decides. Without one (a baseline), every sample is taken.
 async fn time_probe(
     trust: &Trust,
     db: &mut TrustDb,
     probe: &LatencyProbe,
     params: Option<&Vec<i64>>,
+    reference: Option<&Reference>,
 ) -> Measured<LatencySamples> {
     let context = format!("latency probe '{}'", probe.name);
     if probe.params.is_some() && params.is_none_or(|p| p.is_empty()) {
@@ -707,40 +747,57 @@ async fn time_probe(
             }
         }
     }
-    let results = {
-        let mut all: Vec<&mut TrustDb> = Vec::with_capacity(sessions);
-        all.push(db);
-        all.extend(extra.iter_mut());
-        let context = &context;
-        futures::future::join_all(all.into_iter().enumerate().map(|(k, db)| async move {
-            time_session(db, probe, params, context, k, sessions).await
-        }))
-        .await
-    };
-    for c in extra {
-        c.close().await;
-    }
     let mut out = LatencySamples {
         ms: Vec::with_capacity(probe.samples),
         rows: 0,
         control_ms: Vec::with_capacity(probe.samples),
     };
-    for r in results {
-        let s = r?;
-        out.ms.extend(s.ms);
-        out.control_ms.extend(s.control_ms);
-        out.rows += s.rows;
+    let mut taken = 0;
+    let result = loop {
+        let upto = match reference {
+            Some(_) => next_look(taken, probe.samples, sessions),
+            None => probe.samples,
+        };
+        let batch = taken..upto;
+        let results = {
+            let mut all: Vec<&mut TrustDb> = Vec::with_capacity(sessions);
+            all.push(&mut *db);
+            all.extend(extra.iter_mut());
+            let context = &context;
+            let batch = &batch;
+            futures::future::join_all(all.into_iter().enumerate().map(|(k, db)| async move {
+                time_session(db, probe, params, context, k, sessions, batch.clone()).await
+            }))
+            .await
+        };
+        if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
+            break Err(e.clone());
+        }
+        for s in results.into_iter().flatten() {
+            out.ms.extend(s.ms);
+            out.control_ms.extend(s.control_ms);
+            out.rows += s.rows;
+        }
+        taken = upto;
+        if taken >= probe.samples || reference.is_some_and(|r| r.stops(&out)) {
+            break Ok(());
+        }
+    };
+    for c in extra {
+        c.close().await;
     }
+    result?;
     if out.rows == 0 {
         return Err(format!(
             "{context} returned no rows in {} executions, so it measures nothing",
-            probe.samples
+            out.ms.len()
         ));
     }
     Ok(out)
 }
 
-/// One session's share of a latency probe: samples `k`, `k + sessions`, ... .
+/// One session's share of a batch of a latency probe: samples `k`, `k + sessions`, ... within
+/// `batch`, after a warm-up when the batch is the first.
 async fn time_session(
     db: &mut TrustDb,
     probe: &LatencyProbe,
@@ -748,17 +805,21 @@ async fn time_session(
     context: &str,
     k: usize,
     sessions: usize,
+    batch: std::ops::Range<usize>,
 ) -> Measured<LatencySamples> {
     let param = |i: usize| params.map(|p| p[i % p.len()]);
     let control = "the control query";
     let sql = &probe.sql;
-    let indices: Vec<usize> = (k..probe.samples).step_by(sessions).collect();
-    for i in 0..WARM_UP {
-        let p = param(k + i * sessions);
-        read_only!(db, context, db.timed_query(sql, p, context))?;
-        db.timed_query(CONTROL_SQL, None, control)
-            .await
-            .map_err(|e| e.to_string())?;
+    let first = batch.start == 0;
+    let indices: Vec<usize> = batch.filter(|i| i % sessions == k).collect();
+    if first {
+        for i in 0..WARM_UP {
+            let p = param(k + i * sessions);
+            read_only!(db, context, db.timed_query(sql, p, context))?;
+            db.timed_query(CONTROL_SQL, None, control)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
     }
     let mut ms = Vec::with_capacity(indices.len());
     let mut control_ms = Vec::with_capacity(indices.len());

@@ -131,7 +131,7 @@ pub fn describe(event: &Event) -> Option<String> {
         Event::HealthVerdict { trust, window, verdict, latency, workload, writes, .. } => {
             let mut figures: Vec<String> = latency
                 .iter()
-                .map(|c| format!("{} {:.2}→{:.2} ms", c.probe, c.baseline_median_ms, c.median_ms))
+                .map(|c| format!("{} {:.2}→{:.2} ms{}", c.probe, c.baseline_median_ms, c.median_ms, c.sampling_note()))
                 .collect();
             if let Some(w) = workload {
                 let new = if w.new_count > 0 { format!(", {} new", w.new_count) } else { String::new() };
