@@ -12,7 +12,7 @@ use super::events::{Event, TrustOutcome};
 use super::outcome::{RunOutcome, TrustResult};
 use super::policy::{decide, Next, TrustVerdict};
 use super::preflight::Preflight;
-use super::run::{Engine, RunState, Watched};
+use super::run::{Engine, Phase, RunState, Watched};
 use super::watch::snapshot_errors;
 use crate::config::plan::Approval;
 use crate::config::Wave;
@@ -159,70 +159,28 @@ impl Engine<'_> {
         // check never passed, are checked now against the baseline recorded before.
         let mut verify_only: Vec<String> = Vec::new();
 
-        // Baseline, sequentially: the same conditions as the post-upgrade window.
+        // Baselines, a few trusts at a time: the wave's concurrency, as the post-upgrade
+        // windows are measured, so that both see the same conditions.
+        let windows_at = wave.concurrency.max(1);
         let mut baselines: HashMap<String, Watched> = HashMap::new();
         if self.gated() {
-            // Every trust's workload baseline window opens now, before the first baseline.
-            self.workload_mark(upgrades.iter().map(|u| u.trust)).await;
-            let mut broken: Vec<TrustVerdict> = Vec::new();
-            for u in upgrades {
-                let id = u.trust;
-                let Some(trust) = self.inventory.get(id) else {
-                    continue;
-                };
-                if let Some(recorded) = self
-                    .resumed
-                    .and_then(|r| r.baselines.get(id))
-                    .filter(|recorded| recorded.from != u.from)
-                {
-                    // Part-way through its upgrade when the run stopped: its true baseline is
-                    // the one recorded before the first migration (it cannot be re-measured).
-                    let watched = self.watched_from_journal(id, &wave.name, recorded);
-                    baselines.insert(id.to_string(), watched);
-                    continue;
-                }
-                let params = preflight.params.get(id).cloned().unwrap_or_default();
-                let rewrites = self.rewrites(id, u.steps);
-                let baseline = self
-                    .measure(
-                        id,
-                        &wave.name,
-                        trust,
-                        &params,
-                        &rewrites,
-                        Rows::Fresh,
-                        Scope::Full,
-                        "baseline",
-                    )
-                    .await;
-                self.emit(Event::BaselineRecorded {
-                    wave: wave.name.clone(),
-                    trust: id.to_string(),
-                    from: u.from,
-                    params: params.clone(),
+            let measured: Vec<(Watched, Option<TrustVerdict>)> = self
+                .timed(Phase::Baseline, async {
+                    // Every trust's workload baseline window opens now, before the first
+                    // baseline.
+                    self.workload_mark(upgrades.iter().map(|u| u.trust)).await;
+                    stream::iter(upgrades)
+                        .map(|u| self.baseline(wave, u, preflight))
+                        .buffered(windows_at)
+                        .filter_map(|b| async move { b })
+                        .collect()
+                        .await
                 })
                 .await;
-                let problems = snapshot_errors(&baseline);
-                if !problems.is_empty() {
-                    let verdict =
-                        Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
-                    // Nothing was upgraded: the verdict is about the baseline, not the upgrade.
-                    self.emit_verdict(&wave.name, id, Window::Baseline, &verdict, Vec::new())
-                        .await;
-                    broken.push(TrustVerdict::new(id, verdict));
-                }
-                baselines.insert(
-                    id.to_string(),
-                    Watched {
-                        trust: id.to_string(),
-                        wave: wave.name.clone(),
-                        from: u.from,
-                        baseline,
-                        params,
-                        rewrites,
-                        writes_seen: Default::default(),
-                    },
-                );
+            let mut broken: Vec<TrustVerdict> = Vec::new();
+            for (watched, verdict) in measured {
+                broken.extend(verdict);
+                baselines.insert(watched.trust.clone(), watched);
             }
             for t in wave_plan
                 .trusts
@@ -276,8 +234,18 @@ impl Engine<'_> {
             done.store(true, Ordering::SeqCst);
             out
         };
-        let background = self.watch_earlier_waves(&wave.name, &state.watched, &done, &late);
-        let (migrated, ()) = futures::join!(migrate, background);
+        let background = self.watch_earlier_waves(
+            &wave.name,
+            &state.watched,
+            &mut state.background_next,
+            &done,
+            &late,
+        );
+        let (migrated, ()) = self
+            .timed(Phase::Migrate, async {
+                futures::join!(migrate, background)
+            })
+            .await;
         wave_results.extend(migrated);
 
         let failed_migrations: Vec<String> = wave_results
@@ -299,38 +267,43 @@ impl Engine<'_> {
             return Some(stopped);
         }
 
-        // Post-upgrade checks and the policy.
+        // Post-upgrade checks (a few trusts at a time, as the baselines were) and the policy.
         let mut verdicts: Vec<TrustVerdict> = Vec::new();
         if self.gated() {
-            // The workload windows after the upgrade open once the wave's migrations are done,
-            // so that no migration (nor the locks it held) is counted in them.
-            self.workload_mark(upgraded.iter().map(String::as_str))
+            verdicts = self
+                .windows(Phase::PostUpgrade, async {
+                    // The workload windows after the upgrade open once the wave's migrations
+                    // are done, so that no migration (nor the locks it held) is counted in them.
+                    self.workload_mark(upgraded.iter().map(String::as_str))
+                        .await;
+                    let judged = upgraded.iter().filter_map(|id| baselines.get(id));
+                    let kind = (Window::PostUpgrade, Scope::Full, "post-upgrade");
+                    self.judge_windows(&wave.name, judged, windows_at, kind)
+                        .await
+                })
                 .await;
-            for id in &upgraded {
-                let Some(w) = baselines.get(id) else { continue };
-                let j = self
-                    .confirmed(w, Scope::Full, Window::PostUpgrade, "post-upgrade")
-                    .await;
-                self.emit_judgement(&wave.name, id, Window::PostUpgrade, &j)
-                    .await;
-                verdicts.push(TrustVerdict::new(id.clone(), j.verdict));
-            }
         }
         // Suspects seen in the background, under the load of this wave's migrations, are
         // checked again now that it is quiet: only a confirmed regression counts.
         let suspects = late.into_inner().unwrap_or_default();
-        let mut late_verdicts = Vec::new();
-        for suspect in suspects {
-            let id = suspect.trust;
-            let Some(w) = state.watched.iter().find(|w| w.trust == id) else {
-                continue;
-            };
-            let j = self
-                .confirmed(w, Scope::Soak, Window::Soak, "late-check")
-                .await;
-            self.emit_judgement(&wave.name, &id, Window::Soak, &j).await;
-            late_verdicts.push(TrustVerdict::new(id, j.verdict));
-        }
+        let late_verdicts = if suspects.is_empty() {
+            Vec::new()
+        } else {
+            let suspected = state
+                .watched
+                .iter()
+                .filter(|w| suspects.iter().any(|s| s.trust == w.trust));
+            self.windows(
+                Phase::SoakChecks,
+                self.judge_windows(
+                    &wave.name,
+                    suspected,
+                    windows_at,
+                    (Window::Soak, Scope::Soak, "late-check"),
+                ),
+            )
+            .await
+        };
         self.emit_wave_finished(&wave.name, &wave_results).await;
         state.results.extend(wave_results);
         for id in &upgraded {
@@ -372,6 +345,94 @@ impl Engine<'_> {
         None
     }
 
+    /// The baseline of a trust to upgrade (`None` when it is not in the inventory), with the
+    /// verdict that pauses the run when it could not be measured. A trust part-way through
+    /// its upgrade when an earlier attempt stopped keeps the baseline recorded then.
+    async fn baseline(
+        &self,
+        wave: &Wave,
+        u: &Upgrade<'_>,
+        preflight: &Preflight,
+    ) -> Option<(Watched, Option<TrustVerdict>)> {
+        let id = u.trust;
+        let trust = self.inventory.get(id)?;
+        if let Some(recorded) = self
+            .resumed
+            .and_then(|r| r.baselines.get(id))
+            .filter(|recorded| recorded.from != u.from)
+        {
+            // Part-way through its upgrade when the run stopped: its true baseline is the one
+            // recorded before the first migration (it cannot be re-measured).
+            return Some((self.watched_from_journal(id, &wave.name, recorded), None));
+        }
+        let params = preflight.params.get(id).cloned().unwrap_or_default();
+        let rewrites = self.rewrites(id, u.steps);
+        let baseline = self
+            .measure(
+                id,
+                &wave.name,
+                trust,
+                &params,
+                &rewrites,
+                Rows::Fresh,
+                Scope::Full,
+                "baseline",
+            )
+            .await;
+        self.emit(Event::BaselineRecorded {
+            wave: wave.name.clone(),
+            trust: id.to_string(),
+            from: u.from,
+            params: params.clone(),
+        })
+        .await;
+        let problems = snapshot_errors(&baseline);
+        let broken = if problems.is_empty() {
+            None
+        } else {
+            let verdict =
+                Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
+            // Nothing was upgraded: the verdict is about the baseline, not the upgrade.
+            self.emit_verdict(&wave.name, id, Window::Baseline, &verdict, Vec::new())
+                .await;
+            Some(TrustVerdict::new(id, verdict))
+        };
+        let watched = Watched {
+            trust: id.to_string(),
+            wave: wave.name.clone(),
+            from: u.from,
+            baseline,
+            params,
+            rewrites,
+            writes_seen: Default::default(),
+        };
+        Some((watched, broken))
+    }
+
+    /// Judge these trusts' windows (`label`, of kind `window` over `scope`; confirmed when
+    /// they do not pass), `at` a time, each verdict journalled as it is reached; the verdicts
+    /// come back sorted by trust, so that what the policy reports does not depend on which
+    /// window ended first.
+    pub(super) async fn judge_windows<'w>(
+        &self,
+        wave: &str,
+        trusts: impl Iterator<Item = &'w Watched>,
+        at: usize,
+        (window, scope, label): (Window, Scope, &str),
+    ) -> Vec<TrustVerdict> {
+        let mut verdicts: Vec<TrustVerdict> = stream::iter(trusts)
+            .map(|w| async move {
+                let j = self.confirmed(w, scope, window, label).await;
+                self.emit_judgement(wave, &w.trust, window, &j).await;
+                TrustVerdict::new(w.trust.clone(), j.verdict)
+            })
+            .buffer_unordered(at.max(1))
+            .collect()
+            .await;
+        verdicts.sort_by(|a, b| a.trust.cmp(&b.trust));
+        verdicts
+    }
+
     /// Turn verdicts into rollbacks and the next step.
     pub(super) async fn apply_policy(
         &self,
@@ -398,7 +459,10 @@ impl Engine<'_> {
                 continue;
             };
             let watched = state.watched.remove(pos);
-            if let Err(e) = self.rollback_trust(&watched).await {
+            let rolled_back = self
+                .timed(Phase::Rollback, self.rollback_trust(&watched))
+                .await;
+            if let Err(e) = rolled_back {
                 self.emit(Event::RollbackFailed {
                     trust: id.clone(),
                     error: e.clone(),
