@@ -17,7 +17,7 @@ use super::watch::snapshot_errors;
 use crate::config::plan::Approval;
 use crate::config::Wave;
 use crate::exit_codes::ExitCode;
-use crate::health::gate::{Verdict, Window};
+use crate::health::gate::{Judgement, Verdict, Window};
 use crate::health::probes::{Rows, Scope};
 use crate::plan::{Action, Step, WavePlan};
 
@@ -420,15 +420,41 @@ impl Engine<'_> {
         at: usize,
         (window, scope, label): (Window, Scope, &str),
     ) -> Vec<TrustVerdict> {
-        let mut verdicts: Vec<TrustVerdict> = stream::iter(trusts)
+        let trusts: Vec<&Watched> = trusts.collect();
+        let beside_others = at > 1 && trusts.len() > 1;
+        let judged: Vec<(&Watched, Option<Judgement>)> = stream::iter(trusts)
             .map(|w| async move {
                 let j = self.confirmed(w, scope, window, label).await;
+                if beside_others && moved_under_load(&j) {
+                    // Judged again alone below: its verdict is that window's.
+                    return (w, None);
+                }
                 self.emit_judgement(wave, &w.trust, window, &j).await;
-                TrustVerdict::new(w.trust.clone(), j.verdict)
+                (w, Some(j))
             })
             .buffer_unordered(at.max(1))
             .collect()
             .await;
+        let mut verdicts = Vec::with_capacity(judged.len());
+        let mut again: Vec<&Watched> = Vec::new();
+        for (w, j) in judged {
+            match j {
+                Some(j) => verdicts.push(TrustVerdict::new(w.trust.clone(), j.verdict)),
+                None => again.push(w),
+            }
+        }
+        // A window measured beside others passed although its latency moved well beyond
+        // the baseline's: the discount for the machine's load (the control query), which
+        // the other windows and the trust's own regression raise alike, may have hidden a
+        // regression that a window alone shows (as every window was measured before they
+        // ran concurrently). Measured again, one trust at a time.
+        again.sort_by(|a, b| a.trust.cmp(&b.trust));
+        let alone = format!("{label}-confirm-alone");
+        for w in again {
+            let j = self.confirmed(w, scope, window, &alone).await;
+            self.emit_judgement(wave, &w.trust, window, &j).await;
+            verdicts.push(TrustVerdict::new(w.trust.clone(), j.verdict));
+        }
         verdicts.sort_by(|a, b| a.trust.cmp(&b.trust));
         verdicts
     }
@@ -506,5 +532,73 @@ impl Engine<'_> {
             skipped: count(|o| matches!(o, TrustOutcome::Skipped)),
         })
         .await;
+    }
+}
+
+/// How far a passing window's latency may move from the baseline's, on its raw medians
+/// (before the machine-load discount), before a window measured beside others is measured
+/// again alone.
+const ALONE_RATIO: f64 = 1.5;
+
+/// Whether a window passed while one of its latency figures moved by [`ALONE_RATIO`] or more
+/// on the raw medians.
+fn moved_under_load(j: &Judgement) -> bool {
+    fn median(v: &[f64]) -> Option<f64> {
+        let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    }
+    j.verdict == Verdict::Pass
+        && j.latency.iter().any(|c| {
+            match (median(&c.baseline_ms), median(&c.samples_ms)) {
+                (Some(b), Some(p)) if b > 0.0 => p / b >= ALONE_RATIO,
+                _ => false,
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::gate::LatencyComparison;
+
+    fn judgement(verdict: Verdict, baseline_ms: Vec<f64>, samples_ms: Vec<f64>) -> Judgement {
+        Judgement {
+            verdict,
+            critical: false,
+            latency: vec![LatencyComparison {
+                probe: "open-record".into(),
+                baseline_median_ms: 0.0,
+                median_ms: 0.0,
+                baseline_p95_ms: 0.0,
+                p95_ms: 0.0,
+                baseline_p99_ms: 0.0,
+                p99_ms: 0.0,
+                shift_ms: 0.0,
+                p_value: 1.0,
+                machine_factor: 3.0,
+                regressed: false,
+                baseline_ms,
+                samples_ms,
+            }],
+            workload: None,
+            writes: None,
+        }
+    }
+
+    #[test]
+    fn a_pass_whose_raw_latency_moved_far_is_measured_again_alone() {
+        let moved = judgement(Verdict::Pass, vec![0.12, 0.11, 0.13], vec![0.9, 0.96, 1.0]);
+        assert!(moved_under_load(&moved));
+        let steady = judgement(Verdict::Pass, vec![0.12, 0.11, 0.13], vec![0.14, 0.12, 0.15]);
+        assert!(!moved_under_load(&steady));
+        // A window that did not pass stands as judged (and was confirmed already).
+        let failed = judgement(
+            Verdict::Fail(vec!["slow".into()]),
+            vec![0.12, 0.11, 0.13],
+            vec![0.9, 0.96, 1.0],
+        );
+        assert!(!moved_under_load(&failed));
+        assert!(!moved_under_load(&judgement(Verdict::Pass, vec![], vec![1.0])));
     }
 }
