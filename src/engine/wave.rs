@@ -549,12 +549,12 @@ fn moved_under_load(j: &Judgement) -> bool {
         v.get(v.len() / 2).copied()
     }
     j.verdict == Verdict::Pass
-        && j.latency.iter().any(|c| {
-            match (median(&c.baseline_ms), median(&c.samples_ms)) {
+        && j.latency
+            .iter()
+            .any(|c| match (median(&c.baseline_ms), median(&c.samples_ms)) {
                 (Some(b), Some(p)) if b > 0.0 => p / b >= ALONE_RATIO,
                 _ => false,
-            }
-        })
+            })
 }
 
 #[cfg(test)]
@@ -590,7 +590,11 @@ mod tests {
     fn a_pass_whose_raw_latency_moved_far_is_measured_again_alone() {
         let moved = judgement(Verdict::Pass, vec![0.12, 0.11, 0.13], vec![0.9, 0.96, 1.0]);
         assert!(moved_under_load(&moved));
-        let steady = judgement(Verdict::Pass, vec![0.12, 0.11, 0.13], vec![0.14, 0.12, 0.15]);
+        let steady = judgement(
+            Verdict::Pass,
+            vec![0.12, 0.11, 0.13],
+            vec![0.14, 0.12, 0.15],
+        );
         assert!(!moved_under_load(&steady));
         // A window that did not pass stands as judged (and was confirmed already).
         let failed = judgement(
@@ -599,6 +603,10 @@ mod tests {
             vec![0.9, 0.96, 1.0],
         );
         assert!(!moved_under_load(&failed));
-        assert!(!moved_under_load(&judgement(Verdict::Pass, vec![], vec![1.0])));
+        assert!(!moved_under_load(&judgement(
+            Verdict::Pass,
+            vec![],
+            vec![1.0]
+        )));
     }
 }

@@ -263,11 +263,10 @@ pub fn summary(r: &RunReport) -> String {
 pub fn phases_line(p: &crate::engine::events::Phases) -> String {
     let secs = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
     let pct = |ms: u64| {
-        if p.wall_ms == 0 {
-            0
-        } else {
-            (ms * 100 + p.wall_ms / 2) / p.wall_ms
-        }
+        ms.saturating_mul(100)
+            .saturating_add(p.wall_ms / 2)
+            .checked_div(p.wall_ms)
+            .unwrap_or(0)
     };
     let parts: Vec<String> = p
         .sequential()

@@ -497,7 +497,10 @@ fn run_finished_breaks_the_run_down_by_phase_with_gates_and_without() {
     assert!(p["soak_wait_ms"] >= 400, "{p:?}");
     assert_eq!(p["rollback_ms"], 0, "{p:?}");
     let summary = ws.run(&["report", "latest"]);
-    summary.success().stdout_contains("time ").stdout_contains("baseline ");
+    summary
+        .success()
+        .stdout_contains("time ")
+        .stdout_contains("baseline ");
 
     let ws = small_workspace();
     ws.edit(PLAN, |s| s[..s.find("\nhealth:").unwrap() + 1].to_string());
