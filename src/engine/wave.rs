@@ -537,11 +537,13 @@ impl Engine<'_> {
 
 /// How far a passing window's latency may move from the baseline's, on its raw medians
 /// (before the machine-load discount), before a window measured beside others is measured
-/// again alone.
+/// again alone: by this ratio and by [`ALONE_SHIFT_MS`] (half the default regression floor),
+/// so that sub-millisecond noise does not count.
 const ALONE_RATIO: f64 = 1.5;
+const ALONE_SHIFT_MS: f64 = 0.5;
 
-/// Whether a window passed while one of its latency figures moved by [`ALONE_RATIO`] or more
-/// on the raw medians.
+/// Whether a window passed while one of its latency figures moved by [`ALONE_RATIO`] and
+/// [`ALONE_SHIFT_MS`] or more on the raw medians.
 fn moved_under_load(j: &Judgement) -> bool {
     fn median(v: &[f64]) -> Option<f64> {
         let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
@@ -552,7 +554,7 @@ fn moved_under_load(j: &Judgement) -> bool {
         && j.latency
             .iter()
             .any(|c| match (median(&c.baseline_ms), median(&c.samples_ms)) {
-                (Some(b), Some(p)) if b > 0.0 => p / b >= ALONE_RATIO,
+                (Some(b), Some(p)) if b > 0.0 => p / b >= ALONE_RATIO && p - b >= ALONE_SHIFT_MS,
                 _ => false,
             })
 }
