@@ -486,6 +486,7 @@ async fn execute_leased(
         control: &control,
         resumed: resumed.as_ref(),
         workload: Default::default(),
+        phases: Default::default(),
     };
     if let (
         Start::Resume {

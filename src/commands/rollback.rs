@@ -235,6 +235,7 @@ pub async fn run(g: &Globals, o: &RollbackArgs) -> Outcome {
         control: &control,
         resumed: None,
         workload: Default::default(),
+        phases: Default::default(),
     };
     let mut failures = Vec::new();
     for (id, to, snap) in &work {

@@ -39,6 +39,76 @@ impl TrustOutcome {
     }
 }
 
+/// Where a run's wall time went, in whole milliseconds (journalled in `run_finished`).
+///
+/// The sequential phases of the wave loop (`preflight_ms` through `rollback_ms` except the two
+/// busy times) each count wall-clock time, so together they come to about `wall_ms` (the
+/// rest: approvals, wave bookkeeping). `background_ms` (earlier waves re-checked while a wave
+/// migrates: inside `migrate_ms`) and `journal_ms` (the engine waiting on journal writes,
+/// inside every other phase) are busy times that overlap the others. `confirm_ms` is the
+/// re-measurement of windows that did not pass, their pauses included: the time a stage of
+/// gate windows went on after every trust's first window was measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Phases {
+    pub preflight_ms: u64,
+    pub baseline_ms: u64,
+    pub migrate_ms: u64,
+    pub post_upgrade_ms: u64,
+    pub confirm_ms: u64,
+    pub soak_wait_ms: u64,
+    pub soak_checks_ms: u64,
+    pub background_ms: u64,
+    pub journal_ms: u64,
+    pub rollback_ms: u64,
+    pub wall_ms: u64,
+}
+
+impl Phases {
+    /// The sequential phases with their names, in the order a wave runs them (they sum to
+    /// about `wall_ms`).
+    pub fn sequential(&self) -> [(&'static str, u64); 8] {
+        [
+            ("preflight", self.preflight_ms),
+            ("baseline", self.baseline_ms),
+            ("migrate", self.migrate_ms),
+            ("post-upgrade", self.post_upgrade_ms),
+            ("confirmations", self.confirm_ms),
+            ("soak waits", self.soak_wait_ms),
+            ("soak checks", self.soak_checks_ms),
+            ("rollback", self.rollback_ms),
+        ]
+    }
+
+    /// The busy times that overlap the sequential phases, with their names.
+    pub fn overlapping(&self) -> [(&'static str, u64); 2] {
+        [
+            ("background watching", self.background_ms),
+            ("journal waits", self.journal_ms),
+        ]
+    }
+
+    /// The sum of the sequential phases.
+    pub fn sequential_ms(&self) -> u64 {
+        self.sequential().iter().map(|(_, ms)| ms).sum()
+    }
+
+    /// Add another attempt's phases (a resumed run's report sums its attempts).
+    pub fn add(&mut self, o: &Phases) {
+        self.preflight_ms += o.preflight_ms;
+        self.baseline_ms += o.baseline_ms;
+        self.migrate_ms += o.migrate_ms;
+        self.post_upgrade_ms += o.post_upgrade_ms;
+        self.confirm_ms += o.confirm_ms;
+        self.soak_wait_ms += o.soak_wait_ms;
+        self.soak_checks_ms += o.soak_checks_ms;
+        self.background_ms += o.background_ms;
+        self.journal_ms += o.journal_ms;
+        self.rollback_ms += o.rollback_ms;
+        self.wall_ms += o.wall_ms;
+    }
+}
+
 /// Something that happened during a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -255,11 +325,14 @@ pub enum Event {
         failed: usize,
         skipped: usize,
     },
-    /// The run ended.
+    /// The run ended. `phases`: where its wall time went (absent in journals written before
+    /// flotilla measured it).
     RunFinished {
         outcome: String,
         exit_code: u8,
         duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phases: Option<Phases>,
     },
     /// An event this version does not know (written by an older or newer flotilla), or one
     /// whose fields no longer read: kept in the journal, skipped by every reader. Never
@@ -337,5 +410,49 @@ impl EventSink for Fanout {
 impl<T: EventSink + ?Sized> EventSink for std::sync::Arc<T> {
     fn emit(&self, event: &Event) {
         (**self).emit(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_finished_carries_its_phases_and_an_older_one_reads_without_them() {
+        let phases = Phases {
+            preflight_ms: 1,
+            baseline_ms: 2,
+            migrate_ms: 3,
+            post_upgrade_ms: 4,
+            confirm_ms: 5,
+            soak_wait_ms: 6,
+            soak_checks_ms: 7,
+            background_ms: 8,
+            journal_ms: 9,
+            rollback_ms: 10,
+            wall_ms: 40,
+        };
+        let e = Event::RunFinished {
+            outcome: "completed".into(),
+            exit_code: 0,
+            duration_ms: 40,
+            phases: Some(phases),
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["phases"]["migrate_ms"], 3);
+        assert_eq!(json["phases"]["wall_ms"], 40);
+        assert_eq!(Event::from_json(&json), e);
+        assert_eq!(phases.sequential_ms(), 1 + 2 + 3 + 4 + 5 + 6 + 7 + 10);
+
+        let old = serde_json::json!({"event":"run_finished","outcome":"halted","exit_code":3,"duration_ms":9});
+        assert_eq!(
+            Event::from_json(&old),
+            Event::RunFinished {
+                outcome: "halted".into(),
+                exit_code: 3,
+                duration_ms: 9,
+                phases: None,
+            }
+        );
     }
 }

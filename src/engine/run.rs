@@ -9,10 +9,11 @@
 //! rounds. While a wave migrates, trusts of earlier waves keep being checked in the background.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::events::{Event, EventSink, TrustOutcome};
+use super::events::{Event, EventSink, Phases, TrustOutcome};
 use crate::config::{Inventory, Plan, Wave};
 use crate::health::probes::{ProbeParams, Snapshot};
 use crate::journal::Journal;
@@ -48,6 +49,133 @@ pub struct Engine<'a> {
     pub resumed: Option<&'a Resumed>,
     /// The trusts' real workload readings (PostgreSQL with `pg_stat_statements`).
     pub workload: crate::health::workload::Tracker,
+    /// Where the run's time goes (journalled in `run_finished`).
+    pub phases: PhaseClock,
+}
+
+/// A phase of a run that the [`PhaseClock`] times (see [`Phases`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Baseline,
+    Migrate,
+    PostUpgrade,
+    Confirm,
+    SoakWait,
+    SoakChecks,
+    Background,
+    Rollback,
+}
+
+/// Accumulates where a run's time goes, phase by phase (shared by the run's tasks).
+#[derive(Debug, Default)]
+pub struct PhaseClock(Mutex<Clock>);
+
+#[derive(Debug, Default)]
+struct Clock {
+    baseline: Duration,
+    migrate: Duration,
+    post_upgrade: Duration,
+    confirm: Duration,
+    soak_wait: Duration,
+    soak_checks: Duration,
+    background: Duration,
+    rollback: Duration,
+    journal: Duration,
+    /// Emissions waiting on the journal now, and since when one has been (the journal's
+    /// time is the union of these waits: concurrent waits count once).
+    journal_waiters: usize,
+    journal_since: Option<Instant>,
+    /// When the latest first measurement of a window (not a confirmation) ended.
+    first_window_done: Option<Instant>,
+}
+
+impl PhaseClock {
+    fn with(&self, f: impl FnOnce(&mut Clock)) {
+        if let Ok(mut c) = self.0.lock() {
+            f(&mut c);
+        }
+    }
+
+    /// Count `d` in `phase`.
+    pub(super) fn add(&self, phase: Phase, d: Duration) {
+        self.with(|c| {
+            let slot = match phase {
+                Phase::Baseline => &mut c.baseline,
+                Phase::Migrate => &mut c.migrate,
+                Phase::PostUpgrade => &mut c.post_upgrade,
+                Phase::Confirm => &mut c.confirm,
+                Phase::SoakWait => &mut c.soak_wait,
+                Phase::SoakChecks => &mut c.soak_checks,
+                Phase::Background => &mut c.background,
+                Phase::Rollback => &mut c.rollback,
+            };
+            *slot += d;
+        });
+    }
+
+    /// A wait on the journal begins; it ends when the returned guard is dropped.
+    fn journal_wait(&self) -> JournalWait<'_> {
+        self.with(|c| {
+            if c.journal_waiters == 0 {
+                c.journal_since = Some(Instant::now());
+            }
+            c.journal_waiters += 1;
+        });
+        JournalWait(self)
+    }
+
+    /// A window's first measurement (not a confirmation) ended now.
+    fn first_window_measured(&self) {
+        self.with(|c| c.first_window_done = Some(Instant::now()));
+    }
+
+    fn take_first_window_done(&self) -> Option<Instant> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut c| c.first_window_done.take())
+    }
+
+    /// The figures so far, with the preflight's time and the run's wall time.
+    pub fn phases(&self, preflight: Duration, wall: Duration) -> Phases {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let Ok(c) = self.0.lock() else {
+            return Phases {
+                preflight_ms: ms(preflight),
+                wall_ms: ms(wall),
+                ..Phases::default()
+            };
+        };
+        Phases {
+            preflight_ms: ms(preflight),
+            baseline_ms: ms(c.baseline),
+            migrate_ms: ms(c.migrate),
+            post_upgrade_ms: ms(c.post_upgrade),
+            confirm_ms: ms(c.confirm),
+            soak_wait_ms: ms(c.soak_wait),
+            soak_checks_ms: ms(c.soak_checks),
+            background_ms: ms(c.background),
+            journal_ms: ms(c.journal),
+            rollback_ms: ms(c.rollback),
+            wall_ms: ms(wall),
+        }
+    }
+}
+
+/// A wait on the journal in progress (see [`PhaseClock::journal_wait`]).
+struct JournalWait<'c>(&'c PhaseClock);
+
+impl Drop for JournalWait<'_> {
+    fn drop(&mut self) {
+        self.0.with(|c| {
+            c.journal_waiters = c.journal_waiters.saturating_sub(1);
+            if c.journal_waiters == 0 {
+                if let Some(since) = c.journal_since.take() {
+                    c.journal += since.elapsed();
+                }
+            }
+        });
+    }
 }
 
 /// What the gate knows about an upgraded trust.
@@ -79,6 +207,8 @@ pub(super) struct RunState {
     pub watched: Vec<Watched>,
     /// Trusts the gate failed so far (against the plan's `max_failed_trusts`).
     pub failed_trusts: usize,
+    /// Where background watching goes on in `watched` (round-robin from wave to wave).
+    pub background_next: usize,
 }
 
 impl Engine<'_> {
@@ -90,13 +220,47 @@ impl Engine<'_> {
     /// be written stops the run: nothing may happen that is not recorded.
     pub(super) async fn emit(&self, event: Event) {
         if let Some(j) = self.journal {
-            if let Err(e) = j.record(&event).await {
+            let wait = self.phases.journal_wait();
+            let recorded = j.record(&event).await;
+            drop(wait);
+            if let Err(e) = recorded {
                 tracing::error!(error = %e, "the journal could not be written: stopping the run");
                 self.control
                     .stop(StopReason::JournalFailed(e.to_string(), e.exit_code()));
             }
         }
+        if let Event::HealthMeasured { window, .. } = &event {
+            // A window's confirmations are labelled `<window>-confirm-<n>` (watch.rs).
+            if !window.contains("-confirm-") {
+                self.phases.first_window_measured();
+            }
+        }
         self.events.emit(&event);
+    }
+
+    /// Await `f`, counting its time in `phase`.
+    pub(super) async fn timed<T>(&self, phase: Phase, f: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = f.await;
+        self.phases.add(phase, started.elapsed());
+        out
+    }
+
+    /// Await a stage of gate windows (several trusts' windows, with their confirmations): its
+    /// time counts in `phase` until the last first measurement of a window ends, and after
+    /// that, when only confirmations of windows that did not pass remain, in confirmations.
+    pub(super) async fn windows<T>(&self, phase: Phase, f: impl Future<Output = T>) -> T {
+        self.phases.take_first_window_done();
+        let started = Instant::now();
+        let out = f.await;
+        let ended = Instant::now();
+        let split = self
+            .phases
+            .take_first_window_done()
+            .map_or(ended, |t| t.clamp(started, ended));
+        self.phases.add(phase, split - started);
+        self.phases.add(Phase::Confirm, ended - split);
+        out
     }
 
     /// [`emit`](Self::emit) for several events at once: one journal transaction for all of them
@@ -106,7 +270,10 @@ impl Engine<'_> {
             return;
         }
         if let Some(j) = self.journal {
-            if let Err(e) = j.record_all(&events).await {
+            let wait = self.phases.journal_wait();
+            let recorded = j.record_all(&events).await;
+            drop(wait);
+            if let Err(e) = recorded {
                 tracing::error!(error = %e, "the journal could not be written: stopping the run");
                 self.control
                     .stop(StopReason::JournalFailed(e.to_string(), e.exit_code()));
@@ -139,11 +306,13 @@ impl Engine<'_> {
             })
             .await;
         }
+        let wall = started.elapsed() + preflight.elapsed;
+        let phases = self.phases.phases(preflight.elapsed, wall);
         self.emit(Event::RunFinished {
             outcome: outcome.label().into(),
             exit_code: outcome.exit_code().code(),
-            duration_ms: elapsed_ms(started)
-                .saturating_add(u64::try_from(preflight.elapsed.as_millis()).unwrap_or(0)),
+            duration_ms: phases.wall_ms,
+            phases: Some(phases),
         })
         .await;
         RunSummary {

@@ -14,7 +14,7 @@ use super::events::Event;
 use super::outcome::RunOutcome;
 use super::policy::TrustVerdict;
 use super::preflight::READ_CONCURRENCY;
-use super::run::{Engine, RunState, Watched};
+use super::run::{Engine, Phase, RunState, Watched};
 use crate::config::health::DEFAULT_WRITE_SAMPLES;
 use crate::config::{Trust, Wave};
 use crate::health::gate::{judge, Judgement, LatencyComparison, Verdict, Window};
@@ -26,6 +26,22 @@ use crate::plan::Step;
 /// only when every one of these measurements confirms it (a real one persists; a burst of
 /// load on a shared machine passes within seconds).
 const CONFIRM_PAUSES: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(2)];
+
+/// Trusts of earlier waves re-checked per soak interval while a later wave migrates (one after
+/// another, beside the migrations): a fixed rate, whatever the number of waves passed.
+pub(super) const BACKGROUND_PER_TICK: usize = 4;
+
+/// The indices of the next `per_tick` of `len` watched trusts, round-robin from `*next`
+/// (advanced past them). Never more than `per_tick`, nor than `len` (each at most once).
+pub(super) fn background_batch(next: &mut usize, len: usize, per_tick: usize) -> Vec<usize> {
+    if len == 0 {
+        return Vec::new();
+    }
+    let start = *next % len;
+    let count = per_tick.min(len);
+    *next = (start + count) % len;
+    (0..count).map(|k| (start + k) % len).collect()
+}
 
 impl Engine<'_> {
     /// A trust to watch in `wave`, from the baseline an earlier attempt recorded.
@@ -124,12 +140,16 @@ impl Engine<'_> {
         judgement
     }
 
-    /// While a wave migrates, keep checking the trusts of earlier waves every soak interval.
-    /// Anything that does not pass is a suspect, checked again once the wave's migrations end.
+    /// While a wave migrates, keep checking the trusts of earlier waves: every soak interval,
+    /// the next [`BACKGROUND_PER_TICK`] of them, round-robin over every watched trust from
+    /// where the previous wave's watching left off (`next`), so that the rate stays the same
+    /// however many waves have passed. Anything that does not pass is a suspect, checked
+    /// again once the wave's migrations end.
     pub(super) async fn watch_earlier_waves(
         &self,
         wave: &str,
         watched: &[Watched],
+        next: &mut usize,
         done: &AtomicBool,
         late: &Mutex<Vec<TrustVerdict>>,
     ) {
@@ -157,10 +177,12 @@ impl Engine<'_> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             round += 1;
-            for w in watched {
+            let started = Instant::now();
+            for i in background_batch(next, watched.len(), BACKGROUND_PER_TICK) {
                 if done.load(Ordering::SeqCst) {
-                    return;
+                    break;
                 }
+                let w = &watched[i];
                 let j = self
                     .judged(w, Scope::Soak, Window::Soak, &format!("background-{round}"))
                     .await;
@@ -172,14 +194,19 @@ impl Engine<'_> {
                     }
                 }
             }
+            self.phases.add(Phase::Background, started.elapsed());
+            if done.load(Ordering::SeqCst) {
+                return;
+            }
         }
     }
 
     /// Soak: `rounds` passing rounds over the trusts this wave upgraded before the next wave
-    /// starts. (Trusts of earlier waves are watched in the background while later waves run.)
+    /// starts, their windows measured the wave's concurrency at a time. (Trusts of earlier
+    /// waves are watched in the background while later waves run.)
     pub(super) async fn soak(&self, wave: &Wave, state: &mut RunState) -> Option<RunOutcome> {
         let soak = wave.soak?;
-        let this_wave: Vec<Watched> = state
+        let mut this_wave: Vec<Watched> = state
             .watched
             .iter()
             .filter(|w| w.wave == wave.name)
@@ -188,8 +215,10 @@ impl Engine<'_> {
         if !self.gated() || this_wave.is_empty() {
             return None;
         }
+        this_wave.sort_by(|a, b| a.trust.cmp(&b.trust));
         for round in 1..=soak.rounds {
-            tokio::time::sleep(soak.interval).await;
+            self.timed(Phase::SoakWait, tokio::time::sleep(soak.interval))
+                .await;
             if let Some(stopped) = self.control.outcome() {
                 return Some(stopped);
             }
@@ -200,15 +229,18 @@ impl Engine<'_> {
                 trusts: this_wave.len(),
             })
             .await;
-            let mut verdicts = Vec::new();
-            for w in &this_wave {
-                let j = self
-                    .confirmed(w, Scope::Soak, Window::Soak, &format!("soak-{round}"))
-                    .await;
-                self.emit_judgement(&wave.name, &w.trust, Window::Soak, &j)
-                    .await;
-                verdicts.push(TrustVerdict::new(w.trust.clone(), j.verdict));
-            }
+            let label = format!("soak-{round}");
+            let verdicts = self
+                .windows(
+                    Phase::SoakChecks,
+                    self.judge_windows(
+                        &wave.name,
+                        this_wave.iter(),
+                        wave.concurrency,
+                        (Window::Soak, Scope::Soak, &label),
+                    ),
+                )
+                .await;
             if let Some(outcome) = self.apply_policy(&wave.name, &verdicts, state).await {
                 return Some(outcome);
             }
@@ -402,4 +434,44 @@ pub(super) fn snapshot_errors(s: &Snapshot) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::background_batch;
+
+    /// However many trusts earlier waves left to watch, a tick re-checks at most the fixed
+    /// number, and every trust comes round within ceil(len / per_tick) ticks.
+    #[test]
+    fn background_watching_checks_a_fixed_number_per_tick_round_robin() {
+        for len in [1, 3, 4, 5, 16, 56, 168] {
+            let mut next = 0;
+            let mut seen = vec![0usize; len];
+            let ticks = len.div_ceil(4);
+            for _ in 0..ticks {
+                let batch = background_batch(&mut next, len, 4);
+                assert_eq!(batch.len(), 4.min(len), "len {len}");
+                let mut distinct = batch.clone();
+                distinct.dedup();
+                assert_eq!(distinct.len(), batch.len(), "len {len}: {batch:?}");
+                for i in batch {
+                    seen[i] += 1;
+                }
+            }
+            assert!(seen.iter().all(|&n| n >= 1), "len {len}: {seen:?}");
+            assert!(seen.iter().all(|&n| n <= 2), "len {len}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn background_watching_goes_on_where_it_left_off_when_the_list_changes() {
+        let mut next = 0;
+        assert_eq!(background_batch(&mut next, 6, 4), [0, 1, 2, 3]);
+        assert_eq!(background_batch(&mut next, 6, 4), [4, 5, 0, 1]);
+        // A trust rolled back: the list shrank, the cursor stays in range.
+        assert_eq!(background_batch(&mut next, 2, 4), [0, 1]);
+        let mut next = 9;
+        assert_eq!(background_batch(&mut next, 5, 2), [4, 0]);
+        assert!(background_batch(&mut next, 0, 4).is_empty());
+    }
 }

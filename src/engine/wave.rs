@@ -12,12 +12,12 @@ use super::events::{Event, TrustOutcome};
 use super::outcome::{RunOutcome, TrustResult};
 use super::policy::{decide, Next, TrustVerdict};
 use super::preflight::Preflight;
-use super::run::{Engine, RunState, Watched};
+use super::run::{Engine, Phase, RunState, Watched};
 use super::watch::snapshot_errors;
 use crate::config::plan::Approval;
 use crate::config::Wave;
 use crate::exit_codes::ExitCode;
-use crate::health::gate::{Verdict, Window};
+use crate::health::gate::{Judgement, Verdict, Window};
 use crate::health::probes::{Rows, Scope};
 use crate::plan::{Action, Step, WavePlan};
 
@@ -159,70 +159,28 @@ impl Engine<'_> {
         // check never passed, are checked now against the baseline recorded before.
         let mut verify_only: Vec<String> = Vec::new();
 
-        // Baseline, sequentially: the same conditions as the post-upgrade window.
+        // Baselines, a few trusts at a time: the wave's concurrency, as the post-upgrade
+        // windows are measured, so that both see the same conditions.
+        let windows_at = wave.concurrency.max(1);
         let mut baselines: HashMap<String, Watched> = HashMap::new();
         if self.gated() {
-            // Every trust's workload baseline window opens now, before the first baseline.
-            self.workload_mark(upgrades.iter().map(|u| u.trust)).await;
-            let mut broken: Vec<TrustVerdict> = Vec::new();
-            for u in upgrades {
-                let id = u.trust;
-                let Some(trust) = self.inventory.get(id) else {
-                    continue;
-                };
-                if let Some(recorded) = self
-                    .resumed
-                    .and_then(|r| r.baselines.get(id))
-                    .filter(|recorded| recorded.from != u.from)
-                {
-                    // Part-way through its upgrade when the run stopped: its true baseline is
-                    // the one recorded before the first migration (it cannot be re-measured).
-                    let watched = self.watched_from_journal(id, &wave.name, recorded);
-                    baselines.insert(id.to_string(), watched);
-                    continue;
-                }
-                let params = preflight.params.get(id).cloned().unwrap_or_default();
-                let rewrites = self.rewrites(id, u.steps);
-                let baseline = self
-                    .measure(
-                        id,
-                        &wave.name,
-                        trust,
-                        &params,
-                        &rewrites,
-                        Rows::Fresh,
-                        Scope::Full,
-                        "baseline",
-                    )
-                    .await;
-                self.emit(Event::BaselineRecorded {
-                    wave: wave.name.clone(),
-                    trust: id.to_string(),
-                    from: u.from,
-                    params: params.clone(),
+            let measured: Vec<(Watched, Option<TrustVerdict>)> = self
+                .timed(Phase::Baseline, async {
+                    // Every trust's workload baseline window opens now, before the first
+                    // baseline.
+                    self.workload_mark(upgrades.iter().map(|u| u.trust)).await;
+                    stream::iter(upgrades)
+                        .map(|u| self.baseline(wave, u, preflight))
+                        .buffered(windows_at)
+                        .filter_map(|b| async move { b })
+                        .collect()
+                        .await
                 })
                 .await;
-                let problems = snapshot_errors(&baseline);
-                if !problems.is_empty() {
-                    let verdict =
-                        Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
-                    // Nothing was upgraded: the verdict is about the baseline, not the upgrade.
-                    self.emit_verdict(&wave.name, id, Window::Baseline, &verdict, Vec::new())
-                        .await;
-                    broken.push(TrustVerdict::new(id, verdict));
-                }
-                baselines.insert(
-                    id.to_string(),
-                    Watched {
-                        trust: id.to_string(),
-                        wave: wave.name.clone(),
-                        from: u.from,
-                        baseline,
-                        params,
-                        rewrites,
-                        writes_seen: Default::default(),
-                    },
-                );
+            let mut broken: Vec<TrustVerdict> = Vec::new();
+            for (watched, verdict) in measured {
+                broken.extend(verdict);
+                baselines.insert(watched.trust.clone(), watched);
             }
             for t in wave_plan
                 .trusts
@@ -276,8 +234,18 @@ impl Engine<'_> {
             done.store(true, Ordering::SeqCst);
             out
         };
-        let background = self.watch_earlier_waves(&wave.name, &state.watched, &done, &late);
-        let (migrated, ()) = futures::join!(migrate, background);
+        let background = self.watch_earlier_waves(
+            &wave.name,
+            &state.watched,
+            &mut state.background_next,
+            &done,
+            &late,
+        );
+        let (migrated, ()) = self
+            .timed(Phase::Migrate, async {
+                futures::join!(migrate, background)
+            })
+            .await;
         wave_results.extend(migrated);
 
         let failed_migrations: Vec<String> = wave_results
@@ -299,38 +267,43 @@ impl Engine<'_> {
             return Some(stopped);
         }
 
-        // Post-upgrade checks and the policy.
+        // Post-upgrade checks (a few trusts at a time, as the baselines were) and the policy.
         let mut verdicts: Vec<TrustVerdict> = Vec::new();
         if self.gated() {
-            // The workload windows after the upgrade open once the wave's migrations are done,
-            // so that no migration (nor the locks it held) is counted in them.
-            self.workload_mark(upgraded.iter().map(String::as_str))
+            verdicts = self
+                .windows(Phase::PostUpgrade, async {
+                    // The workload windows after the upgrade open once the wave's migrations
+                    // are done, so that no migration (nor the locks it held) is counted in them.
+                    self.workload_mark(upgraded.iter().map(String::as_str))
+                        .await;
+                    let judged = upgraded.iter().filter_map(|id| baselines.get(id));
+                    let kind = (Window::PostUpgrade, Scope::Full, "post-upgrade");
+                    self.judge_windows(&wave.name, judged, windows_at, kind)
+                        .await
+                })
                 .await;
-            for id in &upgraded {
-                let Some(w) = baselines.get(id) else { continue };
-                let j = self
-                    .confirmed(w, Scope::Full, Window::PostUpgrade, "post-upgrade")
-                    .await;
-                self.emit_judgement(&wave.name, id, Window::PostUpgrade, &j)
-                    .await;
-                verdicts.push(TrustVerdict::new(id.clone(), j.verdict));
-            }
         }
         // Suspects seen in the background, under the load of this wave's migrations, are
         // checked again now that it is quiet: only a confirmed regression counts.
         let suspects = late.into_inner().unwrap_or_default();
-        let mut late_verdicts = Vec::new();
-        for suspect in suspects {
-            let id = suspect.trust;
-            let Some(w) = state.watched.iter().find(|w| w.trust == id) else {
-                continue;
-            };
-            let j = self
-                .confirmed(w, Scope::Soak, Window::Soak, "late-check")
-                .await;
-            self.emit_judgement(&wave.name, &id, Window::Soak, &j).await;
-            late_verdicts.push(TrustVerdict::new(id, j.verdict));
-        }
+        let late_verdicts = if suspects.is_empty() {
+            Vec::new()
+        } else {
+            let suspected = state
+                .watched
+                .iter()
+                .filter(|w| suspects.iter().any(|s| s.trust == w.trust));
+            self.windows(
+                Phase::SoakChecks,
+                self.judge_windows(
+                    &wave.name,
+                    suspected,
+                    windows_at,
+                    (Window::Soak, Scope::Soak, "late-check"),
+                ),
+            )
+            .await
+        };
         self.emit_wave_finished(&wave.name, &wave_results).await;
         state.results.extend(wave_results);
         for id in &upgraded {
@@ -372,6 +345,120 @@ impl Engine<'_> {
         None
     }
 
+    /// The baseline of a trust to upgrade (`None` when it is not in the inventory), with the
+    /// verdict that pauses the run when it could not be measured. A trust part-way through
+    /// its upgrade when an earlier attempt stopped keeps the baseline recorded then.
+    async fn baseline(
+        &self,
+        wave: &Wave,
+        u: &Upgrade<'_>,
+        preflight: &Preflight,
+    ) -> Option<(Watched, Option<TrustVerdict>)> {
+        let id = u.trust;
+        let trust = self.inventory.get(id)?;
+        if let Some(recorded) = self
+            .resumed
+            .and_then(|r| r.baselines.get(id))
+            .filter(|recorded| recorded.from != u.from)
+        {
+            // Part-way through its upgrade when the run stopped: its true baseline is the one
+            // recorded before the first migration (it cannot be re-measured).
+            return Some((self.watched_from_journal(id, &wave.name, recorded), None));
+        }
+        let params = preflight.params.get(id).cloned().unwrap_or_default();
+        let rewrites = self.rewrites(id, u.steps);
+        let baseline = self
+            .measure(
+                id,
+                &wave.name,
+                trust,
+                &params,
+                &rewrites,
+                Rows::Fresh,
+                Scope::Full,
+                "baseline",
+            )
+            .await;
+        self.emit(Event::BaselineRecorded {
+            wave: wave.name.clone(),
+            trust: id.to_string(),
+            from: u.from,
+            params: params.clone(),
+        })
+        .await;
+        let problems = snapshot_errors(&baseline);
+        let broken = if problems.is_empty() {
+            None
+        } else {
+            let verdict =
+                Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
+            // Nothing was upgraded: the verdict is about the baseline, not the upgrade.
+            self.emit_verdict(&wave.name, id, Window::Baseline, &verdict, Vec::new())
+                .await;
+            Some(TrustVerdict::new(id, verdict))
+        };
+        let watched = Watched {
+            trust: id.to_string(),
+            wave: wave.name.clone(),
+            from: u.from,
+            baseline,
+            params,
+            rewrites,
+            writes_seen: Default::default(),
+        };
+        Some((watched, broken))
+    }
+
+    /// Judge these trusts' windows (`label`, of kind `window` over `scope`; confirmed when
+    /// they do not pass), `at` a time, each verdict journalled as it is reached; the verdicts
+    /// come back sorted by trust, so that what the policy reports does not depend on which
+    /// window ended first.
+    pub(super) async fn judge_windows<'w>(
+        &self,
+        wave: &str,
+        trusts: impl Iterator<Item = &'w Watched>,
+        at: usize,
+        (window, scope, label): (Window, Scope, &str),
+    ) -> Vec<TrustVerdict> {
+        let trusts: Vec<&Watched> = trusts.collect();
+        let beside_others = at > 1 && trusts.len() > 1;
+        let judged: Vec<(&Watched, Option<Judgement>)> = stream::iter(trusts)
+            .map(|w| async move {
+                let j = self.confirmed(w, scope, window, label).await;
+                if beside_others && moved_under_load(&j) {
+                    // Judged again alone below: its verdict is that window's.
+                    return (w, None);
+                }
+                self.emit_judgement(wave, &w.trust, window, &j).await;
+                (w, Some(j))
+            })
+            .buffer_unordered(at.max(1))
+            .collect()
+            .await;
+        let mut verdicts = Vec::with_capacity(judged.len());
+        let mut again: Vec<&Watched> = Vec::new();
+        for (w, j) in judged {
+            match j {
+                Some(j) => verdicts.push(TrustVerdict::new(w.trust.clone(), j.verdict)),
+                None => again.push(w),
+            }
+        }
+        // A window measured beside others passed although its latency moved well beyond
+        // the baseline's: the discount for the machine's load (the control query), which
+        // the other windows and the trust's own regression raise alike, may have hidden a
+        // regression that a window alone shows (as every window was measured before they
+        // ran concurrently). Measured again, one trust at a time.
+        again.sort_by(|a, b| a.trust.cmp(&b.trust));
+        let alone = format!("{label}-confirm-alone");
+        for w in again {
+            let j = self.confirmed(w, scope, window, &alone).await;
+            self.emit_judgement(wave, &w.trust, window, &j).await;
+            verdicts.push(TrustVerdict::new(w.trust.clone(), j.verdict));
+        }
+        verdicts.sort_by(|a, b| a.trust.cmp(&b.trust));
+        verdicts
+    }
+
     /// Turn verdicts into rollbacks and the next step.
     pub(super) async fn apply_policy(
         &self,
@@ -398,7 +485,10 @@ impl Engine<'_> {
                 continue;
             };
             let watched = state.watched.remove(pos);
-            if let Err(e) = self.rollback_trust(&watched).await {
+            let rolled_back = self
+                .timed(Phase::Rollback, self.rollback_trust(&watched))
+                .await;
+            if let Err(e) = rolled_back {
                 self.emit(Event::RollbackFailed {
                     trust: id.clone(),
                     error: e.clone(),
@@ -442,5 +532,83 @@ impl Engine<'_> {
             skipped: count(|o| matches!(o, TrustOutcome::Skipped)),
         })
         .await;
+    }
+}
+
+/// How far a passing window's latency may move from the baseline's, on its raw medians
+/// (before the machine-load discount), before a window measured beside others is measured
+/// again alone: by this ratio and by [`ALONE_SHIFT_MS`] (half the default regression floor),
+/// so that sub-millisecond noise does not count.
+const ALONE_RATIO: f64 = 1.5;
+const ALONE_SHIFT_MS: f64 = 0.5;
+
+/// Whether a window passed while one of its latency figures moved by [`ALONE_RATIO`] and
+/// [`ALONE_SHIFT_MS`] or more on the raw medians.
+fn moved_under_load(j: &Judgement) -> bool {
+    fn median(v: &[f64]) -> Option<f64> {
+        let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    }
+    j.verdict == Verdict::Pass
+        && j.latency
+            .iter()
+            .any(|c| match (median(&c.baseline_ms), median(&c.samples_ms)) {
+                (Some(b), Some(p)) if b > 0.0 => p / b >= ALONE_RATIO && p - b >= ALONE_SHIFT_MS,
+                _ => false,
+            })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::gate::LatencyComparison;
+
+    fn judgement(verdict: Verdict, baseline_ms: Vec<f64>, samples_ms: Vec<f64>) -> Judgement {
+        Judgement {
+            verdict,
+            critical: false,
+            latency: vec![LatencyComparison {
+                probe: "open-record".into(),
+                baseline_median_ms: 0.0,
+                median_ms: 0.0,
+                baseline_p95_ms: 0.0,
+                p95_ms: 0.0,
+                baseline_p99_ms: 0.0,
+                p99_ms: 0.0,
+                shift_ms: 0.0,
+                p_value: 1.0,
+                machine_factor: 3.0,
+                regressed: false,
+                baseline_ms,
+                samples_ms,
+            }],
+            workload: None,
+            writes: None,
+        }
+    }
+
+    #[test]
+    fn a_pass_whose_raw_latency_moved_far_is_measured_again_alone() {
+        let moved = judgement(Verdict::Pass, vec![0.12, 0.11, 0.13], vec![0.9, 0.96, 1.0]);
+        assert!(moved_under_load(&moved));
+        let steady = judgement(
+            Verdict::Pass,
+            vec![0.12, 0.11, 0.13],
+            vec![0.14, 0.12, 0.15],
+        );
+        assert!(!moved_under_load(&steady));
+        // A window that did not pass stands as judged (and was confirmed already).
+        let failed = judgement(
+            Verdict::Fail(vec!["slow".into()]),
+            vec![0.12, 0.11, 0.13],
+            vec![0.9, 0.96, 1.0],
+        );
+        assert!(!moved_under_load(&failed));
+        assert!(!moved_under_load(&judgement(
+            Verdict::Pass,
+            vec![],
+            vec![1.0]
+        )));
     }
 }

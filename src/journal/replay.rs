@@ -346,6 +346,7 @@ mod tests {
                 outcome: "halted".into(),
                 exit_code: 3,
                 duration_ms: 9,
+                phases: None,
             },
         ];
         for (e, s) in events.iter().zip(journal(&events)) {

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as esc};
 
 use super::model::{GateReport, RunReport, TrustReport, TrustResult};
+use crate::engine::events::Phases;
 use crate::health::gate::LatencyComparison;
 use crate::health::workload::WorkloadComparison;
 
@@ -117,6 +118,10 @@ pub fn render(r: &RunReport) -> String {
     }
     o.push_str("</dl>\n</header>\n");
 
+    if let Some(p) = &r.phases {
+        phases_table(&mut o, p);
+    }
+
     if !r.halts.is_empty() {
         o.push_str("<h2>Halted by the health gate</h2>\n<ul>\n");
         for h in &r.halts {
@@ -195,6 +200,40 @@ pub fn render(r: &RunReport) -> String {
         r.events
     );
     o
+}
+
+/// Where the run's time went: each sequential phase with its share of the wall time, what
+/// none of them covers, then the busy times that overlap them.
+fn phases_table(o: &mut String, p: &Phases) {
+    let share = |ms: u64| {
+        if p.wall_ms == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.1} %", ms as f64 * 100.0 / p.wall_ms as f64)
+        }
+    };
+    o.push_str("<h2>Where the time went</h2>\n<table>\n<tr><th>phase</th><th>time</th><th>share of the wall</th></tr>\n");
+    let mut row = |name: &str, ms: u64| {
+        let _ = writeln!(
+            o,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            esc(name),
+            duration(ms),
+            share(ms)
+        );
+    };
+    for (name, ms) in p.sequential() {
+        row(name, ms);
+    }
+    row(
+        "other (approvals, bookkeeping)",
+        p.wall_ms.saturating_sub(p.sequential_ms()),
+    );
+    row("wall", p.wall_ms);
+    for (name, ms) in p.overlapping() {
+        row(&format!("{name} (overlaps the above)"), ms);
+    }
+    o.push_str("</table>\n");
 }
 
 fn trust_section(
@@ -622,6 +661,50 @@ mod tests {
         assert!(
             html.contains("Real workload not judged: the pg_stat_statements extension is not created in this database."),
             "{html}"
+        );
+    }
+
+    #[test]
+    fn the_phase_breakdown_is_shown_when_the_journal_has_it_and_left_out_when_not() {
+        let old = render(&RunReport::build(record(), &halted_run()));
+        assert!(
+            !old.contains("Where the time went"),
+            "an older journal has none"
+        );
+        let mut events = halted_run();
+        let last = events.last_mut().unwrap();
+        last.body["phases"] = serde_json::json!({"preflight_ms":500,"baseline_ms":1500,
+            "migrate_ms":3000,"post_upgrade_ms":2000,"confirm_ms":0,"soak_wait_ms":2000,
+            "soak_checks_ms":500,"background_ms":700,"journal_ms":100,"rollback_ms":400,"wall_ms":10000});
+        last.event = crate::engine::Event::from_json(&last.body);
+        let r = RunReport::build(record(), &events);
+        assert_eq!(r.phases.map(|p| p.migrate_ms), Some(3000));
+        let html = render(&r);
+        assert!(html.contains("<h2>Where the time went</h2>"), "{html}");
+        assert!(html.contains("<tr><td>migrate</td><td class=\"num\">3.0 s</td><td class=\"num\">30.0 %</td></tr>"), "{html}");
+        assert!(
+            html.contains(
+                "<tr><td>other (approvals, bookkeeping)</td><td class=\"num\">100 ms</td>"
+            ),
+            "{html}"
+        );
+        let line = crate::report::summary(&r);
+        assert!(
+            line.contains(
+                "time 10.0 s: preflight 0.5 s (5%), baseline 1.5 s (15%), migrate 3.0 s (30%)"
+            ),
+            "{line}"
+        );
+        assert!(
+            !line.contains("confirmations"),
+            "no time, not listed: {line}"
+        );
+        assert!(
+            line.contains("overlapping: background watching 0.7 s, journal waits 0.1 s"),
+            "{line}"
+        );
+        assert!(
+            !crate::report::summary(&RunReport::build(record(), &halted_run())).contains("time ")
         );
     }
 

@@ -237,6 +237,9 @@ pub fn summary(r: &RunReport) -> String {
             .exit_code
             .map_or_else(|| "-".to_string(), |c| c.to_string())
     );
+    if let Some(p) = &r.phases {
+        let _ = writeln!(s, "{}", phases_line(p));
+    }
     for w in &r.waves {
         let _ = writeln!(s, "wave {}: {}", w.name, w.status);
         for id in &w.trusts {
@@ -253,6 +256,39 @@ pub fn summary(r: &RunReport) -> String {
         s.push_str(&traffic::text(t));
     }
     s
+}
+
+/// The phase breakdown on one line: `time 62.0 s: preflight 0.4 s (1%), ...`, the phases
+/// that took no time left out, the overlapping busy times last.
+pub fn phases_line(p: &crate::engine::events::Phases) -> String {
+    let secs = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
+    let pct = |ms: u64| {
+        ms.saturating_mul(100)
+            .saturating_add(p.wall_ms / 2)
+            .checked_div(p.wall_ms)
+            .unwrap_or(0)
+    };
+    let parts: Vec<String> = p
+        .sequential()
+        .iter()
+        .filter(|(_, ms)| *ms > 0)
+        .map(|(name, ms)| format!("{name} {} ({}%)", secs(*ms), pct(*ms)))
+        .collect();
+    let overlapping: Vec<String> = p
+        .overlapping()
+        .iter()
+        .map(|(name, ms)| format!("{name} {}", secs(*ms)))
+        .collect();
+    format!(
+        "time {}: {}; overlapping: {}",
+        secs(p.wall_ms),
+        if parts.is_empty() {
+            "-".to_string()
+        } else {
+            parts.join(", ")
+        },
+        overlapping.join(", ")
+    )
 }
 
 #[cfg(test)]

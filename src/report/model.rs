@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::engine::events::Phases;
 use crate::engine::{Event, TrustOutcome};
 use crate::health::gate::{LatencyComparison, Window, WriteFigures};
 use crate::health::workload::WorkloadComparison;
@@ -29,6 +30,9 @@ pub struct RunReport {
     pub outcome: Option<String>,
     /// Time spent running, over every attempt, ms.
     pub duration_ms: u64,
+    /// Where that time went, phase by phase, summed over the attempts that recorded it
+    /// (journals written before flotilla measured it have none).
+    pub phases: Option<Phases>,
     /// Why the gate stopped the run, per halt.
     pub halts: Vec<Halt>,
     /// Waves in the order they started.
@@ -357,6 +361,7 @@ impl RunReport {
                 planned_trusts: None,
                 outcome: None,
                 duration_ms: 0,
+                phases: None,
                 halts: Vec::new(),
                 waves: Vec::new(),
                 trusts: Vec::new(),
@@ -445,10 +450,17 @@ impl Builder {
             Event::RunFinished {
                 outcome,
                 duration_ms,
+                phases,
                 ..
             } => {
                 self.report.outcome = Some(outcome.clone());
                 self.report.duration_ms += duration_ms;
+                if let Some(p) = phases {
+                    self.report
+                        .phases
+                        .get_or_insert_with(Phases::default)
+                        .add(p);
+                }
             }
             Event::WaveStarted { wave, index, .. } => {
                 let w = self.wave(wave);

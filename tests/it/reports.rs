@@ -433,3 +433,93 @@ fn report_on_a_missing_run_or_state_database_is_exit_2_and_creates_nothing() {
         "an unwritable report is refused before anything runs"
     );
 }
+
+/// The phases of a run from its `run_finished` event: every figure of the contract present
+/// (a whole number of milliseconds, so never negative), the wall time the run's duration,
+/// and the sequential phases summing to it within what bookkeeping between them takes.
+fn checked_phases(events: &[Value]) -> BTreeMap<String, u64> {
+    let last = events.last().expect("events");
+    assert_eq!(last["event"], "run_finished");
+    let p = &last["phases"];
+    let mut out = BTreeMap::new();
+    for key in [
+        "preflight_ms",
+        "baseline_ms",
+        "migrate_ms",
+        "post_upgrade_ms",
+        "confirm_ms",
+        "soak_wait_ms",
+        "soak_checks_ms",
+        "background_ms",
+        "journal_ms",
+        "rollback_ms",
+        "wall_ms",
+    ] {
+        let ms = p[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("phases.{key} is a whole number of ms: {last}"));
+        out.insert(key.to_string(), ms);
+    }
+    let wall = out["wall_ms"];
+    assert_eq!(Some(wall), last["duration_ms"].as_u64(), "{last}");
+    let sequential: u64 = out
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "wall_ms" | "background_ms" | "journal_ms"))
+        .map(|(_, ms)| ms)
+        .sum();
+    assert!(
+        sequential <= wall + 8 && sequential + wall / 10 + 250 >= wall,
+        "the sequential phases ({sequential} ms) sum to about the wall time: {last}"
+    );
+    assert!(out["journal_ms"] <= wall, "{last}");
+    out
+}
+
+#[test]
+fn run_finished_breaks_the_run_down_by_phase_with_gates_and_without() {
+    let ws = small_workspace();
+    ws.run(&["demo", "--seed-only", "--patients", PATIENTS])
+        .success();
+    ws.run(&["rollout", PLAN, "--yes", "--events", "events.jsonl"])
+        .success()
+        .no_panic();
+    let p = checked_phases(&check_events(&ws.read("events.jsonl")));
+    for key in [
+        "baseline_ms",
+        "migrate_ms",
+        "post_upgrade_ms",
+        "soak_checks_ms",
+        "journal_ms",
+    ] {
+        assert!(p[key] > 0, "a gated run spends time in {key}: {p:?}");
+    }
+    // Two waves, one soak round of 200 ms each.
+    assert!(p["soak_wait_ms"] >= 400, "{p:?}");
+    assert_eq!(p["rollback_ms"], 0, "{p:?}");
+    let summary = ws.run(&["report", "latest"]);
+    summary
+        .success()
+        .stdout_contains("time ")
+        .stdout_contains("baseline ");
+
+    let ws = small_workspace();
+    ws.edit(PLAN, |s| s[..s.find("\nhealth:").unwrap() + 1].to_string());
+    ws.run(&["demo", "--seed-only", "--patients", PATIENTS])
+        .success();
+    ws.run(&["rollout", PLAN, "--yes", "--events", "events.jsonl"])
+        .success()
+        .no_panic();
+    let p = checked_phases(&check_events(&ws.read("events.jsonl")));
+    assert!(p["migrate_ms"] > 0, "{p:?}");
+    for key in [
+        "baseline_ms",
+        "post_upgrade_ms",
+        "confirm_ms",
+        "soak_wait_ms",
+        "soak_checks_ms",
+        "background_ms",
+        "rollback_ms",
+    ] {
+        assert_eq!(p[key], 0, "an ungated run spends no time in {key}: {p:?}");
+    }
+}
