@@ -582,6 +582,7 @@ mod tests {
                 regressed: false,
                 baseline_ms,
                 samples_ms,
+                sampling: None,
             }],
             workload: None,
             writes: None,
