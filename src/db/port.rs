@@ -516,7 +516,9 @@ impl TrustDb {
         let rows = on_conn!(self, c => {
             use sqlx::Row;
             sqlx::raw_sql(&read).fetch_all(&mut *c).await.and_then(|rows| {
+                // Only the history's rows: SQLite's `PRAGMA busy_timeout` answers with one too.
                 rows.iter()
+                    .filter(|r| r.len() == 4)
                     .map(|r| {
                         Ok(AppliedMigration {
                             version: r.try_get(0)?,

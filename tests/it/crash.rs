@@ -32,6 +32,9 @@ const ESTATE: &[&str] = &[
 ];
 const PATIENTS: &str = "100";
 const DEFAULT_POINTS: usize = 10;
+/// Aimed points kill up to this long after a trust's intent is recorded: about as long as its
+/// migrations take.
+const AIMED_DELAY_MS: u64 = 40;
 /// How many times recovery may meet "locked" (6) or "interrupted" (8) before it is a failure.
 const RECOVERY_ATTEMPTS: usize = 4;
 
@@ -216,7 +219,11 @@ impl Harness {
             ]) {
                 seen.run_recorded = !r[0].is_empty();
                 seen.run_unfinished = r[0].iter().any(|s| s != "completed");
-                seen.open_migrate = r[1].iter().filter(|k| *k == "migrate").count();
+                // A trust's intent ('upgrade') or, from older journals, one migration.
+                seen.open_migrate = r[1]
+                    .iter()
+                    .filter(|k| *k == "migrate" || *k == "upgrade")
+                    .count();
                 seen.open_probe = r[1].iter().filter(|k| *k == "write-probe").count();
             }
         }
@@ -436,11 +443,19 @@ fn crash_points(h: Harness) {
                 "{tag} reference: {id} has no patients: the comparison would prove nothing"
             );
         }
-        let migrations = h
+        let steps = h
             .state_db()
-            .try_query_rw(&["SELECT run_id FROM flotilla_steps WHERE kind = 'migrate'"])
-            .unwrap_or_else(|e| panic!("{tag} reference journal: {e}"))[0]
-            .len() as u64;
+            .try_query_rw(&[
+                "SELECT run_id FROM flotilla_steps WHERE kind = 'migrate'",
+                "SELECT run_id FROM flotilla_steps WHERE kind = 'upgrade'",
+            ])
+            .unwrap_or_else(|e| panic!("{tag} reference journal: {e}"));
+        let migrations = steps[0].len() as u64;
+        assert_eq!(
+            steps[1].len(),
+            ESTATE.len(),
+            "{tag} reference journal: one intent ('upgrade' step) per trust"
+        );
         assert_eq!(
             migrations,
             (ESTATE.len()
@@ -463,11 +478,14 @@ fn crash_points(h: Harness) {
         (0, 0, 0, 0, 0);
     for i in 1..=points {
         // Odd points: a delay drawn uniformly from [0, reference duration]. Even points: aimed
-        // at a migration (most of a rollout is health checks; a migration takes milliseconds):
-        // kill as soon as the journal shows the k-th migration started, k drawn at random.
+        // at a trust's migrations (most of a rollout is health checks; a trust's migrations
+        // take milliseconds): kill a few milliseconds after the journal shows the k-th trust's
+        // intent (its planned migrations, recorded before the first runs), k drawn at random:
+        // before its first migration, between two, or after its outcome.
         let aimed = i % 2 == 0;
+        let intents = ESTATE.len() as u64;
         let (delay, k) = if aimed {
-            (rng.up_to(3), 1 + rng.up_to(migrations - 1))
+            (rng.up_to(AIMED_DELAY_MS), 1 + rng.up_to(intents - 1))
         } else {
             (rng.up_to(duration_ms), 0)
         };
@@ -478,7 +496,7 @@ fn crash_points(h: Harness) {
         let started = run.started;
         if aimed {
             h.state_db().wait_for_count(
-                "SELECT CAST(count(*) AS TEXT) FROM flotilla_steps WHERE kind = 'migrate'",
+                "SELECT CAST(count(*) AS TEXT) FROM flotilla_steps WHERE kind = 'upgrade'",
                 k as i64,
                 started + Duration::from_millis(duration_ms * 3),
                 || run.exited(),
@@ -496,7 +514,7 @@ fn crash_points(h: Harness) {
         delays.push(delay);
         let (first, killed) = run.kill();
         let aim = if aimed {
-            format!(" (aimed at migration {k} of {migrations})")
+            format!(" (aimed at trust {k} of {intents})")
         } else {
             String::new()
         };
@@ -734,8 +752,10 @@ fn crash_in_window(pg: bool, committed: usize, how: Settle) {
     );
 
     let out = match how {
-        Settle::Resume => ws.run(&["resume", "--yes"]),
-        Settle::Abandon => ws.run(&["abandon", &run_id, "--reason", "crash window test"]),
+        Settle::Resume => run_unlocked(&ws, &["resume", "--yes"]),
+        Settle::Abandon => {
+            run_unlocked(&ws, &["abandon", &run_id, "--reason", "crash window test"])
+        }
     };
     out.success();
     let applied = trust.applied_versions();
