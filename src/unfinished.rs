@@ -481,12 +481,25 @@ pub async fn abandon_in(
 
 /// Close the steps a crash left open, from what each trust database really holds; remove
 /// write-probe records a crash left behind.
+///
+/// A trust's intent (an open `upgrade` step: its planned migrations were recorded, its outcome
+/// was not) is settled first, from its tracking table ([`settle_intent`]): the migrations it
+/// shows applied are recorded as they would have been with the outcome, and one left dirty is
+/// then settled with the open migrate steps.
 pub async fn reconcile(
     state: &StateDb,
     run_id: &str,
     inventory: &Inventory,
     plan: &Plan,
 ) -> Result<()> {
+    for step in state.open_steps(run_id).await? {
+        if step.kind != "upgrade" {
+            continue;
+        }
+        if let Some(trust) = inventory.get(&step.trust) {
+            settle_intent(state, run_id, trust, &step).await?;
+        }
+    }
     for step in state.open_steps(run_id).await? {
         let Some(trust) = inventory.get(&step.trust) else {
             continue;
@@ -542,5 +555,111 @@ pub async fn reconcile(
             .settle_step(run_id, step.seq, status, &detail, after)
             .await?;
     }
+    Ok(())
+}
+
+/// What a trust's tracking table says, read to settle a run it was part of.
+async fn tracking_rows(
+    trust: &crate::config::Trust,
+) -> Result<(Vec<crate::db::AppliedMigration>, BTreeMap<i64, u64>)> {
+    let unreadable = |e: &dyn std::fmt::Display, code: ExitCode| UnfinishedError::Trust {
+        message: format!(
+            "{} (reading it to settle the interrupted run)",
+            crate::printable::about_trust(&trust.id, &e.to_string())
+        ),
+        code,
+    };
+    let applied = crate::engine::read_state(trust)
+        .await
+        .map_err(|b| unreadable(&b, b.exit_code()))?;
+    if applied.is_empty() {
+        return Ok((applied, BTreeMap::new()));
+    }
+    let mut db = crate::db::TrustDb::connect(trust, crate::db::Access::ReadOnly)
+        .await
+        .map_err(|e| unreadable(&e, e.exit_code()))?;
+    let durations = db.durations().await;
+    db.close().await;
+    let durations = durations.map_err(|e| unreadable(&e, e.exit_code()))?;
+    Ok((applied, durations))
+}
+
+/// Settle a trust's intent that has no outcome (the run stopped between its `trust_started`
+/// and its `trust_finished`): record, in one journal transaction, the `migration_started` and
+/// `migration_applied` events of the planned migrations its tracking table shows applied (with
+/// the durations the table recorded), and a `migration_started` for one it shows dirty (a
+/// no-transaction or batch migration that did not finish: settled `interrupted` with the
+/// migrate steps). A planned migration without a row was not applied (a transaction rolls back
+/// whole): nothing is recorded for it, and resume applies it. Then the intent's step is closed.
+/// Settling again after a crash part-way records nothing twice.
+async fn settle_intent(
+    state: &StateDb,
+    run_id: &str,
+    trust: &crate::config::Trust,
+    step: &crate::journal::OpenStep,
+) -> Result<()> {
+    let planned = match state.event_at(run_id, step.seq).await?.map(|e| e.event) {
+        Some(Event::TrustStarted { planned, .. }) => planned,
+        _ => Vec::new(),
+    };
+    let (applied, durations) = tracking_rows(trust).await?;
+    let current = applied.iter().map(|a| a.version).max();
+    let mut events = Vec::new();
+    let (mut done, mut dirty) = (0, 0);
+    for &version in &planned {
+        let Some(row) = applied.iter().find(|a| a.version == version) else {
+            continue;
+        };
+        events.push(Event::MigrationStarted {
+            trust: trust.id.clone(),
+            version,
+            description: row.description.clone(),
+            before: applied
+                .iter()
+                .map(|a| a.version)
+                .filter(|v| *v < version)
+                .max(),
+        });
+        if row.dirty {
+            dirty += 1;
+        } else {
+            done += 1;
+            events.push(Event::MigrationApplied {
+                trust: trust.id.clone(),
+                version,
+                duration_ms: durations.get(&version).copied().unwrap_or(0),
+            });
+        }
+    }
+    let recorded = state
+        .migrate_steps_after(run_id, &trust.id, step.seq)
+        .await?
+        > 0;
+    if !events.is_empty() && !recorded {
+        let record = state.run(run_id).await?.ok_or_else(|| {
+            UnfinishedError::Refused(format!("no run '{run_id}' in the state database"))
+        })?;
+        Journal::append_to(state, &record)
+            .await?
+            .record_all(&events)
+            .await?;
+    }
+    let status = if done == planned.len() {
+        "done"
+    } else {
+        "interrupted"
+    };
+    let detail = format!(
+        "settled from the trust's tracking table: {done} of {} planned migration(s) applied{}",
+        planned.len(),
+        if dirty > 0 {
+            format!(", {dirty} left dirty")
+        } else {
+            String::new()
+        }
+    );
+    state
+        .settle_step(run_id, step.seq, status, &detail, current)
+        .await?;
     Ok(())
 }

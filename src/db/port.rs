@@ -340,6 +340,12 @@ impl TrustDb {
     /// Take the per-trust migration lock: a session advisory lock on Postgres, an exclusive
     /// `flock` on `<file>.flotilla-lock` for SQLite. Both are released if the process dies.
     pub async fn lock(&mut self) -> Result<(), DbError> {
+        self.lock_with(None).await
+    }
+
+    /// [`lock`](Self::lock); on Postgres `first_message` (settings ending with the lock's
+    /// `SELECT pg_try_advisory_lock`) is sent as the first attempt, in one round trip.
+    async fn lock_with(&mut self, mut first_message: Option<String>) -> Result<(), DbError> {
         let trust = self.trust.clone();
         match &mut self.conn {
             Conn::Postgres(c) => {
@@ -347,16 +353,33 @@ impl TrustDb {
                 // notices the client is gone (about a second, see `set_timeouts`): wait a
                 // little before concluding that another run holds it.
                 let deadline = Instant::now() + LOCK_WAIT;
+                let mut first = first_message.take();
                 let got = loop {
-                    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                        .bind(sql::PG_LOCK_KEY)
-                        .fetch_one(&mut *c)
-                        .await
-                        .map_err(|source| DbError::Query {
-                            trust: trust.clone(),
-                            context: "taking the advisory lock".into(),
-                            source,
-                        })?;
+                    let query_err = |source| DbError::Query {
+                        trust: trust.clone(),
+                        context: "taking the advisory lock".into(),
+                        source,
+                    };
+                    let got: bool = match first.take() {
+                        // Settings sent in the same message, before the lock's SELECT: its
+                        // only row is the lock's answer.
+                        Some(script) => {
+                            use sqlx::Row;
+                            let rows = sqlx::raw_sql(&script)
+                                .fetch_all(&mut *c)
+                                .await
+                                .map_err(query_err)?;
+                            match rows.last() {
+                                Some(row) => row.try_get(0).map_err(query_err)?,
+                                None => false,
+                            }
+                        }
+                        None => sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                            .bind(sql::PG_LOCK_KEY)
+                            .fetch_one(&mut *c)
+                            .await
+                            .map_err(query_err)?,
+                    };
                     if got || Instant::now() >= deadline {
                         break got;
                     }
@@ -431,8 +454,15 @@ impl TrustDb {
         statement: Option<Duration>,
     ) -> Result<(), DbError> {
         let err = self.query_err("setting the plan's timeouts");
+        let script = self.timeouts_script(lock, statement);
+        on_conn!(self, c => sqlx::raw_sql(&script).execute(&mut *c).await.map(|_| ()).map_err(err))
+    }
+
+    /// The statements that set the plan's timeouts on this session (see
+    /// [`set_timeouts`](Self::set_timeouts)).
+    fn timeouts_script(&self, lock: Duration, statement: Option<Duration>) -> String {
         let ms = |d: Duration| d.as_millis().min(i32::MAX as u128);
-        let script = match &mut self.conn {
+        match &self.conn {
             Conn::Postgres(c) => {
                 // From PostgreSQL 14 the server checks every second that the client is still
                 // there while a statement runs, so a killed or aborted run's migration stops
@@ -450,8 +480,58 @@ impl TrustDb {
                 )
             }
             Conn::Sqlite(_) => format!("PRAGMA busy_timeout = {}", ms(lock)),
+        }
+    }
+
+    /// Everything before a trust's migrations, in as few round trips as is safe: take the
+    /// per-trust lock with the plan's timeouts set in the same message (Postgres; SQLite takes
+    /// its lock file, then sets `busy_timeout` with the reads below), then, holding it, create
+    /// the tracking table when missing and read the applied history in one message. Two round
+    /// trips on Postgres instead of five; the history is read only once the lock is held.
+    pub async fn prepare_to_migrate(
+        &mut self,
+        lock: Duration,
+        statement: Option<Duration>,
+    ) -> Result<Vec<AppliedMigration>, DbError> {
+        let timeouts = self.timeouts_script(lock, statement);
+        let read = match self.conn {
+            Conn::Postgres(_) => {
+                self.lock_with(Some(format!(
+                    "{timeouts}; SELECT pg_try_advisory_lock({})",
+                    sql::PG_LOCK_KEY
+                )))
+                .await?;
+                format!("{}; {}", sql::CREATE_TRACKING_TABLE, sql::SELECT_APPLIED)
+            }
+            Conn::Sqlite(_) => {
+                self.lock().await?;
+                format!(
+                    "{timeouts}; {}; {}",
+                    sql::CREATE_TRACKING_TABLE,
+                    sql::SELECT_APPLIED
+                )
+            }
         };
-        on_conn!(self, c => sqlx::raw_sql(&script).execute(&mut *c).await.map(|_| ()).map_err(err))
+        let err = self.query_err("reading the tracking table");
+        let rows = on_conn!(self, c => {
+            use sqlx::Row;
+            sqlx::raw_sql(&read).fetch_all(&mut *c).await.and_then(|rows| {
+                // Only the history's rows: SQLite's `PRAGMA busy_timeout` answers with one too.
+                rows.iter()
+                    .filter(|r| r.len() == 4)
+                    .map(|r| {
+                        Ok(AppliedMigration {
+                            version: r.try_get(0)?,
+                            description: r.try_get(1)?,
+                            checksum: r.try_get(2)?,
+                            dirty: r.try_get(3)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+            })
+        })
+        .map_err(err)?;
+        Ok(rows)
     }
 
     /// Clear the dirty mark of `version` (an operator checked the migration completed).
@@ -541,6 +621,28 @@ impl TrustDb {
             .collect())
     }
 
+    /// Each applied migration's duration as its tracking row recorded it (ms), by version.
+    /// Empty when the tracking table does not exist.
+    pub async fn durations(&mut self) -> Result<std::collections::BTreeMap<i64, u64>, DbError> {
+        let dialect = self.dialect();
+        let err = self.query_err("reading the tracking table");
+        let exists_sql = sql::tracking_table_exists(dialect);
+        let exists: i64 =
+            on_conn!(self, c => sqlx::query_scalar(&exists_sql).fetch_one(&mut *c).await)
+                .map_err(err)?;
+        if exists == 0 {
+            return Ok(Default::default());
+        }
+        let err = self.query_err("reading the tracking table");
+        let rows: Vec<(i64, i64)> =
+            on_conn!(self, c => sqlx::query_as(sql::SELECT_DURATIONS).fetch_all(&mut *c).await)
+                .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(v, ms)| (v, u64::try_from(ms).unwrap_or(0)))
+            .collect())
+    }
+
     /// Apply `m`'s up script with its tracking row. `resume_dirty` continues a batch migration
     /// whose dirty row is already recorded.
     pub async fn apply(&mut self, m: &Migration, resume_dirty: bool) -> Result<Duration, DbError> {
@@ -554,6 +656,11 @@ impl TrustDb {
         let trust = self.trust.clone();
         let begin = self.begin_sql();
         match m.up.mode {
+            Mode::Transaction if matches!(self.conn, Conn::Postgres(_)) => {
+                self.apply_in_one_message(m)
+                    .await
+                    .map_err(|e| failed(&trust, e))?;
+            }
             Mode::Transaction => {
                 on_conn!(self, c => {
                     let mut tx = c.begin_with(begin).await.map_err(|e| failed(&trust, e))?;
@@ -597,6 +704,30 @@ impl TrustDb {
             }
         }
         Ok(started.elapsed())
+    }
+
+    /// Postgres: a transactional migration and its tracking row in one round trip, one
+    /// simple-query message `BEGIN; <up script>; INSERT <tracking row>; COMMIT;` (the protocol
+    /// allows no fewer). The row's values are literals (quoted with [`sql::quote_e_literal`],
+    /// whatever `standard_conforming_strings` says); its duration is the server's time from
+    /// receiving the message to the INSERT (`statement_timestamp()` is the message's arrival
+    /// for every statement in it). The script keeps its own line (a final `--` comment cannot
+    /// swallow what follows). If a statement fails, the server skips the rest of the message
+    /// and leaves the transaction open in the failed state: it is rolled back here, so the
+    /// session is usable and nothing of the migration stays. `statement_timeout` applies to
+    /// each statement (PostgreSQL 13 and later; before, to the whole message), as when the
+    /// script was sent alone.
+    async fn apply_in_one_message(&mut self, m: &Migration) -> Result<(), sqlx::Error> {
+        let Conn::Postgres(c) = &mut self.conn else {
+            unreachable!("apply_in_one_message is only called on Postgres")
+        };
+        let message = sql::one_message_apply(m);
+        let result = sqlx::raw_sql(&message).execute(&mut *c).await;
+        if result.is_err() {
+            // Nothing to do if the connection is gone: the server rolls back by itself.
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *c).await;
+        }
+        result.map(|_| ())
     }
 
     /// Run `m`'s down script and forget its tracking row.

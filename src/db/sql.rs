@@ -39,6 +39,9 @@ pub const SELECT_APPLIED: &str = concat!(
     " ORDER BY version"
 );
 
+/// Reads each applied migration's recorded duration.
+pub const SELECT_DURATIONS: &str = concat!("SELECT version, duration_ms FROM ", tracking_table!());
+
 /// Records a migration. `dirty` is TRUE for a row written before a non-transactional or batch
 /// script runs, FALSE for one committed with its script.
 pub const INSERT_APPLIED: &str = concat!(
@@ -111,6 +114,29 @@ pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// `s` as a Postgres escape string literal, `E'...'` with `\\` and `''` doubled: read the same
+/// whether `standard_conforming_strings` is on or off.
+pub fn quote_e_literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Postgres: a transactional migration and its clean tracking row as one simple-query message
+/// (see `TrustDb::apply_in_one_message`). The duration is the server's, from the message's
+/// arrival to the INSERT.
+pub fn one_message_apply(m: &Migration) -> String {
+    format!(
+        "BEGIN;\n{}\n;\nINSERT INTO {} (version, description, checksum, applied_at, duration_ms, dirty) \
+         VALUES ({}, {}, {}, CAST(CURRENT_TIMESTAMP AS TEXT), \
+         CAST(ROUND(EXTRACT(EPOCH FROM clock_timestamp() - statement_timestamp()) * 1000) AS BIGINT), FALSE);\n\
+         COMMIT;",
+        m.up.sql,
+        TRACKING_TABLE,
+        m.version,
+        quote_e_literal(&m.description),
+        quote_e_literal(&m.checksum),
+    )
+}
+
 /// `s` as a quoted SQL identifier: `"my ""table"""`.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -167,5 +193,48 @@ pub fn render_apply(m: &Migration) -> Vec<String> {
             clean + " -- only in the batch that changes no rows",
             "COMMIT; -- repeated while rows change".into(),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e_literals_read_the_same_whatever_standard_conforming_strings_says() {
+        assert_eq!(quote_e_literal("plain"), "E'plain'");
+        assert_eq!(quote_e_literal("it's"), "E'it''s'");
+        assert_eq!(quote_e_literal(r"C:\new\'x"), r"E'C:\\new\\''x'");
+    }
+
+    #[test]
+    fn a_migration_and_its_tracking_row_go_in_one_message_the_script_on_lines_of_its_own() {
+        let m = Migration::new(
+            42,
+            "o'brien's \\ table".into(),
+            (
+                "42_x.up.sql".into(),
+                "CREATE TABLE t (id INT) -- no newline".into(),
+            ),
+            ("42_x.down.sql".into(), "DROP TABLE t;".into()),
+        )
+        .unwrap();
+        let message = one_message_apply(&m);
+        let lines: Vec<&str> = message.lines().collect();
+        assert_eq!(lines[0], "BEGIN;");
+        // A final `--` comment cannot swallow the tracking row.
+        assert_eq!(lines[1], "CREATE TABLE t (id INT) -- no newline");
+        assert_eq!(lines[2], ";");
+        assert!(lines[3].starts_with("INSERT INTO _flotilla_migrations "));
+        assert!(
+            lines[3].contains(&format!(
+                "VALUES (42, E'o''brien''s \\\\ table', E'{}', ",
+                m.checksum
+            )),
+            "{message}"
+        );
+        assert!(lines[3].ends_with(", FALSE);"), "{message}");
+        assert_eq!(lines[4], "COMMIT;");
+        assert_eq!(lines.len(), 5);
     }
 }

@@ -147,6 +147,10 @@ pub enum Event {
         from: String,
         to: String,
         migrations: usize,
+        /// The versions it will apply, in order: the journal's intent for the trust, durable
+        /// before the first of them runs (absent in journals written before it existed).
+        #[serde(default)]
+        planned: Vec<i64>,
     },
     /// A migration begins on a trust (`before`: the version it is at).
     MigrationStarted {

@@ -1,6 +1,17 @@
-//! Migrating one trust: connect, lock, re-read its real state, apply each planned migration
-//! write-ahead (its start durable before it runs), and retry with backoff when the connection
-//! is refused or drops ([`RETRY_BACKOFF`]). A failure is a [`Fault`] that carries its exit code.
+//! Migrating one trust: connect, lock, re-read its real state, record the intent (the planned
+//! migrations, durable before the first runs), apply them, record the outcome, and retry with
+//! backoff when the connection is refused or drops ([`RETRY_BACKOFF`]). A failure is a
+//! [`Fault`] that carries its exit code.
+//!
+//! Two journal commits per trust, whatever its number of migrations: the intent
+//! (`trust_started` with the planned versions) and the outcome (`trust_finished`, with every
+//! `migration_started` / `migration_applied` / `migration_failed` of the trust riding in the
+//! same transaction). What happened in between needs no record of its own: each migration
+//! commits together with its row in the trust's tracking table, so after a crash the tracking
+//! table says exactly which planned migrations were applied (a no-transaction or batch one that
+//! did not finish leaves its row dirty), and `resume` / `abandon` settle the intent from it
+//! (`crate::unfinished::reconcile`). The per-migration events still reach the progress display
+//! and `--events` as they happen; only their journal write waits for the outcome.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -103,10 +114,8 @@ impl Engine<'_> {
     ) -> TrustOutcome {
         let started = Instant::now();
         let id = upgrade.trust;
-        // Events that record what already happened (a migration applied) wait here and go to
-        // the journal in one transaction with the next record that must precede an action
-        // (the next migration's start, the trust's end): half the commits, and every
-        // write-ahead record is still durable before its action.
+        // Events already shown (the progress display, `--events`) whose journal write waits
+        // for the trust's next commit: its outcome, or the record of a retry.
         let mut pending = Vec::new();
         let reached = if stop.load(Ordering::SeqCst) || self.control.stopping() {
             Reached {
@@ -121,15 +130,42 @@ impl Engine<'_> {
             self.migrate_with_retries(wave, id, expect, &mut pending)
                 .await
         };
-        pending.push(self.finished_event(
+        let finished = self.finished_event(
             wave,
             id,
             reached.version,
             reached.outcome.clone(),
             elapsed_ms(started),
-        ));
-        self.emit_all(pending).await;
+        );
+        self.commit(&mut pending, vec![finished]).await;
         reached.outcome
+    }
+
+    /// Show `event` now (progress display, `--events`) and journal it with the trust's next
+    /// commit ([`commit`](Self::commit)).
+    fn show(&self, event: Event, pending: &mut Vec<Event>) {
+        self.events.emit(&event);
+        pending.push(event);
+    }
+
+    /// One journal transaction: the events already shown (`pending`, emptied) and `new`, then
+    /// `new` is shown once durable (write-ahead, as [`emit_all`](Self::emit_all)). A journal
+    /// that cannot be written stops the run.
+    async fn commit(&self, pending: &mut Vec<Event>, new: Vec<Event>) {
+        if let Some(j) = self.journal {
+            let mut batch = std::mem::take(pending);
+            batch.extend(new.iter().cloned());
+            if let Err(e) = j.record_all(&batch).await {
+                tracing::error!(error = %e, "the journal could not be written: stopping the run");
+                self.control
+                    .stop(StopReason::JournalFailed(e.to_string(), e.exit_code()));
+            }
+        } else {
+            pending.clear();
+        }
+        for event in &new {
+            self.events.emit(event);
+        }
     }
 
     /// Connect, lock and migrate; a connection that is refused or drops is retried with
@@ -185,14 +221,15 @@ impl Engine<'_> {
                     let pause = RETRY_BACKOFF[attempt];
                     attempt += 1;
                     applied_so_far += f.applied;
-                    pending.push(Event::TrustRetrying {
+                    // Durable before the pause: what this attempt did, and why it stopped.
+                    let retrying = Event::TrustRetrying {
                         trust: id.to_string(),
                         attempt,
                         of: RETRY_BACKOFF.len(),
                         after_ms: u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
                         error: f.message.clone(),
-                    });
-                    self.emit_all(std::mem::take(pending)).await;
+                    };
+                    self.commit(pending, vec![retrying]).await;
                     tokio::time::sleep(pause).await;
                     // Continue from what the database really holds now.
                     expect = None;
@@ -223,15 +260,11 @@ impl Engine<'_> {
         let id = db.trust().to_string();
         let catalog = self.catalogs.for_trust(&id);
         let known = expect.and_then(|x| x.from);
-        db.lock().await.map_err(|e| Fault::db(known, 0, &e))?;
         let t = self.plan.timeouts;
-        db.set_timeouts(t.lock, t.statement)
+        let applied = db
+            .prepare_to_migrate(t.lock, t.statement)
             .await
             .map_err(|e| Fault::db(known, 0, &e))?;
-        db.ensure_tracking_table()
-            .await
-            .map_err(|e| Fault::db(known, 0, &e))?;
-        let applied = db.applied().await.map_err(|e| Fault::db(known, 0, &e))?;
         let mut version = applied.iter().map(|a| a.version).max();
         let steps = match verify(catalog, &applied, self.plan.target.version) {
             Action::UpToDate => {
@@ -265,7 +298,9 @@ impl Engine<'_> {
                 ));
             }
         }
-        pending.push(Event::TrustStarted {
+        // The intent, write-ahead: durable (with anything pending) before the first migration
+        // runs. From here the trust's tracking table is the record of what was applied.
+        let intent = Event::TrustStarted {
             wave: wave.to_string(),
             trust: id.clone(),
             from: self.catalogs.base().describe(version),
@@ -274,13 +309,21 @@ impl Engine<'_> {
                 .base()
                 .describe(Some(self.plan.target.version)),
             migrations: steps.len(),
-        });
+            planned: steps.iter().map(|s| s.version).collect(),
+        };
+        self.commit(pending, vec![intent]).await;
         let stopped = |version, done| Migrated {
             version,
             applied: done,
             interrupted: true,
         };
+        if matches!(self.control.reason(), Some(StopReason::JournalFailed(..))) {
+            // The intent could not be recorded: nothing may run unrecorded.
+            return Ok(stopped(version, 0));
+        }
         for (done, step) in steps.iter().enumerate() {
+            // A stop request (an interrupt, a lost lease, a journal that failed for another
+            // trust) ends the trust between two migrations.
             if self.control.stopping() {
                 return Ok(stopped(version, done));
             }
@@ -291,34 +334,43 @@ impl Engine<'_> {
                     ExitCode::Internal,
                 ));
             };
-            // Write-ahead: durable (with what was pending) before the migration starts.
-            pending.push(Event::MigrationStarted {
-                trust: id.clone(),
-                version: m.version,
-                description: m.description.clone(),
-                before: version,
-            });
-            self.emit_all(std::mem::take(pending)).await;
-            if matches!(self.control.reason(), Some(StopReason::JournalFailed(..))) {
-                // Its start could not be recorded: it must not run unrecorded.
-                return Ok(stopped(version, done));
-            }
+            // Not a commit of its own: the intent covers it, and the tracking table records
+            // whether it was applied (see the module documentation).
+            self.show(
+                Event::MigrationStarted {
+                    trust: id.clone(),
+                    version: m.version,
+                    description: m.description.clone(),
+                    before: version,
+                },
+                pending,
+            );
             match db.apply(m, step.resume_dirty).await {
                 Ok(took) => {
                     version = Some(m.version);
-                    pending.push(Event::MigrationApplied {
-                        trust: id.clone(),
-                        version: m.version,
-                        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-                    });
+                    self.show(
+                        Event::MigrationApplied {
+                            trust: id.clone(),
+                            version: m.version,
+                            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                        },
+                        pending,
+                    );
                 }
                 Err(e) => {
-                    pending.push(Event::MigrationFailed {
-                        trust: id.clone(),
-                        version: m.version,
-                        error: e.to_string(),
-                    });
-                    self.emit_all(std::mem::take(pending)).await;
+                    // Journalled with the outcome (or the retry's record), which follows at
+                    // once with nothing run in between: no earlier commit is needed. A
+                    // transactional migration rolled back (no tracking row); a no-transaction
+                    // or batch one that stopped half-way left its tracking row dirty, which is
+                    // the durable record a crash before the outcome would be settled from.
+                    self.show(
+                        Event::MigrationFailed {
+                            trust: id.clone(),
+                            version: m.version,
+                            error: e.to_string(),
+                        },
+                        pending,
+                    );
                     return Err(Fault::db(version, done, &e));
                 }
             }

@@ -3,10 +3,11 @@
 //! trust with the versions before and after, every measurement and verdict, the event log and
 //! the estate lease.
 //!
-//! It is write-ahead: the engine awaits [`Journal::record`] before it acts (a migration is
-//! recorded as started before it runs, a write probe before it inserts), so after a crash the
-//! journal says what was in flight; the databases say what actually happened, and `resume`
-//! reconciles the two. Events read back typed ([`StoredEvent::event`]); [`replay`] turns a
+//! It is write-ahead: the engine awaits [`Journal::record`] before it acts (a trust's planned
+//! migrations are recorded before the first runs, a write probe before it inserts), so after a
+//! crash the journal says what was in flight; the databases say what actually happened (each
+//! migration commits with its row in the trust's tracking table), and `resume` reconciles the
+//! two. Events read back typed ([`StoredEvent::event`]); [`replay`] turns a
 //! run's events (and every run's gate history) into what resume, status and abandon need.
 
 pub mod lease;
@@ -18,7 +19,7 @@ use serde::Serialize;
 pub use lease::{now, Holder, Lease, LeaseError};
 pub use store::{StateDb, StateError, StateLocation, STATE_PASSWORD_ENV};
 
-use crate::engine::Event;
+use crate::engine::{Event, TrustOutcome};
 use store::on_pool;
 
 /// Default location of the state database, relative to the working directory.
@@ -126,9 +127,12 @@ pub struct OpenStep {
     pub seq: i64,
     /// Trust.
     pub trust: String,
-    /// migrate, revert, write-probe, rollback.
+    /// upgrade (a trust's planned migrations, from its `trust_started` intent to its
+    /// outcome), migrate (one migration: journals before the intent carried them one by one),
+    /// revert, write-probe, rollback.
     pub kind: String,
-    /// Migration version, or the write probe's first (highest) record id.
+    /// Migration version (an upgrade: its last planned one), or the write probe's first
+    /// (highest) record id.
     pub version: Option<i64>,
     /// The version before a migration; for a write probe, its last (lowest) record id.
     pub before: Option<i64>,
@@ -207,6 +211,37 @@ impl StateDb {
             .collect()
     }
 
+    /// The event recorded at sequence `seq` of a run, if any.
+    pub async fn event_at(
+        &self,
+        run_id: &str,
+        seq: i64,
+    ) -> Result<Option<StoredEvent>, StateError> {
+        let row: Option<(i64, i64, String, String)> = on_pool!(&self.pool, p =>
+            sqlx::query_as("SELECT seq, attempt, at, body FROM flotilla_events WHERE run_id = $1 AND seq = $2")
+                .bind(run_id).bind(seq).fetch_optional(p).await)
+        .map_err(|e| self.err(e))?;
+        row.map(|(seq, attempt, at, body)| {
+            serde_json::from_str(&body)
+                .map(|body| StoredEvent::new(seq, attempt, at, body))
+                .map_err(|e| self.invalid(format!("run {run_id}, event {seq}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// How many migrate steps a run recorded on `trust` after sequence `seq`.
+    pub async fn migrate_steps_after(
+        &self,
+        run_id: &str,
+        trust: &str,
+        seq: i64,
+    ) -> Result<i64, StateError> {
+        on_pool!(&self.pool, p =>
+            sqlx::query_scalar("SELECT COUNT(*) FROM flotilla_steps WHERE run_id = $1 AND trust = $2 AND kind = 'migrate' AND seq > $3")
+                .bind(run_id).bind(trust).bind(seq).fetch_one(p).await)
+        .map_err(|e| self.err(e))
+    }
+
     /// Steps of a run recorded as started and never finished.
     pub async fn open_steps(&self, run_id: &str) -> Result<Vec<OpenStep>, StateError> {
         type Row = (i64, String, String, Option<i64>, Option<i64>);
@@ -227,7 +262,7 @@ impl StateDb {
     }
 
     /// Close an open step with what the databases showed (`state`: done, failed,
-    /// not-applied, cleaned).
+    /// not-applied, cleaned, interrupted).
     pub async fn settle_step(
         &self,
         run_id: &str,
@@ -628,6 +663,23 @@ impl Journal {
                         .bind(run.clone()).bind(wave.to_string()).bind(position).bind(status.to_string()).bind(at.clone())
                 };
                 match event {
+                    // A trust's intent: one step for its planned migrations, closed by its
+                    // outcome (or by settling it from the tracking table after a crash).
+                    Event::TrustStarted { trust, planned, .. } if !planned.is_empty() => {
+                        step_start(trust, "upgrade", planned.last().copied(), None, None).execute(&mut *tx).await?;
+                    }
+                    Event::TrustRetrying { trust, error, .. } => {
+                        step_end(trust, "upgrade", None, "interrupted", None, Some(format!("the connection failed, retried: {error}"))).execute(&mut *tx).await?;
+                    }
+                    Event::TrustFinished { trust, version, outcome, .. } => {
+                        let (state, detail) = match outcome {
+                            TrustOutcome::Upgraded { .. } | TrustOutcome::UpToDate => ("done", None),
+                            TrustOutcome::Failed { error, .. } => ("failed", Some(error.clone())),
+                            TrustOutcome::Interrupted { .. } => ("interrupted", None),
+                            TrustOutcome::Skipped => ("not-applied", None),
+                        };
+                        step_end(trust, "upgrade", None, state, *version, detail).execute(&mut *tx).await?;
+                    }
                     Event::MigrationStarted { trust, version, before, .. } => {
                         step_start(trust, "migrate", Some(*version), *before, None).execute(&mut *tx).await?;
                     }
@@ -775,6 +827,114 @@ mod tests {
             version,
             duration_ms: 1,
         }
+    }
+
+    #[tokio::test]
+    async fn a_trusts_intent_is_one_open_step_until_its_outcome_or_a_retry_closes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&StateLocation::Sqlite(dir.path().join("state.db")))
+            .await
+            .unwrap();
+        let run = NewRun {
+            kind: "rollout",
+            plan: "p",
+            plan_path: std::path::Path::new("p.yaml"),
+            plan_sha256: "x",
+            migrations_sha256: "y",
+            target_version: 20,
+        };
+        let journal = Journal::start(&db, "run-1", &run).await.unwrap();
+        let started = |trust: &str, planned: Vec<i64>| Event::TrustStarted {
+            wave: "w".into(),
+            trust: trust.into(),
+            from: "1.0".into(),
+            to: "2.0".into(),
+            migrations: planned.len(),
+            planned,
+        };
+        let migration = |trust: &str, version: i64| {
+            [
+                Event::MigrationStarted {
+                    trust: trust.into(),
+                    version,
+                    description: String::new(),
+                    before: None,
+                },
+                applied(trust, version),
+            ]
+        };
+        let finished = |trust: &str, outcome: TrustOutcome| Event::TrustFinished {
+            wave: "w".into(),
+            trust: trust.into(),
+            version: Some(20),
+            release: "2.0".into(),
+            outcome,
+            duration_ms: 1,
+        };
+        journal.record(&started("a", vec![10, 20])).await.unwrap();
+        journal.record(&started("b", vec![10])).await.unwrap();
+        // Nothing planned (an old journal's shape): no step.
+        journal.record(&started("c", vec![])).await.unwrap();
+        let open: Vec<(String, String, Option<i64>)> = db
+            .open_steps("run-1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.trust, s.kind, s.version))
+            .collect();
+        assert_eq!(
+            open,
+            vec![
+                ("a".into(), "upgrade".into(), Some(20)),
+                ("b".into(), "upgrade".into(), Some(10)),
+            ]
+        );
+        // The outcome closes the intent, with the migrations' events in the same commit.
+        let mut outcome: Vec<Event> = migration("a", 10).into_iter().collect();
+        outcome.extend(migration("a", 20));
+        outcome.push(finished("a", TrustOutcome::Upgraded { migrations: 2 }));
+        journal.record_all(&outcome).await.unwrap();
+        // A retry closes the attempt's intent; the next attempt records its own.
+        journal
+            .record(&Event::TrustRetrying {
+                trust: "b".into(),
+                attempt: 1,
+                of: 4,
+                after_ms: 500,
+                error: "connection reset".into(),
+            })
+            .await
+            .unwrap();
+        journal.record(&started("b", vec![10])).await.unwrap();
+        let open = db.open_steps("run-1").await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(
+            (open[0].trust.as_str(), open[0].kind.as_str()),
+            ("b", "upgrade")
+        );
+        let steps: Vec<(String, String, Option<i64>, String)> = db
+            .steps("run-1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(t, k, v, _, _, s)| (t, k, v, s))
+            .collect();
+        let s = |t: &str, k: &str, v: i64, state: &str| (t.into(), k.into(), Some(v), state.into());
+        assert_eq!(
+            steps,
+            vec![
+                s("a", "upgrade", 20, "done"),
+                s("b", "upgrade", 10, "interrupted"),
+                s("a", "migrate", 10, "done"),
+                s("a", "migrate", 20, "done"),
+                s("b", "upgrade", 10, "started"),
+            ]
+        );
+        assert_eq!(db.migrate_steps_after("run-1", "a", 0).await.unwrap(), 2);
+        assert_eq!(db.migrate_steps_after("run-1", "b", 0).await.unwrap(), 0);
+        let intent = db.event_at("run-1", 0).await.unwrap().unwrap();
+        assert_eq!(intent.event, started("a", vec![10, 20]));
+        assert!(db.event_at("run-1", 99).await.unwrap().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

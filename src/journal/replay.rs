@@ -490,13 +490,15 @@ mod tests {
             // An event missing its optional fields: no `before`, no `writes`, no `workload`,
             // no `latency`, no `by`.
             json!({"event":"migration_started","trust":"camden","version":90,"description":"x"}),
+            // A trust's start without the planned versions its intent now carries.
+            json!({"event":"trust_started","wave":"pilot","trust":"camden","from":"5.0","to":"5.1","migrations":1}),
             json!({"event":"health_verdict","wave":"pilot","trust":"camden","window":"post-upgrade","verdict":"fail","reasons":["slow"]}),
             json!({"event":"run_resumed","attempt":2}),
             json!({"event":"wave_started","wave":"pilot","index":0,"trusts":1,"to_upgrade":1,"concurrency":1}),
             // A known kind whose fields do not read is skipped, not fatal.
             json!({"event":"wave_passed"}),
         ];
-        let events: Vec<StoredEvent> = lines
+        let mut events: Vec<StoredEvent> = lines
             .into_iter()
             .enumerate()
             .map(|(i, b)| StoredEvent::new(i as i64, 1, "2026-01-01T10:00:00Z", b))
@@ -510,6 +512,17 @@ mod tests {
                 version: 90,
                 description: "x".into(),
                 before: None,
+            }
+        );
+        assert_eq!(
+            events.remove(2).event,
+            Event::TrustStarted {
+                wave: "pilot".into(),
+                trust: "camden".into(),
+                from: "5.0".into(),
+                to: "5.1".into(),
+                migrations: 1,
+                planned: Vec::new(),
             }
         );
         assert_eq!(

@@ -121,6 +121,7 @@ pub fn timelines<'a>(
     for (at, event) in events {
         let trust = match event {
             Event::MigrationStarted { trust, .. }
+            | Event::TrustStarted { trust, .. }
             | Event::TrustFinished { trust, .. }
             | Event::RollbackStarted { trust, .. }
             | Event::RollbackFinished { trust, .. }
@@ -130,6 +131,14 @@ pub fn timelines<'a>(
         let line = out.entry(trust.clone()).or_default();
         let current = line.0.last().map_or(Phase::Before, |(_, p)| *p);
         let next = match event {
+            // The journal records a trust's intent (`trust_started`, with the migrations it
+            // plans) as its first migration begins; each migration's own events are journalled
+            // with the trust's outcome, so they do not tell when it began.
+            Event::TrustStarted { migrations, .. }
+                if *migrations > 0 && current != Phase::RollingBack =>
+            {
+                Phase::Migrating
+            }
             Event::MigrationStarted { .. } if current != Phase::RollingBack => Phase::Migrating,
             Event::TrustFinished { outcome, .. } => match outcome {
                 TrustOutcome::Upgraded { .. } => Phase::Upgraded,

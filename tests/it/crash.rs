@@ -32,6 +32,9 @@ const ESTATE: &[&str] = &[
 ];
 const PATIENTS: &str = "100";
 const DEFAULT_POINTS: usize = 10;
+/// Aimed points kill up to this long after a trust's intent is recorded: about as long as its
+/// migrations take.
+const AIMED_DELAY_MS: u64 = 40;
 /// How many times recovery may meet "locked" (6) or "interrupted" (8) before it is a failure.
 const RECOVERY_ATTEMPTS: usize = 4;
 
@@ -216,7 +219,11 @@ impl Harness {
             ]) {
                 seen.run_recorded = !r[0].is_empty();
                 seen.run_unfinished = r[0].iter().any(|s| s != "completed");
-                seen.open_migrate = r[1].iter().filter(|k| *k == "migrate").count();
+                // A trust's intent ('upgrade') or, from older journals, one migration.
+                seen.open_migrate = r[1]
+                    .iter()
+                    .filter(|k| *k == "migrate" || *k == "upgrade")
+                    .count();
                 seen.open_probe = r[1].iter().filter(|k| *k == "write-probe").count();
             }
         }
@@ -436,11 +443,19 @@ fn crash_points(h: Harness) {
                 "{tag} reference: {id} has no patients: the comparison would prove nothing"
             );
         }
-        let migrations = h
+        let steps = h
             .state_db()
-            .try_query_rw(&["SELECT run_id FROM flotilla_steps WHERE kind = 'migrate'"])
-            .unwrap_or_else(|e| panic!("{tag} reference journal: {e}"))[0]
-            .len() as u64;
+            .try_query_rw(&[
+                "SELECT run_id FROM flotilla_steps WHERE kind = 'migrate'",
+                "SELECT run_id FROM flotilla_steps WHERE kind = 'upgrade'",
+            ])
+            .unwrap_or_else(|e| panic!("{tag} reference journal: {e}"));
+        let migrations = steps[0].len() as u64;
+        assert_eq!(
+            steps[1].len(),
+            ESTATE.len(),
+            "{tag} reference journal: one intent ('upgrade' step) per trust"
+        );
         assert_eq!(
             migrations,
             (ESTATE.len()
@@ -463,11 +478,14 @@ fn crash_points(h: Harness) {
         (0, 0, 0, 0, 0);
     for i in 1..=points {
         // Odd points: a delay drawn uniformly from [0, reference duration]. Even points: aimed
-        // at a migration (most of a rollout is health checks; a migration takes milliseconds):
-        // kill as soon as the journal shows the k-th migration started, k drawn at random.
+        // at a trust's migrations (most of a rollout is health checks; a trust's migrations
+        // take milliseconds): kill a few milliseconds after the journal shows the k-th trust's
+        // intent (its planned migrations, recorded before the first runs), k drawn at random:
+        // before its first migration, between two, or after its outcome.
         let aimed = i % 2 == 0;
+        let intents = ESTATE.len() as u64;
         let (delay, k) = if aimed {
-            (rng.up_to(3), 1 + rng.up_to(migrations - 1))
+            (rng.up_to(AIMED_DELAY_MS), 1 + rng.up_to(intents - 1))
         } else {
             (rng.up_to(duration_ms), 0)
         };
@@ -478,7 +496,7 @@ fn crash_points(h: Harness) {
         let started = run.started;
         if aimed {
             h.state_db().wait_for_count(
-                "SELECT CAST(count(*) AS TEXT) FROM flotilla_steps WHERE kind = 'migrate'",
+                "SELECT CAST(count(*) AS TEXT) FROM flotilla_steps WHERE kind = 'upgrade'",
                 k as i64,
                 started + Duration::from_millis(duration_ms * 3),
                 || run.exited(),
@@ -496,7 +514,7 @@ fn crash_points(h: Harness) {
         delays.push(delay);
         let (first, killed) = run.kill();
         let aim = if aimed {
-            format!(" (aimed at migration {k} of {migrations})")
+            format!(" (aimed at trust {k} of {intents})")
         } else {
             String::new()
         };
@@ -596,4 +614,235 @@ fn sqlite_rollout_killed_at_random_points_resumes_to_the_same_estate() {
 #[test]
 fn postgres_rollout_killed_at_random_points_resumes_to_the_same_estate() {
     crash_points(Harness::postgres());
+}
+
+// The crash windows of a trust's journal intent, hit on purpose. A trust's planned migrations
+// are recorded (`trust_started`, an open `upgrade` step) before the first runs, and the
+// migrations' own events only with its outcome: a kill in between leaves the intent alone, and
+// the tracking table says what was applied. A slow migration holds flotilla in the window
+// while the test kills it; `resume` and `abandon` must settle the intent from the tracking
+// table, recording each applied migration once.
+
+const WINDOW_TRUST: &str = "camden";
+const WINDOW_PLAN: &str = "plans/window.yaml";
+
+/// How the window test recovers from the kill.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Settle {
+    Resume,
+    Abandon,
+}
+
+/// One trust at 5.1 and three migrations after it (`added`); the `slow`-th of them (0-based)
+/// takes seconds. Postgres when `pg`.
+fn window_estate(pg: bool, slow: usize) -> (Workspace, Vec<i64>) {
+    let mut ws = Workspace::new();
+    ws.keep_trusts(&[WINDOW_TRUST]);
+    if pg {
+        let dbs = create_databases("window", &[WINDOW_TRUST.to_string()]);
+        ws.write_pg_inventory(&dbs);
+    }
+    ws.run(&["demo", "--seed-only", "--patients", "20"])
+        .success();
+    let trusts = vec![WINDOW_TRUST.to_string()];
+    ws.write_target_plan(
+        "to-5.1.yaml",
+        release_version("5.1"),
+        &[("all", trusts.clone())],
+    );
+    ws.run(&["rollout", "plans/to-5.1.yaml", "--yes"]).success();
+    let slow_sql = if pg {
+        "SELECT pg_sleep(4);"
+    } else {
+        // No sleep in SQLite: a few seconds of counting.
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 8000000) SELECT count(*) FROM c;"
+    };
+    let (first, _) = next_version();
+    let mut added = Vec::new();
+    for i in 0..3 {
+        let v = first + i as i64;
+        let stem = format!("{}_window_{i}", version_prefix(v));
+        let mut up = format!("CREATE TABLE window_{i} (id INTEGER PRIMARY KEY);\n");
+        if i == slow {
+            up.push_str(slow_sql);
+            up.push('\n');
+        }
+        ws.write(format!("migrations/{stem}.up.sql"), up);
+        ws.write(
+            format!("migrations/{stem}.down.sql"),
+            format!("DROP TABLE window_{i};\n"),
+        );
+        added.push(v);
+    }
+    ws.write_target_plan("window.yaml", *added.last().unwrap(), &[("all", trusts)]);
+    (ws, added)
+}
+
+/// Roll out `WINDOW_PLAN`, kill flotilla once the journal holds the trust's intent and
+/// `committed` of the added migrations are in its tracking table (the next one is the slow
+/// one), check what the kill left, recover with `how`, and check that the intent was settled
+/// from the tracking table.
+fn crash_in_window(pg: bool, committed: usize, how: Settle) {
+    let (ws, added) = window_estate(pg, committed);
+    let state = Db::Sqlite(ws.path(".flotilla/state.db"));
+    let trust = ws.db(WINDOW_TRUST);
+    let before = trust.applied_versions();
+    let context = format!("pg={pg} committed={committed} {how:?}");
+    let _serial = serial();
+    let mut run = Spawned::start(&ws, &["rollout", WINDOW_PLAN, "--yes"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    assert!(
+        state.wait_for_count(
+            "SELECT CAST(count(*) AS TEXT) FROM flotilla_steps WHERE kind = 'upgrade' AND state = 'started'",
+            1,
+            deadline,
+            || run.exited()
+        ),
+        "{context}: the intent was never recorded"
+    );
+    assert!(
+        trust.wait_for_count(
+            "SELECT CAST(count(*) AS TEXT) FROM _flotilla_migrations",
+            (before.len() + committed) as i64,
+            deadline,
+            || run.exited()
+        ),
+        "{context}: the migrations before the slow one were never committed"
+    );
+    let (first, killed) = run.kill();
+    assert!(
+        killed,
+        "{context}: the rollout ended before the kill\n{}",
+        first.describe()
+    );
+
+    // What the kill left: the intent, and nothing of the migrations in the journal.
+    let r = state
+        .try_query_rw(&[
+            "SELECT run_id FROM flotilla_runs WHERE status = 'running'",
+            "SELECT kind || '|' || COALESCE(CAST(version AS TEXT), '') FROM flotilla_steps WHERE state = 'started'",
+            "SELECT body FROM flotilla_events WHERE event = 'trust_started' ORDER BY run_id DESC, seq DESC LIMIT 1",
+        ])
+        .unwrap();
+    assert_eq!(r[0].len(), 1, "{context}: one crashed run: {r:?}");
+    let run_id = r[0][0].clone();
+    assert_eq!(
+        r[1],
+        vec![format!("upgrade|{}", added.last().unwrap())],
+        "{context}: the intent is the only open step"
+    );
+    let intent: serde_json::Value = serde_json::from_str(&r[2][0]).unwrap();
+    assert_eq!(
+        intent["planned"],
+        serde_json::json!(added),
+        "{context}: {intent}"
+    );
+    let runs_events = |event: &str| {
+        state
+            .try_query_rw(&[&format!(
+                "SELECT CAST(json_extract(body, '$.version') AS TEXT) FROM flotilla_events \
+                 WHERE run_id = '{run_id}' AND event = '{event}' ORDER BY seq"
+            )])
+            .unwrap()
+            .remove(0)
+    };
+    assert!(
+        runs_events("migration_started").is_empty(),
+        "{context}: a migration's start was journalled before the outcome"
+    );
+
+    let out = match how {
+        Settle::Resume => run_unlocked(&ws, &["resume", "--yes"]),
+        Settle::Abandon => {
+            run_unlocked(&ws, &["abandon", &run_id, "--reason", "crash window test"])
+        }
+    };
+    out.success();
+    let applied = trust.applied_versions();
+    let expect_applied: Vec<i64> = match how {
+        Settle::Resume => before.iter().chain(&added).copied().collect(),
+        Settle::Abandon => before.iter().chain(&added[..committed]).copied().collect(),
+    };
+    assert_eq!(applied, expect_applied, "{context}\n{}", out.describe());
+
+    // The journal agrees: every added migration the tracking table holds has exactly one
+    // `migration_applied` and one 'done' migrate step in the run, and nothing is left open.
+    let steps = state
+        .try_query_rw(&[&format!(
+            "SELECT kind || '|' || COALESCE(CAST(version AS TEXT), '') || '|' || state || '|' || COALESCE(detail, '') \
+             FROM flotilla_steps WHERE run_id = '{run_id}' ORDER BY seq"
+        )])
+        .unwrap()
+        .remove(0);
+    assert!(
+        !steps.iter().any(|s| s.contains("|started|")),
+        "{context}: steps left open: {steps:#?}"
+    );
+    let in_tracking: Vec<i64> = added
+        .iter()
+        .copied()
+        .filter(|v| applied.contains(v))
+        .collect();
+    let done: Vec<i64> = steps
+        .iter()
+        .filter(|s| s.starts_with("migrate|") && s.contains("|done|"))
+        .map(|s| s.split('|').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        done, in_tracking,
+        "{context}: 'done' migrate steps: {steps:#?}"
+    );
+    let applied_events: Vec<i64> = runs_events("migration_applied")
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(
+        applied_events, in_tracking,
+        "{context}: migration_applied events"
+    );
+    let settled = format!(
+        "upgrade|{}|{}|settled from the trust's tracking table: {committed} of 3 planned migration(s) applied",
+        added.last().unwrap(),
+        if committed == 3 { "done" } else { "interrupted" }
+    );
+    assert!(
+        steps.contains(&settled),
+        "{context}: the intent settled as {settled:?}: {steps:#?}"
+    );
+    let status = state
+        .try_query_rw(&[&format!(
+            "SELECT status FROM flotilla_runs WHERE run_id = '{run_id}'"
+        )])
+        .unwrap()
+        .remove(0);
+    let expect_status = match how {
+        Settle::Resume => "completed",
+        Settle::Abandon => "abandoned",
+    };
+    assert_eq!(status, vec![expect_status.to_string()], "{context}");
+}
+
+#[test]
+fn sqlite_kill_after_the_intent_before_any_migration_resumes_from_the_tracking_table() {
+    crash_in_window(false, 0, Settle::Resume);
+}
+
+#[test]
+fn sqlite_kill_after_some_migrations_committed_resumes_recording_each_once() {
+    crash_in_window(false, 2, Settle::Resume);
+}
+
+#[test]
+fn sqlite_kill_after_some_migrations_committed_is_abandoned_with_them_settled() {
+    crash_in_window(false, 2, Settle::Abandon);
+}
+
+#[test]
+fn postgres_kill_after_the_intent_before_any_migration_is_abandoned_cleanly() {
+    crash_in_window(true, 0, Settle::Abandon);
+}
+
+#[test]
+fn postgres_kill_after_some_migrations_committed_resumes_recording_each_once() {
+    crash_in_window(true, 2, Settle::Resume);
 }
