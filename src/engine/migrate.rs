@@ -152,17 +152,9 @@ impl Engine<'_> {
     /// `new` is shown once durable (write-ahead, as [`emit_all`](Self::emit_all)). A journal
     /// that cannot be written stops the run.
     async fn commit(&self, pending: &mut Vec<Event>, new: Vec<Event>) {
-        if let Some(j) = self.journal {
-            let mut batch = std::mem::take(pending);
-            batch.extend(new.iter().cloned());
-            if let Err(e) = j.record_all(&batch).await {
-                tracing::error!(error = %e, "the journal could not be written: stopping the run");
-                self.control
-                    .stop(StopReason::JournalFailed(e.to_string(), e.exit_code()));
-            }
-        } else {
-            pending.clear();
-        }
+        let mut batch = std::mem::take(pending);
+        batch.extend(new.iter().cloned());
+        self.journal_durably(&batch).await;
         for event in &new {
             self.events.emit(event);
         }

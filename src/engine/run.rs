@@ -216,19 +216,27 @@ impl Engine<'_> {
         !self.plan.health.is_empty()
     }
 
+    /// Journal `events` in one transaction and wait until they are durable (the wait counts
+    /// as journal time in the phase breakdown). A journal that cannot be written stops the
+    /// run: nothing may happen that is not recorded.
+    pub(super) async fn journal_durably(&self, events: &[Event]) {
+        let Some(j) = self.journal.filter(|_| !events.is_empty()) else {
+            return;
+        };
+        let wait = self.phases.journal_wait();
+        let recorded = j.record_all(events).await;
+        drop(wait);
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "the journal could not be written: stopping the run");
+            self.control
+                .stop(StopReason::JournalFailed(e.to_string(), e.exit_code()));
+        }
+    }
+
     /// Report an event and, when journalled, wait until it is durable. A journal that cannot
     /// be written stops the run: nothing may happen that is not recorded.
     pub(super) async fn emit(&self, event: Event) {
-        if let Some(j) = self.journal {
-            let wait = self.phases.journal_wait();
-            let recorded = j.record(&event).await;
-            drop(wait);
-            if let Err(e) = recorded {
-                tracing::error!(error = %e, "the journal could not be written: stopping the run");
-                self.control
-                    .stop(StopReason::JournalFailed(e.to_string(), e.exit_code()));
-            }
-        }
+        self.journal_durably(std::slice::from_ref(&event)).await;
         if let Event::HealthMeasured { window, .. } = &event {
             // A window's confirmations are labelled `<window>-confirm-<n>` (watch.rs).
             if !window.contains("-confirm-") {
@@ -269,16 +277,7 @@ impl Engine<'_> {
         if events.is_empty() {
             return;
         }
-        if let Some(j) = self.journal {
-            let wait = self.phases.journal_wait();
-            let recorded = j.record_all(&events).await;
-            drop(wait);
-            if let Err(e) = recorded {
-                tracing::error!(error = %e, "the journal could not be written: stopping the run");
-                self.control
-                    .stop(StopReason::JournalFailed(e.to_string(), e.exit_code()));
-            }
-        }
+        self.journal_durably(&events).await;
         for event in &events {
             self.events.emit(event);
         }
