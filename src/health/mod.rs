@@ -2,6 +2,7 @@
 
 pub mod gate;
 pub mod probes;
+pub mod samples;
 pub mod sequential;
 pub mod stats;
 pub mod workload;

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use super::samples::LatencySamples;
 use super::sequential::{next_look, Reference};
 use crate::config::health::{Health, LatencyProbe, WriteProbe};
 use crate::config::Trust;
@@ -15,20 +16,6 @@ use crate::db::{Access, TrustDb};
 
 /// A measurement, or why it could not be taken.
 pub type Measured<T> = Result<T, String>;
-
-/// Timed samples of one latency probe, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LatencySamples {
-    /// One duration per execution.
-    pub ms: Vec<f64>,
-    /// Rows returned over all executions.
-    pub rows: usize,
-    /// The control query, timed right after each execution on the same connection: it reads
-    /// no table, so no migration changes it, and its slowdown between two windows is the
-    /// machine's (CPU or I/O contention), not the release's.
-    #[serde(default)]
-    pub control_ms: Vec<f64>,
-}
 
 /// What the write probe measured in one window: each write timed, read back by another
 /// session and removed again.
