@@ -363,13 +363,13 @@ fn trust_section(
 fn latency_table(o: &mut String, g: &GateReport) {
     let _ = writeln!(
         o,
-        "<table>\n<caption>latency, {}</caption>\n<tr><th>probe</th><th>median before</th><th>median after</th><th>p95 before</th><th>p95 after</th><th>p99 before</th><th>p99 after</th><th>shift</th><th>p-value</th><th>machine ×</th><th>regressed</th></tr>",
+        "<table>\n<caption>latency, {}</caption>\n<tr><th>probe</th><th>median before</th><th>median after</th><th>p95 before</th><th>p95 after</th><th>p99 before</th><th>p99 after</th><th>shift</th><th>p-value</th><th>machine ×</th><th>samples</th><th>regressed</th></tr>",
         esc(&g.label)
     );
     for l in &g.latency {
         let _ = writeln!(
             o,
-            "<tr><td>{}</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:+.3} ms</td><td class=\"num\">{:.2e}</td><td class=\"num\">{:.2}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:.3} ms</td><td class=\"num\">{:+.3} ms</td><td class=\"num\">{:.2e}</td><td class=\"num\">{:.2}</td><td>{}</td><td>{}</td></tr>",
             esc(&l.probe),
             l.baseline_median_ms,
             l.median_ms,
@@ -380,10 +380,23 @@ fn latency_table(o: &mut String, g: &GateReport) {
             l.shift_ms,
             l.p_value,
             l.machine_factor,
+            esc(&samples_taken(l)),
             if l.regressed { "<b class=\"reason\">yes</b>" } else { "no" }
         );
     }
     o.push_str("</table>\n");
+}
+
+/// How many samples a window's probe took: "15 of 40, pass early" when the sequential rule
+/// stopped it, "40 of 40" at the cap, "-" for verdicts journalled before sampling was recorded.
+fn samples_taken(l: &crate::health::gate::LatencyComparison) -> String {
+    match &l.sampling {
+        Some(s) if s.stopped_early() => {
+            format!("{} of {}, {} early", s.samples, s.cap, s.decision_label())
+        }
+        Some(s) => format!("{} of {}", s.samples, s.cap),
+        None => "-".to_string(),
+    }
 }
 
 /// The real workload of one verdict (PostgreSQL with `pg_stat_statements`): the statements
@@ -629,7 +642,7 @@ fn format_tick(v: f64, step: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::tests::{halted_run, record};
+    use crate::report::model::tests::{halted_run, phased_run, record};
 
     #[test]
     fn journal_text_is_escaped_and_each_trust_has_a_section() {
@@ -665,19 +678,37 @@ mod tests {
     }
 
     #[test]
+    fn each_probe_says_how_many_samples_its_window_took() {
+        let old = render(&RunReport::build(record(), &halted_run()));
+        assert!(old.contains("<th>samples</th>"), "{old}");
+        assert!(
+            !old.contains(" early</td>"),
+            "a journal from before sequential sampling says nothing about it"
+        );
+        let mut events = halted_run();
+        let verdict = events
+            .iter_mut()
+            .find(|e| {
+                e.body["event"] == "health_verdict"
+                    && e.body["latency"].as_array().is_some_and(|l| !l.is_empty())
+            })
+            .expect("the halted run has a verdict with latency figures");
+        verdict.body["latency"][0]["sampling"] = serde_json::json!({
+            "samples": 15, "cap": 40, "decision": "fail", "confidence": 0.99
+        });
+        verdict.event = crate::engine::Event::from_json(&verdict.body);
+        let html = render(&RunReport::build(record(), &events));
+        assert!(html.contains("<td>15 of 40, fail early</td>"), "{html}");
+    }
+
+    #[test]
     fn the_phase_breakdown_is_shown_when_the_journal_has_it_and_left_out_when_not() {
         let old = render(&RunReport::build(record(), &halted_run()));
         assert!(
             !old.contains("Where the time went"),
             "an older journal has none"
         );
-        let mut events = halted_run();
-        let last = events.last_mut().unwrap();
-        last.body["phases"] = serde_json::json!({"preflight_ms":500,"baseline_ms":1500,
-            "migrate_ms":3000,"post_upgrade_ms":2000,"confirm_ms":0,"soak_wait_ms":2000,
-            "soak_checks_ms":500,"background_ms":700,"journal_ms":100,"rollback_ms":400,"wall_ms":10000});
-        last.event = crate::engine::Event::from_json(&last.body);
-        let r = RunReport::build(record(), &events);
+        let r = RunReport::build(record(), &phased_run());
         assert_eq!(r.phases.map(|p| p.migrate_ms), Some(3000));
         let html = render(&r);
         assert!(html.contains("<h2>Where the time went</h2>"), "{html}");
@@ -687,24 +718,6 @@ mod tests {
                 "<tr><td>other (approvals, bookkeeping)</td><td class=\"num\">100 ms</td>"
             ),
             "{html}"
-        );
-        let line = crate::report::summary(&r);
-        assert!(
-            line.contains(
-                "time 10.0 s: preflight 0.5 s (5%), baseline 1.5 s (15%), migrate 3.0 s (30%)"
-            ),
-            "{line}"
-        );
-        assert!(
-            !line.contains("confirmations"),
-            "no time, not listed: {line}"
-        );
-        assert!(
-            line.contains("overlapping: background watching 0.7 s, journal waits 0.1 s"),
-            "{line}"
-        );
-        assert!(
-            !crate::report::summary(&RunReport::build(record(), &halted_run())).contains("time ")
         );
     }
 

@@ -297,6 +297,28 @@ mod tests {
     use crate::engine::{Event, EventSink};
 
     #[test]
+    fn the_summary_has_one_line_of_phases_when_the_journal_has_them() {
+        use crate::report::model::tests::{halted_run, phased_run, record};
+        let r = RunReport::build(record(), &phased_run());
+        let line = summary(&r);
+        assert!(
+            line.contains(
+                "time 10.0 s: preflight 0.5 s (5%), baseline 1.5 s (15%), migrate 3.0 s (30%)"
+            ),
+            "{line}"
+        );
+        assert!(
+            !line.contains("confirmations"),
+            "no time, not listed: {line}"
+        );
+        assert!(
+            line.contains("overlapping: background watching 0.7 s, journal waits 0.1 s"),
+            "{line}"
+        );
+        assert!(!summary(&RunReport::build(record(), &halted_run())).contains("time "));
+    }
+
+    #[test]
     fn a_recorder_feeds_the_same_model_as_the_journal() {
         let rec = Recorder::default();
         rec.emit(&Event::WaveStarted {

@@ -693,6 +693,17 @@ pub(crate) mod tests {
         }
     }
 
+    /// [`halted_run`] whose `run_finished` carries a phase breakdown (10 s of wall time).
+    pub(crate) fn phased_run() -> Vec<StoredEvent> {
+        let mut events = halted_run();
+        let last = events.last_mut().expect("the halted run has events");
+        last.body["phases"] = serde_json::json!({"preflight_ms":500,"baseline_ms":1500,
+            "migrate_ms":3000,"post_upgrade_ms":2000,"confirm_ms":0,"soak_wait_ms":2000,
+            "soak_checks_ms":500,"background_ms":700,"journal_ms":100,"rollback_ms":400,"wall_ms":10000});
+        last.event = crate::engine::Event::from_json(&last.body);
+        events
+    }
+
     pub(crate) fn halted_run() -> Vec<StoredEvent> {
         let bodies = vec![
             json!({"event":"run_started","plan":"rio-5.1","target_version":130,"target_release":"5.1","waves":2,"trusts":3,"migrations":10}),
