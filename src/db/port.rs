@@ -595,15 +595,19 @@ impl TrustDb {
         on_conn!(self, c => sqlx::raw_sql(sql::CREATE_TRACKING_TABLE).execute(&mut *c).await.map(|_| ()).map_err(err))
     }
 
-    /// The applied history, ascending. Empty when the tracking table does not exist.
-    pub async fn applied(&mut self) -> Result<Vec<AppliedMigration>, DbError> {
-        let dialect = self.dialect();
+    /// Whether the tracking table exists.
+    async fn has_tracking_table(&mut self) -> Result<bool, DbError> {
+        let exists_sql = sql::tracking_table_exists(self.dialect());
         let err = self.query_err("reading the tracking table");
-        let exists_sql = sql::tracking_table_exists(dialect);
         let exists: i64 =
             on_conn!(self, c => sqlx::query_scalar(&exists_sql).fetch_one(&mut *c).await)
                 .map_err(err)?;
-        if exists == 0 {
+        Ok(exists != 0)
+    }
+
+    /// The applied history, ascending. Empty when the tracking table does not exist.
+    pub async fn applied(&mut self) -> Result<Vec<AppliedMigration>, DbError> {
+        if !self.has_tracking_table().await? {
             return Ok(Vec::new());
         }
         let err = self.query_err("reading the tracking table");
@@ -624,13 +628,7 @@ impl TrustDb {
     /// Each applied migration's duration as its tracking row recorded it (ms), by version.
     /// Empty when the tracking table does not exist.
     pub async fn durations(&mut self) -> Result<std::collections::BTreeMap<i64, u64>, DbError> {
-        let dialect = self.dialect();
-        let err = self.query_err("reading the tracking table");
-        let exists_sql = sql::tracking_table_exists(dialect);
-        let exists: i64 =
-            on_conn!(self, c => sqlx::query_scalar(&exists_sql).fetch_one(&mut *c).await)
-                .map_err(err)?;
-        if exists == 0 {
+        if !self.has_tracking_table().await? {
             return Ok(Default::default());
         }
         let err = self.query_err("reading the tracking table");

@@ -203,12 +203,19 @@ impl StateDb {
                 .bind(run_id).fetch_all(p).await)
         .map_err(|e| self.err(e))?;
         rows.into_iter()
-            .map(|(seq, attempt, at, body)| {
-                serde_json::from_str(&body)
-                    .map(|body| StoredEvent::new(seq, attempt, at, body))
-                    .map_err(|e| self.invalid(format!("run {run_id}, event {seq}: {e}")))
-            })
+            .map(|row| self.stored(run_id, row))
             .collect()
+    }
+
+    /// An event row (seq, attempt, at, body) of `run_id`, read back typed.
+    fn stored(
+        &self,
+        run_id: &str,
+        (seq, attempt, at, body): (i64, i64, String, String),
+    ) -> Result<StoredEvent, StateError> {
+        serde_json::from_str(&body)
+            .map(|body| StoredEvent::new(seq, attempt, at, body))
+            .map_err(|e| self.invalid(format!("run {run_id}, event {seq}: {e}")))
     }
 
     /// The event recorded at sequence `seq` of a run, if any.
@@ -221,12 +228,7 @@ impl StateDb {
             sqlx::query_as("SELECT seq, attempt, at, body FROM flotilla_events WHERE run_id = $1 AND seq = $2")
                 .bind(run_id).bind(seq).fetch_optional(p).await)
         .map_err(|e| self.err(e))?;
-        row.map(|(seq, attempt, at, body)| {
-            serde_json::from_str(&body)
-                .map(|body| StoredEvent::new(seq, attempt, at, body))
-                .map_err(|e| self.invalid(format!("run {run_id}, event {seq}: {e}")))
-        })
-        .transpose()
+        row.map(|row| self.stored(run_id, row)).transpose()
     }
 
     /// How many migrate steps a run recorded on `trust` after sequence `seq`.
