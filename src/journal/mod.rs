@@ -823,6 +823,25 @@ mod tests {
         );
     }
 
+    /// A new SQLite state database in `dir`, and a rollout run towards `target_version`.
+    async fn fresh_state(
+        dir: &tempfile::TempDir,
+        target_version: i64,
+    ) -> (StateDb, NewRun<'static>) {
+        let db = StateDb::open(&StateLocation::Sqlite(dir.path().join("state.db")))
+            .await
+            .unwrap();
+        let run = NewRun {
+            kind: "rollout",
+            plan: "p",
+            plan_path: std::path::Path::new("p.yaml"),
+            plan_sha256: "x",
+            migrations_sha256: "y",
+            target_version,
+        };
+        (db, run)
+    }
+
     fn applied(trust: &str, version: i64) -> Event {
         Event::MigrationApplied {
             trust: trust.into(),
@@ -834,17 +853,7 @@ mod tests {
     #[tokio::test]
     async fn a_trusts_intent_is_one_open_step_until_its_outcome_or_a_retry_closes_it() {
         let dir = tempfile::tempdir().unwrap();
-        let db = StateDb::open(&StateLocation::Sqlite(dir.path().join("state.db")))
-            .await
-            .unwrap();
-        let run = NewRun {
-            kind: "rollout",
-            plan: "p",
-            plan_path: std::path::Path::new("p.yaml"),
-            plan_sha256: "x",
-            migrations_sha256: "y",
-            target_version: 20,
-        };
+        let (db, run) = fresh_state(&dir, 20).await;
         let journal = Journal::start(&db, "run-1", &run).await.unwrap();
         let started = |trust: &str, planned: Vec<i64>| Event::TrustStarted {
             wave: "w".into(),
@@ -942,17 +951,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_records_are_all_durable_in_order_with_consecutive_sequence_numbers() {
         let dir = tempfile::tempdir().unwrap();
-        let db = StateDb::open(&StateLocation::Sqlite(dir.path().join("state.db")))
-            .await
-            .unwrap();
-        let run = NewRun {
-            kind: "rollout",
-            plan: "p",
-            plan_path: std::path::Path::new("p.yaml"),
-            plan_sha256: "x",
-            migrations_sha256: "y",
-            target_version: 1,
-        };
+        let (db, run) = fresh_state(&dir, 1).await;
         let journal = std::sync::Arc::new(Journal::start(&db, "run-1", &run).await.unwrap());
         let mut tasks = Vec::new();
         for t in 0..16 {

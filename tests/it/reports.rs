@@ -475,15 +475,20 @@ fn checked_phases(events: &[Value]) -> BTreeMap<String, u64> {
     out
 }
 
-#[test]
-fn run_finished_breaks_the_run_down_by_phase_with_gates_and_without() {
-    let ws = small_workspace();
+/// Seed the workspace's estate, roll the plan out, and check the phases it journalled.
+fn rolled_out_phases(ws: &Workspace) -> BTreeMap<String, u64> {
     ws.run(&["demo", "--seed-only", "--patients", PATIENTS])
         .success();
     ws.run(&["rollout", PLAN, "--yes", "--events", "events.jsonl"])
         .success()
         .no_panic();
-    let p = checked_phases(&check_events(&ws.read("events.jsonl")));
+    checked_phases(&check_events(&ws.read("events.jsonl")))
+}
+
+#[test]
+fn run_finished_breaks_the_run_down_by_phase_with_gates_and_without() {
+    let ws = small_workspace();
+    let p = rolled_out_phases(&ws);
     for key in [
         "baseline_ms",
         "migrate_ms",
@@ -504,12 +509,7 @@ fn run_finished_breaks_the_run_down_by_phase_with_gates_and_without() {
 
     let ws = small_workspace();
     ws.edit(PLAN, |s| s[..s.find("\nhealth:").unwrap() + 1].to_string());
-    ws.run(&["demo", "--seed-only", "--patients", PATIENTS])
-        .success();
-    ws.run(&["rollout", PLAN, "--yes", "--events", "events.jsonl"])
-        .success()
-        .no_panic();
-    let p = checked_phases(&check_events(&ws.read("events.jsonl")));
+    let p = rolled_out_phases(&ws);
     assert!(p["migrate_ms"] > 0, "{p:?}");
     for key in [
         "baseline_ms",
