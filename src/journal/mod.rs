@@ -22,6 +22,46 @@ pub use store::{StateDb, StateError, StateLocation, STATE_PASSWORD_ENV};
 use crate::engine::{Event, TrustOutcome};
 use store::on_pool;
 
+/// Rows per multi-row INSERT of a journal batch: 100 rows bind at most 803 parameters, far
+/// below SQLite's (32,766) and Postgres's (65,535) limits.
+const ROWS_PER_INSERT: usize = 100;
+
+/// `head` followed by `rows` tuples: `$1, $2, $3` (the columns every row shares) then `per_row`
+/// parameters of the row's own, numbered on: `($1, $2, $3, $4, …), ($1, $2, $3, $8, …)`.
+fn multi_row_insert(head: &str, rows: usize, per_row: usize) -> String {
+    let mut sql = String::from(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 {
+            "($1, $2, $3"
+        } else {
+            ", ($1, $2, $3"
+        });
+        for c in 0..per_row {
+            sql.push_str(&format!(", ${}", 4 + r * per_row + c));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// An event row of a journal batch, written after the batch's other rows.
+struct EventRow {
+    seq: i64,
+    name: String,
+    trust: Option<String>,
+    body: String,
+}
+
+/// A migration's step started in a journal batch; `end` (state, version after, detail) when its
+/// end is in the same batch.
+struct MigrateStep {
+    seq: i64,
+    trust: String,
+    version: i64,
+    before: Option<i64>,
+    end: Option<(&'static str, Option<i64>, Option<String>)>,
+}
+
 /// Default location of the state database, relative to the working directory.
 pub const DEFAULT_STATE: &str = ".flotilla/state.db";
 
@@ -629,11 +669,24 @@ impl Journal {
 
     /// One transaction: every event of the batch with the rows it implies, sequence numbers from
     /// `first`, and the run's `updated_at`.
+    ///
+    /// A trust's outcome carries all of its migrations' events (two per migration, each with a
+    /// step row), so a batch can hold thousands of rows: the event rows, and the steps of
+    /// migrations that started and ended within the batch, are written with multi-row
+    /// INSERTs after the loop ([`ROWS_PER_INSERT`] at a time), not one statement per row;
+    /// the rows are the same. Per-statement cost (a round trip to SQLite's connection thread)
+    /// had made a 285-migration trust's outcome commit take tens of milliseconds, holding the
+    /// trust's slot and delaying every other trust's intent behind it.
     async fn write_batch(&self, first: i64, batch: &[Queued]) -> Result<(), sqlx::Error> {
         let at = now();
         let run = &self.run_id;
         on_pool!(&self.db.pool, p => async {
             let mut tx = p.begin().await?;
+            let mut events: Vec<EventRow> = Vec::with_capacity(batch.len());
+            let mut migrations: Vec<MigrateStep> = Vec::new();
+            // Per trust, the versions whose migrate step an earlier batch left open: a step
+            // end closes those too (as the UPDATE always did), read once when first needed.
+            let mut open_before: std::collections::HashMap<String, Vec<i64>> = Default::default();
             for (n, q) in batch.iter().enumerate() {
                 let seq = first + i64::try_from(n).unwrap_or(i64::MAX);
                 let event = &q.event;
@@ -649,9 +702,7 @@ impl Journal {
                     .get("trust")
                     .and_then(|v| v.as_str())
                     .map(str::to_string);
-                sqlx::query("INSERT INTO flotilla_events (run_id, seq, attempt, at, event, trust, body) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(run).bind(seq).bind(self.attempt).bind(&at).bind(&name).bind(&trust).bind(body.to_string())
-                    .execute(&mut *tx).await?;
+                events.push(EventRow { seq, name, trust, body: body.to_string() });
                 let step_start = |trust: &str, kind: &str, version: Option<i64>, before: Option<i64>, detail: Option<String>| {
                     sqlx::query("INSERT INTO flotilla_steps (run_id, seq, trust, kind, version, before_version, after_version, state, detail, started_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, 'started', $7, $8)")
                         .bind(run.clone()).bind(seq).bind(trust.to_string()).bind(kind.to_string()).bind(version).bind(before).bind(detail).bind(at.clone())
@@ -683,13 +734,34 @@ impl Journal {
                         step_end(trust, "upgrade", None, state, *version, detail).execute(&mut *tx).await?;
                     }
                     Event::MigrationStarted { trust, version, before, .. } => {
-                        step_start(trust, "migrate", Some(*version), *before, None).execute(&mut *tx).await?;
+                        migrations.push(MigrateStep { seq, trust: trust.clone(), version: *version, before: *before, end: None });
                     }
-                    Event::MigrationApplied { trust, version, .. } => {
-                        step_end(trust, "migrate", Some(*version), "done", Some(*version), None).execute(&mut *tx).await?;
-                    }
-                    Event::MigrationFailed { trust, version, error } => {
-                        step_end(trust, "migrate", Some(*version), "failed", None, Some(error.clone())).execute(&mut *tx).await?;
+                    Event::MigrationApplied { trust, version, .. } | Event::MigrationFailed { trust, version, .. } => {
+                        let (state, after, detail) = match event {
+                            Event::MigrationFailed { error, .. } => ("failed", None, Some(error.clone())),
+                            _ => ("done", Some(*version), None),
+                        };
+                        let mut closed = false;
+                        for m in migrations.iter_mut().filter(|m| m.end.is_none() && m.trust == *trust && m.version == *version) {
+                            m.end = Some((state, after, detail.clone()));
+                            closed = true;
+                        }
+                        let open = if closed {
+                            if !open_before.contains_key(trust.as_str()) {
+                                let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM flotilla_steps WHERE run_id = $1 AND trust = $2 AND state = 'started' AND kind = 'migrate' AND version IS NOT NULL")
+                                    .bind(run).bind(trust).fetch_all(&mut *tx).await?;
+                                open_before.insert(trust.clone(), versions);
+                            }
+                            let open = open_before.get_mut(trust.as_str()).expect("read above");
+                            let was = open.len();
+                            open.retain(|v| v != version);
+                            open.len() != was
+                        } else {
+                            true
+                        };
+                        if open {
+                            step_end(trust, "migrate", Some(*version), state, after, detail).execute(&mut *tx).await?;
+                        }
                     }
                     Event::MigrationReverting { trust, version } => {
                         step_start(trust, "revert", Some(*version), Some(*version), None).execute(&mut *tx).await?;
@@ -736,6 +808,26 @@ impl Journal {
                     }
                     _ => {}
                 }
+            }
+            for chunk in events.chunks(ROWS_PER_INSERT) {
+                let sql = multi_row_insert("INSERT INTO flotilla_events (run_id, attempt, at, seq, event, trust, body) VALUES ", chunk.len(), 4);
+                let mut q = sqlx::query(&sql).bind(run).bind(self.attempt).bind(&at);
+                for e in chunk {
+                    q = q.bind(e.seq).bind(&e.name).bind(&e.trust).bind(&e.body);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            for chunk in migrations.chunks(ROWS_PER_INSERT) {
+                let sql = multi_row_insert("INSERT INTO flotilla_steps (run_id, kind, started_at, seq, trust, version, before_version, after_version, state, detail, finished_at) VALUES ", chunk.len(), 8);
+                let mut q = sqlx::query(&sql).bind(run).bind("migrate").bind(&at);
+                for m in chunk {
+                    let (state, after, detail, finished) = match &m.end {
+                        Some((state, after, detail)) => (*state, *after, detail.clone(), Some(at.clone())),
+                        None => ("started", None, None, None),
+                    };
+                    q = q.bind(m.seq).bind(&m.trust).bind(m.version).bind(m.before).bind(after).bind(state).bind(detail).bind(finished);
+                }
+                q.execute(&mut *tx).await?;
             }
             sqlx::query("UPDATE flotilla_runs SET updated_at = $2 WHERE run_id = $1")
                 .bind(run).bind(&at).execute(&mut *tx).await?;
