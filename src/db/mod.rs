@@ -4,6 +4,7 @@
 
 pub mod dialect;
 pub mod port;
+pub mod reuse;
 pub mod sql;
 
 pub use dialect::Dialect;

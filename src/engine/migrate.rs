@@ -71,6 +71,10 @@ struct Fault {
     exit: ExitCode,
     /// The connection was refused or dropped: worth retrying.
     connection: bool,
+    /// It happened while locking and reading the trust, before its intent was recorded: on a
+    /// session kept from preflight (`db::reuse`) that the server closed meanwhile, connecting
+    /// afresh is what a run without the kept session would have done, so it is no retry.
+    before_intent: bool,
 }
 
 impl Fault {
@@ -83,6 +87,7 @@ impl Fault {
             message: e.to_string(),
             exit: e.exit_code(),
             connection: e.is_connection_fault(),
+            before_intent: false,
         }
     }
 
@@ -94,6 +99,7 @@ impl Fault {
             message,
             exit,
             connection: false,
+            before_intent: false,
         }
     }
 
@@ -181,8 +187,15 @@ impl Engine<'_> {
         let mut applied_so_far = 0;
         let mut expect = Some(planned);
         let mut attempt = 0;
+        // The session preflight read the trust with, when it was kept (`db::reuse`).
+        let mut kept = crate::db::reuse::take(trust);
         loop {
-            let result = match TrustDb::connect(trust, Access::ReadWrite).await {
+            let reused = kept.is_some();
+            let session = match kept.take() {
+                Some(db) => Ok(db),
+                None => TrustDb::connect(trust, Access::ReadWrite).await,
+            };
+            let result = match session {
                 Ok(mut db) => {
                     let r = self.migrate_locked(wave, &mut db, expect, pending).await;
                     db.close().await;
@@ -204,6 +217,10 @@ impl Engine<'_> {
                         version: m.version,
                         outcome,
                     };
+                }
+                Err(f) if reused && f.connection && f.before_intent => {
+                    // The kept session was gone: connect as usual, at once.
+                    tracing::debug!(trust = id, error = %f.message, "the session kept from preflight was closed; connecting afresh");
                 }
                 Err(f)
                     if f.connection
@@ -256,7 +273,10 @@ impl Engine<'_> {
         let applied = db
             .prepare_to_migrate(t.lock, t.statement)
             .await
-            .map_err(|e| Fault::db(known, 0, &e))?;
+            .map_err(|e| Fault {
+                before_intent: true,
+                ..Fault::db(known, 0, &e)
+            })?;
         let mut version = applied.iter().map(|a| a.version).max();
         let steps = match verify(catalog, &applied, self.plan.target.version) {
             Action::UpToDate => {

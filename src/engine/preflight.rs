@@ -3,13 +3,13 @@
 //! trust to upgrade, so that nothing runs when any trust is blocked. Also [`read_state`], the
 //! read-only look at one trust that `status`, `resume` and `rollback` use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
 use crate::config::{Inventory, Plan, Trust};
-use crate::db::{Access, DbError, TrustDb};
+use crate::db::{reuse, Access, DbError, TrustDb};
 use crate::exit_codes::ExitCode;
 use crate::health::probes::{draw_params, ProbeParams};
 use crate::migrations::Catalogs;
@@ -35,6 +35,16 @@ pub async fn read_state(trust: &Trust) -> TrustState {
 /// (a migration in progress, a long write): then the trust is reported as locked, with how
 /// long was waited, instead of queueing behind it.
 pub async fn read_state_within(trust: &Trust, lock_wait: Duration) -> TrustState {
+    let (state, db) = read_state_keeping(trust, lock_wait).await;
+    if let Some(db) = db {
+        db.close().await;
+    }
+    state
+}
+
+/// [`read_state_within`], handing back the open connection when the read succeeded (the
+/// caller closes it or keeps it for the migration, `db::reuse`).
+async fn read_state_keeping(trust: &Trust, lock_wait: Duration) -> (TrustState, Option<TrustDb>) {
     let started = Instant::now();
     let waited = |e: &DbError| {
         if is_lock_wait(e) {
@@ -50,12 +60,17 @@ pub async fn read_state_within(trust: &Trust, lock_wait: Duration) -> TrustState
             unreadable(e)
         }
     };
-    let mut db = TrustDb::connect_within(trust, Access::ReadOnly, Some(lock_wait))
-        .await
-        .map_err(|e| waited(&e))?;
-    let applied = db.applied().await.map_err(|e| waited(&e));
-    db.close().await;
-    applied
+    let mut db = match TrustDb::connect_within(trust, Access::ReadOnly, Some(lock_wait)).await {
+        Ok(db) => db,
+        Err(e) => return (Err(waited(&e)), None),
+    };
+    match db.applied().await {
+        Ok(applied) => (Ok(applied), Some(db)),
+        Err(e) => {
+            db.close().await;
+            (Err(waited(&e)), None)
+        }
+    }
 }
 
 /// Whether an error is a lock wait that ran out (SQLite busy/locked, Postgres
@@ -94,12 +109,48 @@ pub async fn preflight(inventory: &Inventory, catalogs: &Catalogs, plan: &Plan) 
     let started = Instant::now();
     let trusts: Vec<&Trust> = plan.trusts().filter_map(|id| inventory.get(id)).collect();
     let lock_wait = plan.timeouts.lock;
-    let states: HashMap<String, TrustState> = stream::iter(trusts)
-        .map(|t| async move { (t.id.clone(), read_state_within(t, lock_wait).await) })
-        .buffer_unordered(READ_CONCURRENCY)
-        .collect()
-        .await;
+    // Postgres sessions stay open until the plan says which trusts the first wave upgrades:
+    // theirs are kept for their migrations (`db::reuse`), at most `reuse::CAP` at once.
+    let mut open: Vec<TrustDb> = Vec::new();
+    let mut states: HashMap<String, TrustState> = HashMap::new();
+    let mut reads = stream::iter(trusts)
+        .map(|t| async move { (t.id.clone(), read_state_keeping(t, lock_wait).await) })
+        .buffer_unordered(READ_CONCURRENCY);
+    while let Some((id, (state, db))) = reads.next().await {
+        if let Some(db) = db {
+            if db.endpoint().is_some() && open.len() + reuse::parked() < reuse::CAP {
+                open.push(db);
+            } else {
+                db.close().await;
+            }
+        }
+        states.insert(id, state);
+    }
+    drop(reads);
     let mut planned = plan_rollout(catalogs, plan, &states);
+    let first_wave: HashSet<&str> = planned
+        .waves
+        .iter()
+        .map(|w| {
+            w.trusts
+                .iter()
+                .filter(|t| matches!(t.action, Action::Upgrade { .. }))
+                .map(|t| t.id.as_str())
+                .collect::<HashSet<&str>>()
+        })
+        .find(|upgrades| !upgrades.is_empty())
+        .unwrap_or_default();
+    let mut closing = Vec::new();
+    for db in open {
+        let kept = if first_wave.contains(db.trust()) {
+            reuse::park(db)
+        } else {
+            Some(db)
+        };
+        closing.extend(kept);
+    }
+    drop(first_wave);
+    futures::future::join_all(closing.into_iter().map(TrustDb::close)).await;
     let mut params = HashMap::new();
     if !plan.health.is_empty() {
         let to_upgrade: Vec<&Trust> = planned
