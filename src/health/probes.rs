@@ -38,6 +38,13 @@ pub struct WriteSamples {
     pub failures: Vec<String>,
     /// Sessions that wrote at once.
     pub sessions: usize,
+    /// The write control was a commit to a scratch SQLite file beside the trust's (SQLite
+    /// trusts): the same disk's flush and nothing else, so its ratio between two windows may
+    /// credit a faster disk (see [`super::stats::disk_factor`]). `false` for a Postgres
+    /// control (a commit on the server, which CPU load moves apart from the writes' own cost)
+    /// and in journals written before this field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disk_control: bool,
 }
 
 /// Most failure details kept per window (the count is always exact).
@@ -1084,6 +1091,7 @@ async fn write_probe(trust: &Trust, wp: &WriteProbe, batch: &WriteBatch) -> Meas
     .await;
     let mut out = WriteSamples {
         sessions,
+        disk_control: matches!(control, WriteControl::Sqlite(_)),
         ..WriteSamples::default()
     };
     let mut misses = Vec::new();
