@@ -617,6 +617,7 @@ mod tests {
                 baseline_ms,
                 samples_ms,
                 sampling: None,
+                disk_shift_ms: None,
             }],
             workload: None,
             writes: None,
