@@ -81,19 +81,29 @@ impl Engine<'_> {
             .collect()
     }
 
-    /// Measure a trust and judge the window against its baseline.
-    async fn judged(&self, w: &Watched, scope: Scope, kind: Window, label: &str) -> Judgement {
+    /// Measure a trust over `scope` and judge the window against its baseline. The figures
+    /// `scope` leaves out come from `earlier`, a window of the trust measured moments before
+    /// (see [`Snapshot::fill_unmeasured`]). Also the figures judged.
+    async fn judged(
+        &self,
+        w: &Watched,
+        scope: Scope,
+        kind: Window,
+        label: &str,
+        earlier: Option<&Snapshot>,
+    ) -> (Judgement, Snapshot) {
         let id = w.trust.as_str();
         let Some(trust) = self.inventory.get(id) else {
-            return Judgement {
+            let j = Judgement {
                 verdict: Verdict::Error(vec![format!("trust '{id}' is not in the inventory")]),
                 critical: false,
                 latency: Vec::new(),
                 workload: None,
                 writes: None,
             };
+            return (j, Snapshot::default());
         };
-        let snap = self
+        let mut snap = self
             .measure(
                 id,
                 &w.wave,
@@ -105,39 +115,64 @@ impl Engine<'_> {
                 label,
             )
             .await;
+        if let Some(earlier) = earlier {
+            snap.fill_unmeasured(earlier, scope);
+        }
         let mut j = judge(&self.plan.health, &w.baseline, &snap, kind);
         if let (Some(figures), Ok(mut seen)) = (j.writes.as_mut(), w.writes_seen.lock()) {
-            *seen = figures.accumulate(*seen);
+            if scope.writes() {
+                *seen = figures.accumulate(*seen);
+            } else {
+                // The earlier window's writes, counted when it was judged.
+                let prior = (
+                    seen.0.saturating_sub(figures.writes),
+                    seen.1.saturating_sub(figures.lost),
+                );
+                figures.accumulate(prior);
+            }
         }
-        j
+        (j, snap)
     }
 
     /// Like [`judged`](Self::judged), but a window that does not pass only on latency is
     /// measured again after each of [`CONFIRM_PAUSES`], and only a regression every
     /// measurement shows counts: a real regression persists, a burst of load does not.
-    /// Lost or changed data (a critical failure) is never measured away.
+    /// Lost or changed data (a critical failure) is never measured away. The first window is
+    /// measured over `scope`, the rest of its figures from `earlier` (see
+    /// [`judged`](Self::judged)); also returns the first window's figures.
+    ///
+    /// The re-measurements do not hash the integrity tables again when the first window could:
+    /// a window confirmed is one that did not fail critically, so its integrity held, and the
+    /// rows it covers are the same rows a moment later (soak windows do not hash them at all);
+    /// what is in doubt, latency, is measured again, with the writes.
     pub(super) async fn confirmed(
         &self,
         w: &Watched,
         scope: Scope,
         kind: Window,
         label: &str,
-    ) -> Judgement {
-        let mut judgement = self.judged(w, scope, kind, label).await;
+        earlier: Option<&Snapshot>,
+    ) -> (Judgement, Snapshot) {
+        let (mut judgement, first) = self.judged(w, scope, kind, label, earlier).await;
+        let again_scope = match scope {
+            Scope::Full if first.integrity.values().all(Result::is_ok) => Scope::Soak,
+            s => s,
+        };
         for (attempt, pause) in CONFIRM_PAUSES.iter().enumerate() {
             if judgement.verdict == Verdict::Pass || judgement.critical {
                 break;
             }
             tokio::time::sleep(*pause).await;
-            let again = self
-                .judged(w, scope, kind, &format!("{label}-confirm-{}", attempt + 1))
+            let label = format!("{label}-confirm-{}", attempt + 1);
+            let (again, _) = self
+                .judged(w, again_scope, kind, &label, Some(&first))
                 .await;
             if again.verdict == Verdict::Pass {
                 tracing::info!(trust = %w.trust, first = ?judgement.verdict, "not confirmed on a later measurement: treated as noise");
             }
             judgement = again;
         }
-        judgement
+        (judgement, first)
     }
 
     /// While a wave migrates, keep checking the trusts of earlier waves: every soak interval,
@@ -183,8 +218,9 @@ impl Engine<'_> {
                     break;
                 }
                 let w = &watched[i];
-                let j = self
-                    .judged(w, Scope::Soak, Window::Soak, &format!("background-{round}"))
+                let label = format!("background-{round}");
+                let (j, _) = self
+                    .judged(w, Scope::Soak, Window::Soak, &label, None)
                     .await;
                 if j.verdict != Verdict::Pass {
                     if let Ok(mut l) = late.lock() {
@@ -265,7 +301,8 @@ impl Engine<'_> {
         scope: Scope,
         label: &str,
     ) -> Snapshot {
-        let batch = (scope != Scope::Integrity)
+        let batch = scope
+            .writes()
             .then(|| self.write_batch(wave, label == "baseline"))
             .flatten();
         if let Some(b) = &batch {
@@ -276,7 +313,7 @@ impl Engine<'_> {
             })
             .await;
         }
-        let workload = scope != Scope::Integrity;
+        let workload = scope.writes();
         if workload {
             let notice = self.workload.open(trust, &self.plan.health).await;
             self.workload_notice(id, notice).await;

@@ -14,11 +14,12 @@ use super::policy::{decide, Next, TrustVerdict};
 use super::preflight::Preflight;
 use super::run::{Engine, Phase, RunState, Watched};
 use super::watch::snapshot_errors;
+use crate::config::health::WRITE_PROBE_NAME;
 use crate::config::plan::Approval;
 use crate::config::Wave;
 use crate::exit_codes::ExitCode;
-use crate::health::gate::{Judgement, Verdict, Window};
-use crate::health::probes::{Rows, Scope};
+use crate::health::gate::{Judgement, LatencyComparison, Verdict, Window};
+use crate::health::probes::{Rows, Scope, Snapshot};
 use crate::plan::{Action, Step, WavePlan};
 
 /// A trust of a wave that preflight planned to upgrade.
@@ -422,36 +423,41 @@ impl Engine<'_> {
     ) -> Vec<TrustVerdict> {
         let trusts: Vec<&Watched> = trusts.collect();
         let beside_others = at > 1 && trusts.len() > 1;
-        let judged: Vec<(&Watched, Option<Judgement>)> = stream::iter(trusts)
+        let judged: Vec<(&Watched, Judged)> = stream::iter(trusts)
             .map(|w| async move {
-                let j = self.confirmed(w, scope, window, label).await;
-                if beside_others && moved_under_load(&j) {
-                    // Judged again alone below: its verdict is that window's.
-                    return (w, None);
+                let (j, snap) = self.confirmed(w, scope, window, label, None).await;
+                if beside_others {
+                    if let Some(again) = second_look(&j, scope) {
+                        // Judged again alone below: its verdict is that window's.
+                        return (w, Judged::Again(again, snap));
+                    }
                 }
                 self.emit_judgement(wave, &w.trust, window, &j).await;
-                (w, Some(j))
+                (w, Judged::Stands(j))
             })
             .buffer_unordered(at.max(1))
             .collect()
             .await;
         let mut verdicts = Vec::with_capacity(judged.len());
-        let mut again: Vec<&Watched> = Vec::new();
+        let mut again: Vec<(&Watched, Scope, Snapshot)> = Vec::new();
         for (w, j) in judged {
             match j {
-                Some(j) => verdicts.push(TrustVerdict::new(w.trust.clone(), j.verdict)),
-                None => again.push(w),
+                Judged::Stands(j) => verdicts.push(TrustVerdict::new(w.trust.clone(), j.verdict)),
+                Judged::Again(scope, snap) => again.push((w, scope, snap)),
             }
         }
         // A window measured beside others passed although its latency moved well beyond
         // the baseline's: the discount for the machine's load (the control query), which
         // the other windows and the trust's own regression raise alike, may have hidden a
         // regression that a window alone shows (as every window was measured before they
-        // ran concurrently). Measured again, one trust at a time.
-        again.sort_by(|a, b| a.trust.cmp(&b.trust));
+        // ran concurrently). What moved is measured again, one trust at a time; the rest of
+        // the window's figures (integrity; the writes, when their latency did not move) stand.
+        again.sort_by(|a, b| a.0.trust.cmp(&b.0.trust));
         let alone = format!("{label}-confirm-alone");
-        for w in again {
-            let j = self.confirmed(w, scope, window, &alone).await;
+        for (w, scope, earlier) in again {
+            let (j, _) = self
+                .confirmed(w, scope, window, &alone, Some(&earlier))
+                .await;
             self.emit_judgement(wave, &w.trust, window, &j).await;
             verdicts.push(TrustVerdict::new(w.trust.clone(), j.verdict));
         }
@@ -535,6 +541,13 @@ impl Engine<'_> {
     }
 }
 
+/// A window judged beside others: its judgement stands, or it is measured again alone over a
+/// scope, the rest of its figures from its snapshot.
+enum Judged {
+    Stands(Judgement),
+    Again(Scope, Snapshot),
+}
+
 /// How far a passing window's latency may move from the baseline's, on its raw medians
 /// (before the machine-load discount), before a window measured beside others is measured
 /// again alone: by this ratio and by [`ALONE_SHIFT_MS`] (half the default regression floor),
@@ -545,24 +558,45 @@ const ALONE_SHIFT_MS: f64 = 0.5;
 /// Whether a window passed while one of its latency figures moved by [`ALONE_RATIO`] and
 /// [`ALONE_SHIFT_MS`] or more on the raw medians.
 fn moved_under_load(j: &Judgement) -> bool {
+    j.verdict == Verdict::Pass && j.latency.iter().any(moved)
+}
+
+/// Whether one latency comparison moved by [`ALONE_RATIO`] and [`ALONE_SHIFT_MS`] or more on
+/// its raw medians.
+fn moved(c: &LatencyComparison) -> bool {
     fn median(v: &[f64]) -> Option<f64> {
         let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied()
     }
-    j.verdict == Verdict::Pass
-        && j.latency
-            .iter()
-            .any(|c| match (median(&c.baseline_ms), median(&c.samples_ms)) {
-                (Some(b), Some(p)) if b > 0.0 => p / b >= ALONE_RATIO && p - b >= ALONE_SHIFT_MS,
-                _ => false,
-            })
+    match (median(&c.baseline_ms), median(&c.samples_ms)) {
+        (Some(b), Some(p)) if b > 0.0 => p / b >= ALONE_RATIO && p - b >= ALONE_SHIFT_MS,
+        _ => false,
+    }
+}
+
+/// What a window of `scope` measured beside others is measured over again alone, when it
+/// [moved under load](moved_under_load): the latency probes alone when only they moved (its
+/// integrity, invariants and writes stand as measured), latency and writes when the write
+/// probe's latency moved (integrity stands). `None`: it stands as judged.
+fn second_look(j: &Judgement, scope: Scope) -> Option<Scope> {
+    if !moved_under_load(j) {
+        return None;
+    }
+    let writes_moved = j
+        .latency
+        .iter()
+        .any(|c| c.probe == WRITE_PROBE_NAME && moved(c));
+    Some(match (writes_moved, scope) {
+        (false, _) => Scope::Latency,
+        (true, Scope::Full | Scope::Soak) => Scope::Soak,
+        (true, other) => other,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::gate::LatencyComparison;
 
     fn judgement(verdict: Verdict, baseline_ms: Vec<f64>, samples_ms: Vec<f64>) -> Judgement {
         Judgement {
@@ -583,6 +617,7 @@ mod tests {
                 baseline_ms,
                 samples_ms,
                 sampling: None,
+                disk_shift_ms: None,
             }],
             workload: None,
             writes: None,
@@ -611,5 +646,32 @@ mod tests {
             vec![],
             vec![1.0]
         )));
+    }
+
+    #[test]
+    fn a_second_look_measures_again_only_what_moved() {
+        let moved_reads = judgement(Verdict::Pass, vec![0.12, 0.11, 0.13], vec![0.9, 0.96, 1.0]);
+        // Only a read probe moved: its latency alone, whatever the window's scope.
+        assert_eq!(second_look(&moved_reads, Scope::Full), Some(Scope::Latency));
+        assert_eq!(second_look(&moved_reads, Scope::Soak), Some(Scope::Latency));
+        // The write probe moved too: latency and writes (a post-upgrade window's integrity
+        // stands as measured).
+        let mut moved_writes = moved_reads.clone();
+        let mut w = moved_writes.latency[0].clone();
+        w.probe = WRITE_PROBE_NAME.into();
+        w.baseline_ms = vec![2.0, 2.1, 1.9];
+        w.samples_ms = vec![6.0, 6.5, 7.0];
+        moved_writes.latency.push(w.clone());
+        assert_eq!(second_look(&moved_writes, Scope::Full), Some(Scope::Soak));
+        assert_eq!(second_look(&moved_writes, Scope::Soak), Some(Scope::Soak));
+        // Only the writes moved.
+        let mut only_writes = judgement(Verdict::Pass, vec![0.12], vec![0.13]);
+        only_writes.latency.push(w);
+        assert_eq!(second_look(&only_writes, Scope::Full), Some(Scope::Soak));
+        // Nothing moved, or the window did not pass: it stands.
+        let steady = judgement(Verdict::Pass, vec![0.12], vec![0.14]);
+        assert_eq!(second_look(&steady, Scope::Full), None);
+        let failed = judgement(Verdict::Fail(vec!["slow".into()]), vec![0.12], vec![0.9]);
+        assert_eq!(second_look(&failed, Scope::Full), None);
     }
 }

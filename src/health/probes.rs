@@ -38,6 +38,13 @@ pub struct WriteSamples {
     pub failures: Vec<String>,
     /// Sessions that wrote at once.
     pub sessions: usize,
+    /// The write control was a commit to a scratch SQLite file beside the trust's (SQLite
+    /// trusts): the same disk's flush and nothing else, so its ratio between two windows may
+    /// credit a faster disk (see [`super::stats::disk_factor`]). `false` for a Postgres
+    /// control (a commit on the server, which CPU load moves apart from the writes' own cost)
+    /// and in journals written before this field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disk_control: bool,
 }
 
 /// Most failure details kept per window (the count is always exact).
@@ -198,20 +205,31 @@ impl Coverage {
 /// flotilla's order of key values: NULL, then integers by value, then other text by bytes.
 pub fn key_order(a: &Option<String>, b: &Option<String>) -> std::cmp::Ordering {
     use std::cmp::Ordering;
-    fn int(s: &str) -> Option<i64> {
-        s.parse::<i64>().ok().filter(|i| i.to_string() == s)
-    }
     match (a, b) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) => match (int(a), int(b)) {
+        (Some(a), Some(b)) => match (canonical_int(a), canonical_int(b)) {
             (Some(x), Some(y)) => x.cmp(&y),
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
             (None, None) => a.as_bytes().cmp(b.as_bytes()),
         },
     }
+}
+
+/// `s` as a 64-bit integer when it is one written as Rust writes it (`i.to_string() == s`:
+/// no sign but `-`, no leading zero, no `-0`), else `None`. Without allocating: a baseline
+/// sorts every key of a table with it, and every later window compares each row's key.
+fn canonical_int(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let canonical = match digits.as_bytes() {
+        [] => false,
+        [b'0'] => digits.len() == s.len(),
+        [b'0', ..] => false,
+        d => d.iter().all(u8::is_ascii_digit),
+    };
+    canonical.then(|| s.parse().ok()).flatten()
 }
 
 /// Which rows a window's integrity figures cover.
@@ -249,6 +267,27 @@ pub struct Snapshot {
     /// Postgres: sessions waiting on locks while the window's probes ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_waits: Option<LockWaits>,
+}
+
+impl Snapshot {
+    /// Take from `earlier`, a window of the same trust measured moments before, every figure a
+    /// window of `scope` does not measure: a confirmation or second look re-measures what is
+    /// in doubt (latency, or latency and writes), and the rest of the window's evidence stands
+    /// as measured once (integrity after the upgrade is the same rows hashed again; soak
+    /// windows do not hash them at all).
+    pub fn fill_unmeasured(&mut self, earlier: &Snapshot, scope: Scope) {
+        if !scope.integrity() {
+            self.integrity.clone_from(&earlier.integrity);
+            self.coverage.clone_from(&earlier.coverage);
+            self.newer_rows.clone_from(&earlier.newer_rows);
+        }
+        if !scope.writes() {
+            self.write.clone_from(&earlier.write);
+            self.invariants.clone_from(&earlier.invariants);
+            self.workload.clone_from(&earlier.workload);
+            self.lock_waits.clone_from(&earlier.lock_waits);
+        }
+    }
 }
 
 /// Remove the write probe's records `first_id` down to `last_id` left behind by a run that
@@ -309,6 +348,21 @@ pub enum Scope {
     Soak,
     /// Integrity only (verifying a rollback).
     Integrity,
+    /// The latency probes only: a second look at a window whose other figures stand (see
+    /// [`Snapshot::fill_unmeasured`]).
+    Latency,
+}
+
+impl Scope {
+    /// Whether a window of this scope hashes the integrity tables.
+    pub fn integrity(self) -> bool {
+        matches!(self, Scope::Full | Scope::Integrity)
+    }
+
+    /// Whether it runs the invariants and the write probe (and reads the real workload).
+    pub fn writes(self) -> bool {
+        matches!(self, Scope::Full | Scope::Soak)
+    }
 }
 
 const WARM_UP: usize = 3;
@@ -550,7 +604,7 @@ pub async fn measure(
         }
     };
     let connected = started.elapsed();
-    if scope != Scope::Soak {
+    if scope.integrity() {
         for (table, columns) in &health.integrity {
             let figures = table_figures(&mut db, table, columns, rewrites, rows)
                 .await
@@ -573,7 +627,7 @@ pub async fn measure(
     let mut times = [std::time::Duration::ZERO; 3];
     let probes = async {
         let t = std::time::Instant::now();
-        for inv in &health.invariants {
+        for inv in health.invariants.iter().filter(|_| scope.writes()) {
             let context = format!("invariant '{}'", inv.name);
             let sql = &inv.sql;
             let v = read_only!(&mut db, &context, db.query_i64(sql, &context));
@@ -602,7 +656,7 @@ pub async fn measure(
         }
         times[1] = t.elapsed();
         let t = std::time::Instant::now();
-        if let Some(wp) = &health.write_probe {
+        if let Some(wp) = health.write_probe.as_ref().filter(|_| scope.writes()) {
             let batch = writes
                 .clone()
                 .or_else(|| default_batch(health))
@@ -612,7 +666,15 @@ pub async fn measure(
         times[2] = t.elapsed();
         let _ = stop.send(());
     };
-    let ((), waits) = futures::join!(probes, watch_lock_waits(trust, stopped));
+    // Lock waits are evidence about the writes: read while they are made.
+    let watch = async {
+        if scope.writes() {
+            watch_lock_waits(trust, stopped).await
+        } else {
+            None
+        }
+    };
+    let ((), waits) = futures::join!(probes, watch);
     snap.lock_waits = waits;
     db.close().await;
     tracing::debug!(
@@ -685,7 +747,7 @@ async fn watch_lock_waits(
 }
 
 fn fail_all(snap: &mut Snapshot, health: &Health, scope: Scope, reason: &str) {
-    if scope != Scope::Soak {
+    if scope.integrity() {
         for table in health.integrity.keys() {
             snap.integrity
                 .insert(table.clone(), Err(reason.to_string()));
@@ -695,6 +757,8 @@ fn fail_all(snap: &mut Snapshot, health: &Health, scope: Scope, reason: &str) {
         for p in &health.latency_probes {
             snap.latency.insert(p.name.clone(), Err(reason.to_string()));
         }
+    }
+    if scope.writes() {
         for i in &health.invariants {
             snap.invariants
                 .insert(i.name.clone(), Err(reason.to_string()));
@@ -866,6 +930,7 @@ pub fn figures_of(
         .iter()
         .map(|c| rewrites.contains(&(table.to_string(), c.clone())))
         .collect();
+    let any_declared = declared.contains(&true);
     let mut all = 0u128;
     let mut undeclared = 0u128;
     let (mut counted, mut newer) = (0i64, 0i64);
@@ -877,14 +942,19 @@ pub fn figures_of(
             }
         }
         counted += 1;
-        all = all.wrapping_add(row_hash(row.iter().map(Some)));
-        undeclared = undeclared.wrapping_add(row_hash(row.iter().zip(&declared).map(|(v, d)| {
-            if *d {
-                None
-            } else {
-                Some(v)
-            }
-        })));
+        let whole = row_hash(row.iter().map(Some));
+        all = all.wrapping_add(whole);
+        // With no column declared rewritten, both hashes read the same bytes: hash once.
+        let undeclared_row = if any_declared {
+            row_hash(
+                row.iter()
+                    .zip(&declared)
+                    .map(|(v, d)| if *d { None } else { Some(v) }),
+            )
+        } else {
+            whole
+        };
+        undeclared = undeclared.wrapping_add(undeclared_row);
     }
     (
         TableFigures {
@@ -1021,6 +1091,7 @@ async fn write_probe(trust: &Trust, wp: &WriteProbe, batch: &WriteBatch) -> Meas
     .await;
     let mut out = WriteSamples {
         sessions,
+        disk_control: matches!(control, WriteControl::Sqlite(_)),
         ..WriteSamples::default()
     };
     let mut misses = Vec::new();
@@ -1194,6 +1265,37 @@ mod tests {
     }
 
     #[test]
+    fn an_integer_key_is_one_written_as_rust_writes_it() {
+        let reference = |s: &str| s.parse::<i64>().ok().filter(|i| i.to_string() == s);
+        for s in [
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "007",
+            "+7",
+            "",
+            "-",
+            "1e3",
+            " 1",
+            "1 ",
+            "12a",
+            "٣",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "00",
+            "-01",
+            "10",
+            "-10",
+            "abc",
+        ] {
+            assert_eq!(canonical_int(s), reference(s), "{s:?}");
+        }
+    }
+
+    #[test]
     fn keys_order_null_then_integers_by_value_then_text_by_bytes() {
         use std::cmp::Ordering::*;
         assert_eq!(key_order(&k("9"), &k("10")), Less, "by value, not as text");
@@ -1308,5 +1410,79 @@ mod tests {
         // for a write that committed after it.
         let inserted = vec![row("1", "a"), row("2", "b"), row("3", "x"), row("4", "d")];
         assert_eq!(figures(Some(&c), &inserted), (baseline.clone(), 1));
+    }
+
+    #[test]
+    fn a_second_look_keeps_the_figures_its_scope_does_not_measure() {
+        let mut earlier = Snapshot::default();
+        earlier.latency.insert(
+            "open-record".into(),
+            Ok(LatencySamples {
+                ms: vec![0.5],
+                rows: 1,
+                control_ms: vec![0.1],
+            }),
+        );
+        earlier.integrity.insert(
+            "patient".into(),
+            Ok(TableFigures {
+                rows: 3,
+                hash: "a".into(),
+                undeclared_hash: "a".into(),
+            }),
+        );
+        earlier
+            .coverage
+            .insert("patient".into(), Coverage::of_keys("id", [k("1")].iter()));
+        earlier.newer_rows.insert("patient".into(), 2);
+        earlier.invariants.insert("no-orphans".into(), Ok(0));
+        earlier.write = Some(Ok(WriteSamples {
+            writes: 30,
+            ..WriteSamples::default()
+        }));
+        earlier.lock_waits = Some(LockWaits::default());
+        let measured = |ms: f64| {
+            let mut s = Snapshot::default();
+            s.latency.insert(
+                "open-record".into(),
+                Ok(LatencySamples {
+                    ms: vec![ms],
+                    rows: 1,
+                    control_ms: vec![0.1],
+                }),
+            );
+            s
+        };
+        // Latency alone: everything else stands as measured before.
+        let mut s = measured(0.7);
+        s.fill_unmeasured(&earlier, Scope::Latency);
+        assert_eq!(s.integrity, earlier.integrity);
+        assert_eq!(s.coverage, earlier.coverage);
+        assert_eq!(s.newer_rows, earlier.newer_rows);
+        assert_eq!(s.invariants, earlier.invariants);
+        assert_eq!(s.write, earlier.write);
+        assert_eq!(s.lock_waits, earlier.lock_waits);
+        assert_ne!(s.latency, earlier.latency, "the new latency is kept");
+        // A soak-scoped re-measurement keeps its own writes and invariants, takes integrity.
+        let mut s = measured(0.7);
+        s.write = Some(Ok(WriteSamples {
+            writes: 45,
+            ..WriteSamples::default()
+        }));
+        s.fill_unmeasured(&earlier, Scope::Soak);
+        assert_eq!(s.integrity, earlier.integrity);
+        assert_eq!(
+            s.write.as_ref().map(|w| w.as_ref().map(|w| w.writes)),
+            Some(Ok(45))
+        );
+        assert!(s.invariants.is_empty());
+        // A full window measures everything itself.
+        let mut s = measured(0.7);
+        s.fill_unmeasured(&earlier, Scope::Full);
+        assert!(s.integrity.is_empty() && s.write.is_none());
+        assert!(Scope::Full.integrity() && Scope::Integrity.integrity());
+        assert!(!Scope::Soak.integrity() && !Scope::Latency.integrity());
+        assert!(Scope::Full.writes() && Scope::Soak.writes());
+        assert!(!Scope::Integrity.writes() && !Scope::Latency.writes());
     }
 }

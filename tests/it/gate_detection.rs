@@ -18,7 +18,8 @@
 //! ```
 //!
 //! `FLOTILLA_DETECTION_KINDS=contention,clean` runs only those rows (`clean`: the clean
-//! rollouts). With `FLOTILLA_DETECTION_REPEATS` set, `flaky-writes` at exactly the plan's `max_loss_rate`
+//! rollouts). `FLOTILLA_DETECTION_KEEP=DIR` copies every run's journal there (named by dialect,
+//! kind and run), so that a miss can be read figure by figure afterwards. With `FLOTILLA_DETECTION_REPEATS` set, `flaky-writes` at exactly the plan's `max_loss_rate`
 //! (5%) is measured too and reported without an assertion: by design the writes after the
 //! upgrade catch it with 99% confidence, so about one run in a hundred lets it through.
 
@@ -191,6 +192,26 @@ impl Tally {
     }
 }
 
+/// With `FLOTILLA_DETECTION_KEEP=DIR`, copy the run's journal (`state`, relative to the
+/// workspace) to `DIR/<dialect>-<state file name>`.
+fn keep_journal(ws: &Workspace, state: &str) {
+    let Ok(dir) = std::env::var("FLOTILLA_DETECTION_KEEP") else {
+        return;
+    };
+    let from = ws.path(state);
+    let postgres = std::fs::read_to_string(ws.path("trusts.yaml"))
+        .is_ok_and(|inventory| inventory.contains("postgres"));
+    let dialect = if postgres { "postgres" } else { "sqlite" };
+    let name = from.file_name().map(|n| n.to_string_lossy().to_string());
+    if let Some(name) = name {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::copy(
+            &from,
+            std::path::Path::new(&dir).join(format!("{dialect}-{name}")),
+        );
+    }
+}
+
 /// Run flotilla, adding its own wall time (not the wait for the other test's run) to `tally`.
 fn timed(ws: &Workspace, args: &[&str], tally: &mut Tally) -> crate::common::Outcome {
     let _serial = crate::common::serial();
@@ -244,6 +265,7 @@ fn fault_run(
         tally,
     );
     tally.runs += 1;
+    keep_journal(ws, &state);
     let halted = out.code == Some(3);
     println!(
         "DETECTION-RUN fault={kind} run={run}: exit {:?}, {:.1} s so far",
@@ -327,6 +349,7 @@ fn clean_run(ws: &Workspace, run: usize, tally: &mut Tally) {
         tally,
     );
     tally.runs += 1;
+    keep_journal(ws, &state);
     println!(
         "DETECTION-RUN clean run={run}: exit {:?}, {:.1} s so far",
         out.code, tally.seconds

@@ -318,7 +318,16 @@ impl Reference {
     /// Look at a window's samples so far (as measured: the machine factor of their control
     /// query is discounted here, as the fixed test does).
     pub fn look(&self, window: &LatencySamples) -> Look {
-        let factor = machine_factor(&self.control_ms, &window.control_ms);
+        self.look_at(window, self.machine_factor(window))
+    }
+
+    /// The machine factor of this probe's own control query in `window`.
+    pub fn machine_factor(&self, window: &LatencySamples) -> f64 {
+        machine_factor(&self.control_ms, &window.control_ms)
+    }
+
+    /// Look at a window's samples with the machine factor `factor` discounted.
+    pub fn look_at(&self, window: &LatencySamples, factor: f64) -> Look {
         let post: Vec<f64> = window.ms.iter().map(|ms| ms / factor).collect();
         self.look_adjusted(&post)
     }
@@ -384,7 +393,12 @@ impl Reference {
 
     /// How a window with these samples was taken, against the probe's `cap`.
     pub fn sampling(&self, window: &LatencySamples, cap: usize) -> Sampling {
-        let look = self.look(window);
+        self.sampling_at(window, cap, self.machine_factor(window))
+    }
+
+    /// [`sampling`](Self::sampling) with the machine factor `factor` discounted.
+    pub fn sampling_at(&self, window: &LatencySamples, cap: usize, factor: f64) -> Sampling {
+        let look = self.look_at(window, factor);
         Sampling {
             samples: window.ms.len(),
             cap,
