@@ -36,4 +36,5 @@ mod rollout_postgres;
 mod rollout_sqlite;
 mod state_postgres;
 mod traffic;
+mod workers;
 mod workload;
