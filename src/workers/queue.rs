@@ -494,3 +494,285 @@ pub fn unreachable(
     };
     format!("{stage}: trust {trust} needs {needed}; live workers: {workers}")
 }
+
+/// The queue against the real PostgreSQL that `scripts/test` starts (`FLOTILLA_TEST_PG_URL`):
+/// each test on a fresh state database of its own.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::Connection;
+
+    use super::*;
+    use crate::engine::jobs::WireStep;
+    use crate::journal::StateLocation;
+
+    /// A fresh state database on the test cluster, opened (schema created).
+    async fn fresh_state(test: &str) -> StateDb {
+        let admin = std::env::var("FLOTILLA_TEST_PG_URL")
+            .expect("the queue's tests need PostgreSQL: run them with scripts/test");
+        let name = format!(
+            "q_{test}_{}_{}",
+            std::process::id(),
+            crate::journal::lease::now_ms() % 1_000_000
+        );
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        let _ = url.set_password(None);
+        url.set_path(&format!("/{name}"));
+        StateDb::open(&StateLocation::Postgres(url.to_string()))
+            .await
+            .unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn migrate(wave: &str, trust: &str) -> Job {
+        Job::Migrate {
+            wave: wave.into(),
+            trust: trust.into(),
+            from: Some(1),
+            steps: vec![WireStep {
+                version: 2,
+                resume_dirty: false,
+            }],
+        }
+    }
+
+    fn run_ref() -> RunRef {
+        RunRef {
+            plan_path: "plans/p.yaml".into(),
+            plan_sha256: "a".into(),
+            migrations_sha256: "b".into(),
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn a_worker_claims_only_the_jobs_whose_labels_it_has() {
+        let q = Queue::of(&fresh_state("labels").await).unwrap();
+        let site = labels(&[("site", "camden-dc")]);
+        let camden = q
+            .enqueue("r1", 1, &run_ref(), &migrate("w", "camden"), &site)
+            .await
+            .unwrap();
+        let any = q
+            .enqueue(
+                "r1",
+                1,
+                &run_ref(),
+                &migrate("w", "barnet"),
+                &BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        // No labels: only the job that needs none.
+        let got = q.claim("plain", &BTreeMap::new(), 10, TTL).await.unwrap();
+        assert_eq!(got.iter().map(|c| c.job_id).collect::<Vec<_>>(), [any]);
+        // Another site's worker: nothing.
+        let other = labels(&[("site", "dc1")]);
+        assert!(q.claim("dc1", &other, 10, TTL).await.unwrap().is_empty());
+        // A worker with the label (and more): the camden job, as written.
+        let more = labels(&[("site", "camden-dc"), ("zone", "a")]);
+        let got = q.claim("camden-w", &more, 10, TTL).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].job_id, camden);
+        assert_eq!(got[0].trust, "camden");
+        let (run, job) = got[0].job.clone().unwrap();
+        assert_eq!((run, job), (run_ref(), migrate("w", "camden")));
+        assert_eq!(got[0].tries, 0);
+    }
+
+    #[tokio::test]
+    async fn two_claimers_never_get_the_same_job_and_never_wait_for_each_other() {
+        let state = fresh_state("skip_locked").await;
+        let q = Queue::of(&state).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            ids.push(
+                q.enqueue(
+                    "r1",
+                    1,
+                    &run_ref(),
+                    &migrate("w", &format!("t{i}")),
+                    &BTreeMap::new(),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        // A second process's pool.
+        let other = StateDb::open(&StateLocation::Postgres(match &state.pool {
+            Pool::Postgres(p) => {
+                let o = p.connect_options();
+                format!(
+                    "postgres://{}@{}:{}/{}",
+                    o.get_username(),
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_database().unwrap_or_default()
+                )
+            }
+            Pool::Sqlite(_) => unreachable!(),
+        }))
+        .await
+        .unwrap();
+        let q2 = Queue::of(&other).unwrap();
+        let none = BTreeMap::new();
+        let (a, b) = tokio::join!(
+            async {
+                let mut got = Vec::new();
+                for _ in 0..10 {
+                    got.extend(q.claim("a", &none, 1, TTL).await.unwrap());
+                }
+                got
+            },
+            async {
+                let mut got = Vec::new();
+                for _ in 0..10 {
+                    got.extend(q2.claim("b", &none, 1, TTL).await.unwrap());
+                }
+                got
+            }
+        );
+        let mut all: Vec<i64> = a.iter().chain(&b).map(|c| c.job_id).collect();
+        all.sort_unstable();
+        assert_eq!(all, ids, "every job claimed exactly once");
+        // A job locked by another transaction is skipped at once, not waited for.
+        let next = q
+            .enqueue("r1", 1, &run_ref(), &migrate("w", "locked"), &none)
+            .await
+            .unwrap();
+        let last = q
+            .enqueue("r1", 1, &run_ref(), &migrate("w", "free"), &none)
+            .await
+            .unwrap();
+        let Pool::Postgres(p2) = &other.pool else {
+            unreachable!()
+        };
+        let mut tx = p2.begin().await.unwrap();
+        sqlx::query("SELECT job_id FROM flotilla_jobs WHERE job_id = $1 FOR UPDATE")
+            .bind(next)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), q.claim("a", &none, 10, TTL))
+            .await
+            .expect("a claim waited for a locked job")
+            .unwrap();
+        assert_eq!(got.iter().map(|c| c.job_id).collect::<Vec<_>>(), [last]);
+        tx.rollback().await.unwrap();
+        other.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_expired_claim_goes_back_to_the_queue_and_a_heartbeat_keeps_it() {
+        let q = Queue::of(&fresh_state("ttl").await).unwrap();
+        let none = BTreeMap::new();
+        assert!(q.register("dead", &none, 1, TTL).await.unwrap());
+        assert!(q.register("alive", &none, 1, TTL).await.unwrap());
+        let first = q
+            .enqueue("r1", 1, &run_ref(), &migrate("w", "camden"), &none)
+            .await
+            .unwrap();
+        let second = q
+            .enqueue("r1", 1, &run_ref(), &migrate("w", "barnet"), &none)
+            .await
+            .unwrap();
+        let short = Duration::from_millis(300);
+        assert_eq!(
+            q.claim("dead", &none, 1, short).await.unwrap()[0].job_id,
+            first
+        );
+        assert_eq!(
+            q.claim("alive", &none, 1, short).await.unwrap()[0].job_id,
+            second
+        );
+        // Only `alive` heartbeats.
+        assert!(q.heartbeat("alive", TTL).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(q.reclaim_expired().await.unwrap(), 1);
+        assert_eq!(q.count("r1", "claimed").await.unwrap(), 1);
+        let again = q.claim("other", &none, 10, TTL).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].job_id, again[0].tries), (first, 1));
+        // The dead worker's late result is refused; the live one's is recorded.
+        assert!(!q.finish(first, "dead", "done", "{}").await.unwrap());
+        assert!(q.finish(first, "other", "done", "{}").await.unwrap());
+        assert!(q.finish(second, "alive", "done", "{}").await.unwrap());
+        let ended = q.ended(&[first, second]).await.unwrap();
+        assert_eq!(ended.len(), 2);
+        assert!(ended.iter().all(|e| e.state == "done"));
+        // The registry: one live worker per name; a stopped one's name can be taken.
+        assert!(!q.register("alive", &none, 1, TTL).await.unwrap());
+        q.stopped("alive").await.unwrap();
+        assert!(q.register("alive", &none, 1, TTL).await.unwrap());
+        let workers = q.workers().await.unwrap();
+        let now = crate::journal::lease::now_ms();
+        assert_eq!(
+            workers
+                .iter()
+                .map(|w| (w.name.as_str(), w.state(now)))
+                .collect::<Vec<_>>(),
+            [("alive", "live"), ("dead", "live")]
+        );
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_waves_migrations_leaves_other_jobs_and_claimed_ones() {
+        let q = Queue::of(&fresh_state("cancel").await).unwrap();
+        let none = BTreeMap::new();
+        let claimed = q
+            .enqueue("r1", 1, &run_ref(), &migrate("pilot", "camden"), &none)
+            .await
+            .unwrap();
+        assert_eq!(
+            q.claim("w", &none, 1, TTL).await.unwrap()[0].job_id,
+            claimed
+        );
+        let queued = q
+            .enqueue("r1", 1, &run_ref(), &migrate("pilot", "islington"), &none)
+            .await
+            .unwrap();
+        let other_wave = q
+            .enqueue("r1", 1, &run_ref(), &migrate("rest", "barnet"), &none)
+            .await
+            .unwrap();
+        let other_run = q
+            .enqueue("r2", 1, &run_ref(), &migrate("pilot", "brent"), &none)
+            .await
+            .unwrap();
+        assert_eq!(
+            q.cancel_queued("r1", Some(("pilot", "migrate")))
+                .await
+                .unwrap(),
+            [queued]
+        );
+        let ended = q
+            .ended(&[claimed, queued, other_wave, other_run])
+            .await
+            .unwrap();
+        assert_eq!(
+            ended
+                .iter()
+                .map(|e| (e.job_id, e.state.as_str()))
+                .collect::<Vec<_>>(),
+            [(queued, "cancelled")]
+        );
+        // Everything still queued of the run (a coordinator stopping).
+        assert_eq!(q.cancel_queued("r1", None).await.unwrap(), [other_wave]);
+        assert!(q.has_jobs("r2").await.unwrap());
+        assert!(!q.has_jobs("r3").await.unwrap());
+    }
+}
