@@ -112,7 +112,11 @@ fn two_workers_and_a_coordinator_roll_out_a_gated_plan_and_every_trust_names_its
     for t in status.json()["trusts"].as_array().unwrap() {
         assert_eq!(t["release"], "5.1", "{t}");
     }
-    let report = run_unlocked(&estate.ws, &estate.args(&["report"]));
+    let run_id = status.json()["runs"][0]["run_id"]
+        .as_str()
+        .expect("status lists the run")
+        .to_string();
+    let report = run_unlocked(&estate.ws, &estate.args(&["report", &run_id]));
     report.success();
     assert!(
         report.stdout.contains("w1") || report.stdout.contains("w2"),
