@@ -82,7 +82,16 @@ impl Engine<'_> {
     }
 
     /// Measure a trust and judge the window against its baseline.
-    async fn judged(&self, w: &Watched, scope: Scope, kind: Window, label: &str) -> Judgement {
+    pub(super) async fn judged(
+        &self,
+        w: &Watched,
+        scope: Scope,
+        kind: Window,
+        label: &str,
+    ) -> Judgement {
+        if let Some(r) = self.remote {
+            return self.window_remote(r, w, (scope, kind, label), false).await;
+        }
         let id = w.trust.as_str();
         let Some(trust) = self.inventory.get(id) else {
             return Judgement {
@@ -123,6 +132,10 @@ impl Engine<'_> {
         kind: Window,
         label: &str,
     ) -> Judgement {
+        if let Some(r) = self.remote {
+            // On a worker, with its confirmations (see `super::remote`).
+            return self.window_remote(r, w, (scope, kind, label), true).await;
+        }
         let mut judgement = self.judged(w, scope, kind, label).await;
         for (attempt, pause) in CONFIRM_PAUSES.iter().enumerate() {
             if judgement.verdict == Verdict::Pass || judgement.critical {
@@ -376,6 +389,10 @@ impl Engine<'_> {
     /// Open a new workload window on each of these trusts now (a few at a time), and say once
     /// per trust when its workload cannot be read.
     pub(super) async fn workload_mark(&self, ids: impl Iterator<Item = &str>) {
+        if self.remote.is_some() {
+            // Workers open each trust's workload window with its job (`super::remote`).
+            return;
+        }
         let trusts: Vec<&Trust> = ids.filter_map(|id| self.inventory.get(id)).collect();
         let notices: Vec<(String, Option<String>)> = stream::iter(trusts)
             .map(|t| async move { (t.id.clone(), self.workload.mark(t, &self.plan.health).await) })

@@ -37,4 +37,5 @@ mod rollout_sqlite;
 mod state_postgres;
 mod traffic;
 mod workers;
+mod workers_core;
 mod workload;
