@@ -15,8 +15,9 @@ use tokio::sync::oneshot;
 use super::queue::{reaches, unreachable, Ended, Queue, RunRef};
 use crate::config::{Inventory, Trust};
 use crate::engine::jobs::{exit_code_of, Dispatch, Done, Job, JobResult};
-use crate::engine::RunControl;
+use crate::engine::{Event, EventSink, RunControl};
 use crate::exit_codes::ExitCode;
+use crate::journal::StateError;
 
 /// How often the coordinator looks for ended jobs.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -44,6 +45,9 @@ struct Inner {
     needs: HashMap<String, BTreeMap<String, String>>,
     waiting: Mutex<HashMap<i64, oneshot::Sender<Done>>>,
     control: Arc<RunControl>,
+    /// Where the coordinator's own events go (progress display, `--events`): the events
+    /// workers write into the run's journal are shown there too, in journal order.
+    events: Arc<dyn EventSink>,
 }
 
 /// Hands a run's jobs to workers through the queue and waits for their results.
@@ -97,14 +101,15 @@ fn done_of(e: &Ended) -> Done {
 impl Coordinator {
     /// Start coordinating attempt `attempt` of run `run_id` (its jobs' labels from
     /// `inventory`); `control` stopping cancels the run's queued jobs.
-    pub fn start(
+    pub async fn start(
         queue: Queue,
-        run_id: &str,
-        attempt: i64,
-        run: RunRef,
+        (run_id, attempt, run): (&str, i64, RunRef),
         inventory: &Inventory,
         control: Arc<RunControl>,
-    ) -> Coordinator {
+        events: Arc<dyn EventSink>,
+    ) -> Result<Coordinator, StateError> {
+        // Workers' events already in the journal (an earlier attempt's) were shown then.
+        let shown = queue.last_seq(run_id).await?;
         let inner = Arc::new(Inner {
             queue,
             run_id: run_id.to_string(),
@@ -117,9 +122,10 @@ impl Coordinator {
                 .collect(),
             waiting: Mutex::new(HashMap::new()),
             control,
+            events,
         });
-        let poller = tokio::spawn(poll(inner.clone()));
-        Coordinator { inner, poller }
+        let poller = tokio::spawn(poll(inner.clone(), shown));
+        Ok(Coordinator { inner, poller })
     }
 
     /// Before a new attempt of run `run_id` goes on (a resumed coordinator): cancel the
@@ -156,10 +162,21 @@ impl Coordinator {
 }
 
 /// The background task: results, reclaims, cancellation when stopping.
-async fn poll(inner: Arc<Inner>) {
+async fn poll(inner: Arc<Inner>, mut shown: i64) {
     let mut last_reclaim = Instant::now();
     loop {
         tokio::time::sleep(POLL).await;
+        match inner.queue.worker_events_after(&inner.run_id, shown).await {
+            Ok(events) => {
+                for (seq, body) in events {
+                    shown = shown.max(seq);
+                    if let Ok(body) = serde_json::from_str::<serde_json::Value>(&body) {
+                        inner.events.emit(&Event::from_json(&body));
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the workers' events"),
+        }
         if inner.control.stopping() {
             if let Err(e) = inner.queue.cancel_queued(&inner.run_id, None).await {
                 tracing::warn!(error = %e, "could not cancel the run's queued jobs");
