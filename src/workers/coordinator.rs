@@ -67,7 +67,10 @@ fn done_of(e: &Ended) -> Done {
     let worker = e.worker.clone().unwrap_or_default();
     match e.state.as_str() {
         "done" => match e.result.as_deref().map(serde_json::from_str::<JobResult>) {
-            Some(Ok(result)) => Done::Finished { result, worker },
+            Some(Ok(result)) => Done::Finished {
+                result: Box::new(result),
+                worker,
+            },
             Some(Err(err)) => Done::Failed {
                 error: format!(
                     "worker {worker}: its result of job {} does not read: {err}",
