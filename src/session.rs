@@ -441,11 +441,11 @@ async fn execute_leased(
             },
         )
         .await?
-        .shared(),
+        .shared(workers),
         Start::Resume {
             record, decisions, ..
         } => {
-            let j = Journal::reopen(state, record).await?.shared();
+            let j = Journal::reopen(state, record).await?.shared(workers);
             let by = crate::journal::operator();
             let mut events = vec![Event::RunResumed {
                 attempt: j.attempt(),

@@ -336,6 +336,9 @@ pub trait Dispatch: Send + Sync {
     fn run(&self, job: Job) -> BoxFuture<'_, Done>;
     /// Cancel the still-queued migrate jobs of `wave` (one of its trusts failed).
     fn cancel_migrations<'a>(&'a self, wave: &'a str) -> BoxFuture<'a, ()>;
+    /// The worker that last ended a job of `trust` (a trust found up to date is attributed
+    /// to the worker that read it).
+    fn worker_of(&self, trust: &str) -> Option<String>;
     /// Whether some live worker can reach each of `trusts`; the refusal names the first that
     /// none can, the label it needs and the live workers (`stage`: where the run is).
     fn reach<'a>(

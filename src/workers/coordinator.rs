@@ -44,6 +44,8 @@ struct Inner {
     run: RunRef,
     needs: HashMap<String, BTreeMap<String, String>>,
     waiting: Mutex<HashMap<i64, oneshot::Sender<Done>>>,
+    /// The worker that last ended a job of each trust.
+    last_worker: Mutex<HashMap<String, String>>,
     control: Arc<RunControl>,
     /// Where the coordinator's own events go (progress display, `--events`): the events
     /// workers write into the run's journal are shown there too, in journal order.
@@ -124,6 +126,7 @@ impl Coordinator {
                 .map(|t| (t.id.clone(), needs_of(t)))
                 .collect(),
             waiting: Mutex::new(HashMap::new()),
+            last_worker: Mutex::new(HashMap::new()),
             control,
             events,
         });
@@ -251,10 +254,16 @@ impl Dispatch for Coordinator {
             if let Ok(mut w) = self.inner.waiting.lock() {
                 w.insert(id, tx);
             }
-            rx.await.unwrap_or(Done::Failed {
+            let done = rx.await.unwrap_or(Done::Failed {
                 error: "the coordinator stopped waiting for its workers".into(),
                 exit: ExitCode::Internal,
-            })
+            });
+            if let (Done::Finished { worker, .. }, Ok(mut last)) =
+                (&done, self.inner.last_worker.lock())
+            {
+                last.insert(job.trust().to_string(), worker.clone());
+            }
+            done
         })
     }
 
@@ -269,6 +278,14 @@ impl Dispatch for Coordinator {
                 tracing::warn!(error = %e, "could not cancel the wave's queued migrations");
             }
         })
+    }
+
+    fn worker_of(&self, trust: &str) -> Option<String> {
+        self.inner
+            .last_worker
+            .lock()
+            .ok()
+            .and_then(|l| l.get(trust).cloned())
     }
 
     fn reach<'a>(
