@@ -930,6 +930,7 @@ mod tests {
             release: "2.0".into(),
             outcome,
             duration_ms: 1,
+            worker: None,
         };
         journal.record(&started("a", vec![10, 20])).await.unwrap();
         journal.record(&started("b", vec![10])).await.unwrap();
