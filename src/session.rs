@@ -319,8 +319,19 @@ async fn execute_leased(
         workers,
     } = req;
     let control = Arc::new(RunControl::default());
+    let sinks = Arc::new(crate::report::event_sinks(progress, color, events)?);
     let coordinator = if workers {
-        Some(coordinate(state, run_id, start, (inventory, catalogs), plan, &control).await?)
+        Some(
+            coordinate(
+                state,
+                run_id,
+                start,
+                (inventory, catalogs),
+                plan,
+                (&control, sinks.clone()),
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -330,7 +341,6 @@ async fn execute_leased(
     if matches!(start, Start::Resume { .. }) {
         crate::unfinished::reconcile(state, run_id, inventory, plan).await?;
     }
-    let sinks = crate::report::event_sinks(progress, color, events)?;
     let mut checked = None;
     let carried = match start {
         Start::New => {
@@ -431,11 +441,11 @@ async fn execute_leased(
             },
         )
         .await?
-        .shared(),
+        .shared(workers),
         Start::Resume {
             record, decisions, ..
         } => {
-            let j = Journal::reopen(state, record).await?.shared();
+            let j = Journal::reopen(state, record).await?.shared(workers);
             let by = crate::journal::operator();
             let mut events = vec![Event::RunResumed {
                 attempt: j.attempt(),
@@ -496,7 +506,7 @@ async fn execute_leased(
         inventory,
         catalogs,
         plan,
-        events: &sinks,
+        events: &*sinks,
         approver: operator,
         journal: Some(&journal),
         control: &control,
@@ -602,7 +612,7 @@ async fn coordinate(
     start: &Start<'_>,
     (inventory, catalogs): (&Inventory, &Catalogs),
     plan: &Plan,
-    control: &Arc<RunControl>,
+    (control, events): (&Arc<RunControl>, Arc<crate::engine::events::Fanout>),
 ) -> Result<crate::workers::coordinator::Coordinator, SessionError> {
     use crate::engine::jobs::Dispatch;
     use crate::workers::coordinator::Coordinator;
@@ -621,7 +631,15 @@ async fn coordinate(
         plan_sha256: plan_sha256(plan)?,
         migrations_sha256: migrations_sha256(catalogs, plan),
     };
-    let coordinator = Coordinator::start(queue, run_id, attempt, run, inventory, control.clone());
+    let coordinator = Coordinator::start(
+        queue,
+        (run_id, attempt, run),
+        inventory,
+        control.clone(),
+        events,
+    )
+    .await
+    .map_err(SessionError::State)?;
     let trusts: Vec<String> = plan.trusts().map(str::to_string).collect();
     coordinator
         .reach("preflight", &trusts)

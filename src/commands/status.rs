@@ -180,11 +180,10 @@ fn print_workers(overview: &serde_json::Value) {
     let Some(workers) = overview["workers"].as_array() else {
         return;
     };
-    outln!();
     if workers.is_empty() {
-        outln!("WORKERS: none registered");
         return;
     }
+    outln!();
     outln!("WORKERS");
     for w in workers {
         let labels: Vec<String> = w["labels"]

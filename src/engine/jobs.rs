@@ -319,7 +319,10 @@ pub enum JobResult {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Done {
     /// A worker ran it.
-    Finished { result: JobResult, worker: String },
+    Finished {
+        result: Box<JobResult>,
+        worker: String,
+    },
     /// It could not run (the worker's checkout differs, its result did not read): why, and
     /// the exit code that failure alone gives.
     Failed { error: String, exit: ExitCode },
@@ -333,6 +336,9 @@ pub trait Dispatch: Send + Sync {
     fn run(&self, job: Job) -> BoxFuture<'_, Done>;
     /// Cancel the still-queued migrate jobs of `wave` (one of its trusts failed).
     fn cancel_migrations<'a>(&'a self, wave: &'a str) -> BoxFuture<'a, ()>;
+    /// The worker that last ended a job of `trust` (a trust found up to date is attributed
+    /// to the worker that read it).
+    fn worker_of(&self, trust: &str) -> Option<String>;
     /// Whether some live worker can reach each of `trusts`; the refusal names the first that
     /// none can, the label it needs and the live workers (`stage`: where the run is).
     fn reach<'a>(
@@ -351,16 +357,15 @@ pub async fn survey_read(r: &dyn Dispatch, trust: &str) -> TrustState {
         draw: false,
     };
     match r.run(job).await {
-        Done::Finished {
-            result: JobResult::Survey {
+        Done::Finished { result, .. } => match *result {
+            JobResult::Survey {
                 state: Some(state), ..
-            },
-            ..
-        } => trust_state(state),
-        Done::Finished { .. } => Err(Blocker::Unreadable {
-            message: format!("trust '{trust}': a worker answered the survey without a reading"),
-            exit: ExitCode::Internal,
-        }),
+            } => trust_state(state),
+            _ => Err(Blocker::Unreadable {
+                message: format!("trust '{trust}': a worker answered the survey without a reading"),
+                exit: ExitCode::Internal,
+            }),
+        },
         Done::Failed { error, exit } => Err(Blocker::Unreadable {
             message: error,
             exit,
@@ -380,15 +385,13 @@ pub async fn survey_draw(r: &dyn Dispatch, trust: &str) -> Result<ProbeParams, S
         draw: true,
     };
     match r.run(job).await {
-        Done::Finished {
-            result:
-                JobResult::Survey {
-                    params: Some(params),
-                    ..
-                },
-            ..
-        } => params,
-        Done::Finished { .. } => Err("a worker answered the survey without parameters".into()),
+        Done::Finished { result, .. } => match *result {
+            JobResult::Survey {
+                params: Some(params),
+                ..
+            } => params,
+            _ => Err("a worker answered the survey without parameters".into()),
+        },
         Done::Failed { error, .. } => Err(error),
         Done::Cancelled => Err("the survey was cancelled".into()),
     }

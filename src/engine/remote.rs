@@ -138,7 +138,7 @@ impl Engine<'_> {
         let kind = job.kind();
         let trust = job.trust().to_string();
         match r.run(job).await {
-            Done::Finished { result, .. } => Ok(result),
+            Done::Finished { result, .. } => Ok(*result),
             Done::Failed { error, exit } => Err((error, exit)),
             Done::Cancelled => Err((
                 format!("the {kind} job of trust '{trust}' was cancelled before a worker ran it"),
@@ -168,13 +168,13 @@ impl Engine<'_> {
                 steps: u.steps.iter().map(WireStep::from).collect(),
             };
             match r.run(job).await {
-                Done::Finished {
-                    result: JobResult::Migrate { outcome },
-                    ..
-                } => return outcome,
-                Done::Finished { .. } => TrustOutcome::Failed {
-                    error: "a worker answered the migrate job with another kind of result".into(),
-                    exit_code: ExitCode::Internal.code(),
+                Done::Finished { result, .. } => match *result {
+                    JobResult::Migrate { outcome } => return outcome,
+                    _ => TrustOutcome::Failed {
+                        error: "a worker answered the migrate job with another kind of result"
+                            .into(),
+                        exit_code: ExitCode::Internal.code(),
+                    },
                 },
                 Done::Cancelled => TrustOutcome::Skipped,
                 Done::Failed { error, exit } => TrustOutcome::Failed {

@@ -347,6 +347,7 @@ impl Engine<'_> {
             release: self.catalogs.base().describe(version),
             outcome,
             duration_ms,
+            worker: None,
         }
     }
 }

@@ -161,13 +161,17 @@ impl Engine<'_> {
             .iter()
             .filter(|t| t.action == Action::UpToDate)
         {
-            up_to_date.push(self.finished_event(
+            let mut finished = self.finished_event(
                 &wave.name,
                 &t.id,
                 t.current_version,
                 TrustOutcome::UpToDate,
                 0,
-            ));
+            );
+            if let (Event::TrustFinished { worker, .. }, Some(r)) = (&mut finished, self.remote) {
+                *worker = r.worker_of(&t.id);
+            }
+            up_to_date.push(finished);
             wave_results.push(TrustResult::new(t.id.clone(), TrustOutcome::UpToDate));
         }
         // Nothing happens to these trusts: one journal transaction records them all.

@@ -552,10 +552,10 @@ impl Journal {
         Ok(changed == 1)
     }
 
-    /// Share this run's event sequence with other processes (a coordinator and its workers;
-    /// Postgres only: an SQLite journal is never shared).
-    pub fn shared(mut self) -> Journal {
-        self.shared = matches!(self.db.pool, store::Pool::Postgres(_));
+    /// Share this run's event sequence with other processes when `with_workers` (a
+    /// coordinator and its workers; Postgres only: an SQLite journal is never shared).
+    pub fn shared(mut self, with_workers: bool) -> Journal {
+        self.shared = with_workers && matches!(self.db.pool, store::Pool::Postgres(_));
         self
     }
 
@@ -571,7 +571,7 @@ impl Journal {
             shared: false,
             worker: Some(name.to_string()),
         }
-        .shared()
+        .shared(true)
     }
 
     /// This run's id.
@@ -930,6 +930,7 @@ mod tests {
             release: "2.0".into(),
             outcome,
             duration_ms: 1,
+            worker: None,
         };
         journal.record(&started("a", vec![10, 20])).await.unwrap();
         journal.record(&started("b", vec![10])).await.unwrap();

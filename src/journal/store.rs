@@ -453,8 +453,10 @@ impl StateDb {
                 if access == Access::ReadOnly {
                     options = options.options([("default_transaction_read_only", "on")]);
                 }
+                // A coordinator of workers polls the queue, queues jobs and journals at once,
+                // its journal writes waiting on the run's advisory lock: room for all three.
                 let pool = PgPoolOptions::new()
-                    .max_connections(2)
+                    .max_connections(4)
                     .acquire_timeout(Duration::from_secs(15))
                     .connect_with(options)
                     .await

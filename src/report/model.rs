@@ -533,6 +533,7 @@ impl Builder {
                 release,
                 outcome,
                 duration_ms,
+                ..
             } => {
                 let t = self.trust(trust, wave);
                 t.worker = worker_of(e);

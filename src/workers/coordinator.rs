@@ -15,8 +15,9 @@ use tokio::sync::oneshot;
 use super::queue::{reaches, unreachable, Ended, Queue, RunRef};
 use crate::config::{Inventory, Trust};
 use crate::engine::jobs::{exit_code_of, Dispatch, Done, Job, JobResult};
-use crate::engine::RunControl;
+use crate::engine::{Event, EventSink, RunControl};
 use crate::exit_codes::ExitCode;
+use crate::journal::StateError;
 
 /// How often the coordinator looks for ended jobs.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -43,7 +44,12 @@ struct Inner {
     run: RunRef,
     needs: HashMap<String, BTreeMap<String, String>>,
     waiting: Mutex<HashMap<i64, oneshot::Sender<Done>>>,
+    /// The worker that last ended a job of each trust.
+    last_worker: Mutex<HashMap<String, String>>,
     control: Arc<RunControl>,
+    /// Where the coordinator's own events go (progress display, `--events`): the events
+    /// workers write into the run's journal are shown there too, in journal order.
+    events: Arc<dyn EventSink>,
 }
 
 /// Hands a run's jobs to workers through the queue and waits for their results.
@@ -63,7 +69,10 @@ fn done_of(e: &Ended) -> Done {
     let worker = e.worker.clone().unwrap_or_default();
     match e.state.as_str() {
         "done" => match e.result.as_deref().map(serde_json::from_str::<JobResult>) {
-            Some(Ok(result)) => Done::Finished { result, worker },
+            Some(Ok(result)) => Done::Finished {
+                result: Box::new(result),
+                worker,
+            },
             Some(Err(err)) => Done::Failed {
                 error: format!(
                     "worker {worker}: its result of job {} does not read: {err}",
@@ -97,14 +106,15 @@ fn done_of(e: &Ended) -> Done {
 impl Coordinator {
     /// Start coordinating attempt `attempt` of run `run_id` (its jobs' labels from
     /// `inventory`); `control` stopping cancels the run's queued jobs.
-    pub fn start(
+    pub async fn start(
         queue: Queue,
-        run_id: &str,
-        attempt: i64,
-        run: RunRef,
+        (run_id, attempt, run): (&str, i64, RunRef),
         inventory: &Inventory,
         control: Arc<RunControl>,
-    ) -> Coordinator {
+        events: Arc<dyn EventSink>,
+    ) -> Result<Coordinator, StateError> {
+        // Workers' events already in the journal (an earlier attempt's) were shown then.
+        let shown = queue.last_seq(run_id).await?;
         let inner = Arc::new(Inner {
             queue,
             run_id: run_id.to_string(),
@@ -116,10 +126,12 @@ impl Coordinator {
                 .map(|t| (t.id.clone(), needs_of(t)))
                 .collect(),
             waiting: Mutex::new(HashMap::new()),
+            last_worker: Mutex::new(HashMap::new()),
             control,
+            events,
         });
-        let poller = tokio::spawn(poll(inner.clone()));
-        Coordinator { inner, poller }
+        let poller = tokio::spawn(poll(inner.clone(), shown));
+        Ok(Coordinator { inner, poller })
     }
 
     /// Before a new attempt of run `run_id` goes on (a resumed coordinator): cancel the
@@ -156,10 +168,21 @@ impl Coordinator {
 }
 
 /// The background task: results, reclaims, cancellation when stopping.
-async fn poll(inner: Arc<Inner>) {
+async fn poll(inner: Arc<Inner>, mut shown: i64) {
     let mut last_reclaim = Instant::now();
     loop {
         tokio::time::sleep(POLL).await;
+        match inner.queue.worker_events_after(&inner.run_id, shown).await {
+            Ok(events) => {
+                for (seq, body) in events {
+                    shown = shown.max(seq);
+                    if let Ok(body) = serde_json::from_str::<serde_json::Value>(&body) {
+                        inner.events.emit(&Event::from_json(&body));
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the workers' events"),
+        }
         if inner.control.stopping() {
             if let Err(e) = inner.queue.cancel_queued(&inner.run_id, None).await {
                 tracing::warn!(error = %e, "could not cancel the run's queued jobs");
@@ -231,10 +254,16 @@ impl Dispatch for Coordinator {
             if let Ok(mut w) = self.inner.waiting.lock() {
                 w.insert(id, tx);
             }
-            rx.await.unwrap_or(Done::Failed {
+            let done = rx.await.unwrap_or(Done::Failed {
                 error: "the coordinator stopped waiting for its workers".into(),
                 exit: ExitCode::Internal,
-            })
+            });
+            if let (Done::Finished { worker, .. }, Ok(mut last)) =
+                (&done, self.inner.last_worker.lock())
+            {
+                last.insert(job.trust().to_string(), worker.clone());
+            }
+            done
         })
     }
 
@@ -249,6 +278,14 @@ impl Dispatch for Coordinator {
                 tracing::warn!(error = %e, "could not cancel the wave's queued migrations");
             }
         })
+    }
+
+    fn worker_of(&self, trust: &str) -> Option<String> {
+        self.inner
+            .last_worker
+            .lock()
+            .ok()
+            .and_then(|l| l.get(trust).cloned())
     }
 
     fn reach<'a>(

@@ -393,6 +393,35 @@ impl Queue {
             .map_err(|e| self.err(e))
     }
 
+    /// The highest sequence number of run `run_id`'s events (-1: none yet).
+    pub async fn last_seq(&self, run_id: &str) -> Result<i64, StateError> {
+        let max: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM flotilla_events WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(max.unwrap_or(-1))
+    }
+
+    /// The events workers wrote into run `run_id`'s journal after sequence `seq`, in order:
+    /// (seq, body).
+    pub async fn worker_events_after(
+        &self,
+        run_id: &str,
+        seq: i64,
+    ) -> Result<Vec<(i64, String)>, StateError> {
+        sqlx::query_as(
+            "SELECT seq, body FROM flotilla_events WHERE run_id = $1 AND seq > $2 \
+             AND body::jsonb ? 'worker' ORDER BY seq",
+        )
+        .bind(run_id)
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
     /// Whether run `run_id` queued any job (it was rolled out on workers).
     pub async fn has_jobs(&self, run_id: &str) -> Result<bool, StateError> {
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM flotilla_jobs WHERE run_id = $1)")

@@ -344,7 +344,23 @@ async fn run_job(
                 phases: Default::default(),
                 remote: None,
             };
-            Ok(engine.execute_job(job, c.tries > 0).await)
+            let reclaimed = c.tries > 0;
+            if reclaimed {
+                // What the worker that died left open on the trust (its intent, a write
+                // probe's records) is settled from the trust's real state first.
+                if let Err(e) = crate::unfinished::reconcile_trust(
+                    queue.db(),
+                    &c.run_id,
+                    &inventory,
+                    &run.plan,
+                    &c.trust,
+                )
+                .await
+                {
+                    eprintln!("worker {name}: {described}: could not settle what the stopped worker left: {e}");
+                }
+            }
+            Ok(engine.execute_job(job, reclaimed).await)
         }
     };
     let took = started.elapsed().as_secs_f64();

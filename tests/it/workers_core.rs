@@ -68,6 +68,14 @@ fn two_workers_and_a_coordinator_roll_out_a_gated_plan_and_every_trust_names_its
     }
 
     stop_workers(workers);
+    // The coordinator shows what the workers did as it reads it back from the journal.
+    for trust in ["camden", "islington", "barnet", "brent"] {
+        assert!(
+            outcome.stdout.contains(&format!("✓ {trust} at 5.1")),
+            "the coordinator did not show {trust}'s upgrade:\n{}",
+            outcome.describe()
+        );
+    }
     let finished = estate.trust_finished();
     let mut trusts: Vec<&str> = finished.iter().map(|(t, _)| t.as_str()).collect();
     trusts.sort_unstable();
