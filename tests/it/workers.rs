@@ -588,12 +588,11 @@ impl CrashHarness {
         }
 
         // Every trust has one final outcome: its last trust_finished upgraded it (or found it
-        // up to date after a resume) to the target; none failed. Work on a trust is a worker's
-        // and names it; only "up-to-date" (nothing run on the trust: the coordinator's
-        // preflight found it at the target) comes from the coordinator.
+        // up to date after a resume) to the target; none failed; each names the worker that
+        // ran the trust (or, up to date, read it).
         let mut last: BTreeMap<String, Value> = BTreeMap::new();
         for (trust, body) in self.estate.trust_finished() {
-            if worker_of(&body).is_none() && body["status"] != "up-to-date" {
+            if worker_of(&body).is_none() {
                 problems.push(format!("{trust}: trust_finished names no worker: {body}"));
             }
             if body["status"] == "failed" {
