@@ -325,8 +325,10 @@ fn a_wave_with_a_trust_no_live_worker_can_reach_is_refused_before_anything_is_mi
     stop_workers(workers);
 
     out.code(2)
-        .stderr_contains("camden")
-        .stderr_contains("site=camden-dc");
+        .stderr_contains("trust camden needs a worker with site=camden-dc")
+        .stderr_contains("live workers: ")
+        .stderr_contains("w1 {site=dc1}")
+        .stderr_contains("w2 {}");
     assert!(
         took < Duration::from_secs(20),
         "refused after {took:?}: it must be reported up front, not after a timeout\n{}",
@@ -344,6 +346,66 @@ fn a_wave_with_a_trust_no_live_worker_can_reach_is_refused_before_anything_is_mi
             || j.starts_with("baseline|")
             || j.starts_with("window|")),
         "work was queued for a refused plan: {jobs:#?}"
+    );
+}
+
+#[test]
+fn a_worker_whose_checkout_differs_from_the_run_runs_none_of_its_jobs() {
+    let labels: &[(&str, Option<&str>)] = &[("camden", None), ("islington", None)];
+    let estate = labelled_estate("workers_stale", labels);
+    let target = release_version("5.1");
+    let ids: Vec<String> = labels.iter().map(|(id, _)| id.to_string()).collect();
+    estate
+        .ws
+        .write_target_plan("stale.yaml", target, &[("all", ids.clone())]);
+    // The worker's checkout: the same estate and plan, one migration edited.
+    let mut stale = Workspace::new();
+    stale.write("trusts.yaml", estate.ws.read("trusts.yaml"));
+    stale.write("plans/stale.yaml", estate.ws.read("plans/stale.yaml"));
+    let (_, pw) = split_password(&estate.dbs.admin_url);
+    if let Some(pw) = pw {
+        stale.set_env(PG_PASSWORD_ENV, &pw);
+        stale.set_env("FLOTILLA_STATE_PASSWORD", &pw);
+    }
+    let last = stale.migration_file(target, ".up.sql");
+    stale.edit(&last, |s| {
+        format!("{s}\n-- edited on the worker's machine\n")
+    });
+    let before = estate.ws.tracking_snapshot();
+
+    let _serial = serial();
+    let mut worker = Worker::spawn(
+        &stale,
+        "stale",
+        &estate.args(&["worker", "--name", "stale", "--ttl", WORKER_TTL]),
+    );
+    assert!(
+        estate.wait_live(
+            &["stale"],
+            Instant::now() + Duration::from_secs(30),
+            std::slice::from_mut(&mut worker)
+        ),
+        "the worker did not show live"
+    );
+    let out = finish(
+        Spawned::start(
+            &estate.ws,
+            &estate.args(&["rollout", "plans/stale.yaml", "--workers", "--yes"]),
+        ),
+        Duration::from_secs(120),
+    );
+    let said = stop_workers(vec![worker]);
+    let out = out.unwrap_or_else(|o| panic!("the coordinator did not end\n{}", o.describe()));
+    assert_ne!(out.code, Some(0), "{}", out.describe());
+    out.no_panic()
+        .stderr_contains("worker stale")
+        .stderr_contains("migrations sha256");
+    said["stale"].stderr_contains("migrations sha256");
+    assert_eq!(
+        before,
+        estate.ws.tracking_snapshot(),
+        "a worker with another checkout migrated a trust\n{}",
+        out.describe()
     );
 }
 

@@ -230,6 +230,14 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Start `flotilla ARGS...` (a `worker` command line) in `ws`, as worker `name`.
+    pub fn spawn(ws: &Workspace, name: &str, args: &[&str]) -> Worker {
+        Worker {
+            name: name.to_string(),
+            proc: Spawned::start(ws, args),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }
