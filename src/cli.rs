@@ -130,6 +130,10 @@ pub enum Command {
     /// Report on a past run from the journal: a summary, and the JUnit and HTML reports a
     /// rollout writes with --junit and --report-dir.
     Report(commands::report::ReportRunArgs),
+    /// Run the trust jobs of rollouts coordinated by `rollout --workers` through the shared
+    /// PostgreSQL state database (--state postgres://...), from this checkout, until stopped
+    /// (SIGTERM: finish the jobs in flight, then exit 0).
+    Worker(commands::worker::WorkerArgs),
 }
 
 #[cfg(test)]

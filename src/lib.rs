@@ -26,5 +26,6 @@ pub mod secrets;
 pub mod session;
 pub mod traffic;
 pub mod unfinished;
+pub mod workers;
 
 pub use exit_codes::ExitCode;

@@ -98,6 +98,7 @@ fn main() -> StdExitCode {
             Command::Man(a) => commands::completions::man(g, a).await,
             Command::Health(a) => commands::health::run(g, a).await,
             Command::Report(a) => commands::report::run(g, a).await,
+            Command::Worker(a) => commands::worker::run(g, a).await,
         }
     });
     match result {

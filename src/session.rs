@@ -13,7 +13,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Inventory, Plan, Wave};
-use crate::engine::{preflight, Approver, Event, EventSink, RunOutcome, TrustOutcome};
+use crate::engine::preflight::preflight_with;
+use crate::engine::{Approver, Event, EventSink, RunOutcome, TrustOutcome};
 use crate::engine::{RunControl, StopReason};
 use crate::exit_codes::ExitCode;
 use crate::journal::replay::Resumed;
@@ -164,6 +165,9 @@ pub struct Request<'a> {
     /// reads the estate's (read-only) to judge, on the copies, the trusts whose upgrade was
     /// never judged, as the real run would.
     pub history: Option<&'a StateDb>,
+    /// `--workers`: every piece of work on a trust database is a job for `flotilla worker`
+    /// processes (PostgreSQL state only; see `crate::workers`).
+    pub workers: bool,
 }
 
 /// SIGTERM as a stream, when it can be installed (`None`: only Ctrl-C is listened to).
@@ -312,15 +316,35 @@ async fn execute_leased(
         rehearsal,
         reports: _,
         history: _,
+        workers,
     } = req;
+    let control = Arc::new(RunControl::default());
+    let sinks = Arc::new(crate::report::event_sinks(progress, color, events)?);
+    let coordinator = if workers {
+        Some(
+            coordinate(
+                state,
+                run_id,
+                start,
+                (inventory, catalogs),
+                plan,
+                (&control, sinks.clone()),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let remote = coordinator
+        .as_ref()
+        .map(|c| c as &dyn crate::engine::jobs::Dispatch);
     if matches!(start, Start::Resume { .. }) {
         crate::unfinished::reconcile(state, run_id, inventory, plan).await?;
     }
-    let sinks = crate::report::event_sinks(progress, color, events)?;
     let mut checked = None;
     let carried = match start {
         Start::New => {
-            let first = preflight(inventory, catalogs, plan).await;
+            let first = preflight_with(inventory, catalogs, plan, remote).await;
             let planned = &first.plan;
             let current: BTreeMap<String, (String, Option<i64>)> = planned
                 .waves
@@ -389,7 +413,11 @@ async fn execute_leased(
                     .filter(|t| ledger.contains_key(*t) && !known.contains(*t))
                 {
                     if let Some(trust) = inventory.get(id) {
-                        if let Ok(applied) = crate::engine::read_state(trust).await {
+                        let read = match remote {
+                            Some(r) => crate::engine::jobs::survey_read(r, id).await,
+                            None => crate::engine::read_state(trust).await,
+                        };
+                        if let Ok(applied) = read {
                             let version = applied.iter().map(|a| a.version).max();
                             current.insert(id.clone(), (w.name.clone(), version));
                         }
@@ -400,25 +428,24 @@ async fn execute_leased(
         }
     };
     let journal = match start {
-        Start::New => {
-            Journal::start(
-                state,
-                run_id,
-                &NewRun {
-                    kind: if rehearsal { "rehearsal" } else { "rollout" },
-                    plan: &plan.name,
-                    plan_path: &plan.path,
-                    plan_sha256: &plan_sha256(plan)?,
-                    migrations_sha256: &migrations_sha256(catalogs, plan),
-                    target_version: plan.target.version,
-                },
-            )
-            .await?
-        }
+        Start::New => Journal::start(
+            state,
+            run_id,
+            &NewRun {
+                kind: if rehearsal { "rehearsal" } else { "rollout" },
+                plan: &plan.name,
+                plan_path: &plan.path,
+                plan_sha256: &plan_sha256(plan)?,
+                migrations_sha256: &migrations_sha256(catalogs, plan),
+                target_version: plan.target.version,
+            },
+        )
+        .await?
+        .shared(workers),
         Start::Resume {
             record, decisions, ..
         } => {
-            let j = Journal::reopen(state, record).await?;
+            let j = Journal::reopen(state, record).await?.shared(workers);
             let by = crate::journal::operator();
             let mut events = vec![Event::RunResumed {
                 attempt: j.attempt(),
@@ -453,7 +480,6 @@ async fn execute_leased(
             return Err(e.into());
         }
     }
-    let control = Arc::new(RunControl::default());
     let abort = Arc::new(tokio::sync::Notify::new());
     watch_signals(control.clone(), abort.clone());
     let heartbeat = {
@@ -480,13 +506,14 @@ async fn execute_leased(
         inventory,
         catalogs,
         plan,
-        events: &sinks,
+        events: &*sinks,
         approver: operator,
         journal: Some(&journal),
         control: &control,
         resumed: resumed.as_ref(),
         workload: Default::default(),
         phases: Default::default(),
+        remote,
     };
     if let (
         Start::Resume {
@@ -516,7 +543,7 @@ async fn execute_leased(
     // as they are now are what the rest of the run starts from.
     let checked = match checked {
         Some(c) => c,
-        None => preflight(inventory, catalogs, plan).await,
+        None => preflight_with(inventory, catalogs, plan, remote).await,
     };
     let planned = &checked.plan;
     let summary = tokio::select! {
@@ -573,6 +600,52 @@ async fn execute_leased(
         }
         SessionError::Stopped { code, message }
     })
+}
+
+/// The coordinator of a run on workers (`rollout --workers`, or a resume of one): refused on
+/// an SQLite state database; a resumed run's earlier attempts settled first (their queued jobs
+/// cancelled, their claimed ones ended); and a live worker that can reach each of the plan's
+/// trusts, before preflight touches any.
+async fn coordinate(
+    state: &StateDb,
+    run_id: &str,
+    start: &Start<'_>,
+    (inventory, catalogs): (&Inventory, &Catalogs),
+    plan: &Plan,
+    (control, events): (&Arc<RunControl>, Arc<crate::engine::events::Fanout>),
+) -> Result<crate::workers::coordinator::Coordinator, SessionError> {
+    use crate::engine::jobs::Dispatch;
+    use crate::workers::coordinator::Coordinator;
+    let queue = crate::workers::queue::Queue::of(state).map_err(SessionError::Refused)?;
+    let attempt = match start {
+        Start::New => 1,
+        Start::Resume { record, .. } => {
+            Coordinator::settle_earlier_attempts(&queue, run_id)
+                .await
+                .map_err(|e| SessionError::Refused(format!("cannot settle the run's jobs: {e}")))?;
+            record.attempts + 1
+        }
+    };
+    let run = crate::workers::queue::RunRef {
+        plan_path: plan.path.display().to_string(),
+        plan_sha256: plan_sha256(plan)?,
+        migrations_sha256: migrations_sha256(catalogs, plan),
+    };
+    let coordinator = Coordinator::start(
+        queue,
+        (run_id, attempt, run),
+        inventory,
+        control.clone(),
+        events,
+    )
+    .await
+    .map_err(SessionError::State)?;
+    let trusts: Vec<String> = plan.trusts().map(str::to_string).collect();
+    coordinator
+        .reach("preflight", &trusts)
+        .await
+        .map_err(|m| SessionError::Refused(format!("{m}; nothing was started")))?;
+    Ok(coordinator)
 }
 
 /// The documented failure (exit code and message) for how a run ended.
@@ -642,6 +715,10 @@ fn outcome_failure(
         RunOutcome::LeaseLost { holder } => Err(SessionError::Stopped {
             code: ExitCode::Locked,
             message:             format!("rollout {} stopped: its lease was taken over by {holder}", plan.name),
+        }),
+        RunOutcome::Unreachable { message, .. } => Err(SessionError::Stopped {
+            code: ExitCode::Config,
+            message: format!("rollout {} stopped before the wave started: {message}; start a worker that can reach it, then `flotilla resume`", plan.name),
         }),
         RunOutcome::JournalFailed { error, exit } => Err(SessionError::Stopped {
             code: exit,

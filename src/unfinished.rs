@@ -492,8 +492,31 @@ pub async fn reconcile(
     inventory: &Inventory,
     plan: &Plan,
 ) -> Result<()> {
+    reconcile_only(state, run_id, inventory, plan, None).await
+}
+
+/// [`reconcile`] for one trust only: a worker taking over a job whose worker died settles
+/// what that worker left open on the trust (its intent, a write probe's records) first.
+pub async fn reconcile_trust(
+    state: &StateDb,
+    run_id: &str,
+    inventory: &Inventory,
+    plan: &Plan,
+    trust: &str,
+) -> Result<()> {
+    reconcile_only(state, run_id, inventory, plan, Some(trust)).await
+}
+
+async fn reconcile_only(
+    state: &StateDb,
+    run_id: &str,
+    inventory: &Inventory,
+    plan: &Plan,
+    only: Option<&str>,
+) -> Result<()> {
+    let ours = |trust: &str| only.is_none_or(|t| t == trust);
     for step in state.open_steps(run_id).await? {
-        if step.kind != "upgrade" {
+        if step.kind != "upgrade" || !ours(&step.trust) {
             continue;
         }
         if let Some(trust) = inventory.get(&step.trust) {
@@ -501,7 +524,7 @@ pub async fn reconcile(
         }
     }
     for step in state.open_steps(run_id).await? {
-        let Some(trust) = inventory.get(&step.trust) else {
+        let Some(trust) = inventory.get(&step.trust).filter(|t| ours(&t.id)) else {
             continue;
         };
         let (status, detail, after) = match step.kind.as_str() {
@@ -639,8 +662,10 @@ async fn settle_intent(
         let record = state.run(run_id).await?.ok_or_else(|| {
             UnfinishedError::Refused(format!("no run '{run_id}' in the state database"))
         })?;
+        // Workers may be writing this run's events too: the sequence is shared (on Postgres).
         Journal::append_to(state, &record)
             .await?
+            .shared(true)
             .record_all(&events)
             .await?;
     }

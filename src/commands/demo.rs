@@ -154,6 +154,7 @@ pub async fn run(g: &Globals, o: &DemoArgs) -> Outcome {
         lease_ttl: g.lease_ttl,
         rehearsal: false,
         history: None,
+        workers: false,
     };
     let Some(rate) = o.traffic else {
         return Ok(crate::session::execute(request(&reports)).await?);

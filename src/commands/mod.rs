@@ -27,6 +27,7 @@ pub mod rollout;
 pub mod status;
 pub mod traffic;
 pub mod validate;
+pub mod worker;
 
 pub(crate) use crate::printable::{jsonln, outln, print_line};
 

@@ -34,6 +34,10 @@ pub struct ResumeArgs {
     /// Also write every event as a JSON line to FILE (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// Coordinate `flotilla worker` processes (as `rollout --workers`). A run that was
+    /// rolled out on workers is resumed on workers without it.
+    #[arg(long)]
+    pub workers: bool,
     #[command(flatten)]
     pub reports: ReportArgs,
 }
@@ -153,6 +157,20 @@ pub async fn run(g: &Globals, o: &ResumeArgs) -> Outcome {
                 .map(|w| w.name.as_str()),
         )
         .map_err(Failure::config)?;
+    // A run rolled out on workers goes on on workers (the queue knows its jobs).
+    let workers = o.workers
+        || match crate::workers::queue::Queue::of(&state) {
+            Ok(q) => q.has_jobs(&record.run_id).await?,
+            Err(_) => false,
+        };
+    if workers
+        && !matches!(
+            g.state_location()?,
+            crate::journal::StateLocation::Postgres(_)
+        )
+    {
+        return Err(Failure::config(crate::workers::queue::NEEDS_POSTGRES));
+    }
     state.close().await;
     let unfinished = reading.unfinished_rollbacks.clone();
     let location = g.state_location()?;
@@ -176,6 +194,7 @@ pub async fn run(g: &Globals, o: &ResumeArgs) -> Outcome {
         lease_ttl: g.lease_ttl,
         rehearsal: false,
         history: None,
+        workers,
     })
     .await?)
 }

@@ -236,6 +236,7 @@ pub async fn run(g: &Globals, o: &RollbackArgs) -> Outcome {
         resumed: None,
         workload: Default::default(),
         phases: Default::default(),
+        remote: None,
     };
     let mut failures = Vec::new();
     for (id, to, snap) in &work {

@@ -32,6 +32,12 @@ pub struct RolloutArgs {
     /// Also write every event as a JSON line to FILE (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// Coordinate `flotilla worker` processes instead of touching the trust databases from
+    /// here: every piece of work on a trust (reading it, baselines, migrations, gate windows,
+    /// rollbacks) is a job a worker that can reach the trust runs. Needs a shared PostgreSQL
+    /// state database (--state postgres://...).
+    #[arg(long, conflicts_with_all = ["dry_run", "rehearse"])]
+    pub workers: bool,
     #[command(flatten)]
     pub reports: ReportArgs,
 }
@@ -63,8 +69,13 @@ pub async fn run(g: &Globals, args: &RolloutArgs) -> Outcome {
         })
         .await?);
     }
-    let prompt = Prompt::new(args.yes, &args.approve, &plan)?;
     let state = g.state_location()?;
+    if args.workers && !matches!(state, crate::journal::StateLocation::Postgres(_)) {
+        return Err(super::Failure::config(
+            crate::workers::queue::NEEDS_POSTGRES,
+        ));
+    }
+    let prompt = Prompt::new(args.yes, &args.approve, &plan)?;
     Ok(crate::session::execute(crate::session::Request {
         state: &state,
         progress: g.progress,
@@ -79,6 +90,7 @@ pub async fn run(g: &Globals, args: &RolloutArgs) -> Outcome {
         lease_ttl: g.lease_ttl,
         rehearsal: false,
         history: None,
+        workers: args.workers,
     })
     .await?)
 }

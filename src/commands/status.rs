@@ -62,12 +62,18 @@ pub async fn run(g: &Globals, args: &StatusArgs) -> Outcome {
         .collect();
     let runs = overview(g, 10).await?;
     match format {
-        Format::Json => jsonln!(json!({
-            "latest_version": catalog.latest(),
-            "trusts": rows,
-            "runs": runs["runs"],
-            "lease": runs["lease"],
-        })),
+        Format::Json => {
+            let mut v = json!({
+                "latest_version": catalog.latest(),
+                "trusts": rows,
+                "runs": runs["runs"],
+                "lease": runs["lease"],
+            });
+            if let Some(workers) = runs.get("workers") {
+                v["workers"] = workers.clone();
+            }
+            jsonln!(v)
+        }
         Format::Text => {
             outln!(
                 "{:<24} {:<8} {:>7}  {:<8} {:>7}",
@@ -96,6 +102,7 @@ pub async fn run(g: &Globals, args: &StatusArgs) -> Outcome {
                 }
             }
             print_runs(&runs);
+            print_workers(&runs);
         }
     }
     match first_error {
@@ -167,6 +174,61 @@ fn print_runs(overview: &serde_json::Value) {
     }
 }
 
+/// The workers of a shared (PostgreSQL) state database: name, labels, last heartbeat, live,
+/// stopped or gone, jobs in flight.
+fn print_workers(overview: &serde_json::Value) {
+    let Some(workers) = overview["workers"].as_array() else {
+        return;
+    };
+    if workers.is_empty() {
+        return;
+    }
+    outln!();
+    outln!("WORKERS");
+    for w in workers {
+        let labels: Vec<String> = w["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        let age = w["heartbeat_age_ms"].as_i64().unwrap_or(0) as f64 / 1000.0;
+        outln!(
+            "  {:<16} {:<7} {{{}}}  {} (pid {}), heartbeat {age:.1} s ago, {} job(s) in flight",
+            w["name"].as_str().unwrap_or("-"),
+            w["state"].as_str().unwrap_or("-").to_uppercase(),
+            labels.join(", "),
+            w["host"].as_str().unwrap_or("-"),
+            w["pid"],
+            w["jobs_in_flight"]
+        );
+    }
+}
+
+/// The workers registered in a PostgreSQL state database (`None` on SQLite, or when none
+/// ever registered there), as `status --format json` lists them.
+async fn workers_of(state: &StateDb) -> Result<Option<serde_json::Value>, Failure> {
+    let Ok(queue) = crate::workers::queue::Queue::of(state) else {
+        return Ok(None);
+    };
+    let now = crate::journal::lease::now_ms();
+    Ok(queue.workers_if_any().await?.map(|rows| {
+        rows.iter()
+            .map(|w| {
+                json!({
+                    "name": w.name,
+                    "labels": w.labels,
+                    "host": w.host,
+                    "pid": w.pid,
+                    "heartbeat_age_ms": (now - w.heartbeat_ms).max(0),
+                    "state": w.state(now),
+                    "jobs_in_flight": w.jobs_in_flight,
+                })
+            })
+            .collect()
+    }))
+}
+
 /// Runs (newest first, at most `limit`) and the lease, for `status`. A missing SQLite state
 /// file is not created: there are simply no runs yet.
 async fn overview(g: &Globals, limit: usize) -> Result<serde_json::Value, Failure> {
@@ -223,5 +285,9 @@ async fn overview_of(state: &StateDb, limit: usize) -> Result<serde_json::Value,
         v["expired"] = serde_json::json!(h.expired(now));
         v
     });
-    Ok(serde_json::json!({ "runs": runs, "lease": lease }))
+    let mut out = serde_json::json!({ "runs": runs, "lease": lease });
+    if let Some(workers) = workers_of(state).await? {
+        out["workers"] = workers;
+    }
+    Ok(out)
 }

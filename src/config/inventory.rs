@@ -1,6 +1,6 @@
 //! `trusts.yaml`: the estate. Every trust, its region, tags and database.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -35,6 +35,35 @@ struct TrustFile {
     database: Option<Spanned<DatabaseFile>>,
     local_migrations: Option<String>,
     maintenance_window: Option<String>,
+    runner: Option<Spanned<RunnerFile>>,
+}
+
+/// A trust's `runner:` map (label -> value), each key and value with its place in the file so
+/// a bad one is reported where it is written.
+#[derive(Debug, Default)]
+struct RunnerFile(Vec<(Spanned<String>, Spanned<String>)>);
+
+impl<'de> Deserialize<'de> for RunnerFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Labels;
+        impl<'de> serde::de::Visitor<'de> for Labels {
+            type Value = RunnerFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of worker labels, e.g. { site: camden-dc }")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RunnerFile, A::Error> {
+                let mut labels = Vec::new();
+                while let Some(entry) = map.next_entry::<Spanned<String>, Spanned<String>>()? {
+                    labels.push(entry);
+                }
+                Ok(RunnerFile(labels))
+            }
+        }
+        deserializer.deserialize_map(Labels)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +104,10 @@ pub struct Trust {
     pub local_migrations: Option<PathBuf>,
     /// Optional maintenance window, informational.
     pub maintenance_window: Option<String>,
+    /// Labels a worker must carry to run this trust (`runner: { site: camden-dc }`): only a
+    /// worker whose labels contain every one of these may claim its jobs. Empty (the default):
+    /// any worker may.
+    pub runner: BTreeMap<String, String>,
 }
 
 /// Where a trust's database lives. Secrets are never held here: only where to find them.
@@ -273,6 +306,7 @@ impl Inventory {
                             base.join(p)
                         }
                     });
+            let runner = resolve_runner(path, &id, t.runner)?;
             index.insert(id.clone(), trusts.len());
             lines.insert(id.clone(), t.id.referenced.line());
             trusts.push(Trust {
@@ -283,6 +317,7 @@ impl Inventory {
                 database,
                 local_migrations,
                 maintenance_window: t.maintenance_window,
+                runner,
             });
         }
         Ok(Inventory {
@@ -322,6 +357,46 @@ impl Inventory {
     pub fn line_of(&self, id: &str) -> Option<u64> {
         self.lines.get(id).copied()
     }
+}
+
+/// Whether `s` may be a runner label key or value: non-empty, `[A-Za-z0-9_.-]+`.
+pub fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A trust's `runner:` labels, each key and value checked where it is written.
+fn resolve_runner(
+    path: &Path,
+    id: &str,
+    runner: Option<Spanned<RunnerFile>>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut labels = BTreeMap::new();
+    for (key, value) in runner.map(|r| r.value.0).unwrap_or_default() {
+        if !is_label(&key.value) {
+            return Err(ConfigError::invalid(
+                path,
+                Some(key.referenced),
+                format!(
+                    "trust '{id}': runner label '{}' must be non-empty letters, digits, '_', '.' or '-'",
+                    key.value
+                ),
+            ));
+        }
+        if !is_label(&value.value) {
+            return Err(ConfigError::invalid(
+                path,
+                Some(value.referenced),
+                format!(
+                    "trust '{id}': runner label {}='{}': the value must be non-empty letters, digits, '_', '.' or '-'",
+                    key.value, value.value
+                ),
+            ));
+        }
+        labels.insert(key.value, value.value);
+    }
+    Ok(labels)
 }
 
 fn is_slug(id: &str) -> bool {
@@ -548,5 +623,89 @@ mod tests {
         .to_string();
         assert!(err.contains("'pasword'"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn runner_labels_are_read_and_absent_means_none() {
+        let inv = parse(
+            "defaults: {database: {url: 'sqlite://x/{id}.db'}}\ntrusts:\n  - id: camden\n    name: C\n    region: london\n    runner: { site: camden-dc, zone: eu-west_2.a }\n  - {id: oxleas, name: O, region: london}\n",
+        )
+        .unwrap();
+        let camden = &inv.get("camden").unwrap().runner;
+        assert_eq!(camden.len(), 2);
+        assert_eq!(camden["site"], "camden-dc");
+        assert_eq!(camden["zone"], "eu-west_2.a");
+        assert!(inv.get("oxleas").unwrap().runner.is_empty());
+        let with = inv.with_trusts(vec![inv.get("camden").unwrap().clone()]);
+        assert_eq!(with.trusts[0].runner["site"], "camden-dc");
+    }
+
+    #[test]
+    fn a_bad_runner_label_key_is_refused_with_its_line_and_trust() {
+        let err = parse(
+            "defaults: {database: {url: 'sqlite://x/{id}.db'}}\ntrusts:\n  - id: camden\n    name: C\n    region: london\n    runner:\n      site: dc1\n      'data centre': dc2\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("trusts.yaml:8:"), "{err}");
+        assert!(err.contains("trust 'camden'"), "{err}");
+        assert!(err.contains("'data centre'"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_or_empty_runner_label_value_is_refused_with_its_line_and_trust() {
+        for (value, line) in [("'camden dc'", 7), ("''", 7), ("a/b", 7)] {
+            let err = parse(&format!(
+                "defaults: {{database: {{url: 'sqlite://x/{{id}}.db'}}}}\ntrusts:\n  - id: camden\n    name: C\n    region: london\n    runner:\n      site: {value}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(&format!("trusts.yaml:{line}:")),
+                "{value}: {err}"
+            );
+            assert!(err.contains("trust 'camden'"), "{value}: {err}");
+            assert!(err.contains("site="), "{value}: {err}");
+        }
+        let err = parse(
+            "defaults: {database: {url: 'sqlite://x/{id}.db'}}\ntrusts:\n  - id: camden\n    name: C\n    region: london\n    runner: { '': dc1 }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("trusts.yaml:6:"), "{err}");
+        assert!(err.contains("trust 'camden'"), "{err}");
+    }
+
+    #[test]
+    fn a_runner_that_is_not_a_map_is_refused_with_its_line() {
+        for runner in ["camden-dc", "[site, dc1]", "{ site: { nested: x } }"] {
+            let err = parse(&format!(
+                "defaults: {{database: {{url: 'sqlite://x/{{id}}.db'}}}}\ntrusts:\n  - id: camden\n    name: C\n    region: london\n    runner: {runner}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("trusts.yaml:6:"), "{runner}: {err}");
+        }
+    }
+
+    #[test]
+    fn label_characters() {
+        for ok in ["site", "camden-dc", "a_b.c-D9"] {
+            assert!(is_label(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a=b", "a/b", "é", "a,b"] {
+            assert!(!is_label(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plain_scalar_label_values_read_as_their_text() {
+        let inv = parse(
+            "defaults: {database: {url: 'sqlite://x/{id}.db'}}\ntrusts:\n  - {id: camden, name: C, region: london, runner: {rack: 12, on: true}}\n",
+        )
+        .unwrap();
+        let runner = &inv.get("camden").unwrap().runner;
+        assert_eq!(runner["rack"], "12");
+        assert_eq!(runner["on"], "true");
     }
 }

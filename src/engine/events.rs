@@ -181,6 +181,10 @@ pub enum Event {
         #[serde(flatten)]
         outcome: TrustOutcome,
         duration_ms: u64,
+        /// With workers: the worker that ran the trust (for a trust found up to date, the
+        /// one that read it). Absent without workers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worker: Option<String>,
     },
     /// Figures measured on a trust (`window`: baseline, post-upgrade, soak-N, after-rollback).
     HealthMeasured {

@@ -133,7 +133,7 @@ impl Engine<'_> {
                 from: upgrade.from,
                 steps: upgrade.steps,
             };
-            self.migrate_with_retries(wave, id, expect, &mut pending)
+            self.migrate_with_retries(wave, id, expect, upgrade.reclaimed, &mut pending)
                 .await
         };
         let finished = self.finished_event(
@@ -173,6 +173,7 @@ impl Engine<'_> {
         wave: &str,
         id: &str,
         planned: Expected<'_>,
+        reclaimed: bool,
         pending: &mut Vec<Event>,
     ) -> Reached {
         let Some(trust) = self.inventory.get(id) else {
@@ -185,7 +186,8 @@ impl Engine<'_> {
             };
         };
         let mut applied_so_far = 0;
-        let mut expect = Some(planned);
+        // Reclaimed from a worker that stopped: continue from what the database holds.
+        let mut expect = (!reclaimed).then_some(planned);
         let mut attempt = 0;
         // The session preflight read the trust with, when it was kept (`db::reuse`).
         let mut kept = crate::db::reuse::take(trust);
@@ -208,6 +210,14 @@ impl Engine<'_> {
                     let n = m.applied + applied_so_far;
                     let outcome = if m.interrupted {
                         TrustOutcome::Interrupted { migrations: n }
+                    } else if n == 0 && reclaimed && m.version != planned.from {
+                        // The worker that stopped had applied them: upgraded in this run.
+                        let n = planned
+                            .steps
+                            .iter()
+                            .filter(|s| Some(s.version) <= m.version)
+                            .count();
+                        TrustOutcome::Upgraded { migrations: n }
                     } else if n == 0 {
                         TrustOutcome::UpToDate
                     } else {

@@ -6,13 +6,16 @@
 //! and a whole run), `wave` (the wave loop and the policy's rollbacks), `watch` (gate windows,
 //! confirmation, soak, background checks), `migrate` (a trust's migrations and retries),
 //! `rollback` (the gate's and the operator's), `outcome` (how a run ends); `policy` (pure) and
-//! `events` (the typed events).
+//! `events` (the typed events); `jobs` and `remote` (the seam through which workers run the
+//! per-trust work of `rollout --workers`).
 
 pub mod events;
+pub mod jobs;
 mod migrate;
 pub mod outcome;
 pub mod policy;
 pub mod preflight;
+mod remote;
 pub mod rollback;
 pub mod run;
 mod watch;

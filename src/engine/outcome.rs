@@ -46,6 +46,9 @@ pub enum RunOutcome {
     LeaseLost { holder: String },
     /// The state database could not be written: nothing more is started unrecorded.
     JournalFailed { error: String, exit: ExitCode },
+    /// With workers: no live worker can reach a trust the wave would touch; nothing of the
+    /// wave was started (`message` names the trust, the label and the live workers).
+    Unreachable { wave: String, message: String },
 }
 
 impl RunOutcome {
@@ -63,6 +66,7 @@ impl RunOutcome {
             // Almost always the environment (a full disk, a read-only or failing state
             // database): exit 9; a failure of flotilla's own SQL stays exit 1.
             RunOutcome::JournalFailed { exit, .. } => *exit,
+            RunOutcome::Unreachable { .. } => ExitCode::Config,
         }
     }
 
@@ -79,6 +83,7 @@ impl RunOutcome {
             RunOutcome::Interrupted => "interrupted",
             RunOutcome::LeaseLost { .. } => "lease-lost",
             RunOutcome::JournalFailed { .. } => "journal-failed",
+            RunOutcome::Unreachable { .. } => "unreachable",
         }
     }
 }

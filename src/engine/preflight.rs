@@ -106,6 +106,17 @@ pub struct Preflight {
 /// health probes' parameters from every trust that would be upgraded: a probe that cannot run
 /// on a trust blocks the run before anything changes.
 pub async fn preflight(inventory: &Inventory, catalogs: &Catalogs, plan: &Plan) -> Preflight {
+    preflight_with(inventory, catalogs, plan, None).await
+}
+
+/// [`preflight`], its reads of the trusts made by workers when `remote` is set
+/// (`rollout --workers`: see [`super::jobs`]).
+pub async fn preflight_with(
+    inventory: &Inventory,
+    catalogs: &Catalogs,
+    plan: &Plan,
+    remote: Option<&dyn super::jobs::Dispatch>,
+) -> Preflight {
     let started = Instant::now();
     let trusts: Vec<&Trust> = plan.trusts().filter_map(|id| inventory.get(id)).collect();
     let lock_wait = plan.timeouts.lock;
@@ -114,7 +125,13 @@ pub async fn preflight(inventory: &Inventory, catalogs: &Catalogs, plan: &Plan) 
     let mut open: Vec<TrustDb> = Vec::new();
     let mut states: HashMap<String, TrustState> = HashMap::new();
     let mut reads = stream::iter(trusts)
-        .map(|t| async move { (t.id.clone(), read_state_keeping(t, lock_wait).await) })
+        .map(|t| async move {
+            let read = match remote {
+                Some(r) => (super::jobs::survey_read(r, &t.id).await, None),
+                None => read_state_keeping(t, lock_wait).await,
+            };
+            (t.id.clone(), read)
+        })
         .buffer_unordered(READ_CONCURRENCY);
     while let Some((id, (state, db))) = reads.next().await {
         if let Some(db) = db {
@@ -161,7 +178,13 @@ pub async fn preflight(inventory: &Inventory, catalogs: &Catalogs, plan: &Plan) 
             .filter_map(|t| inventory.get(&t.id))
             .collect();
         let drawn: Vec<(String, Result<ProbeParams, String>)> = stream::iter(to_upgrade)
-            .map(|t| async move { (t.id.clone(), draw_params(t, &plan.health).await) })
+            .map(|t| async move {
+                let drawn = match remote {
+                    Some(r) => super::jobs::survey_draw(r, &t.id).await,
+                    None => draw_params(t, &plan.health).await,
+                };
+                (t.id.clone(), drawn)
+            })
             .buffer_unordered(READ_CONCURRENCY)
             .collect()
             .await;

@@ -32,6 +32,9 @@ impl Engine<'_> {
     /// Down migrations in reverse to the version the trust was at, then integrity must equal
     /// the pre-upgrade figures.
     pub(super) async fn rollback_trust(&self, w: &Watched) -> Result<(), String> {
+        if let Some(r) = self.remote {
+            return self.rollback_remote(r, w).await;
+        }
         let id = w.trust.as_str();
         let trust = self
             .inventory

@@ -47,10 +47,14 @@ pub struct Engine<'a> {
     pub control: &'a RunControl,
     /// What an interrupted run already did, when this is a resume.
     pub resumed: Option<&'a Resumed>,
-    /// The trusts' real workload readings (PostgreSQL with `pg_stat_statements`).
-    pub workload: crate::health::workload::Tracker,
+    /// The trusts' real workload readings (PostgreSQL with `pg_stat_statements`); shared by
+    /// the engines a worker builds for the jobs of one run.
+    pub workload: Arc<crate::health::workload::Tracker>,
     /// Where the run's time goes (journalled in `run_finished`).
     pub phases: PhaseClock,
+    /// Workers run every piece of work that touches a trust database (`rollout --workers`):
+    /// see [`super::jobs`]. `None`: this process does it all, as always.
+    pub remote: Option<&'a dyn super::jobs::Dispatch>,
 }
 
 /// A phase of a run that the [`PhaseClock`] times (see [`Phases`]).
@@ -305,6 +309,13 @@ impl Engine<'_> {
             })
             .await;
         }
+        if let RunOutcome::Unreachable { wave, message } = &outcome {
+            self.emit(Event::Halted {
+                wave: wave.clone(),
+                reason: message.clone(),
+            })
+            .await;
+        }
         let wall = started.elapsed() + preflight.elapsed;
         let phases = self.phases.phases(preflight.elapsed, wall);
         self.emit(Event::RunFinished {
@@ -336,6 +347,7 @@ impl Engine<'_> {
             release: self.catalogs.base().describe(version),
             outcome,
             duration_ms,
+            worker: None,
         }
     }
 }

@@ -84,7 +84,10 @@ impl Engine<'_> {
     /// Measure a trust over `scope` and judge the window against its baseline. The figures
     /// `scope` leaves out come from `earlier`, a window of the trust measured moments before
     /// (see [`Snapshot::fill_unmeasured`]). Also the figures judged.
-    async fn judged(
+    ///
+    /// With workers the window is measured on one, over all of `scope` (the figures stay
+    /// there: `earlier` is never passed with a narrowed scope then, see `judge_windows`).
+    pub(super) async fn judged(
         &self,
         w: &Watched,
         scope: Scope,
@@ -92,6 +95,10 @@ impl Engine<'_> {
         label: &str,
         earlier: Option<&Snapshot>,
     ) -> (Judgement, Snapshot) {
+        if let Some(r) = self.remote {
+            let j = self.window_remote(r, w, (scope, kind, label), false).await;
+            return (j, Snapshot::default());
+        }
         let id = w.trust.as_str();
         let Some(trust) = self.inventory.get(id) else {
             let j = Judgement {
@@ -153,6 +160,11 @@ impl Engine<'_> {
         label: &str,
         earlier: Option<&Snapshot>,
     ) -> (Judgement, Snapshot) {
+        if let Some(r) = self.remote {
+            // On a worker, with its confirmations (see `super::remote`).
+            let j = self.window_remote(r, w, (scope, kind, label), true).await;
+            return (j, Snapshot::default());
+        }
         let (mut judgement, first) = self.judged(w, scope, kind, label, earlier).await;
         let again_scope = match scope {
             Scope::Full if first.integrity.values().all(Result::is_ok) => Scope::Soak,
@@ -413,6 +425,10 @@ impl Engine<'_> {
     /// Open a new workload window on each of these trusts now (a few at a time), and say once
     /// per trust when its workload cannot be read.
     pub(super) async fn workload_mark(&self, ids: impl Iterator<Item = &str>) {
+        if self.remote.is_some() {
+            // Workers open each trust's workload window with its job (`super::remote`).
+            return;
+        }
         let trusts: Vec<&Trust> = ids.filter_map(|id| self.inventory.get(id)).collect();
         let notices: Vec<(String, Option<String>)> = stream::iter(trusts)
             .map(|t| async move { (t.id.clone(), self.workload.mark(t, &self.plan.health).await) })

@@ -31,6 +31,9 @@ pub(super) struct Upgrade<'p> {
     pub from: Option<i64>,
     /// The migrations preflight planned for it.
     pub steps: &'p [Step],
+    /// A worker that was running this trust's job stopped heartbeating and the job was
+    /// claimed again: the trust may be part-way, so it continues from its real state.
+    pub reclaimed: bool,
 }
 
 impl Engine<'_> {
@@ -87,10 +90,24 @@ impl Engine<'_> {
                         trust: t.id.as_str(),
                         from: t.current_version,
                         steps: steps.as_slice(),
+                        reclaimed: false,
                     }),
                     _ => None,
                 })
                 .collect();
+            if let Some(r) = self.remote {
+                // Every trust this wave touches (and the earlier ones watched meanwhile) needs
+                // a live worker that can reach it, before anything starts.
+                let mut touched: Vec<String> =
+                    wave_plan.trusts.iter().map(|t| t.id.clone()).collect();
+                touched.extend(state.watched.iter().map(|w| w.trust.clone()));
+                if let Err(message) = r.reach(&format!("wave {}", wave.name), &touched).await {
+                    return RunOutcome::Unreachable {
+                        wave: wave.name.clone(),
+                        message,
+                    };
+                }
+            }
             if wave.approval == Approval::Required && !upgrades.is_empty() {
                 match self.approver.approve(wave) {
                     Some(by) => {
@@ -145,13 +162,17 @@ impl Engine<'_> {
             .iter()
             .filter(|t| t.action == Action::UpToDate)
         {
-            up_to_date.push(self.finished_event(
+            let mut finished = self.finished_event(
                 &wave.name,
                 &t.id,
                 t.current_version,
                 TrustOutcome::UpToDate,
                 0,
-            ));
+            );
+            if let (Event::TrustFinished { worker, .. }, Some(r)) = (&mut finished, self.remote) {
+                *worker = r.worker_of(&t.id);
+            }
+            up_to_date.push(finished);
             wave_results.push(TrustResult::new(t.id.clone(), TrustOutcome::UpToDate));
         }
         // Nothing happens to these trusts: one journal transaction records them all.
@@ -222,9 +243,16 @@ impl Engine<'_> {
                 .map(|u| {
                     let stop = &stop;
                     async move {
-                        let outcome = self.migrate_trust(&wave.name, u, stop).await;
+                        let outcome = match self.remote {
+                            Some(r) => self.migrate_remote(r, &wave.name, u, stop).await,
+                            None => self.migrate_trust(&wave.name, u, stop).await,
+                        };
                         if matches!(outcome, TrustOutcome::Failed { .. }) {
                             stop.store(true, Ordering::SeqCst);
+                            // With workers: the wave's migrations not yet claimed never start.
+                            if let Some(r) = self.remote {
+                                r.cancel_migrations(&wave.name).await;
+                            }
                         }
                         TrustResult::new(u.trust, outcome)
                     }
@@ -356,7 +384,7 @@ impl Engine<'_> {
         preflight: &Preflight,
     ) -> Option<(Watched, Option<TrustVerdict>)> {
         let id = u.trust;
-        let trust = self.inventory.get(id)?;
+        self.inventory.get(id)?;
         if let Some(recorded) = self
             .resumed
             .and_then(|r| r.baselines.get(id))
@@ -367,21 +395,48 @@ impl Engine<'_> {
             return Some((self.watched_from_journal(id, &wave.name, recorded), None));
         }
         let params = preflight.params.get(id).cloned().unwrap_or_default();
+        if let Some(r) = self.remote {
+            return Some(self.baseline_remote(r, &wave.name, u, params).await);
+        }
+        Some(self.measure_baseline(&wave.name, u, params).await)
+    }
+
+    /// Measure the baseline of a trust to upgrade (with `params`, drawn at preflight) and
+    /// record it, with the verdict that pauses the run when it could not be measured.
+    pub(super) async fn measure_baseline(
+        &self,
+        wave: &str,
+        u: &Upgrade<'_>,
+        params: crate::health::probes::ProbeParams,
+    ) -> (Watched, Option<TrustVerdict>) {
+        let id = u.trust;
         let rewrites = self.rewrites(id, u.steps);
-        let baseline = self
-            .measure(
-                id,
-                &wave.name,
-                trust,
-                &params,
-                &rewrites,
-                Rows::Fresh,
-                Scope::Full,
-                "baseline",
-            )
-            .await;
+        let baseline = match self.inventory.get(id) {
+            Some(trust) => {
+                self.measure(
+                    id,
+                    wave,
+                    trust,
+                    &params,
+                    &rewrites,
+                    Rows::Fresh,
+                    Scope::Full,
+                    "baseline",
+                )
+                .await
+            }
+            None => crate::health::probes::Snapshot {
+                latency: [(
+                    "inventory".to_string(),
+                    Err(format!("trust '{id}' is not in the inventory")),
+                )]
+                .into_iter()
+                .collect(),
+                ..Default::default()
+            },
+        };
         self.emit(Event::BaselineRecorded {
-            wave: wave.name.clone(),
+            wave: wave.to_string(),
             trust: id.to_string(),
             from: u.from,
             params: params.clone(),
@@ -394,20 +449,20 @@ impl Engine<'_> {
             let verdict =
                 Verdict::Error(problems.iter().map(|p| format!("baseline: {p}")).collect());
             // Nothing was upgraded: the verdict is about the baseline, not the upgrade.
-            self.emit_verdict(&wave.name, id, Window::Baseline, &verdict, Vec::new())
+            self.emit_verdict(wave, id, Window::Baseline, &verdict, Vec::new())
                 .await;
             Some(TrustVerdict::new(id, verdict))
         };
         let watched = Watched {
             trust: id.to_string(),
-            wave: wave.name.clone(),
+            wave: wave.to_string(),
             from: u.from,
             baseline,
             params,
             rewrites,
             writes_seen: Default::default(),
         };
-        Some((watched, broken))
+        (watched, broken)
     }
 
     /// Judge these trusts' windows (`label`, of kind `window` over `scope`; confirmed when
@@ -428,7 +483,10 @@ impl Engine<'_> {
                 let (j, snap) = self.confirmed(w, scope, window, label, None).await;
                 if beside_others {
                     if let Some(again) = second_look(&j, scope) {
-                        // Judged again alone below: its verdict is that window's.
+                        // Judged again alone below: its verdict is that window's. On
+                        // workers the window's figures stay on the worker: the whole
+                        // scope is measured again.
+                        let again = if self.remote.is_some() { scope } else { again };
                         return (w, Judged::Again(again, snap));
                     }
                 }
@@ -455,9 +513,8 @@ impl Engine<'_> {
         again.sort_by(|a, b| a.0.trust.cmp(&b.0.trust));
         let alone = format!("{label}-confirm-alone");
         for (w, scope, earlier) in again {
-            let (j, _) = self
-                .confirmed(w, scope, window, &alone, Some(&earlier))
-                .await;
+            let earlier = self.remote.is_none().then_some(&earlier);
+            let (j, _) = self.confirmed(w, scope, window, &alone, earlier).await;
             self.emit_judgement(wave, &w.trust, window, &j).await;
             verdicts.push(TrustVerdict::new(w.trust.clone(), j.verdict));
         }

@@ -473,6 +473,13 @@ pub struct Journal {
     seq: tokio::sync::Mutex<i64>,
     /// Events waiting for the writer, in the order they were recorded.
     queue: std::sync::Mutex<Vec<Queued>>,
+    /// Several processes write this run's events (a coordinator and its workers, on a
+    /// Postgres state database): each batch takes the next sequence numbers from the table,
+    /// under a transaction-scoped advisory lock on the run, so they stay unique and ordered
+    /// across processes. `false`: this process alone writes them (the sequence in `seq`).
+    shared: bool,
+    /// The worker writing these events: every body carries `"worker": NAME`.
+    worker: Option<String>,
 }
 
 /// An event waiting to be written, and who waits for it.
@@ -530,6 +537,8 @@ impl Journal {
             attempt: 1,
             seq: tokio::sync::Mutex::new(0),
             queue: std::sync::Mutex::new(Vec::new()),
+            shared: false,
+            worker: None,
         })
     }
 
@@ -549,6 +558,8 @@ impl Journal {
             attempt: run.attempts + 1,
             seq: tokio::sync::Mutex::new(next.map_or(0, |n| n + 1)),
             queue: std::sync::Mutex::new(Vec::new()),
+            shared: false,
+            worker: None,
         })
     }
 
@@ -565,6 +576,8 @@ impl Journal {
             attempt: run.attempts,
             seq: tokio::sync::Mutex::new(next.map_or(0, |n| n + 1)),
             queue: std::sync::Mutex::new(Vec::new()),
+            shared: false,
+            worker: None,
         })
     }
 
@@ -577,6 +590,28 @@ impl Journal {
                 .execute(p).await.map(|r| r.rows_affected()))
         .map_err(|e| self.db.err(e))?;
         Ok(changed == 1)
+    }
+
+    /// Share this run's event sequence with other processes when `with_workers` (a
+    /// coordinator and its workers; Postgres only: an SQLite journal is never shared).
+    pub fn shared(mut self, with_workers: bool) -> Journal {
+        self.shared = with_workers && matches!(self.db.pool, store::Pool::Postgres(_));
+        self
+    }
+
+    /// Record the events of worker `name` into attempt `attempt` of `run` (which a coordinator
+    /// is running): the sequence is shared, and each body names the worker.
+    pub fn for_worker(db: &StateDb, run_id: &str, attempt: i64, name: &str) -> Journal {
+        Journal {
+            db: db.clone(),
+            run_id: run_id.to_string(),
+            attempt,
+            seq: tokio::sync::Mutex::new(0),
+            queue: std::sync::Mutex::new(Vec::new()),
+            shared: false,
+            worker: Some(name.to_string()),
+        }
+        .shared(true)
     }
 
     /// This run's id.
@@ -682,6 +717,17 @@ impl Journal {
         let run = &self.run_id;
         on_pool!(&self.db.pool, p => async {
             let mut tx = p.begin().await?;
+            let first = if self.shared {
+                // Held until this transaction commits: the next writer of the run, in any
+                // process, numbers its events after these.
+                sqlx::query("SELECT pg_advisory_xact_lock(7236011, hashtext($1))")
+                    .bind(run).execute(&mut *tx).await?;
+                let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM flotilla_events WHERE run_id = $1")
+                    .bind(run).fetch_one(&mut *tx).await?;
+                max.map_or(0, |m| m + 1)
+            } else {
+                first
+            };
             let mut events: Vec<EventRow> = Vec::with_capacity(batch.len());
             let mut migrations: Vec<MigrateStep> = Vec::new();
             // Per trust, the versions whose migrate step an earlier batch left open: a step
@@ -691,6 +737,9 @@ impl Journal {
                 let seq = first + i64::try_from(n).unwrap_or(i64::MAX);
                 let event = &q.event;
                 let mut body = serde_json::to_value(event).unwrap_or_default();
+                if let (Some(name), Some(fields)) = (&self.worker, body.as_object_mut()) {
+                    fields.insert("worker".into(), serde_json::Value::String(name.clone()));
+                }
                 // No secret is recorded, even one a library put into an error text.
                 crate::secrets::scrub_json(&mut body);
                 let name = body
@@ -973,6 +1022,7 @@ mod tests {
             release: "2.0".into(),
             outcome,
             duration_ms: 1,
+            worker: None,
         };
         journal.record(&started("a", vec![10, 20])).await.unwrap();
         journal.record(&started("b", vec![10])).await.unwrap();

@@ -305,6 +305,7 @@ mod tests {
             release: "5.1".into(),
             outcome,
             duration_ms: 12,
+            worker: None,
         }
     }
 

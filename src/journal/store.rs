@@ -97,6 +97,44 @@ const SCHEMA: &[&str] = &[
     )",
 ];
 
+/// The tables of workers and their jobs (`flotilla worker`, `rollout --workers`; see
+/// `crate::workers`): created with the rest of the schema on PostgreSQL only, since workers
+/// need a state database they all share.
+const POSTGRES_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS flotilla_workers (
+        name TEXT PRIMARY KEY,
+        labels TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        concurrency BIGINT NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        stopped_at TEXT
+    )",
+    "CREATE TABLE IF NOT EXISTS flotilla_jobs (
+        job_id BIGSERIAL PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        attempt BIGINT NOT NULL,
+        wave TEXT NOT NULL,
+        trust TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        needs TEXT NOT NULL,
+        state TEXT NOT NULL,
+        worker TEXT,
+        tries BIGINT NOT NULL DEFAULT 0,
+        claimed_until_ms BIGINT,
+        result TEXT,
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+    )",
+    // Claims look for the oldest queued job; waiting and reclaiming by run and state.
+    "CREATE INDEX IF NOT EXISTS flotilla_jobs_queued_idx ON flotilla_jobs (job_id) WHERE state = 'queued'",
+    "CREATE INDEX IF NOT EXISTS flotilla_jobs_run_idx ON flotilla_jobs (run_id, state)",
+    "CREATE INDEX IF NOT EXISTS flotilla_jobs_claimed_idx ON flotilla_jobs (worker) WHERE state = 'claimed'",
+];
+
 /// A problem with the state database.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -306,6 +344,28 @@ impl StateDb {
 
     async fn open_once(location: &StateLocation) -> Result<StateDb, StateError> {
         let db = Self::connect(location, Access::ReadWrite).await?;
+        if let Pool::Postgres(p) = &db.pool {
+            // Several processes may open a shared state database at once (a coordinator and
+            // its workers): `CREATE TABLE IF NOT EXISTS` is not safe against itself on
+            // PostgreSQL, so the schema is created under an advisory lock, in one transaction.
+            let created: Result<(), sqlx::Error> = async {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7236011, 0)")
+                    .execute(&mut *tx)
+                    .await?;
+                for statement in SCHEMA.iter().chain(POSTGRES_SCHEMA) {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = created {
+                let e = db.err(e);
+                db.close().await;
+                return Err(e);
+            }
+            return Ok(db);
+        }
         for statement in SCHEMA {
             if let Err(e) =
                 on_pool!(&db.pool, p => sqlx::query(statement).execute(p).await.map(|_| ()))
@@ -393,8 +453,10 @@ impl StateDb {
                 if access == Access::ReadOnly {
                     options = options.options([("default_transaction_read_only", "on")]);
                 }
+                // A coordinator of workers polls the queue, queues jobs and journals at once,
+                // its journal writes waiting on the run's advisory lock: room for all three.
                 let pool = PgPoolOptions::new()
-                    .max_connections(2)
+                    .max_connections(4)
                     .acquire_timeout(Duration::from_secs(15))
                     .connect_with(options)
                     .await

@@ -147,6 +147,7 @@ pub async fn rehearse(r: &Rehearsal<'_>) -> Result<(), RehearseError> {
                 lease_ttl,
                 rehearsal: true,
                 history: history.as_ref(),
+                workers: false,
             })
             .await
             .map_err(RehearseError::from);

@@ -278,6 +278,9 @@ fn trust_section(
         esc(&t.status),
         t.duration_ms.map_or("–".into(), duration),
     );
+    if let Some(w) = &t.worker {
+        let _ = writeln!(o, "<p>run by worker <code>{}</code></p>", esc(w));
+    }
     if !t.migrations.is_empty() {
         o.push_str("<h3>Migrations</h3>\n<table>\n<tr><th>version</th><th>description</th><th>direction</th><th>state</th><th>took</th><th>error</th></tr>\n");
         for m in &t.migrations {
@@ -297,13 +300,17 @@ fn trust_section(
     if let Some(rb) = &t.rollback {
         let _ = writeln!(
             o,
-            "<p>Rolled back {} → {}: <b>{}</b>{}</p>",
+            "<p>Rolled back {} → {}: <b>{}</b>{}{}</p>",
             esc(&rb.from),
             esc(&rb.to),
             esc(&rb.state),
             rb.error
                 .as_deref()
                 .map(|e| format!(" <span class=\"reason\">{}</span>", esc(e)))
+                .unwrap_or_default(),
+            rb.worker
+                .as_deref()
+                .map(|w| format!(" (by worker <code>{}</code>)", esc(w)))
                 .unwrap_or_default()
         );
     }

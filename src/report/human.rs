@@ -304,6 +304,7 @@ mod tests {
                 exit_code: 4,
             },
             duration_ms: 10,
+            worker: None,
         })
         .unwrap();
         assert_eq!(line, "  ✗ camden FAILED at 5.0: boom");

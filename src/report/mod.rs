@@ -249,7 +249,12 @@ pub fn summary(r: &RunReport) -> String {
                 TrustResult::Failed { kind, message } => format!("{kind}: {message}"),
                 TrustResult::Skipped { message } => message,
             };
-            let _ = writeln!(s, "  {:<24} {:<8} {line}", t.id, t.result().label());
+            let by = t
+                .worker
+                .as_deref()
+                .map(|w| format!(" (worker {w})"))
+                .unwrap_or_default();
+            let _ = writeln!(s, "  {:<24} {:<8} {line}{by}", t.id, t.result().label());
         }
     }
     if let Some(t) = &r.traffic {

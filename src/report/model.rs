@@ -133,6 +133,9 @@ pub struct RollbackReport {
     pub state: String,
     /// Why it failed.
     pub error: Option<String>,
+    /// The worker that ran it (`rollout --workers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 /// One trust's part in the run.
@@ -167,6 +170,10 @@ pub struct TrustReport {
     pub retries: Vec<String>,
     /// Why its real workload was not judged (`pg_stat_statements` missing), if it was not.
     pub workload_unavailable: Option<String>,
+    /// The worker that ran its migrations (`rollout --workers`: the one its `trust_finished`
+    /// names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// Index into `gates` of the first verdict of its latest attempt.
     #[serde(skip)]
     latest_gates: usize,
@@ -211,6 +218,7 @@ impl TrustReport {
             migrations: Vec::new(),
             gates: Vec::new(),
             rollback: None,
+            worker: None,
             retries: Vec::new(),
             workload_unavailable: None,
             latest_gates: 0,
@@ -525,8 +533,10 @@ impl Builder {
                 release,
                 outcome,
                 duration_ms,
+                ..
             } => {
                 let t = self.trust(trust, wave);
+                t.worker = worker_of(e);
                 t.status = outcome.status().into();
                 t.version = *version;
                 t.release = Some(release.clone());
@@ -609,6 +619,7 @@ impl Builder {
                     to: to.clone(),
                     state: "started".into(),
                     error: None,
+                    worker: worker_of(e),
                 });
             }
             Event::RollbackFinished {
@@ -622,11 +633,13 @@ impl Builder {
                 let r = Self::rollback_of(t);
                 r.state = "finished".into();
                 r.error = None;
+                r.worker = worker_of(e).or(r.worker.take());
             }
             Event::RollbackFailed { trust, error } => {
                 let r = Self::rollback_of(self.trust(trust, ""));
                 r.state = "failed".into();
                 r.error = Some(error.clone());
+                r.worker = worker_of(e).or(r.worker.take());
             }
             _ => {}
         }
@@ -665,8 +678,17 @@ impl Builder {
             to: String::new(),
             state: String::new(),
             error: None,
+            worker: None,
         })
     }
+}
+
+/// The worker an event names (`"worker": NAME`: written by `flotilla worker`).
+fn worker_of(e: &StoredEvent) -> Option<String> {
+    e.body
+        .get("worker")
+        .and_then(|w| w.as_str())
+        .map(str::to_string)
 }
 
 #[cfg(test)]

@@ -417,6 +417,7 @@ impl ScratchPg {
             },
             local_migrations: None,
             maintenance_window: None,
+            runner: Default::default(),
         };
         TrustDb::connect(&trust, Access::ReadWrite).await.unwrap()
     }

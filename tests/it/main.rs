@@ -36,4 +36,6 @@ mod rollout_postgres;
 mod rollout_sqlite;
 mod state_postgres;
 mod traffic;
+mod workers;
+mod workers_core;
 mod workload;

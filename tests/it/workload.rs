@@ -34,6 +34,7 @@ fn trust(id: &str, db: &str) -> Trust {
         },
         local_migrations: None,
         maintenance_window: None,
+        runner: Default::default(),
     }
 }
 

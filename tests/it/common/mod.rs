@@ -13,6 +13,8 @@
 //! * [`postgres`]: [`pg_admin_url`] (from `FLOTILLA_TEST_PG_URL`, set by `scripts/test`),
 //!   [`create_databases`] and [`Workspace::write_pg_inventory`].
 //! * [`crash`]: the crash harness's generator, seed and checks.
+//! * [`workers`]: [`PgEstate`] and [`Worker`], rollouts on `flotilla worker` processes sharing
+//!   a Postgres state database.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -22,6 +24,7 @@ mod crash;
 mod db;
 mod outcome;
 mod postgres;
+mod workers;
 mod workspace;
 mod yaml;
 
@@ -30,6 +33,7 @@ pub use crash::*;
 pub use db::*;
 pub use outcome::*;
 pub use postgres::*;
+pub use workers::*;
 pub use workspace::*;
 pub use yaml::*;
 
