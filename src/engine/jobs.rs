@@ -76,6 +76,7 @@ pub enum WireScope {
     Full,
     Soak,
     Integrity,
+    Latency,
 }
 
 impl From<Scope> for WireScope {
@@ -84,6 +85,7 @@ impl From<Scope> for WireScope {
             Scope::Full => WireScope::Full,
             Scope::Soak => WireScope::Soak,
             Scope::Integrity => WireScope::Integrity,
+            Scope::Latency => WireScope::Latency,
         }
     }
 }
@@ -94,6 +96,7 @@ impl From<WireScope> for Scope {
             WireScope::Full => Scope::Full,
             WireScope::Soak => Scope::Soak,
             WireScope::Integrity => Scope::Integrity,
+            WireScope::Latency => Scope::Latency,
         }
     }
 }

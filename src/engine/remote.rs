@@ -115,10 +115,10 @@ impl Engine<'_> {
                     self.workload_mark(std::iter::once(w.trust.as_str())).await;
                 }
                 let scope = Scope::from(*scope);
-                let j = if *confirm {
-                    self.confirmed(&w, scope, *window, label).await
+                let (j, _) = if *confirm {
+                    self.confirmed(&w, scope, *window, label, None).await
                 } else {
-                    self.judged(&w, scope, *window, label).await
+                    self.judged(&w, scope, *window, label, None).await
                 };
                 let writes_seen = w.writes_seen.lock().map(|s| *s).unwrap_or_default();
                 JobResult::Window {
