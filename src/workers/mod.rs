@@ -23,6 +23,16 @@
 //! for the claimed ones to end (or to be reclaimed and cancelled), and goes on with the
 //! workers still attached.
 //!
+//! A worker that takes over a job whose worker died first settles what that worker left open
+//! on the trust, exactly as `resume` does (`crate::unfinished::reconcile_trust`: its intent
+//! from the tracking table, a write probe's records removed), so the journal records every
+//! migration once.
+//!
+//! What stays on the coordinator: an interrupt (Ctrl-C) cancels the jobs not yet claimed; the
+//! claimed ones run to their end on their workers (a trust's migrations are not stopped
+//! between two of them as they are without workers). `resume` settles a crashed attempt's
+//! open steps by reading the trusts from the coordinator's own machine, as without workers.
+//!
 //! queue.rs (the SQL of both tables), coordinator.rs (the engine's `Dispatch`), worker.rs
 //! (the worker process's loop).
 

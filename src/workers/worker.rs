@@ -360,7 +360,15 @@ async fn run_job(
                     eprintln!("worker {name}: {described}: could not settle what the stopped worker left: {e}");
                 }
             }
-            Ok(engine.execute_job(job, reclaimed).await)
+            // A bug must not leave the job claimed (and heartbeated) forever: it fails.
+            let ran = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                engine.execute_job(job, reclaimed),
+            ))
+            .await;
+            ran.map_err(|_| JobFailure {
+                error: format!("worker {name}: the job stopped on an internal error (a bug in flotilla; see above)"),
+                exit_code: ExitCode::Internal.code(),
+            })
         }
     };
     let took = started.elapsed().as_secs_f64();

@@ -1,7 +1,8 @@
 //! The core of rollouts on workers, end to end on a small Postgres estate: two `flotilla
 //! worker` processes and a coordinator (`rollout --workers`) run the gated plan to the end;
 //! every trust's `trust_finished` names the worker that ran it, every job ended, and
-//! `status` shows the workers. (The 56-trust run, labels and the crash harness are in
+//! `status` shows the workers; and a regression found on a worker halts the run, the trust
+//! rolled back by a worker. (The 56-trust run, labels and the crash harness are in
 //! workers.rs.)
 
 use std::time::Duration;
@@ -10,8 +11,9 @@ use crate::common::*;
 
 const PLAN: &str = "plans/rio-5.1.yaml";
 
-#[test]
-fn two_workers_and_a_coordinator_roll_out_a_gated_plan_and_every_trust_names_its_worker() {
+/// camden, islington (pilot) and barnet, brent (rest) on Postgres, seeded at 5.0, with a
+/// short soak; `inject` plants a fault in one trust (`demo --inject-regression`).
+fn small_estate(test: &str, inject: Option<&str>) -> PgEstate {
     let ws = Workspace::new();
     ws.write(
         PLAN,
@@ -23,7 +25,24 @@ fn two_workers_and_a_coordinator_roll_out_a_gated_plan_and_every_trust_names_its
             .replace("samples: 40", "samples: 10"),
     );
     let ids = ["camden", "islington", "barnet", "brent"];
-    let estate = PgEstate::seeded("workers_core", ws, Some(&ids), "20");
+    let estate = PgEstate::seeded(test, ws, Some(&ids), "20");
+    if let Some(fault) = inject {
+        // The fault is planted as a trust-local migration.
+        estate.ws.edit_inventory(|inv| {
+            inv["defaults"] = serde_json::json!({ "local_migrations": "estate/local/{id}" });
+        });
+        estate
+            .ws
+            .run(&[
+                "demo",
+                "--seed-only",
+                "--patients",
+                "20",
+                "--inject-regression",
+                fault,
+            ])
+            .success();
+    }
     // The pilot wave as the demo plan has it, the rest after it.
     estate.ws.edit(PLAN, |s| {
         let health = &s[s.find("health:").expect("the plan has a health section")..];
@@ -33,6 +52,77 @@ fn two_workers_and_a_coordinator_roll_out_a_gated_plan_and_every_trust_names_its
              - name: rest\n    trusts: [barnet, brent]\n{health}"
         )
     });
+    estate
+}
+
+#[test]
+fn a_regression_found_on_a_worker_halts_the_run_and_a_worker_rolls_the_trust_back() {
+    let estate = small_estate("workers_halt", Some("camden:data-loss"));
+    let _serial = serial();
+    let workers = estate.start_workers(&[("w1", &[]), ("w2", &[])]);
+    let coordinator = Spawned::start(
+        &estate.ws,
+        &estate.args(&["rollout", PLAN, "--workers", "--yes"]),
+    );
+    let outcome = match finish(coordinator, Duration::from_secs(180)) {
+        Ok(o) | Err(o) => o,
+    };
+    if outcome.code != Some(3) {
+        let workers: Vec<String> = workers.into_iter().map(|w| w.kill().0.describe()).collect();
+        panic!(
+            "expected the gate to halt the run (exit 3):\n{}\n--- workers ---\n{}",
+            outcome.describe(),
+            workers.join("\n")
+        );
+    }
+    stop_workers(workers);
+    assert!(
+        outcome.stderr.contains("camden") && outcome.stderr.contains("clinical_note"),
+        "{}",
+        outcome.describe()
+    );
+    let rolled_back = estate.events("rollback_finished");
+    assert_eq!(rolled_back.len(), 1, "{rolled_back:?}");
+    assert_eq!(rolled_back[0].0, "camden");
+    assert!(
+        rolled_back[0].1["worker"].is_string(),
+        "the rollback names no worker: {:?}",
+        rolled_back[0].1
+    );
+    let status = run_unlocked(&estate.ws, &estate.args(&["status", "--format", "json"]));
+    let release = |id: &str| {
+        status.json()["trusts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .map(|t| t["release"].as_str().unwrap_or("").to_string())
+            .unwrap()
+    };
+    assert_eq!(release("camden"), "5.0", "camden rolled back");
+    assert_eq!(
+        release("islington"),
+        "5.1",
+        "the pilot's other trust passed"
+    );
+    assert_eq!(release("barnet"), "5.0", "no later wave started");
+    assert_eq!(release("brent"), "5.0", "no later wave started");
+    let jobs = estate.jobs();
+    assert!(
+        jobs.iter().any(|j| j.starts_with("rollback|camden|done|")),
+        "{jobs:?}"
+    );
+    assert!(
+        !jobs
+            .iter()
+            .any(|j| j.contains("|barnet|") && !j.starts_with("survey|")),
+        "a later wave's trust got a job: {jobs:?}"
+    );
+}
+
+#[test]
+fn two_workers_and_a_coordinator_roll_out_a_gated_plan_and_every_trust_names_its_worker() {
+    let estate = small_estate("workers_core", None);
     let _serial = serial();
     let workers = estate.start_workers(&[("w1", &[]), ("w2", &[])]);
 
