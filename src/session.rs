@@ -338,7 +338,9 @@ async fn execute_leased(
     let remote = coordinator
         .as_ref()
         .map(|c| c as &dyn crate::engine::jobs::Dispatch);
-    if matches!(start, Start::Resume { .. }) {
+    if matches!(start, Start::Resume { .. }) && remote.is_none() {
+        // On workers, the worker that first touches each trust in this attempt settles what
+        // the stopped one left on it (see `crate::workers`): this machine may not reach it.
         crate::unfinished::reconcile(state, run_id, inventory, plan).await?;
     }
     let mut checked = None;

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use super::coordinator::JobFailure;
 use super::queue::{Claimed, Queue, RunRef};
 use crate::config::{Inventory, Plan, Wave};
-use crate::engine::jobs::JobResult;
+use crate::engine::jobs::{Job, JobResult};
 use crate::engine::{Approver, Event, EventSink, RunControl, TrustOutcome};
 use crate::exit_codes::ExitCode;
 use crate::health::workload::Tracker;
@@ -345,9 +345,16 @@ async fn run_job(
                 remote: None,
             };
             let reclaimed = c.tries > 0;
-            if reclaimed {
-                // What the worker that died left open on the trust (its intent, a write
-                // probe's records) is settled from the trust's real state first.
+            // A resumed attempt's first job on a trust (its survey, or a rollback the dead
+            // attempt left unfinished, which comes before it) settles what that attempt left
+            // open, as `resume` does on its own machine without workers: the coordinator may
+            // not reach the trust.
+            let resumed_first =
+                c.attempt > 1 && matches!(job, Job::Survey { .. } | Job::Rollback { .. });
+            if reclaimed || resumed_first {
+                // What the worker that died, or the attempt that stopped, left open on the
+                // trust (its intent, a write probe's records) is settled from the trust's
+                // real state first.
                 if let Err(e) = crate::unfinished::reconcile_trust(
                     queue.db(),
                     &c.run_id,
