@@ -489,6 +489,15 @@ impl Engine<'_> {
                         let again = if self.remote.is_some() { scope } else { again };
                         return (w, Judged::Again(again, snap));
                     }
+                    if matches!(j.verdict, Verdict::Fail(_)) && !j.critical {
+                        // The mirror case: a regression every confirmation showed, but
+                        // measured beside the other windows, whose load the machine-load
+                        // discount may not have taken out (a clean trust's write probe was
+                        // seen at ×4 that way). Measured again alone, over its whole scope:
+                        // a real regression persists there; lost or changed data never gets
+                        // here (critical failures stand).
+                        return (w, Judged::Again(scope, snap));
+                    }
                 }
                 self.emit_judgement(wave, &w.trust, window, &j).await;
                 (w, Judged::Stands(j))
@@ -510,6 +519,7 @@ impl Engine<'_> {
         // regression that a window alone shows (as every window was measured before they
         // ran concurrently). What moved is measured again, one trust at a time; the rest of
         // the window's figures (integrity; the writes, when their latency did not move) stand.
+        // A non-critical failure measured beside others is measured again alone too (above).
         again.sort_by(|a, b| a.0.trust.cmp(&b.0.trust));
         let alone = format!("{label}-confirm-alone");
         for (w, scope, earlier) in again {
