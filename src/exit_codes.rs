@@ -61,6 +61,31 @@ impl ExitCode {
     }
 }
 
+impl ExitCode {
+    /// Every documented exit code, in numeric order.
+    pub const ALL: [ExitCode; 10] = [
+        ExitCode::Success,
+        ExitCode::Internal,
+        ExitCode::Config,
+        ExitCode::HealthGate,
+        ExitCode::MigrationFailed,
+        ExitCode::RollbackFailed,
+        ExitCode::Locked,
+        ExitCode::ChecksumDrift,
+        ExitCode::Interrupted,
+        ExitCode::Environment,
+    ];
+
+    /// A documented exit code from its number (an unknown one is an internal error): how a
+    /// code travels between processes (a worker's job result).
+    pub fn of(code: u8) -> ExitCode {
+        ExitCode::ALL
+            .into_iter()
+            .find(|c| c.code() == code)
+            .unwrap_or(ExitCode::Internal)
+    }
+}
+
 impl From<ExitCode> for StdExitCode {
     fn from(code: ExitCode) -> Self {
         StdExitCode::from(code.code())
@@ -73,18 +98,7 @@ mod tests {
 
     #[test]
     fn codes_are_distinct_and_match_the_documented_table() {
-        let all = [
-            ExitCode::Success,
-            ExitCode::Internal,
-            ExitCode::Config,
-            ExitCode::HealthGate,
-            ExitCode::MigrationFailed,
-            ExitCode::RollbackFailed,
-            ExitCode::Locked,
-            ExitCode::ChecksumDrift,
-            ExitCode::Interrupted,
-            ExitCode::Environment,
-        ];
+        let all = ExitCode::ALL;
         let codes: Vec<u8> = all.iter().map(|c| c.code()).collect();
         assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     }

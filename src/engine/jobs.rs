@@ -154,25 +154,6 @@ pub struct WireUnreadable {
     pub exit_code: u8,
 }
 
-/// A documented exit code from its number (an unknown one is an internal error).
-pub fn exit_code_of(code: u8) -> ExitCode {
-    [
-        ExitCode::Success,
-        ExitCode::Internal,
-        ExitCode::Config,
-        ExitCode::HealthGate,
-        ExitCode::MigrationFailed,
-        ExitCode::RollbackFailed,
-        ExitCode::Locked,
-        ExitCode::ChecksumDrift,
-        ExitCode::Interrupted,
-        ExitCode::Environment,
-    ]
-    .into_iter()
-    .find(|c| c.code() == code)
-    .unwrap_or(ExitCode::Internal)
-}
-
 pub fn wire_state(state: TrustState) -> Result<Vec<WireApplied>, WireUnreadable> {
     match state {
         Ok(applied) => Ok(applied
@@ -205,7 +186,7 @@ pub fn trust_state(wire: Result<Vec<WireApplied>, WireUnreadable>) -> TrustState
             .collect()),
         Err(u) => Err(Blocker::Unreadable {
             message: u.message,
-            exit: exit_code_of(u.exit_code),
+            exit: ExitCode::of(u.exit_code),
         }),
     }
 }
@@ -427,8 +408,8 @@ mod tests {
         let json = serde_json::to_string(&result).unwrap();
         assert_eq!(serde_json::from_str::<JobResult>(&json).unwrap(), result);
         for code in 0..=9 {
-            assert_eq!(exit_code_of(code).code(), code);
+            assert_eq!(ExitCode::of(code).code(), code);
         }
-        assert_eq!(exit_code_of(42), ExitCode::Internal);
+        assert_eq!(ExitCode::of(42), ExitCode::Internal);
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::queue::{reaches, unreachable, Ended, Queue, RunRef};
 use crate::config::{Inventory, Trust};
-use crate::engine::jobs::{exit_code_of, Dispatch, Done, Job, JobResult};
+use crate::engine::jobs::{Dispatch, Done, Job, JobResult};
 use crate::engine::{Event, EventSink, RunControl};
 use crate::exit_codes::ExitCode;
 use crate::journal::StateError;
@@ -92,7 +92,7 @@ fn done_of(e: &Ended) -> Done {
         {
             Some(f) => Done::Failed {
                 error: f.error,
-                exit: exit_code_of(f.exit_code),
+                exit: ExitCode::of(f.exit_code),
             },
             None => Done::Failed {
                 error: format!("worker {worker}: job {} failed", e.job_id),
