@@ -623,9 +623,8 @@ pub async fn measure(
         db.close().await;
         return snap;
     }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut times = [std::time::Duration::ZERO; 3];
-    let probes = async {
+    {
         let t = std::time::Instant::now();
         for inv in health.invariants.iter().filter(|_| scope.writes()) {
             let context = format!("invariant '{}'", inv.name);
@@ -656,26 +655,24 @@ pub async fn measure(
         }
         times[1] = t.elapsed();
         let t = std::time::Instant::now();
-        if let Some(wp) = health.write_probe.as_ref().filter(|_| scope.writes()) {
-            let batch = writes
-                .clone()
-                .or_else(|| default_batch(health))
-                .unwrap_or_else(|| WriteBatch::new(1, 1));
-            snap.write = Some(write_probe(trust, wp, &batch).await);
+        if scope.writes() {
+            // Lock waits are evidence about the writes: read while they are made.
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let writes = async {
+                if let Some(wp) = health.write_probe.as_ref() {
+                    let batch = writes
+                        .clone()
+                        .or_else(|| default_batch(health))
+                        .unwrap_or_else(|| WriteBatch::new(1, 1));
+                    snap.write = Some(write_probe(trust, wp, &batch, &mut db).await);
+                }
+                let _ = stop.send(());
+            };
+            let ((), waits) = futures::join!(writes, watch_lock_waits(trust, stopped));
+            snap.lock_waits = waits;
         }
         times[2] = t.elapsed();
-        let _ = stop.send(());
-    };
-    // Lock waits are evidence about the writes: read while they are made.
-    let watch = async {
-        if scope.writes() {
-            watch_lock_waits(trust, stopped).await
-        } else {
-            None
-        }
-    };
-    let ((), waits) = futures::join!(probes, watch);
-    snap.lock_waits = waits;
+    }
     db.close().await;
     tracing::debug!(
         trust = %trust.id,
@@ -863,34 +860,49 @@ async fn time_session(
     let sql = &probe.sql;
     let first = batch.start == 0;
     let indices: Vec<usize> = batch.filter(|i| i % sessions == k).collect();
-    if first {
-        for i in 0..WARM_UP {
-            let p = param(k + i * sessions);
-            read_only!(db, context, db.timed_query(sql, p, context))?;
-            db.timed_query(CONTROL_SQL, None, control)
+    // One read-only transaction for the session's share of the batch (on Postgres), not one
+    // per sample: each sample is then two round trips (probe, control) instead of four, and
+    // every statement still runs read-only whatever the probe's SQL does to the session's
+    // settings. Under READ COMMITTED each statement takes its own snapshot, as it did in its
+    // own transaction; the table locks a reader takes are held for the batch (a few ms).
+    let opened = begin_read_only(db, context).await?;
+    let taken = async {
+        if first {
+            for i in 0..WARM_UP {
+                let p = param(k + i * sessions);
+                db.timed_query(sql, p, context)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                db.timed_query(CONTROL_SQL, None, control)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let mut ms = Vec::with_capacity(indices.len());
+        let mut control_ms = Vec::with_capacity(indices.len());
+        let mut rows = 0;
+        for i in indices {
+            let p = param(i);
+            let (took, n) = db
+                .timed_query(sql, p, context)
                 .await
                 .map_err(|e| e.to_string())?;
+            ms.push(took.as_secs_f64() * 1000.0);
+            rows += n;
+            let (took, _) = db
+                .timed_query(CONTROL_SQL, None, control)
+                .await
+                .map_err(|e| e.to_string())?;
+            control_ms.push(took.as_secs_f64() * 1000.0);
         }
+        Ok(LatencySamples {
+            ms,
+            rows,
+            control_ms,
+        })
     }
-    let mut ms = Vec::with_capacity(indices.len());
-    let mut control_ms = Vec::with_capacity(indices.len());
-    let mut rows = 0;
-    for i in indices {
-        let p = param(i);
-        let (took, n) = read_only!(db, context, db.timed_query(sql, p, context))?;
-        ms.push(took.as_secs_f64() * 1000.0);
-        rows += n;
-        let (took, _) = db
-            .timed_query(CONTROL_SQL, None, control)
-            .await
-            .map_err(|e| e.to_string())?;
-        control_ms.push(took.as_secs_f64() * 1000.0);
-    }
-    Ok(LatencySamples {
-        ms,
-        rows,
-        control_ms,
-    })
+    .await;
+    end_read_only(db, context, opened, taken).await
 }
 
 /// A table's figures: at a baseline (`Rows::Fresh`) over every row, with the coverage that
@@ -1078,17 +1090,29 @@ struct SessionWrites {
 
 /// The write probe: the batch's records written from `batch.sessions` sessions at once, each
 /// write timed, then the write control timed, then the record read back by another session
-/// (opened for this window, never the writer). A write that does not read back is checked
-/// again after 200 ms on a brand-new connection before it counts as lost, changed or
-/// unreadable. Every record is then removed (one transaction), whatever happened.
-async fn write_probe(trust: &Trust, wp: &WriteProbe, batch: &WriteBatch) -> Measured<WriteSamples> {
+/// (`reader`: the window's read-only session, never a writer; the writers take turns on it,
+/// so a window opens one session per writer and no more). A write that does not read back is
+/// checked again after 200 ms on a brand-new connection before it counts as lost, changed or
+/// unreadable. Every record is then removed (one transaction, on a writer's session when one
+/// is still good, else on a new one), whatever happened.
+async fn write_probe(
+    trust: &Trust,
+    wp: &WriteProbe,
+    batch: &WriteBatch,
+    reader: &mut TrustDb,
+) -> Measured<WriteSamples> {
     let sessions = write_sessions(trust, batch);
     let control = WriteControl::open(trust);
     let control = &control;
+    let reader = tokio::sync::Mutex::new(Reader {
+        db: reader,
+        open: false,
+    });
     let results = futures::future::join_all(
-        (0..sessions).map(|k| write_session(trust, wp, batch, control, k, sessions)),
+        (0..sessions).map(|k| write_session(trust, wp, batch, control, &reader, k, sessions)),
     )
     .await;
+    reader.into_inner().finish().await;
     let mut out = WriteSamples {
         sessions,
         disk_control: matches!(control, WriteControl::Sqlite(_)),
@@ -1096,7 +1120,9 @@ async fn write_probe(trust: &Trust, wp: &WriteProbe, batch: &WriteBatch) -> Meas
     };
     let mut misses = Vec::new();
     let mut error = None;
-    for r in results {
+    let mut writers = Vec::new();
+    for (r, writer) in results {
+        writers.extend(writer);
         match r {
             Ok(s) => {
                 out.ms.extend(s.ms);
@@ -1116,7 +1142,7 @@ async fn write_probe(trust: &Trust, wp: &WriteProbe, batch: &WriteBatch) -> Meas
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         confirm_misses(trust, wp, batch, &misses).await
     };
-    let cleanup = remove_batch(trust, wp, batch).await;
+    let cleanup = remove_batch(trust, wp, batch, writers).await;
     if let Some(e) = error {
         return Err(e);
     }
@@ -1130,23 +1156,20 @@ async fn write_probe(trust: &Trust, wp: &WriteProbe, batch: &WriteBatch) -> Meas
     Ok(out)
 }
 
+/// One writer's share of the batch; its session is handed back for the clean-up unless a
+/// write failed on it.
 async fn write_session(
     trust: &Trust,
     wp: &WriteProbe,
     batch: &WriteBatch,
     control: &WriteControl,
+    reader: &tokio::sync::Mutex<Reader<'_>>,
     k: usize,
     sessions: usize,
-) -> Result<SessionWrites, String> {
-    let mut writer = TrustDb::connect(trust, Access::ReadWrite)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut reader = match TrustDb::connect(trust, Access::ReadOnly).await {
-        Ok(r) => r,
-        Err(e) => {
-            writer.close().await;
-            return Err(e.to_string());
-        }
+) -> (Result<SessionWrites, String>, Option<TrustDb>) {
+    let mut writer = match TrustDb::connect(trust, Access::ReadWrite).await {
+        Ok(w) => w,
+        Err(e) => return (Err(e.to_string()), None),
     };
     let mut control_db = control.session(trust).await;
     let mut out = SessionWrites::default();
@@ -1180,19 +1203,69 @@ async fn write_session(
             out.control_ms
                 .push(started.elapsed().as_secs_f64() * 1000.0);
         }
-        match read_back(&mut reader, wp, id).await {
+        let read = reader.lock().await.read_back(wp, id).await;
+        match read {
             Ok(Some(v)) if v == token => {}
             Ok(Some(v)) => out.misses.push((i, format!("read back '{v}'"))),
             Ok(None) => out.misses.push((i, "not there".into())),
             Err(e) => out.misses.push((i, format!("unreadable: {e}"))),
         }
     }
-    writer.close().await;
-    reader.close().await;
     if let Some(c) = control_db {
         c.close().await;
     }
-    result.map(|()| out)
+    match result {
+        Ok(()) => (Ok(out), Some(writer)),
+        Err(e) => {
+            writer.close().await;
+            (Err(e), None)
+        }
+    }
+}
+
+/// The window's reader during the write probe. On Postgres its reads share one read-only
+/// transaction at READ COMMITTED (each statement sees every write committed before it, as a
+/// transaction of its own would), so a read-back is one round trip rather than three; a read
+/// that fails ends the transaction and the next read opens another.
+struct Reader<'a> {
+    db: &'a mut TrustDb,
+    open: bool,
+}
+
+impl Reader<'_> {
+    async fn read_back(&mut self, wp: &WriteProbe, id: i64) -> Result<Option<String>, String> {
+        let context = "write probe read-back";
+        if self.db.dialect() != crate::db::Dialect::Postgres {
+            return self
+                .db
+                .text_for(&wp.read_back, id, context)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        if !self.open {
+            self.db
+                .execute_script("BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY", context)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.open = true;
+        }
+        let read = self.db.text_for(&wp.read_back, id, context).await;
+        if read.is_err() {
+            self.open = false;
+            let _ = self.db.execute_script("ROLLBACK", context).await;
+        }
+        read.map_err(|e| e.to_string())
+    }
+
+    /// Ends the reads' transaction.
+    async fn finish(self) {
+        if self.open {
+            let _ = self
+                .db
+                .execute_script("COMMIT", "write probe read-back")
+                .await;
+        }
+    }
 }
 
 /// The record's token, read in a read-only transaction.
@@ -1233,12 +1306,31 @@ async fn confirm_misses(
     Ok(lost)
 }
 
-/// Remove every record of the batch (idempotent: ids never inserted delete nothing).
-async fn remove_batch(trust: &Trust, wp: &WriteProbe, batch: &WriteBatch) -> Result<(), String> {
+/// Remove every record of the batch (idempotent: ids never inserted delete nothing), on the
+/// first of `writers` (sessions that wrote without a failure), or on a new session when there
+/// is none or the removal fails on it (the server may have closed it).
+async fn remove_batch(
+    trust: &Trust,
+    wp: &WriteProbe,
+    batch: &WriteBatch,
+    writers: Vec<TrustDb>,
+) -> Result<(), String> {
+    let ids: Vec<i64> = (0..batch.count).map(|i| batch.id(i)).collect();
+    let mut writers = writers.into_iter();
+    let kept = writers.next();
+    for w in writers {
+        w.close().await;
+    }
+    if let Some(mut db) = kept {
+        let r = delete_records(&mut db, &wp.cleanup, &ids).await;
+        db.close().await;
+        if r.is_ok() {
+            return r;
+        }
+    }
     let mut db = TrustDb::connect(trust, Access::ReadWrite)
         .await
         .map_err(|e| e.to_string())?;
-    let ids: Vec<i64> = (0..batch.count).map(|i| batch.id(i)).collect();
     let r = delete_records(&mut db, &wp.cleanup, &ids).await;
     db.close().await;
     r
