@@ -330,6 +330,7 @@ impl Engine<'_> {
             let notice = self.workload.open(trust, &self.plan.health).await;
             self.workload_notice(id, notice).await;
         }
+        let slot = crate::health::slots::window_slot(trust).await;
         let mut snap = measure(
             trust,
             &self.plan.health,
@@ -340,6 +341,7 @@ impl Engine<'_> {
             batch.clone(),
         )
         .await;
+        drop(slot);
         if workload {
             snap.workload = self.workload.close(trust, &self.plan.health).await;
         }

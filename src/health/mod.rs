@@ -4,5 +4,6 @@ pub mod gate;
 pub mod probes;
 pub mod samples;
 pub mod sequential;
+pub mod slots;
 pub mod stats;
 pub mod workload;
