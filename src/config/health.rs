@@ -382,9 +382,26 @@ pub struct Health {
     /// The real workload on PostgreSQL (`pg_stat_statements`), where available.
     #[serde(default)]
     pub workload: super::workload::Workload,
+    /// Gate windows measured at once on one PostgreSQL server (default
+    /// [`DEFAULT_WINDOWS_PER_SERVER`]; see `health::slots`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows_per_server: Option<usize>,
 }
 
+/// Gate windows measured at once on one PostgreSQL server when the plan does not say.
+pub const DEFAULT_WINDOWS_PER_SERVER: usize = 2;
+
+/// The most `windows_per_server` a plan may ask for.
+pub const MAX_WINDOWS_PER_SERVER: usize = 64;
+
 impl Health {
+    /// Gate windows measured at once on one PostgreSQL server.
+    pub fn windows_per_server(&self) -> usize {
+        self.windows_per_server
+            .unwrap_or(DEFAULT_WINDOWS_PER_SERVER)
+            .clamp(1, MAX_WINDOWS_PER_SERVER)
+    }
+
     /// How the write probe is sized for a wave with `soak` (`None` without a write probe):
     /// the writes the post-upgrade and soak windows need together to detect `max_loss_rate`
     /// at the plan's confidence, spread over those windows. An error names the figures when
@@ -481,6 +498,13 @@ impl Health {
         }
         if let Some(w) = &self.write_probe {
             out.extend(w.static_problems(&self.regression));
+        }
+        if let Some(n) = self.windows_per_server {
+            if !(1..=MAX_WINDOWS_PER_SERVER).contains(&n) {
+                out.push(format!(
+                    "windows_per_server must be between 1 and {MAX_WINDOWS_PER_SERVER}, got {n}"
+                ));
+            }
         }
         for (table, cols) in &self.integrity {
             if cols.is_empty() {
@@ -709,6 +733,25 @@ mod tests {
         assert_eq!(percent(0.0246), "2.46%");
         assert_eq!(percent(0.126), "12.6%");
         assert_eq!(percent(0.0004), "0.04%");
+    }
+
+    #[test]
+    fn windows_per_server_defaults_to_two_and_is_refused_out_of_range() {
+        assert_eq!(
+            health("{}").windows_per_server(),
+            DEFAULT_WINDOWS_PER_SERVER
+        );
+        let h = health("windows_per_server: 6");
+        assert_eq!(h.windows_per_server(), 6);
+        assert!(h.static_problems().is_empty(), "{:?}", h.static_problems());
+        for bad in [0, MAX_WINDOWS_PER_SERVER + 1] {
+            let p = health(&format!("windows_per_server: {bad}")).static_problems();
+            assert!(
+                p.iter()
+                    .any(|m| m.contains("windows_per_server must be between 1 and 64")),
+                "{bad}: {p:?}"
+            );
+        }
     }
 
     #[test]

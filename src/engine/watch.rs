@@ -330,7 +330,8 @@ impl Engine<'_> {
             let notice = self.workload.open(trust, &self.plan.health).await;
             self.workload_notice(id, notice).await;
         }
-        let slot = crate::health::slots::window_slot(trust).await;
+        let slot =
+            crate::health::slots::window_slot(trust, self.plan.health.windows_per_server()).await;
         let mut snap = measure(
             trust,
             &self.plan.health,

@@ -6,9 +6,10 @@
 //! clean windows by ×2 to ×8 against the same trust measured alone (open-record 0.67 ms beside
 //! the others, 0.12 ms alone; baseline 0.08 ms), so a third of them needed a second look alone
 //! and the machine-load discount did the rest. Each Postgres server (host and port) therefore
-//! takes at most [`PER_SERVER`] windows at a time, whatever the wave's concurrency: migrations
-//! still run the wave's concurrency at once, and trusts on different servers are measured side
-//! by side as before.
+//! takes at most the plan's `health.windows_per_server` windows at a time (default 2; a server
+//! with many cores can take more), whatever the wave's concurrency: migrations still run the
+//! wave's concurrency at once, and trusts on different servers are measured side by side as
+//! before.
 //!
 //! SQLite trusts are not limited. Their write judgement credits a disk that flushes faster
 //! than at the baseline (see `stats::disk_factor`), and that needs baselines and later windows
@@ -26,10 +27,12 @@ use crate::config::{DatabaseTarget, Trust};
 use crate::db::port::pg_options;
 use crate::db::Access;
 
-/// Windows measured at once on one database server.
-pub const PER_SERVER: usize = 2;
+/// Each server's slots, per limit (runs of plans with different limits in one worker process
+/// each keep to their own).
+static SERVERS: Mutex<Option<Slots>> = Mutex::new(None);
 
-static SERVERS: Mutex<Option<HashMap<String, Arc<Semaphore>>>> = Mutex::new(None);
+/// (`host:port`, limit) → that server's window slots.
+type Slots = HashMap<(String, usize), Arc<Semaphore>>;
 
 /// The Postgres server a trust's database lives on (`host:port`); `None` for SQLite and for a
 /// URL that cannot be read (connecting reports that).
@@ -42,16 +45,17 @@ pub fn server_of(trust: &Trust) -> Option<String> {
     }
 }
 
-/// Wait for a window slot on the trust's Postgres server; the slot is freed when the permit
-/// drops. SQLite trusts get none and do not wait.
-pub async fn window_slot(trust: &Trust) -> Option<OwnedSemaphorePermit> {
+/// Wait for one of the `per_server` window slots of the trust's Postgres server; the slot is
+/// freed when the permit drops. SQLite trusts get none and do not wait.
+pub async fn window_slot(trust: &Trust, per_server: usize) -> Option<OwnedSemaphorePermit> {
     let server = server_of(trust)?;
+    let per_server = per_server.max(1);
     let semaphore = {
         let mut servers = SERVERS.lock().unwrap_or_else(|p| p.into_inner());
         servers
             .get_or_insert_with(HashMap::new)
-            .entry(server)
-            .or_insert_with(|| Arc::new(Semaphore::new(PER_SERVER)))
+            .entry((server, per_server))
+            .or_insert_with(|| Arc::new(Semaphore::new(per_server)))
             .clone()
     };
     // The semaphore is never closed, so acquiring cannot fail.
@@ -103,26 +107,32 @@ mod tests {
         assert_eq!(server_of(&s), None);
     }
 
+    const LIMIT: usize = 3;
+
     #[tokio::test]
     async fn a_server_takes_at_most_its_share_of_windows_and_others_are_not_held_up() {
         let a = pg("a", "postgres://u@slots-test-1.example:5432/a");
         let b = pg("b", "postgres://u@slots-test-1.example:5432/b");
         let other = pg("o", "postgres://u@slots-test-2.example:5432/o");
         let mut held = Vec::new();
-        for _ in 0..PER_SERVER {
-            held.push(window_slot(&a).await);
+        for _ in 0..LIMIT {
+            held.push(window_slot(&a, LIMIT).await);
         }
         let wait = std::time::Duration::from_millis(100);
         assert!(held.iter().all(Option::is_some));
         // The server is full: another of its trusts waits ...
-        assert!(tokio::time::timeout(wait, window_slot(&b)).await.is_err());
+        assert!(tokio::time::timeout(wait, window_slot(&b, LIMIT))
+            .await
+            .is_err());
         // ... a trust on another server does not ...
-        assert!(tokio::time::timeout(wait, window_slot(&other))
+        assert!(tokio::time::timeout(wait, window_slot(&other, LIMIT))
             .await
             .is_ok());
         // ... and a freed slot is taken.
         held.pop();
-        assert!(tokio::time::timeout(wait, window_slot(&b)).await.is_ok());
+        assert!(tokio::time::timeout(wait, window_slot(&b, LIMIT))
+            .await
+            .is_ok());
         // SQLite trusts never wait.
         let s = trust(
             "s",
@@ -130,8 +140,12 @@ mod tests {
                 path: "estate/s.db".into(),
             },
         );
-        for _ in 0..PER_SERVER + 2 {
-            held.push(tokio::time::timeout(wait, window_slot(&s)).await.unwrap());
+        for _ in 0..LIMIT + 2 {
+            held.push(
+                tokio::time::timeout(wait, window_slot(&s, LIMIT))
+                    .await
+                    .unwrap(),
+            );
         }
     }
 }
