@@ -166,6 +166,10 @@ pub async fn run(g: &Globals, args: &ValidateArgs) -> Outcome {
                 outln!("  real workload: not judged (workload.enabled: false)");
             }
             print_write_sizing(&plan);
+            outln!(
+                "  gate windows: at most {} at once per PostgreSQL server (windows_per_server)",
+                h.windows_per_server()
+            );
         }
     }
     outln!("ok: valid");

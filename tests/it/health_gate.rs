@@ -253,6 +253,27 @@ fn validate_refuses_thresholds_out_of_range() {
 }
 
 #[test]
+fn windows_per_server_is_shown_by_validate_and_refused_out_of_range() {
+    let ws = Workspace::new();
+    ws.run(&["validate", PLAN])
+        .success()
+        .stdout_contains("gate windows: at most 2 at once per PostgreSQL server");
+    ws.replace(
+        PLAN,
+        "on_regression:",
+        "  windows_per_server: 5\non_regression:",
+    );
+    ws.run(&["validate", PLAN])
+        .success()
+        .stdout_contains("gate windows: at most 5 at once per PostgreSQL server");
+    ws.replace(PLAN, "windows_per_server: 5", "windows_per_server: 0");
+    ws.run(&["validate", PLAN])
+        .code(2)
+        .no_panic()
+        .stderr_contains("windows_per_server must be between 1 and 64");
+}
+
+#[test]
 fn a_probe_returning_no_rows_stops_the_rollout_before_anything_runs() {
     let ws = small_sqlite_workspace();
     ws.replace(
