@@ -59,9 +59,7 @@ impl ExitCode {
             ExitCode::Environment => 9,
         }
     }
-}
 
-impl ExitCode {
     /// Every documented exit code, in numeric order.
     pub const ALL: [ExitCode; 10] = [
         ExitCode::Success,

@@ -624,55 +624,53 @@ pub async fn measure(
         return snap;
     }
     let mut times = [std::time::Duration::ZERO; 3];
-    {
-        let t = std::time::Instant::now();
-        for inv in health.invariants.iter().filter(|_| scope.writes()) {
-            let context = format!("invariant '{}'", inv.name);
-            let sql = &inv.sql;
-            let v = read_only!(&mut db, &context, db.query_i64(sql, &context));
-            snap.invariants.insert(inv.name.clone(), v);
-        }
-        times[0] = t.elapsed();
-        let t = std::time::Instant::now();
-        for probe in &health.latency_probes {
-            // A window judged against a baseline samples sequentially (see `time_probe`).
-            let reference = match rows {
-                Rows::Of(b) => match b.latency.get(&probe.name) {
-                    Some(Ok(base)) => Some(Reference::new(base, &health.regression)),
-                    _ => None,
-                },
-                Rows::Fresh => None,
-            };
-            let samples = time_probe(
-                trust,
-                &mut db,
-                probe,
-                params.get(&probe.name),
-                reference.as_ref(),
-            )
-            .await;
-            snap.latency.insert(probe.name.clone(), samples);
-        }
-        times[1] = t.elapsed();
-        let t = std::time::Instant::now();
-        if scope.writes() {
-            // Lock waits are evidence about the writes: read while they are made.
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let writes = async {
-                if let Some(wp) = health.write_probe.as_ref() {
-                    let batch = writes
-                        .clone()
-                        .or_else(|| default_batch(health))
-                        .unwrap_or_else(|| WriteBatch::new(1, 1));
-                    snap.write = Some(write_probe(trust, wp, &batch, &mut db).await);
-                }
-                let _ = stop.send(());
-            };
-            let ((), waits) = futures::join!(writes, watch_lock_waits(trust, stopped));
-            snap.lock_waits = waits;
-        }
-        times[2] = t.elapsed();
+    let t = std::time::Instant::now();
+    for inv in health.invariants.iter().filter(|_| scope.writes()) {
+        let context = format!("invariant '{}'", inv.name);
+        let sql = &inv.sql;
+        let v = read_only!(&mut db, &context, db.query_i64(sql, &context));
+        snap.invariants.insert(inv.name.clone(), v);
     }
+    times[0] = t.elapsed();
+    let t = std::time::Instant::now();
+    for probe in &health.latency_probes {
+        // A window judged against a baseline samples sequentially (see `time_probe`).
+        let reference = match rows {
+            Rows::Of(b) => match b.latency.get(&probe.name) {
+                Some(Ok(base)) => Some(Reference::new(base, &health.regression)),
+                _ => None,
+            },
+            Rows::Fresh => None,
+        };
+        let samples = time_probe(
+            trust,
+            &mut db,
+            probe,
+            params.get(&probe.name),
+            reference.as_ref(),
+        )
+        .await;
+        snap.latency.insert(probe.name.clone(), samples);
+    }
+    times[1] = t.elapsed();
+    let t = std::time::Instant::now();
+    if scope.writes() {
+        // Lock waits are evidence about the writes: read while they are made.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let write = async {
+            if let Some(wp) = health.write_probe.as_ref() {
+                let batch = writes
+                    .clone()
+                    .or_else(|| default_batch(health))
+                    .unwrap_or_else(|| WriteBatch::new(1, 1));
+                snap.write = Some(write_probe(trust, wp, &batch, &mut db).await);
+            }
+            let _ = stop.send(());
+        };
+        let ((), waits) = futures::join!(write, watch_lock_waits(trust, stopped));
+        snap.lock_waits = waits;
+    }
+    times[2] = t.elapsed();
     db.close().await;
     tracing::debug!(
         trust = %trust.id,
@@ -1234,14 +1232,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     async fn read_back(&mut self, wp: &WriteProbe, id: i64) -> Result<Option<String>, String> {
-        let context = "write probe read-back";
         if self.db.dialect() != crate::db::Dialect::Postgres {
-            return self
-                .db
-                .text_for(&wp.read_back, id, context)
-                .await
-                .map_err(|e| e.to_string());
+            return read_back(self.db, wp, id).await;
         }
+        let context = "write probe read-back";
         if !self.open {
             self.db
                 .execute_script("BEGIN ISOLATION LEVEL READ COMMITTED, READ ONLY", context)
